@@ -1,0 +1,34 @@
+# tokens2chips: `make run` (build the warehouse from the embedded data) and `make test`.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export DAGSTER_HOME ?= $(CURDIR)
+
+.PHONY: install run test dev clean lock bench
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/tokens2chips run
+
+test: install
+	$(BIN)/python -m pytest -q
+
+dev: install
+	$(BIN)/dagster dev -m pipelines.definitions
+
+lock: install
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^tokens2chips' > requirements.lock.new
+	(echo '# Fully pinned environment (pip freeze of a working install). Regenerate with `make lock`.'; cat requirements.lock.new) > requirements.lock
+	rm requirements.lock.new
+
+clean:
+	rm -rf var .pytest_cache

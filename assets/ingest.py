@@ -1,0 +1,66 @@
+"""Raw assets: one per source file, loaded and validated by DuckDB's CSV reader (assets/loading.py),
+plus meta.assumptions from config/assumptions.yaml."""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.assumptions import flatten_assumptions, load_assumptions
+from assets.loading import InputFileError, load_source
+from assets.resources import ProjectSettings
+from assets.sources import SOURCES, Source
+from assets.warehouse import replace_table_from_frame, table_preview
+
+POOL = "duckdb"
+
+
+def _raw_asset(source: Source) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=source.stem,
+        key_prefix="raw",
+        group_name="ingest",
+        kinds={"duckdb", "csv"},
+        pool=POOL,
+        description=f"{source.description}. Loaded as-is from {source.file_name} with _line, "
+        "_source_file and _loaded_at added.",
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+        path = settings.data_path(source.file_name)
+        with warehouse.get_connection() as con:
+            try:
+                rows = load_source(con, source, path)
+            except InputFileError as exc:
+                raise dg.Failure(description=str(exc), allow_retries=False) from None
+            preview = table_preview(con, source.table)
+        context.log.info(f"{source.table}: {rows} rows from {path}")
+        return dg.MaterializeResult(
+            metadata={
+                "row_count": dg.MetadataValue.int(rows),
+                "source_file": dg.MetadataValue.path(str(path)),
+                "preview": dg.MetadataValue.md(preview),
+            }
+        )
+
+    return _asset
+
+
+raw_assets = [_raw_asset(source) for source in SOURCES]
+
+
+@dg.asset(
+    key=["meta", "assumptions"],
+    group_name="ingest",
+    kinds={"duckdb", "yaml"},
+    pool=POOL,
+    description="Every numeric modelling assumption of config/assumptions.yaml: value, low/high range, "
+    "unit, rationale and source.",
+)
+def assumptions_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+    try:
+        frame = flatten_assumptions(load_assumptions(settings.assumptions_path), settings.assumptions_path)
+    except ValueError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    with warehouse.get_connection() as con:
+        rows = replace_table_from_frame(con, "meta.assumptions", frame)
+    context.log.info(f"meta.assumptions: {rows} assumptions from {settings.assumptions_path}")
+    return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})

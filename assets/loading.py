@@ -1,0 +1,164 @@
+"""Load one input CSV into `raw.<stem>` through DuckDB's CSV reader, validating as it goes.
+
+Every failure raises `InputFileError` naming the file, the line (header = line 1) and the
+column, before anything is written: the table already in the warehouse stays as it was.
+A good file is first built into a staging table and then swapped in within one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import duckdb
+
+from assets.sources import Source
+from assets.warehouse import quote_ident, replace_table
+
+
+class InputFileError(ValueError):
+    """A source file breaks its contract. The message names file, line and column."""
+
+    def __init__(self, path: Path | str, line: int | None, column: str | None, problem: str):
+        self.path, self.line, self.column, self.problem = str(path), line, column, problem
+        where = [f"{self.path}"]
+        if line is not None:
+            where.append(f"line {line}")
+        if column is not None:
+            where.append(f"column '{column}'")
+        super().__init__(f"{', '.join(where)}: {problem}")
+
+
+def _sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _check_bytes(path: Path) -> list[str]:
+    """Empty file and encoding checks; returns the header fields."""
+    raw = path.read_bytes()
+    if not raw.strip():
+        raise InputFileError(path, None, None, "the file is empty (expected a header row and data rows)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line_no = raw.count(b"\n", 0, exc.start) + 1
+        line_start = raw.rfind(b"\n", 0, exc.start) + 1
+        prefix = raw[line_start:exc.start].decode("utf-8", errors="replace")
+        header = next(csv.reader(io.StringIO(raw.split(b"\n", 1)[0].decode("utf-8", errors="replace"))))
+        idx = len(next(csv.reader(io.StringIO(prefix)), [""])) - 1
+        column = header[idx] if 0 <= idx < len(header) else None
+        raise InputFileError(
+            path, line_no, column,
+            f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at byte offset {exc.start}); save the file as UTF-8",
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = [line for line in text.splitlines()[:2]]
+    header = [h.strip() for h in next(csv.reader(io.StringIO(lines[0])))]
+    if len(lines) < 2 or not lines[1].strip():
+        raise InputFileError(path, 2, None, "the file has a header but no data rows")
+    return header
+
+
+def _check_header(path: Path, source: Source, header: list[str]) -> None:
+    expected = list(source.columns)
+    missing = [c for c in expected if c not in header]
+    if missing:
+        raise InputFileError(path, 1, missing[0], f"missing column(s) {missing}; expected {expected}")
+    extra = [c for c in header if c not in source.columns]
+    if extra:
+        raise InputFileError(path, 1, extra[0], f"unexpected column(s) {extra}; expected {expected}")
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise InputFileError(path, 1, dupes[0], "column appears more than once in the header")
+
+
+def _first_violation(con: duckdb.DuckDBPyConnection, table: str, where: str, select: str = "null"):
+    return con.execute(
+        f"select rowid + 2 as line, {select} from {table} where {where} order by rowid limit 1"
+    ).fetchone()
+
+
+def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> int:
+    """Validate `path` against `source` and replace `raw.<stem>` with it. Returns the row count."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, None, None, f"file not found (source '{source.stem}' expects {source.file_name})")
+    header = _check_bytes(path)
+    _check_header(path, source, header)
+
+    columns = ", ".join(f"{_sql_str(c)}: {_sql_str(source.columns[c])}" for c in header)
+    tmp = f"_load_{source.stem}"
+    con.execute(f"drop table if exists {tmp}")
+    con.execute("drop table if exists reject_errors; drop table if exists reject_scans")
+    con.execute(
+        f"""create temp table {tmp} as
+        select * from read_csv({_sql_str(str(path))}, header = true, auto_detect = false,
+            columns = {{{columns}}}, dateformat = '%Y-%m-%d', parallel = false,
+            store_rejects = true, rejects_table = 'reject_errors', rejects_scan = 'reject_scans')"""
+    )
+    reject = con.execute(
+        "select line, column_name, error_type, csv_line, error_message, column_idx "
+        "from reject_errors order by line limit 1"
+    ).fetchone()
+    if reject:
+        line, column, error_type, csv_line, message, column_idx = reject
+        error_type = str(error_type)
+        if error_type == "CAST":
+            fields = next(csv.reader(io.StringIO(csv_line or "")), [])
+            idx = header.index(column) if column in header else (column_idx or 0)
+            value = fields[idx] if idx < len(fields) else ""
+            expected = source.columns.get(column, "?")
+            what = "an unparseable date (expected YYYY-MM-DD)" if expected == "DATE" else f"not a valid {expected}"
+            problem = f"value {value!r} is {what}"
+        elif error_type in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
+            problem = f"{error_type.lower()} on this row (expected {len(header)} fields)"
+            column = None
+        elif error_type == "INVALID ENCODING":
+            problem = "not valid UTF-8; save the file as UTF-8"
+        else:
+            problem = f"{error_type}: {message}"
+        raise InputFileError(path, int(line), column, problem)
+
+    n_rows = con.execute(f"select count(*) from {tmp}").fetchone()[0]
+    if n_rows == 0:
+        raise InputFileError(path, 2, None, "the file has a header but no data rows")
+
+    for col in source.required:
+        hit = _first_violation(con, tmp, f"{quote_ident(col)} is null")
+        if hit:
+            raise InputFileError(path, hit[0], col, "value is missing (this column is required)")
+    for col in source.non_negative:
+        hit = _first_violation(con, tmp, f"{quote_ident(col)} < 0", quote_ident(col))
+        if hit:
+            raise InputFileError(path, hit[0], col, f"negative quantity {hit[1]!r}")
+    for col, allowed in source.allowed.items():
+        values = ", ".join(_sql_str(v) for v in allowed)
+        hit = _first_violation(
+            con, tmp, f"{quote_ident(col)} is not null and {quote_ident(col)} not in ({values})", quote_ident(col)
+        )
+        if hit:
+            raise InputFileError(path, hit[0], col, f"unknown value {hit[1]!r}; allowed: {list(allowed)}")
+    key = ", ".join(quote_ident(c) for c in source.key)
+    dup = con.execute(
+        f"""select line, first_line from (
+              select rowid + 2 as line, min(rowid + 2) over (partition by {key}) as first_line from {tmp})
+            where line > first_line order by line limit 1"""
+    ).fetchone()
+    if dup:
+        raise InputFileError(
+            path, dup[0], source.key[0],
+            f"duplicate natural key ({', '.join(source.key)}): same as line {dup[1]}",
+        )
+
+    cols = ", ".join(quote_ident(c) for c in source.columns)
+    replace_table(
+        con,
+        source.table,
+        f"""select {cols}, cast(rowid + 2 as integer) as _line, {_sql_str(str(path))} as _source_file,
+                   current_timestamp as _loaded_at
+            from {tmp} order by rowid""",
+    )
+    con.execute(f"drop table if exists {tmp}")
+    return int(n_rows)

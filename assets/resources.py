@@ -1,0 +1,26 @@
+"""Project settings resource: where the inputs, assumptions and reports are, and the as-of date."""
+
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+from pydantic import Field
+
+
+class ProjectSettings(dg.ConfigurableResource):
+    data_dir: str = Field(description="Directory of the input CSV files (one per source).")
+    assumptions_path: str = Field(description="Path of the assumptions YAML file.")
+    reports_dir: str = Field(description="Directory the analyst reports are written under.")
+    as_of: str = Field(default="", description="As-of date (YYYY-MM-DD) of the run; empty means today (UTC).")
+
+    def as_of_date(self) -> dt.date:
+        if not self.as_of:
+            return dt.datetime.now(dt.timezone.utc).date()
+        try:
+            return dt.date.fromisoformat(self.as_of)
+        except ValueError:
+            raise ValueError(f"as_of {self.as_of!r} is not a date (expected YYYY-MM-DD)") from None
+
+    def data_path(self, file_name: str) -> Path:
+        return Path(self.data_dir) / file_name

@@ -1,0 +1,102 @@
+"""meta.runs and meta.check_results: what each refresh run did, recorded from the Dagster instance."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import dagster as dg
+import duckdb
+import polars as pl
+
+from assets.warehouse import ensure_schemas
+
+RUNS_DDL = """create table if not exists meta.runs (
+    run_id varchar primary key, job_name varchar, status varchar,
+    started_at timestamp, finished_at timestamp, as_of date,
+    data_dir varchar, warehouse varchar, assumptions varchar,
+    row_counts json, checks_passed integer, checks_failed integer, checks_warned integer)"""
+CHECKS_DDL = """create table if not exists meta.check_results (
+    run_id varchar, asset varchar, check_name varchar, passed boolean, severity varchar,
+    metadata json)"""
+
+
+def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> pl.DataFrame:
+    records = instance.get_records_for_run(
+        run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION, limit=10_000
+    ).records
+    rows = []
+    for record in records:
+        evaluation = record.event_log_entry.dagster_event.event_specific_data
+        rows.append(
+            {
+                "run_id": run_id,
+                "asset": evaluation.asset_key.to_user_string(),
+                "check_name": evaluation.check_name,
+                "passed": bool(evaluation.passed),
+                "severity": evaluation.severity.value,
+                "metadata": json.dumps({k: str(v.value) for k, v in evaluation.metadata.items()}),
+            }
+        )
+    schema = {"run_id": pl.Utf8, "asset": pl.Utf8, "check_name": pl.Utf8, "passed": pl.Boolean,
+              "severity": pl.Utf8, "metadata": pl.Utf8}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def record_run(
+    con: duckdb.DuckDBPyConnection,
+    instance: dg.DagsterInstance,
+    run_id: str,
+    *,
+    as_of: dt.date,
+    data_dir: str,
+    warehouse: str,
+    assumptions: str,
+) -> dict:
+    """Write (or rewrite: idempotent per run_id) the run's row in meta.runs and its check results."""
+    run = instance.get_run_by_id(run_id)
+    stats = instance.get_run_stats(run_id)
+    checks = check_evaluations(instance, run_id)
+    tables = con.execute(
+        "select schema_name || '.' || table_name from duckdb_tables() "
+        "where schema_name in ('raw', 'staging', 'marts') and not table_name like '\\_\\_%' escape '\\' "
+        "order by 1"
+    ).fetchall()
+    counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for (t,) in tables}
+    failed = checks.filter(~pl.col("passed"))
+    row = {
+        "run_id": run_id,
+        "job_name": run.job_name if run else None,
+        "status": run.status.value if run else "UNKNOWN",
+        "started_at": dt.datetime.fromtimestamp(stats.start_time, dt.timezone.utc).replace(tzinfo=None)
+        if stats.start_time else None,
+        "finished_at": dt.datetime.fromtimestamp(stats.end_time, dt.timezone.utc).replace(tzinfo=None)
+        if stats.end_time else None,
+        "as_of": as_of,
+        "data_dir": data_dir,
+        "warehouse": warehouse,
+        "assumptions": assumptions,
+        "row_counts": json.dumps(counts),
+        "checks_passed": int(checks["passed"].sum()),
+        "checks_failed": int(failed.filter(pl.col("severity") == "ERROR").height),
+        "checks_warned": int(failed.filter(pl.col("severity") == "WARN").height),
+    }
+    ensure_schemas(con)
+    con.execute(RUNS_DDL)
+    con.execute(CHECKS_DDL)
+    con.execute("begin transaction")
+    try:
+        con.execute("delete from meta.runs where run_id = ?", [run_id])
+        con.execute("delete from meta.check_results where run_id = ?", [run_id])
+        con.register("_run", pl.DataFrame([row]).to_arrow())
+        con.execute("insert into meta.runs by name select * from _run")
+        con.unregister("_run")
+        if checks.height:
+            con.register("_checks", checks.to_arrow())
+            con.execute("insert into meta.check_results by name select * from _checks")
+            con.unregister("_checks")
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return row

@@ -1,0 +1,286 @@
+"""The input-file contracts: one entry per source file in the data directory.
+
+This module is the single place that says what a user's own file must look like. Each
+`Source` lists its columns in file order with their DuckDB types, which columns must be
+present on every row, the natural key, which quantities may not be negative, and the
+allowed values of categorical columns. The raw table is named after the file stem
+(`raw.<stem>`). README.md ("Bring your own data") documents the same contracts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SOURCE_ID = "VARCHAR"
+CONFIDENCE_VALUES = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class Source:
+    stem: str  # file is <stem>.csv; raw table is raw.<stem>
+    description: str
+    columns: dict[str, str]  # column -> DuckDB type, in file order
+    key: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    non_negative: tuple[str, ...] = ()
+    allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    observed: str | None = None  # date column whose newest value the freshness check reads
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.stem}.csv"
+
+    @property
+    def table(self) -> str:
+        return f"raw.{self.stem}"
+
+
+TOKEN_UNITS = (
+    "tokens_per_minute",
+    "tokens_per_hour",
+    "tokens_per_day",
+    "tokens_per_week",
+    "tokens_per_month",
+    "tokens_per_quarter",
+    "tokens_per_half_year",
+    "tokens_per_year",
+)
+TOKEN_BASES = ("average", "total", "peak", "run_rate")
+CHIP_CLASSES = ("gpu", "tpu", "asic", "domestic_asic", "lpu", "wafer_scale", "cpu")
+SUPPLIER_ROLES = ("designer", "design_partner", "foundry", "advanced_packaging", "hbm")
+ORIGINS = ("cn", "us", "eu", "other", "unknown")
+
+SOURCES: tuple[Source, ...] = (
+    Source(
+        stem="token_volume_observations",
+        description="token volumes disclosed by platforms, each in its own unit and basis",
+        columns={
+            "observed_on": "DATE",
+            "platform": "VARCHAR",
+            "segment": "VARCHAR",
+            "value": "DOUBLE",
+            "unit": "VARCHAR",
+            "basis": "VARCHAR",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("observed_on", "platform", "segment", "unit", "basis"),
+        required=("observed_on", "platform", "segment", "value", "unit", "basis", "source_id", "confidence"),
+        non_negative=("value",),
+        allowed={"unit": TOKEN_UNITS, "basis": TOKEN_BASES, "confidence": CONFIDENCE_VALUES},
+        observed="observed_on",
+    ),
+    Source(
+        stem="chip_shipments_quarterly",
+        description="accelerator unit shipments per calendar quarter with p5/median/p95 (Epoch AI)",
+        columns={
+            "quarter_start": "DATE",
+            "designer": "VARCHAR",
+            "chip": "VARCHAR",
+            "units_p5": "DOUBLE",
+            "units_median": "DOUBLE",
+            "units_p95": "DOUBLE",
+            "incomplete": "BOOLEAN",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+        },
+        key=("quarter_start", "designer", "chip"),
+        required=("quarter_start", "designer", "chip", "units_median", "source_id", "confidence"),
+        non_negative=("units_p5", "units_median", "units_p95"),
+        allowed={"confidence": CONFIDENCE_VALUES},
+        observed="quarter_start",
+    ),
+    Source(
+        stem="chip_aliases",
+        description="shipment chip names that resolve to another spec row (e.g. H100/H200 -> H100)",
+        columns={"alias": "VARCHAR", "chip": "VARCHAR", "note": "VARCHAR"},
+        key=("alias",),
+        required=("alias", "chip"),
+    ),
+    Source(
+        stem="accelerator_specs",
+        description="per-chip peak throughput, memory, SRAM, TDP and unit price",
+        columns={
+            "chip": "VARCHAR",
+            "designer": "VARCHAR",
+            "chip_class": "VARCHAR",
+            "release_date": "DATE",
+            "china_market": "BOOLEAN",
+            "bf16_tflops": "DOUBLE",
+            "fp8_tflops": "DOUBLE",
+            "fp4_tflops": "DOUBLE",
+            "mem_type": "VARCHAR",
+            "mem_gb": "DOUBLE",
+            "mem_tbps": "DOUBLE",
+            "sram_mb": "DOUBLE",
+            "sram_tbps": "DOUBLE",
+            "tdp_w": "DOUBLE",
+            "unit_price_usd": "DOUBLE",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("chip",),
+        required=("chip", "designer", "chip_class", "china_market", "source_id", "confidence"),
+        non_negative=(
+            "bf16_tflops", "fp8_tflops", "fp4_tflops", "mem_gb", "mem_tbps",
+            "sram_mb", "sram_tbps", "tdp_w", "unit_price_usd",
+        ),
+        allowed={"chip_class": CHIP_CLASSES, "confidence": CONFIDENCE_VALUES},
+    ),
+    Source(
+        stem="vendor_revenue_quarterly",
+        description="vendor revenue per fiscal quarter and segment, USD",
+        columns={
+            "company": "VARCHAR",
+            "fiscal_quarter": "VARCHAR",
+            "period_start": "DATE",
+            "period_end": "DATE",
+            "segment": "VARCHAR",
+            "revenue_usd": "DOUBLE",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+        },
+        key=("company", "fiscal_quarter", "segment"),
+        required=("company", "fiscal_quarter", "period_start", "period_end", "segment", "revenue_usd",
+                  "source_id", "confidence"),
+        non_negative=("revenue_usd",),
+        allowed={"confidence": CONFIDENCE_VALUES},
+        observed="period_end",
+    ),
+    Source(
+        stem="packaging_and_supply_metrics",
+        description="advanced packaging revenue and shares, CoWoS capacity, HBM market size and shares",
+        columns={
+            "period_start": "DATE",
+            "period_end": "DATE",
+            "company": "VARCHAR",
+            "metric": "VARCHAR",
+            "segment": "VARCHAR",
+            "value": "DOUBLE",
+            "unit": "VARCHAR",
+            "currency": "VARCHAR",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("period_start", "period_end", "company", "metric", "segment"),
+        required=("period_start", "period_end", "company", "metric", "segment", "value", "unit",
+                  "source_id", "confidence"),
+        non_negative=("value",),
+        allowed={
+            "unit": ("amount", "ratio", "wafers_per_month"),
+            "currency": ("USD", "CNY", "TWD"),
+            "confidence": CONFIDENCE_VALUES,
+        },
+        observed="period_end",
+    ),
+    Source(
+        stem="fx_rates_annual",
+        description="annual average exchange rates, USD per unit of currency",
+        columns={
+            "year": "INTEGER",
+            "currency": "VARCHAR",
+            "usd_per_unit": "DOUBLE",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+        },
+        key=("year", "currency"),
+        required=("year", "currency", "usd_per_unit", "source_id", "confidence"),
+        non_negative=("usd_per_unit",),
+        allowed={"confidence": CONFIDENCE_VALUES},
+    ),
+    Source(
+        stem="model_catalog",
+        description="served models: parameters, attention shape, KV-cache bytes per token, origin",
+        columns={
+            "model": "VARCHAR",
+            "developer": "VARCHAR",
+            "origin": "VARCHAR",
+            "open_weights": "BOOLEAN",
+            "total_params_b": "DOUBLE",
+            "active_params_b": "DOUBLE",
+            "n_layers": "INTEGER",
+            "hidden_size": "INTEGER",
+            "n_heads": "INTEGER",
+            "n_kv_heads": "INTEGER",
+            "head_dim": "INTEGER",
+            "n_experts": "INTEGER",
+            "experts_active": "INTEGER",
+            "kv_bytes_per_token_bf16": "DOUBLE",
+            "attention": "VARCHAR",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("model",),
+        required=("model", "origin", "total_params_b", "active_params_b", "n_layers",
+                  "kv_bytes_per_token_bf16", "source_id", "confidence"),
+        non_negative=("total_params_b", "active_params_b", "n_layers", "hidden_size", "n_heads",
+                      "n_kv_heads", "head_dim", "n_experts", "experts_active", "kv_bytes_per_token_bf16"),
+        allowed={"origin": ORIGINS, "confidence": CONFIDENCE_VALUES},
+    ),
+    Source(
+        stem="model_slug_map",
+        description="provider model slugs (SQL LIKE patterns, first match in file order wins) -> catalog model",
+        columns={"slug_pattern": "VARCHAR", "model": "VARCHAR", "confidence": "VARCHAR", "note": "VARCHAR"},
+        key=("slug_pattern",),
+        required=("slug_pattern", "model", "confidence"),
+        allowed={"confidence": CONFIDENCE_VALUES},
+    ),
+    Source(
+        stem="model_authors",
+        description="model author (slug prefix) -> company and origin",
+        columns={"author": "VARCHAR", "company": "VARCHAR", "origin": "VARCHAR"},
+        key=("author",),
+        required=("author", "origin"),
+        allowed={"origin": ORIGINS},
+    ),
+    Source(
+        stem="openrouter_weekly_top_models",
+        description="OpenRouter's top models per week: total tokens, and the split where published",
+        columns={
+            "week_start": "DATE",
+            "week_end": "DATE",
+            "rank": "INTEGER",
+            "model_slug": "VARCHAR",
+            "model_name": "VARCHAR",
+            "author": "VARCHAR",
+            "total_tokens": "DOUBLE",
+            "prompt_tokens": "DOUBLE",
+            "completion_tokens": "DOUBLE",
+            "reasoning_tokens": "DOUBLE",
+            "cached_tokens": "DOUBLE",
+            "request_count": "DOUBLE",
+            "is_free": "BOOLEAN",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+        },
+        key=("week_start", "model_slug"),
+        required=("week_start", "week_end", "model_slug", "author", "total_tokens", "source_id", "confidence"),
+        non_negative=("rank", "total_tokens", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+                      "cached_tokens", "request_count"),
+        allowed={"confidence": CONFIDENCE_VALUES},
+        observed="week_end",
+    ),
+    Source(
+        stem="supply_chain",
+        description="how a chip's price splits across suppliers and roles (USD per chip; an editable assumption)",
+        columns={
+            "chip": "VARCHAR",
+            "supplier": "VARCHAR",
+            "role": "VARCHAR",
+            "usd_per_chip": "DOUBLE",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("chip", "supplier", "role"),
+        required=("chip", "supplier", "role", "source_id", "confidence"),
+        non_negative=("usd_per_chip",),
+        allowed={"role": SUPPLIER_ROLES, "confidence": CONFIDENCE_VALUES},
+    ),
+)
+
+SOURCES_BY_STEM = {s.stem: s for s in SOURCES}

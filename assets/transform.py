@@ -1,0 +1,49 @@
+"""Staging and mart assets: one per SQL file in sql/<schema>/<table>.sql.
+
+The file name is the table name; the upstream assets are the `schema.table` names the SQL reads.
+Each asset rebuilds its table in one transaction (assets/warehouse.replace_table).
+"""
+
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from assets.ingest import POOL
+from assets.warehouse import read_sql, referenced_tables, replace_table, sql_files, table_preview
+
+
+def _description(sql: str) -> str:
+    lines = []
+    for line in sql.splitlines():
+        if not line.startswith("--"):
+            break
+        lines.append(line[2:].strip())
+    return " ".join(lines)
+
+
+def _sql_asset(table: str) -> dg.AssetsDefinition:
+    schema, name = table.split(".")
+    sql = read_sql(table)
+    deps = [dg.AssetKey(ref.split(".")) for ref in referenced_tables(sql) if ref != table]
+
+    @dg.asset(
+        key=[schema, name],
+        deps=deps,
+        group_name=schema,
+        kinds={"duckdb", "sql"},
+        pool=POOL,
+        description=_description(sql) + f" (sql/{schema}/{name}.sql)",
+    )
+    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+        with warehouse.get_connection() as con:
+            rows = replace_table(con, table, read_sql(table))
+            preview = table_preview(con, table)
+        context.log.info(f"{table}: {rows} rows")
+        return dg.MaterializeResult(
+            metadata={"row_count": dg.MetadataValue.int(rows), "preview": dg.MetadataValue.md(preview)}
+        )
+
+    return _asset
+
+
+sql_assets = [_sql_asset(table) for table in sql_files()]

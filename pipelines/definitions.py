@@ -1,0 +1,94 @@
+"""The Dagster code location: every asset and check, the refresh_all job, schedule and sensors."""
+
+
+import hashlib
+
+import dagster as dg
+
+from assets.checks import contract_checks, freshness_checks
+from assets.ingest import assumptions_table, raw_assets
+from assets.transform import sql_assets
+from pipelines.progress import progress_logger
+from pipelines.resources import build_resources
+from pipelines.settings import Paths
+
+all_assets = [*raw_assets, assumptions_table, *sql_assets]
+all_checks = [*contract_checks, *freshness_checks]
+
+refresh_all = dg.define_asset_job(
+    name="refresh_all",
+    selection=dg.AssetSelection.all(),
+    description="Ingest every source, rebuild staging and marts, run every check.",
+    executor_def=dg.in_process_executor,
+)
+
+weekly_refresh = dg.ScheduleDefinition(
+    name="weekly_refresh",
+    job=refresh_all,
+    cron_schedule="0 6 * * 1",
+    execution_timezone="UTC",
+    description="Refresh everything on Mondays at 06:00 UTC.",
+)
+
+
+def data_dir_fingerprint() -> str:
+    """A digest of the data directory's file names, sizes and modification times."""
+    data_dir = Paths.from_env().data_dir
+    digest = hashlib.sha256()
+    for path in sorted(p for p in data_dir.glob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+@dg.sensor(job=refresh_all, minimum_interval_seconds=60, description="Run refresh_all when files in the data "
+           "directory are added, removed or changed.")
+def data_dir_sensor(context: dg.SensorEvaluationContext):
+    fingerprint = data_dir_fingerprint()
+    if context.cursor is None:
+        context.update_cursor(fingerprint)
+        return dg.SkipReason("recorded the data directory's current state; watching for changes")
+    if fingerprint == context.cursor:
+        return dg.SkipReason("no change in the data directory")
+    context.update_cursor(fingerprint)
+    return dg.RunRequest(run_key=fingerprint)
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[refresh_all],
+                      description="Record runs launched from the UI or by the daemon in meta.runs.")
+def record_successful_run(context: dg.RunStatusSensorContext):
+    _record(context)
+
+
+@dg.run_failure_sensor(monitored_jobs=[refresh_all], description="Record failed runs in meta.runs.")
+def record_failed_run(context: dg.RunFailureSensorContext):
+    _record(context)
+
+
+def _record(context) -> None:
+    from assets.runs import record_run
+
+    paths = Paths.from_env()
+    resources = build_resources()
+    with resources["warehouse"].get_connection() as con:
+        record_run(
+            con, context.instance, context.dagster_run.run_id,
+            as_of=resources["settings"].as_of_date(), data_dir=str(paths.data_dir),
+            warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
+        )
+
+
+defs = dg.Definitions(
+    assets=all_assets,
+    asset_checks=all_checks,
+    jobs=[refresh_all],
+    schedules=[weekly_refresh],
+    sensors=[data_dir_sensor, record_successful_run, record_failed_run],
+    resources=build_resources(),
+    loggers={"console": dg.colored_console_logger, "progress": progress_logger},
+)
+
+
+def refresh_all_job() -> dg.JobDefinition:
+    """Module-level accessor so `dagster.reconstructable` can rebuild the job in a run process."""
+    return defs.resolve_job_def("refresh_all")

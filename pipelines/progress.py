@@ -1,0 +1,43 @@
+"""A Dagster logger that prints one line per asset (and per failed step) as the run progresses."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import dagster as dg
+from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR
+
+
+class _ProgressHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        meta = getattr(record, LOG_RECORD_METADATA_ATTR, None) or {}
+        event = meta.get("dagster_event")
+        if event is None:
+            return
+        kind = event.event_type
+        if kind == dg.DagsterEventType.ASSET_MATERIALIZATION:
+            mat = event.event_specific_data.materialization
+            rows = mat.metadata.get("row_count")
+            suffix = f"  {rows.value:>8,} rows" if rows is not None else ""
+            print(f"  ok    {mat.asset_key.to_user_string():<45}{suffix}", file=sys.stdout, flush=True)
+        elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            ev = event.event_specific_data
+            if not ev.passed:
+                label = "WARN " if ev.severity == dg.AssetCheckSeverity.WARN else "FAIL "
+                print(f"  {label} check {ev.asset_key.to_user_string()}:{ev.check_name}", flush=True)
+        elif kind == dg.DagsterEventType.STEP_FAILURE:
+            error = event.event_specific_data.error
+            message = error.message.strip() if error else "step failed"
+            if message.startswith("dagster.") and ": " in message:
+                message = message.split(": ", 1)[1]
+            print(f"  FAIL  {event.step_key}: {message}", file=sys.stdout, flush=True)
+        elif kind == dg.DagsterEventType.STEP_SKIPPED:
+            print(f"  skip  {event.step_key} (an upstream step or blocking check failed)", flush=True)
+
+
+@dg.logger(description="One line per materialised asset, failed check and failed step (tokens2chips CLI).")
+def progress_logger(init_context: dg.InitLoggerContext) -> logging.Logger:
+    log = logging.Logger("tokens2chips.progress", level=logging.DEBUG)
+    log.addHandler(_ProgressHandler())
+    return log

@@ -1,0 +1,24 @@
+"""Resources of the code location, configured from the environment (pipelines/settings.py)."""
+
+from __future__ import annotations
+
+import os
+
+from dagster_duckdb import DuckDBResource
+
+from assets.resources import ProjectSettings
+from pipelines.settings import Paths
+
+
+def build_resources() -> dict:
+    paths = Paths.from_env()
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "warehouse": DuckDBResource(database=str(paths.warehouse)),
+        "settings": ProjectSettings(
+            data_dir=str(paths.data_dir),
+            assumptions_path=str(paths.assumptions),
+            reports_dir=str(paths.reports_dir),
+            as_of=os.environ.get("T2C_AS_OF", ""),
+        ),
+    }

@@ -1,0 +1,24 @@
+-- staging.model_slug_map: every distinct slug seen in the OpenRouter panel resolved to a catalog
+-- model by the first matching LIKE pattern in file order (raw.model_slug_map._line).
+with slugs as (
+    select distinct model_slug from raw.openrouter_weekly_top_models
+),
+
+matches as (
+    select
+        s.model_slug,
+        m.model,
+        m.confidence as mapping_confidence,
+        row_number() over (partition by s.model_slug order by m._line) as match_rank
+    from slugs as s
+    join raw.model_slug_map as m on s.model_slug like m.slug_pattern
+),
+
+final as (
+    select model_slug, model, mapping_confidence
+    from matches
+    where match_rank = 1
+)
+
+select * from final
+order by model_slug
