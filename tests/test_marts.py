@@ -1,0 +1,114 @@
+"""The SQL models on hand-made inputs: numbers checked by hand."""
+
+import datetime as dt
+
+import pytest
+
+from assets.loading import load_source
+from assets.sources import SOURCES_BY_STEM
+from tests.conftest import ASSUMPTIONS, build, load_assumptions_table
+
+SPEC_HEADER = ("chip,designer,chip_class,release_date,china_market,bf16_tflops,fp8_tflops,fp4_tflops,mem_type,"
+               "mem_gb,mem_tbps,sram_mb,sram_tbps,tdp_w,unit_price_usd,source_id,confidence,note\n")
+
+
+def _load(con, tmp_path, stem, text):
+    path = tmp_path / f"{stem}.csv"
+    path.write_text(text)
+    load_source(con, SOURCES_BY_STEM[stem], path)
+
+
+def _specs_and_shipments(con, tmp_path, shipments: str, service_life: float = 5):
+    yaml_path = tmp_path / "assumptions.yaml"
+    yaml_path.write_text(
+        ASSUMPTIONS.read_text().replace("    value: 5\n    low: 4\n    high: 6\n",
+                                        f"    value: {service_life}\n    low: {min(service_life, 4)}\n    high: 6\n")
+    )
+    load_assumptions_table(con, yaml_path)
+    _load(con, tmp_path, "accelerator_specs", SPEC_HEADER
+          + "H100,Nvidia,gpu,2022-09-20,false,989.4,1979,,HBM3,80,3.35,,,700,25000,s,high,\n"
+          + "X9,Acme,asic,2024-01-01,true,500,,,HBM3,64,2,,,350,8000,s,low,no 8-bit figure\n")
+    _load(con, tmp_path, "chip_aliases", "alias,chip,note\nH100/H200,H100,combined\n")
+    _load(con, tmp_path, "chip_shipments_quarterly",
+          "quarter_start,designer,chip,units_p5,units_median,units_p95,incomplete,source_id,confidence\n" + shipments)
+    build(con, "staging.accelerator_specs", "staging.chip_shipments", "marts.chip_shipments", "marts.installed_base")
+
+
+def test_chip_shipments_h100e_power_capex_by_hand(con, tmp_path):
+    _specs_and_shipments(con, tmp_path,
+                         "2024-01-01,Nvidia,H100/H200,800,1000,1200,false,e,medium\n"
+                         "2024-01-01,Acme,X9,10,20,30,false,e,low\n")
+    h100 = con.execute("""select spec_chip, chip_class, h100e_median, h100e_p5, power_mw_median, capex_usd_median
+                          from marts.chip_shipments where chip = 'H100/H200'""").fetchone()
+    # 1,000 H100 = 1,000 H100e; 1,000 x 700 W = 0.7 MW; 1,000 x $25,000 = $25 M
+    assert h100 == ("H100", "gpu", pytest.approx(1000.0), pytest.approx(800.0), pytest.approx(0.7),
+                    pytest.approx(25e6))
+    x9 = con.execute("select h100e_median, china_market from marts.chip_shipments where chip = 'X9'").fetchone()
+    # no 8-bit figure: 2 x 500 bf16 = 1,000 TOPS -> 1000/1979 H100e per chip, x 20 units
+    assert x9[0] == pytest.approx(20 * 1000 / 1979)
+    assert x9[1] is True
+
+
+def test_installed_base_retires_after_service_life(con, tmp_path):
+    quarters = ["2024-01-01", "2024-04-01", "2024-07-01", "2024-10-01", "2025-01-01", "2025-04-01"]
+    rows = "".join(f"{q},Nvidia,H100,{5 * (i + 1)},{10 * (i + 1)},{20 * (i + 1)},false,e,medium\n"
+                   for i, q in enumerate(quarters))
+    _specs_and_shipments(con, tmp_path, rows, service_life=1)
+    got = dict(con.execute("select quarter_end, h100e_median from marts.installed_base order by 1").fetchall())
+    # shipments 10, 20, ..., 60; with a 1-year life a quarter's units count for 4 quarters
+    assert got[dt.date(2024, 3, 31)] == pytest.approx(10)
+    assert got[dt.date(2024, 12, 31)] == pytest.approx(10 + 20 + 30 + 40)
+    assert got[dt.date(2025, 3, 31)] == pytest.approx(20 + 30 + 40 + 50)  # the 2024Q1 units retired
+    assert got[dt.date(2025, 6, 30)] == pytest.approx(30 + 40 + 50 + 60)
+    p5, p95 = con.execute("select h100e_p5, h100e_p95 from marts.installed_base "
+                          "where quarter_end = '2025-06-30'").fetchone()
+    assert (p5, p95) == (pytest.approx((30 + 40 + 50 + 60) / 2), pytest.approx((30 + 40 + 50 + 60) * 2))
+
+
+def test_token_volume_normalised_to_tokens_per_day(con, tmp_path):
+    _load(con, tmp_path, "token_volume_observations",
+          "observed_on,platform,segment,value,unit,basis,source_id,confidence,note\n"
+          "2025-05-20,g,all,480e12,tokens_per_month,total,s,high,\n"
+          "2025-03-31,m,all,90e12,tokens_per_quarter,total,s,high,\n"
+          "2025-03-31,m,all,31e12,tokens_per_month,total,s,high,\n"
+          "2026-02-15,o,cn,7e12,tokens_per_week,total,s,high,\n"
+          "2025-10-29,a,all,7e9,tokens_per_minute,average,s,high,\n"
+          "2025-06-30,o,all,365.25e12,tokens_per_year,run_rate,s,high,\n"
+          "2026-02-16,d,all,63.3e9,tokens_per_minute,peak,s,high,\n"
+          "2025-12-18,d,all,50e12,tokens_per_day,average,s,high,\n")
+    build(con, "staging.token_volume", "marts.token_observations", "marts.token_peaks")
+    got = {(p, u): v for p, u, v in con.execute(
+        "select platform, unit_original, tokens_per_day from marts.token_observations").fetchall()}
+    assert got[("g", "tokens_per_month")] == pytest.approx(480e12 / 30)  # 2025-04-21..2025-05-20
+    assert got[("m", "tokens_per_quarter")] == pytest.approx(90e12 / 90)  # 2025-01-01..2025-03-31
+    assert got[("m", "tokens_per_month")] == pytest.approx(31e12 / 31)
+    assert got[("o", "tokens_per_week")] == pytest.approx(1e12)
+    assert got[("a", "tokens_per_minute")] == pytest.approx(7e9 * 1440)
+    assert got[("o", "tokens_per_year")] == pytest.approx(1e12)
+    assert ("d", "tokens_per_minute") not in got  # peaks kept apart
+    ratio = con.execute("select peak_to_average from marts.token_peaks").fetchone()[0]
+    assert ratio == pytest.approx(63.3e9 * 1440 / 50e12)
+
+
+def test_vendor_revenue_day_weighted_to_calendar_quarters(con, tmp_path):
+    # a fiscal quarter of 92 days, 2025-02-01..2025-05-03: 59 days in Q1, 33 days in Q2
+    _load(con, tmp_path, "vendor_revenue_quarterly",
+          "company,fiscal_quarter,period_start,period_end,segment,revenue_usd,source_id,confidence\n"
+          "Acme,FY26Q1,2025-02-01,2025-05-03,dc,92e9,s,high\n")
+    build(con, "marts.vendor_revenue")
+    got = dict(con.execute("select quarter_start, revenue_usd from marts.vendor_revenue").fetchall())
+    assert got[dt.date(2025, 1, 1)] == pytest.approx(59e9)
+    assert got[dt.date(2025, 4, 1)] == pytest.approx(33e9)
+    assert con.execute("select bool_or(is_complete) from marts.vendor_revenue").fetchone()[0] is False
+
+
+def test_packaging_revenue_converted_with_fx(con, tmp_path):
+    _load(con, tmp_path, "fx_rates_annual", "year,currency,usd_per_unit,source_id,confidence\n2024,CNY,0.14,fx,high\n")
+    _load(con, tmp_path, "packaging_and_supply_metrics",
+          "period_start,period_end,company,metric,segment,value,unit,currency,source_id,confidence,note\n"
+          "2024-01-01,2024-12-31,SJ,revenue,2.5D packaging,1e9,amount,CNY,s,medium,\n"
+          "2025-01-01,2025-12-31,SJ,revenue,2.5D packaging,2e9,amount,CNY,s,medium,no 2025 rate\n")
+    build(con, "marts.packaging_revenue")
+    got = dict(con.execute("select fx_year, revenue_usd from marts.packaging_revenue").fetchall())
+    assert got[2024] == pytest.approx(0.14e9)
+    assert got[2025] is None  # no rate: left null for the blocking not-null check to catch
