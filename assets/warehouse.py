@@ -23,38 +23,56 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"create schema if not exists {schema}")
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> int:
-    """Build `table` from `select_sql` under a temporary name, then swap it in within one transaction.
+def replace_tables(con: duckdb.DuckDBPyConnection, selects: dict[str, str]) -> dict[str, int]:
+    """Build every `schema.table` from its select under a temporary name, then swap them all in
+    within one transaction.
 
-    If the select fails, nothing is swapped and the previous table stays exactly as it was.
+    If any select fails, nothing is swapped and the previous tables stay exactly as they were.
     """
-    schema, name = table.split(".")
     ensure_schemas(con)
-    staging_name = f"{schema}.{quote_ident('__new_' + name)}"
-    con.execute(f"drop table if exists {staging_name}")
+    staged = {}
     try:
-        con.execute(f"create table {staging_name} as {select_sql}")
+        for table, select_sql in selects.items():
+            schema, name = table.split(".")
+            staged[table] = f"{schema}.{quote_ident('__new_' + name)}"
+            con.execute(f"drop table if exists {staged[table]}")
+            con.execute(f"create table {staged[table]} as {select_sql}")
         con.execute("begin transaction")
         try:
-            con.execute(f"drop table if exists {schema}.{quote_ident(name)}")
-            con.execute(f"alter table {staging_name} rename to {quote_ident(name)}")
+            for table, tmp in staged.items():
+                schema, name = table.split(".")
+                con.execute(f"drop table if exists {schema}.{quote_ident(name)}")
+                con.execute(f"alter table {tmp} rename to {quote_ident(name)}")
             con.execute("commit")
         except Exception:
             con.execute("rollback")
             raise
     finally:
-        con.execute(f"drop table if exists {staging_name}")
-    return con.execute(f"select count(*) from {schema}.{quote_ident(name)}").fetchone()[0]
+        for tmp in staged.values():
+            con.execute(f"drop table if exists {tmp}")
+    return {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in selects}
+
+
+def replace_table(con: duckdb.DuckDBPyConnection, table: str, select_sql: str) -> int:
+    """Atomically replace one table with the rows of `select_sql` (see replace_tables)."""
+    return replace_tables(con, {table: select_sql})[table]
+
+
+def replace_tables_from_frames(con: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataFrame]) -> dict[str, int]:
+    """Atomically replace several tables with the rows of polars frames."""
+    views = {table: "_frame_" + table.replace(".", "_") for table in frames}
+    for table, view in views.items():
+        con.register(view, frames[table].to_arrow())
+    try:
+        return replace_tables(con, {table: f"select * from {view}" for table, view in views.items()})
+    finally:
+        for view in views.values():
+            con.unregister(view)
 
 
 def replace_table_from_frame(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
     """Atomically replace `table` with the rows of a polars frame."""
-    view = "_frame_" + table.replace(".", "_")
-    con.register(view, frame.to_arrow())
-    try:
-        return replace_table(con, table, f"select * from {view}")
-    finally:
-        con.unregister(view)
+    return replace_tables_from_frames(con, {table: frame})[table]
 
 
 @cache

@@ -1,0 +1,299 @@
+"""Backtest, select and forecast many series: the orchestration around forecasts/models.py.
+
+Per series:
+1. Put the observations on a regular grid (gaps = NaN); model on log scale when every value is
+   positive (token volumes, revenue and shipments grow multiplicatively), else on the raw scale.
+2. Rolling-origin backtest with an expanding window: for each origin (the last `max_origins`
+   observed points that leave at least `min_train` observations before them), fit every candidate
+   on the data up to the origin and forecast `backtest_horizon` periods; score the observed actuals.
+3. Select the candidate with the lowest mean MASE; ties (within 1e-9) go to the better 95% coverage
+   (closest to nominal), then to the simpler model (models.SIMPLICITY order).
+   A series with too few observations to backtest falls back by a fixed hierarchy (see `_fallback`),
+   and the reason is recorded.
+4. Refit the chosen model on the whole history and forecast `horizon` periods. The point forecast is
+   the predictive median; intervals are predictive quantiles (nested, ordered, non-negative for
+   log-scale series).
+
+Series run in parallel processes, each limited to one BLAS/OpenMP thread; every random draw is
+seeded from (seed, series_id), so results do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+from scipy.stats import norm
+
+from forecasts.grid import SEASON, check_freq, date_range, period_index, snap
+from forecasts.models import MODELS, SIMPLICITY, Prediction, candidates, llt_prior, naive
+
+FORECAST_SCHEMA = {
+    "series_id": pl.Utf8, "period_start": pl.Date, "value": pl.Float64, "lo80": pl.Float64,
+    "hi80": pl.Float64, "lo95": pl.Float64, "hi95": pl.Float64, "model_name": pl.Utf8,
+}
+BACKTEST_SCHEMA = {
+    "series_id": pl.Utf8, "model_name": pl.Utf8, "origin": pl.Date, "horizon": pl.Int64,
+    "period_start": pl.Date, "actual": pl.Float64, "predicted": pl.Float64, "abs_error": pl.Float64,
+    "lo80": pl.Float64, "hi80": pl.Float64, "lo95": pl.Float64, "hi95": pl.Float64, "scale": pl.Float64,
+    "log_scale": pl.Boolean,
+}
+SELECTION_SCHEMA = {
+    "series_id": pl.Utf8, "model_name": pl.Utf8, "mase": pl.Float64, "smape": pl.Float64,
+    "coverage80": pl.Float64, "coverage95": pl.Float64, "n_obs": pl.Int64, "n_origins": pl.Int64,
+    "log_scale": pl.Boolean, "reason": pl.Utf8, "warnings": pl.Utf8,
+}
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Tunables of the engine; the assets fill them from config/assumptions.yaml."""
+
+    max_origins: int = 4
+    min_train: int = 3
+    backtest_horizon: int | None = None  # default: min(horizon, season or 4); 13 for weekly
+    min_backtest_obs: int = 5
+    fallback_sigma_per_year: float = 0.5  # log-scale s.d. per year when a series is too short
+    sparse_irregular_sd: float = 0.1  # llt_prior: measurement noise of one disclosure (log units)
+    sparse_slope_sd_per_year: float = 1.0  # llt_prior: s.d. of the annual growth rate's change per year
+    sparse_growth_halflife_years: float = 1.0  # llt_prior: the growth rate halves over this many years
+
+
+@dataclass
+class ForecastResult:
+    forecast: pl.DataFrame
+    backtest: pl.DataFrame
+    selection: pl.DataFrame
+    history: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+
+PERIODS_PER_YEAR = {"D": 365.25, "W": 52.18, "M": 12, "Q": 4, "Y": 1}
+
+
+def _seed_for(seed: int, series_id: str) -> np.random.SeedSequence:
+    digest = int.from_bytes(hashlib.sha256(series_id.encode()).digest()[:8], "little")
+    return np.random.SeedSequence([seed, digest])
+
+
+def _quantiles(pred: Prediction, levels: tuple[int, ...], log_scale: bool) -> dict[str, np.ndarray]:
+    sd = np.nan_to_num(pred.sd, nan=0.0)
+    out = {"value": pred.mean}
+    for level in levels:
+        z = norm.ppf(0.5 + level / 200)
+        out[f"lo{level}"] = pred.mean - z * sd
+        out[f"hi{level}"] = pred.mean + z * sd
+    if log_scale:
+        return {k: np.exp(v) for k, v in out.items()}
+    return {k: (np.maximum(v, 0.0) if k.startswith("lo") or k == "value" else v) for k, v in out.items()}
+
+
+def _mase_scale(y: np.ndarray, season: int | None) -> float:
+    """Mean absolute one-step (per period) naive change of the observed history, on the modelling
+    scale (log for positive series, so MASE compares relative errors)."""
+    idx = np.flatnonzero(~np.isnan(y))
+    if len(idx) < 2:
+        return float("nan")
+    steps = np.abs(np.diff(y[idx])) / np.diff(idx)
+    scale = float(np.mean(steps))
+    return scale if scale > 0 else float("nan")
+
+
+def _fallback(n_obs: int, cfg: EngineConfig, log_scale: bool) -> tuple[str, str]:
+    if n_obs >= 2 and not log_scale:
+        return "drift", (f"{n_obs} observations: too few to backtest (need {cfg.min_backtest_obs}); "
+                         "fallback for a series with zero or negative values: drift")
+    if n_obs >= 2:
+        return "llt_prior", (f"{n_obs} observations: too few to backtest (need {cfg.min_backtest_obs}); "
+                             "fallback 1: llt_prior (local linear trend with the configured prior variances; "
+                             "the Kalman filter spans the gaps)")
+    return "naive", ("1 observation: fallback 3: naive (flat) with the configured fallback s.d. of "
+                     f"{cfg.fallback_sigma_per_year} log units per year")
+
+
+def _predict(name: str, y: np.ndarray, h: int, season: int | None, floor_sigma: float,
+             cfg: EngineConfig, freq: str) -> Prediction:
+    if name == "llt_prior":
+        ppy = PERIODS_PER_YEAR[freq]
+        pred = llt_prior(y, h, season, irregular_sd=cfg.sparse_irregular_sd,
+                         slope_sd=cfg.sparse_slope_sd_per_year / ppy**1.5,
+                         damping=0.5 ** (1 / (cfg.sparse_growth_halflife_years * ppy)))
+    else:
+        pred = MODELS[name](y, h, season)
+    if name in ("naive", "drift", "local_drift"):
+        # a random walk estimated from one or two increments can have zero or undefined variance
+        steps = np.arange(1, h + 1) + (len(y) - 1 - np.flatnonzero(~np.isnan(y))[-1])
+        floor = floor_sigma * np.sqrt(steps)
+        sd = np.where(np.isnan(pred.sd) | (pred.sd < floor), floor, pred.sd)
+        if np.count_nonzero(~np.isnan(y)) == 1 and name != "naive":
+            return naive(y, h, season)
+        return Prediction(pred.mean, sd)
+    if not np.all(np.isfinite(pred.mean)) or not np.all(np.isfinite(pred.sd)):
+        raise FloatingPointError(f"{name} produced non-finite forecasts")
+    return pred
+
+
+def _run_series(task: dict) -> dict:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = _series(task)
+    messages = sorted({f"{w.category.__name__}: {str(w.message).splitlines()[0][:120]}" for w in caught})
+    out["selection"]["warnings"] = "; ".join(messages)
+    return out
+
+
+def _series(task: dict) -> dict:
+    sid, start, y_raw, freq = task["series_id"], task["start"], task["y"], task["freq"]
+    horizon, levels, cfg = task["horizon"], task["levels"], task["cfg"]
+    season = SEASON[freq]
+    observed = y_raw[~np.isnan(y_raw)]
+    log_scale = bool(np.all(observed > 0))
+    y = np.log(y_raw) if log_scale else y_raw.copy()
+    n_obs, n = int(len(observed)), len(y)
+    floor_sigma = cfg.fallback_sigma_per_year / np.sqrt(PERIODS_PER_YEAR[freq]) if n_obs <= 3 else 0.0
+    dates = date_range(start, n + horizon, freq)
+    scale = _mase_scale(y, season)
+
+    bt_rows: list[dict] = []
+    scores: dict[str, dict] = {}
+    names = [m for m in candidates(n_obs, n, season) if log_scale or m != "llt_prior"]
+    h_bt = cfg.backtest_horizon or min(horizon, max(season or 4, 4) if freq != "W" else 13)
+    obs_idx = np.flatnonzero(~np.isnan(y))
+    origins = [o for o in obs_idx[cfg.min_train - 1: -1]
+               if np.any(~np.isnan(y[o + 1: o + 1 + h_bt]))][-cfg.max_origins:]
+    if n_obs >= cfg.min_backtest_obs and origins:
+        for name in names:
+            errs, ape, in80, in95, failed = [], [], [], [], False
+            for o in origins:
+                train = y[: o + 1]
+                try:
+                    pred = _predict(name, train, h_bt, season, floor_sigma, cfg, freq)
+                except Exception:  # a candidate that cannot fit this window is out of the running
+                    failed = True
+                    break
+                q = _quantiles(pred, (80, 95), log_scale)
+                for k in range(h_bt):
+                    t = o + 1 + k
+                    if t >= n or np.isnan(y_raw[t]):
+                        continue
+                    actual, predicted = float(y_raw[t]), float(q["value"][k])
+                    err = abs(actual - predicted)
+                    # MASE on the modelling scale: relative errors for log-scale series
+                    err_model = abs(y[t] - (np.log(predicted) if log_scale else predicted))
+                    errs.append(err_model / scale if scale == scale else np.nan)
+                    denom = abs(actual) + abs(predicted)
+                    ape.append(2 * err / denom if denom else 0.0)
+                    in80.append(q["lo80"][k] <= actual <= q["hi80"][k])
+                    in95.append(q["lo95"][k] <= actual <= q["hi95"][k])
+                    bt_rows.append({
+                        "series_id": sid, "model_name": name, "origin": dates[o], "horizon": k + 1,
+                        "period_start": dates[t], "actual": actual, "predicted": predicted, "abs_error": err,
+                        "lo80": float(q["lo80"][k]), "hi80": float(q["hi80"][k]),
+                        "lo95": float(q["lo95"][k]), "hi95": float(q["hi95"][k]), "scale": scale,
+                        "log_scale": log_scale,
+                    })
+            if not failed and errs:
+                scores[name] = {"mase": float(np.nanmean(errs)), "smape": float(np.mean(ape)),
+                                "coverage80": float(np.mean(in80)), "coverage95": float(np.mean(in95))}
+
+    if scores:
+        ranking = sorted(scores, key=lambda m: (round(scores[m]["mase"], 9),
+                                                abs(scores[m]["coverage95"] - 0.95), SIMPLICITY.index(m)))
+        reason = (f"lowest backtest MASE of {len(scores)} candidates over {len(origins)} origins "
+                  f"(horizon {h_bt}); ties -> 95% coverage closest to nominal -> simpler model")
+    else:
+        first, reason = _fallback(n_obs, cfg, log_scale)
+        if n_obs >= cfg.min_backtest_obs:
+            reason = "no candidate could be backtested; " + reason
+        ranking = [first, "naive"]
+
+    chosen, pred = None, None
+    for name in ranking:
+        try:
+            pred = _predict(name, y, horizon, season, floor_sigma, cfg, freq)
+            chosen = name
+            break
+        except Exception as exc:  # try the next-ranked model, and say so
+            reason += f"; {name} failed on the full history ({type(exc).__name__}), used the next"
+    q = _quantiles(pred, levels, log_scale)
+    forecast_rows = {"series_id": [sid] * horizon, "period_start": dates[n:],
+                     **{k: v.astype(float).tolist() for k, v in q.items()}, "model_name": [chosen] * horizon}
+    score = scores.get(chosen, {})
+    selection = {"series_id": sid, "model_name": chosen, "mase": score.get("mase"), "smape": score.get("smape"),
+                 "coverage80": score.get("coverage80"), "coverage95": score.get("coverage95"), "n_obs": n_obs,
+                 "n_origins": len(origins) if scores else 0, "log_scale": log_scale, "reason": reason}
+    return {"forecast": forecast_rows, "backtest": bt_rows, "selection": selection}
+
+
+def _prepare(history: pl.DataFrame, freq: str) -> list[tuple[str, dt.date, np.ndarray]]:
+    missing = {"series_id", "period_start", "value"} - set(history.columns)
+    if missing:
+        raise ValueError(f"history is missing column(s) {sorted(missing)}")
+    frame = history.select(
+        pl.col("series_id").cast(pl.Utf8), snap(pl.col("period_start").cast(pl.Date), freq).alias("period_start"),
+        pl.col("value").cast(pl.Float64),
+    ).filter(pl.col("value").is_not_null() & pl.col("value").is_not_nan())
+    dupes = frame.group_by("series_id", "period_start").len().filter(pl.col("len") > 1)
+    if dupes.height:
+        row = dupes.row(0, named=True)
+        raise ValueError(f"history has more than one row for series {row['series_id']!r} in the period starting "
+                         f"{row['period_start']} (freq {freq}); aggregate to one row per period first")
+    out = []
+    for (sid,), group in frame.sort("period_start").group_by("series_id", maintain_order=True):
+        dates = group["period_start"].to_list()
+        pos = period_index(dates[0], dates, freq)
+        y = np.full(int(pos[-1]) + 1, np.nan)
+        y[pos] = group["value"].to_numpy()
+        out.append((sid, dates[0], y))
+    return sorted(out, key=lambda t: t[0])
+
+
+def _init_worker() -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
+def run(
+    history: pl.DataFrame,
+    horizon: int,
+    freq: str,
+    levels: tuple[int, ...] = (80, 95),
+    seed: int = 0,
+    workers: int | None = None,
+    config: EngineConfig | None = None,
+) -> ForecastResult:
+    """Backtest, select and forecast every series of `history`; returns all three tables."""
+    check_freq(freq)
+    if horizon < 1:
+        raise ValueError("horizon must be at least 1 period")
+    levels = tuple(sorted(int(level) for level in levels))
+    if not all(0 < level < 100 for level in levels):
+        raise ValueError("levels must be percentages between 0 and 100")
+    cfg = config or EngineConfig()
+    tasks = [{"series_id": sid, "start": start, "y": y, "freq": freq, "horizon": horizon, "levels": levels,
+              "cfg": cfg} for sid, start, y in _prepare(history, freq)]
+    workers = workers if workers is not None else min(os.cpu_count() or 1, max(len(tasks), 1))
+    if workers <= 1 or len(tasks) <= 1:
+        results = [_run_series(t) for t in tasks]
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+            results = list(pool.map(_run_series, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
+
+    forecast_schema = {**FORECAST_SCHEMA}
+    for level in levels:
+        forecast_schema.setdefault(f"lo{level}", pl.Float64)
+        forecast_schema.setdefault(f"hi{level}", pl.Float64)
+    forecast_cols = ["series_id", "period_start", "value",
+                     *[c for level in levels for c in (f"lo{level}", f"hi{level}")], "model_name"]
+    forecast = pl.concat([pl.DataFrame(r["forecast"]) for r in results], how="vertical_relaxed") if results \
+        else pl.DataFrame(schema={c: forecast_schema[c] for c in forecast_cols})
+    backtest = pl.DataFrame([row for r in results for row in r["backtest"]], schema=BACKTEST_SCHEMA)
+    selection = pl.DataFrame([r["selection"] for r in results], schema=SELECTION_SCHEMA)
+    return ForecastResult(forecast=forecast.select(forecast_cols), backtest=backtest, selection=selection)

@@ -1,0 +1,210 @@
+"""Candidate models behind one interface.
+
+Every model is a function `(y, h, season) -> Prediction`: `y` is the series on a regular grid in the
+modelling scale (log for positive series), with NaN where a period was not observed; the result is
+the Gaussian predictive mean and standard deviation of the next `h` periods in that scale. Quantiles
+are taken in the modelling scale and mapped back through exp, which is exact for quantiles.
+
+Models that cannot run the Kalman filter over gaps (ETS, Theta) see interior gaps filled by linear
+interpolation, and are only offered when few periods are missing (see `candidates`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Prediction:
+    mean: np.ndarray
+    sd: np.ndarray
+
+
+ModelFn = Callable[[np.ndarray, int, "int | None"], Prediction]
+
+
+def _observed(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.flatnonzero(~np.isnan(y))
+    return idx, y[idx]
+
+
+def _interpolated(y: np.ndarray) -> pd.Series:
+    idx, vals = _observed(y)
+    filled = np.interp(np.arange(idx[0], idx[-1] + 1), idx, vals)
+    return pd.Series(filled)
+
+
+def _step_sigma(idx: np.ndarray, vals: np.ndarray, drift: float) -> float:
+    """Per-period innovation s.d. of a random walk (with drift) observed at irregular times:
+    an increment over a gap of g periods has variance g * sigma^2."""
+    gaps = np.diff(idx).astype(float)
+    resid = np.diff(vals) - drift * gaps
+    if len(resid) == 0:
+        return float("nan")
+    dof = max(len(resid) - (1 if drift else 0), 1)
+    return float(np.sqrt(np.sum(resid**2 / gaps) / dof))
+
+
+def naive(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    """Random walk: the last observed value, s.d. growing with sqrt(periods ahead)."""
+    idx, vals = _observed(y)
+    last_gap = len(y) - 1 - idx[-1]
+    steps = np.arange(1, h + 1) + last_gap
+    sigma = _step_sigma(idx, vals, 0.0)
+    return Prediction(np.full(h, vals[-1]), sigma * np.sqrt(steps))
+
+
+def drift(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    """Random walk with drift: the line through the first and last observations, extended;
+    s.d. sigma * sqrt(k * (1 + k / T)) including the drift's estimation error."""
+    idx, vals = _observed(y)
+    span = float(idx[-1] - idx[0])
+    slope = (vals[-1] - vals[0]) / span
+    sigma = _step_sigma(idx, vals, slope)
+    steps = np.arange(1, h + 1) + (len(y) - 1 - idx[-1])
+    mean = vals[-1] + slope * steps
+    return Prediction(mean, sigma * np.sqrt(steps * (1 + steps / span)))
+
+
+def local_drift(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    """Random walk with the drift of the last two observations (the current growth rate), for
+    adoption curves whose growth slows; s.d. from all increments around that drift, so an early
+    burst of growth widens the interval instead of steering the median."""
+    idx, vals = _observed(y)
+    slope = (vals[-1] - vals[-2]) / float(idx[-1] - idx[-2])
+    sigma = _step_sigma(idx, vals, slope)
+    steps = np.arange(1, h + 1) + (len(y) - 1 - idx[-1])
+    span = float(idx[-1] - idx[-2])
+    return Prediction(vals[-1] + slope * steps, sigma * np.sqrt(steps * (1 + steps / span)))
+
+
+def seasonal_naive(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    """The value one season earlier; s.d. from the seasonal differences."""
+    s = season or 1
+    z = _interpolated(y).to_numpy()
+    diffs = z[s:] - z[:-s]
+    sigma = float(np.sqrt(np.mean(diffs**2))) if len(diffs) else float("nan")
+    k = np.arange(h)
+    mean = z[len(z) - s + (k % s)]
+    return Prediction(mean, sigma * np.sqrt(k // s + 1))
+
+
+def _ets(trend: str | None, damped: bool, seasonal: str | None = None) -> ModelFn:
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+
+    def model(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+        z = _interpolated(y)
+        res = ETSModel(z, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
+                       seasonal_periods=season if seasonal else None).fit(disp=False, maxiter=200)
+        pred = res.get_prediction(start=len(z), end=len(z) + h - 1)
+        return Prediction(np.asarray(pred.predicted_mean), np.sqrt(np.asarray(pred.forecast_variance)))
+
+    return model
+
+
+def _arima(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    """SARIMAX(p,1,q) with drift, order chosen by AIC among a small set; missing values are
+    handled by the Kalman filter."""
+    from statsmodels.tsa.statespace.sarimax import SARIMAX
+
+    z = pd.Series(y)
+    best = None
+    for order in ((0, 1, 1), (1, 1, 0)):
+        res = SARIMAX(z, order=order, trend="t").fit(disp=False, maxiter=100)
+        if best is None or res.aic < best.aic:
+            best = res
+    fc = best.get_forecast(h)
+    return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)))
+
+
+def _theta(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    """Theta method (Assimakopoulos & Nikolopoulos), deseasonalised when a season is given."""
+    from scipy.stats import norm
+    from statsmodels.tsa.forecasting.theta import ThetaModel
+
+    z = _interpolated(y)
+    deseason = bool(season and len(z) >= 2 * season)
+    res = ThetaModel(z, period=season if deseason else 1, deseasonalize=deseason).fit()
+    mean = np.asarray(res.forecast(h))
+    upper = np.asarray(res.prediction_intervals(h, alpha=0.05)["upper"])
+    return Prediction(mean, (upper - mean) / norm.ppf(0.975))
+
+
+def _llt(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    """Local linear trend state-space model; the Kalman filter skips missing periods."""
+    from statsmodels.tsa.statespace.structural import UnobservedComponents
+
+    res = UnobservedComponents(pd.Series(y), "local linear trend").fit(disp=False, maxiter=200)
+    fc = res.get_forecast(h)
+    return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)))
+
+
+def llt_prior(y: np.ndarray, h: int, season: int | None = None, *, irregular_sd: float = 0.1,
+              slope_sd: float = 0.024, damping: float = 1.0) -> Prediction:
+    """Local linear trend with fixed (prior) variances instead of maximum likelihood, for sparse
+    disclosures (a handful of points months apart) whose variances MLE cannot identify.
+
+    The Kalman smoother runs over the monthly grid, skipping missing periods, and gives the level and
+    slope at the last period with their covariance. The forecast damps the slope by `damping` per
+    period (1 = undamped): mean_k = level + slope * (phi + ... + phi^k); its variance follows the
+    damped transition [[1, phi], [0, phi]] with the slope innovations added each period.
+    `irregular_sd`: measurement noise of one disclosure; `slope_sd`: per-period s.d. of the change in
+    the per-period growth rate (both log units)."""
+    from statsmodels.tsa.statespace.structural import UnobservedComponents
+
+    q_level, q_slope = 1e-10, slope_sd**2
+    res = UnobservedComponents(pd.Series(y), "local linear trend").smooth(
+        np.array([irregular_sd**2, q_level, q_slope]))
+    state = np.asarray(res.smoothed_state)[:, -1]
+    cov = np.asarray(res.smoothed_state_cov)[:, :, -1]
+    transition = np.array([[1.0, damping], [0.0, damping]])
+    noise = np.diag([q_level, q_slope])
+    mean, sd = np.empty(h), np.empty(h)
+    for k in range(h):
+        state = transition @ state
+        cov = transition @ cov @ transition.T + noise
+        mean[k], sd[k] = state[0], np.sqrt(cov[0, 0])
+    return Prediction(mean, sd)
+
+
+MODELS: dict[str, ModelFn] = {
+    "naive": naive,
+    "drift": drift,
+    "local_drift": local_drift,
+    "seasonal_naive": seasonal_naive,
+    "ets_AAN": _ets("add", False),
+    "ets_AAdN": _ets("add", True),
+    "ets_AAdA": _ets("add", True, "add"),
+    "arima": _arima,
+    "theta": _theta,
+    "llt": _llt,
+    "llt_prior": llt_prior,
+}
+# simpler first: the tie-break order when backtest scores are equal
+SIMPLICITY = ["naive", "drift", "local_drift", "seasonal_naive", "theta", "ets_AAN", "ets_AAdN", "ets_AAdA",
+              "arima", "llt_prior", "llt"]
+
+
+def candidates(n_obs: int, n_periods: int, season: int | None) -> list[str]:
+    """Which models a series can support, by its observed points and gaps."""
+    missing_share = 1 - n_obs / n_periods
+    names = ["naive", "drift"]
+    if missing_share > 0.2:
+        # sparse: maximum likelihood cannot identify the variances of a handful of points months
+        # apart, so the state-space candidate is the local linear trend with prior variances
+        names += ["local_drift", "llt_prior"]
+    elif n_obs >= 5:
+        names.append("llt")
+    if n_obs >= 8:
+        names.append("arima")
+    if missing_share <= 0.2 and n_obs >= 8:
+        names += ["ets_AAN", "ets_AAdN", "theta"]
+        if season and season <= 24 and n_periods >= 3 * season:
+            names += ["seasonal_naive", "ets_AAdA"]
+        elif season and n_periods >= 2 * season:
+            names.append("seasonal_naive")
+    return [m for m in SIMPLICITY if m in names]
