@@ -94,3 +94,19 @@ contract_checks = [
     for name, sql in contract_violations(table, contract).items()
 ]
 freshness_checks = [_freshness_check(s) for s in SOURCES if s.observed]
+
+
+@dg.asset_check(
+    asset=dg.AssetKey(["marts", "forecast_selection"]),
+    name="every_series_selected",
+    blocking=True,
+    additional_deps=[dg.AssetKey(["marts", "forecast"])],
+    description="Every series in marts.forecast has exactly one row in marts.forecast_selection.",
+)
+def every_series_selected(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+    missing = _count(warehouse, "select count(*) from (select distinct series_id from marts.forecast) f "
+                                "anti join marts.forecast_selection s using (series_id)")
+    return dg.AssetCheckResult(passed=missing == 0, metadata={"series_without_selection": missing})
+
+
+forecast_checks = [every_series_selected]

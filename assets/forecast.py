@@ -61,7 +61,7 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
                                           draws=int(_assumption(config, "composite_draws")))])
     selection = pl.concat([r.selection for r in results])
     selection = pl.concat([selection, pl.DataFrame([{
-        "series_id": composite["series_id"], "model_name": "composite", "n_obs": 0, "n_origins": 0,
+        "series_id": composite["series_id"], "model_name": "composite", "n_obs": 0, "n_origins": 0, "interval_scale": 1.0,
         "log_scale": True, "warnings": "",
         "reason": "sum of " + ", ".join(composite["components"]) + " (forecast.global_demand in "
                   "config/assumptions.yaml), independent Monte Carlo draws; periods where every component "

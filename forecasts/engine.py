@@ -12,7 +12,9 @@ Per series:
    and the reason is recorded.
 4. Refit the chosen model on the whole history and forecast `horizon` periods. The point forecast is
    the predictive median; intervals are predictive quantiles (nested, ordered, non-negative for
-   log-scale series).
+   log-scale series), widened by the chosen model's backtest calibration factor: the root mean
+   squared standardised backtest error, shrunk toward 1 and never below 1 (model-based intervals
+   ignore parameter and selection uncertainty and come out too narrow).
 
 Series run in parallel processes, each limited to one BLAS/OpenMP thread; every random draw is
 seeded from (seed, series_id), so results do not depend on the number of workers.
@@ -46,7 +48,7 @@ BACKTEST_SCHEMA = {
 }
 SELECTION_SCHEMA = {
     "series_id": pl.Utf8, "model_name": pl.Utf8, "mase": pl.Float64, "smape": pl.Float64,
-    "coverage80": pl.Float64, "coverage95": pl.Float64, "n_obs": pl.Int64, "n_origins": pl.Int64,
+    "coverage80": pl.Float64, "coverage95": pl.Float64, "interval_scale": pl.Float64, "n_obs": pl.Int64, "n_origins": pl.Int64,
     "log_scale": pl.Boolean, "reason": pl.Utf8, "warnings": pl.Utf8,
 }
 
@@ -63,6 +65,7 @@ class EngineConfig:
     sparse_irregular_sd: float = 0.1  # llt_prior: measurement noise of one disclosure (log units)
     sparse_slope_sd_per_year: float = 1.0  # llt_prior: s.d. of the annual growth rate's change per year
     sparse_growth_halflife_years: float = 1.0  # llt_prior: the growth rate halves over this many years
+    calibration_prior: float = 8.0  # pseudo-errors pulling the interval calibration factor toward 1
 
 
 @dataclass
@@ -117,22 +120,21 @@ def _fallback(n_obs: int, cfg: EngineConfig, log_scale: bool) -> tuple[str, str]
 
 
 def _predict(name: str, y: np.ndarray, h: int, season: int | None, floor_sigma: float,
-             cfg: EngineConfig, freq: str) -> Prediction:
+             cfg: EngineConfig, freq: str, params=None) -> Prediction:
+    if np.count_nonzero(~np.isnan(y)) == 1:
+        name = "naive"  # one point: nothing else is defined
     if name == "llt_prior":
         ppy = PERIODS_PER_YEAR[freq]
         pred = llt_prior(y, h, season, irregular_sd=cfg.sparse_irregular_sd,
                          slope_sd=cfg.sparse_slope_sd_per_year / ppy**1.5,
                          damping=0.5 ** (1 / (cfg.sparse_growth_halflife_years * ppy)))
     else:
-        pred = MODELS[name](y, h, season)
+        pred = MODELS[name](y, h, season, params)
     if name in ("naive", "drift", "local_drift"):
         # a random walk estimated from one or two increments can have zero or undefined variance
         steps = np.arange(1, h + 1) + (len(y) - 1 - np.flatnonzero(~np.isnan(y))[-1])
         floor = floor_sigma * np.sqrt(steps)
-        sd = np.where(np.isnan(pred.sd) | (pred.sd < floor), floor, pred.sd)
-        if np.count_nonzero(~np.isnan(y)) == 1 and name != "naive":
-            return naive(y, h, season)
-        return Prediction(pred.mean, sd)
+        pred = Prediction(pred.mean, np.where(np.isnan(pred.sd) | (pred.sd < floor), floor, pred.sd))
     if not np.all(np.isfinite(pred.mean)) or not np.all(np.isfinite(pred.sd)):
         raise FloatingPointError(f"{name} produced non-finite forecasts")
     return pred
@@ -170,38 +172,47 @@ def _series(task: dict) -> dict:
                if np.any(~np.isnan(y[o + 1: o + 1 + h_bt]))][-cfg.max_origins:]
     if n_obs >= cfg.min_backtest_obs and origins:
         for name in names:
-            errs, ape, in80, in95, failed = [], [], [], [], False
-            for o in origins:
-                train = y[: o + 1]
-                try:
-                    pred = _predict(name, train, h_bt, season, floor_sigma, cfg, freq)
-                except Exception:  # a candidate that cannot fit this window is out of the running
-                    failed = True
-                    break
-                q = _quantiles(pred, (80, 95), log_scale)
-                for k in range(h_bt):
-                    t = o + 1 + k
-                    if t >= n or np.isnan(y_raw[t]):
-                        continue
-                    actual, predicted = float(y_raw[t]), float(q["value"][k])
-                    err = abs(actual - predicted)
-                    # MASE on the modelling scale: relative errors for log-scale series
-                    err_model = abs(y[t] - (np.log(predicted) if log_scale else predicted))
-                    errs.append(err_model / scale if scale == scale else np.nan)
-                    denom = abs(actual) + abs(predicted)
-                    ape.append(2 * err / denom if denom else 0.0)
-                    in80.append(q["lo80"][k] <= actual <= q["hi80"][k])
-                    in95.append(q["lo95"][k] <= actual <= q["hi95"][k])
-                    bt_rows.append({
-                        "series_id": sid, "model_name": name, "origin": dates[o], "horizon": k + 1,
-                        "period_start": dates[t], "actual": actual, "predicted": predicted, "abs_error": err,
-                        "lo80": float(q["lo80"][k]), "hi80": float(q["hi80"][k]),
-                        "lo95": float(q["lo95"][k]), "hi95": float(q["hi95"][k]), "scale": scale,
-                        "log_scale": log_scale,
-                    })
-            if not failed and errs:
+            errs, ape, in80, in95, z2, params = [], [], [], [], [], None
+            try:
+                for o in origins:
+                    # parameters are estimated at the first origin and reused (filtered, not refitted)
+                    # at the later ones: no look-ahead, and one fit per candidate
+                    pred = _predict(name, y[: o + 1], h_bt, season, floor_sigma, cfg, freq, params)
+                    params = pred.params
+                    q = _quantiles(pred, (80, 95), log_scale)
+                    for k in range(h_bt):
+                        t = o + 1 + k
+                        if t >= n or np.isnan(y_raw[t]):
+                            continue
+                        actual, predicted = float(y_raw[t]), float(q["value"][k])
+                        err = abs(actual - predicted)
+                        # MASE on the modelling scale: relative errors for log-scale series
+                        errs.append(abs(y[t] - pred.mean[k]) / scale if scale == scale else np.nan)
+                        z2.append(((y[t] - pred.mean[k]) / pred.sd[k]) ** 2 if pred.sd[k] > 0 else np.nan)
+                        denom = abs(actual) + abs(predicted)
+                        ape.append(2 * err / denom if denom else 0.0)
+                        in80.append(q["lo80"][k] <= actual <= q["hi80"][k])
+                        in95.append(q["lo95"][k] <= actual <= q["hi95"][k])
+                        bt_rows.append({
+                            "series_id": sid, "model_name": name, "origin": dates[o], "horizon": k + 1,
+                            "period_start": dates[t], "actual": actual, "predicted": predicted, "abs_error": err,
+                            "lo80": float(q["lo80"][k]), "hi80": float(q["hi80"][k]),
+                            "lo95": float(q["lo95"][k]), "hi95": float(q["hi95"][k]), "scale": scale,
+                            "log_scale": log_scale,
+                        })
+            except Exception:  # a candidate that cannot fit this window is out of the running
+                bt_rows = [r for r in bt_rows if r["model_name"] != name]
+                continue
+            if errs:
+                # interval calibration: the backtest's mean squared standardised error, shrunk toward 1
+                # with `calibration_prior` pseudo-errors; intervals are only ever widened
+                z2 = np.asarray(z2, dtype=float)
+                z2 = z2[np.isfinite(z2)]
+                k0 = cfg.calibration_prior
+                widen = float(np.sqrt(max(1.0, (np.sum(z2) + k0) / (len(z2) + k0))))
                 scores[name] = {"mase": float(np.nanmean(errs)), "smape": float(np.mean(ape)),
-                                "coverage80": float(np.mean(in80)), "coverage95": float(np.mean(in95))}
+                                "coverage80": float(np.mean(in80)), "coverage95": float(np.mean(in95)),
+                                "interval_scale": widen}
 
     if scores:
         ranking = sorted(scores, key=lambda m: (round(scores[m]["mase"], 9),
@@ -222,13 +233,15 @@ def _series(task: dict) -> dict:
             break
         except Exception as exc:  # try the next-ranked model, and say so
             reason += f"; {name} failed on the full history ({type(exc).__name__}), used the next"
-    q = _quantiles(pred, levels, log_scale)
+    score = scores.get(chosen, {})
+    widen = score.get("interval_scale", 1.0)
+    q = _quantiles(Prediction(pred.mean, pred.sd * widen), levels, log_scale)
     forecast_rows = {"series_id": [sid] * horizon, "period_start": dates[n:],
                      **{k: v.astype(float).tolist() for k, v in q.items()}, "model_name": [chosen] * horizon}
-    score = scores.get(chosen, {})
     selection = {"series_id": sid, "model_name": chosen, "mase": score.get("mase"), "smape": score.get("smape"),
-                 "coverage80": score.get("coverage80"), "coverage95": score.get("coverage95"), "n_obs": n_obs,
-                 "n_origins": len(origins) if scores else 0, "log_scale": log_scale, "reason": reason}
+                 "coverage80": score.get("coverage80"), "coverage95": score.get("coverage95"),
+                 "interval_scale": widen, "n_obs": n_obs, "n_origins": len(origins) if scores else 0,
+                 "log_scale": log_scale, "reason": reason}
     return {"forecast": forecast_rows, "backtest": bt_rows, "selection": selection}
 
 

@@ -22,9 +22,10 @@ import pandas as pd
 class Prediction:
     mean: np.ndarray
     sd: np.ndarray
+    params: object = None  # estimated parameters, reusable on a longer window (backtest origins)
 
 
-ModelFn = Callable[[np.ndarray, int, "int | None"], Prediction]
+ModelFn = Callable[..., Prediction]
 
 
 def _observed(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +50,7 @@ def _step_sigma(idx: np.ndarray, vals: np.ndarray, drift: float) -> float:
     return float(np.sqrt(np.sum(resid**2 / gaps) / dof))
 
 
-def naive(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+def naive(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
     """Random walk: the last observed value, s.d. growing with sqrt(periods ahead)."""
     idx, vals = _observed(y)
     last_gap = len(y) - 1 - idx[-1]
@@ -58,7 +59,7 @@ def naive(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
     return Prediction(np.full(h, vals[-1]), sigma * np.sqrt(steps))
 
 
-def drift(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+def drift(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
     """Random walk with drift: the line through the first and last observations, extended;
     s.d. sigma * sqrt(k * (1 + k / T)) including the drift's estimation error."""
     idx, vals = _observed(y)
@@ -70,7 +71,7 @@ def drift(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
     return Prediction(mean, sigma * np.sqrt(steps * (1 + steps / span)))
 
 
-def local_drift(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+def local_drift(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
     """Random walk with the drift of the last two observations (the current growth rate), for
     adoption curves whose growth slows; s.d. from all increments around that drift, so an early
     burst of growth widens the interval instead of steering the median."""
@@ -82,7 +83,7 @@ def local_drift(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
     return Prediction(vals[-1] + slope * steps, sigma * np.sqrt(steps * (1 + steps / span)))
 
 
-def seasonal_naive(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+def seasonal_naive(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
     """The value one season earlier; s.d. from the seasonal differences."""
     s = season or 1
     z = _interpolated(y).to_numpy()
@@ -96,32 +97,39 @@ def seasonal_naive(y: np.ndarray, h: int, season: int | None = None) -> Predicti
 def _ets(trend: str | None, damped: bool, seasonal: str | None = None) -> ModelFn:
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
-    def model(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+    def model(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
         z = _interpolated(y)
-        res = ETSModel(z, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
-                       seasonal_periods=season if seasonal else None).fit(disp=False, maxiter=200)
+        mod = ETSModel(z, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
+                       seasonal_periods=season if seasonal else None)
+        res = mod.fit(disp=False, maxiter=200) if params is None else mod.smooth(params)
         pred = res.get_prediction(start=len(z), end=len(z) + h - 1)
-        return Prediction(np.asarray(pred.predicted_mean), np.sqrt(np.asarray(pred.forecast_variance)))
+        return Prediction(np.asarray(pred.predicted_mean), np.sqrt(np.asarray(pred.forecast_variance)),
+                          np.asarray(res.params))
 
     return model
 
 
-def _arima(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
-    """SARIMAX(p,1,q) with drift, order chosen by AIC among a small set; missing values are
-    handled by the Kalman filter."""
+def _arima(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
+    """ARIMA(p,1,q) with drift (SARIMAX, trend 't' on the levels = a constant on the differences),
+    order chosen by AIC among (0,1,1) and (1,1,0); missing values are handled by the Kalman filter."""
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     z = pd.Series(y)
-    best = None
-    for order in ((0, 1, 1), (1, 1, 0)):
-        res = SARIMAX(z, order=order, trend="t").fit(disp=False, maxiter=100)
-        if best is None or res.aic < best.aic:
-            best = res
+    if params is not None:
+        order, values = params
+        best = SARIMAX(z, order=order, trend="t").smooth(values)
+    else:
+        best = None
+        for order in ((0, 1, 1), (1, 1, 0)):
+            res = SARIMAX(z, order=order, trend="t").fit(disp=False, maxiter=50)
+            if best is None or res.aic < best.aic:
+                best = res
     fc = best.get_forecast(h)
-    return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)))
+    return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)),
+                      (best.model.order, np.asarray(best.params)))
 
 
-def _theta(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+def _theta(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
     """Theta method (Assimakopoulos & Nikolopoulos), deseasonalised when a season is given."""
     from scipy.stats import norm
     from statsmodels.tsa.forecasting.theta import ThetaModel
@@ -134,16 +142,17 @@ def _theta(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
     return Prediction(mean, (upper - mean) / norm.ppf(0.975))
 
 
-def _llt(y: np.ndarray, h: int, season: int | None = None) -> Prediction:
+def _llt(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
     """Local linear trend state-space model; the Kalman filter skips missing periods."""
     from statsmodels.tsa.statespace.structural import UnobservedComponents
 
-    res = UnobservedComponents(pd.Series(y), "local linear trend").fit(disp=False, maxiter=200)
+    mod = UnobservedComponents(pd.Series(y), "local linear trend")
+    res = mod.fit(disp=False, maxiter=200) if params is None else mod.smooth(params)
     fc = res.get_forecast(h)
-    return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)))
+    return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)), np.asarray(res.params))
 
 
-def llt_prior(y: np.ndarray, h: int, season: int | None = None, *, irregular_sd: float = 0.1,
+def llt_prior(y: np.ndarray, h: int, season: int | None = None, params=None, *, irregular_sd: float = 0.1,
               slope_sd: float = 0.024, damping: float = 1.0) -> Prediction:
     """Local linear trend with fixed (prior) variances instead of maximum likelihood, for sparse
     disclosures (a handful of points months apart) whose variances MLE cannot identify.

@@ -61,9 +61,9 @@ def test_data_dir_sensor_requests_run_on_change(dagster_env, data_dir):
         assert len(changed.run_requests) == 1
 
 
-def test_run_end_to_end_is_idempotent_and_queryable(dagster_env, tmp_path):
+def test_run_end_to_end_is_idempotent_queryable_and_keeps_tables_on_bad_input(dagster_env, data_dir, tmp_path):
     first = _cli("run", "--as-of", "2026-11-01")
-    for key in ("raw/token_volume_observations", "marts/chip_shipments", "marts/installed_base"):
+    for key in ("raw/token_volume_observations", "marts/chip_shipments", "marts/installed_base", "marts/forecast"):
         assert f"ok    {key}" in first.stdout
     assert "succeeded" in first.stdout
     warehouse = tmp_path / "var" / "warehouse.duckdb"
@@ -93,19 +93,15 @@ def test_run_end_to_end_is_idempotent_and_queryable(dagster_env, tmp_path):
     refused = _cli("query", "create table marts.x as select 1", check=False)
     assert refused.returncode != 0 and "read-only" in refused.stderr.lower()
 
-
-def test_bad_file_fails_run_and_keeps_previous_table(dagster_env, data_dir, tmp_path):
-    _cli("run")
-    warehouse = tmp_path / "var" / "warehouse.duckdb"
-    before = _marts(warehouse)
+    # a bad file fails the run, names file/line/column, and leaves every table as it was
     path = data_dir / "chip_shipments_quarterly.csv"
     lines = path.read_text().splitlines()
     lines[5] = lines[5].replace(",medium", ",certain")
     path.write_text("\n".join(lines) + "\n")
-    proc = _cli("run", check=False)
+    proc = _cli("run", "--as-of", "2026-11-01", check=False)
     assert proc.returncode == 1
     assert "chip_shipments_quarterly.csv, line 6, column 'confidence'" in proc.stdout
-    assert _marts(warehouse) == before
+    assert _marts(warehouse) == marts_first
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01"])

@@ -1,0 +1,139 @@
+"""The forecasting engine on simulated series with known answers."""
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+import forecasts
+from forecasts.grid import date_range
+from forecasts.models import drift, naive
+
+
+def _frame(series: dict[str, np.ndarray], freq: str, start=dt.date(2020, 1, 1)) -> pl.DataFrame:
+    rows = []
+    for sid, values in series.items():
+        dates = date_range(start, len(values), freq)
+        rows += [{"series_id": sid, "period_start": d, "value": float(v)}
+                 for d, v in zip(dates, values) if not np.isnan(v)]
+    return pl.DataFrame(rows)
+
+
+def _check_intervals(fc: pl.DataFrame) -> None:
+    assert fc.select((pl.col("lo95") <= pl.col("lo80")).all()).item()
+    assert fc.select((pl.col("lo80") <= pl.col("value")).all()).item()
+    assert fc.select((pl.col("value") <= pl.col("hi80")).all()).item()
+    assert fc.select((pl.col("hi80") <= pl.col("hi95")).all()).item()
+    assert fc.select((pl.col("lo95") >= 0).all()).item()
+
+
+def test_naive_is_last_value_and_drift_extends_the_line():
+    y = np.array([1.0, np.nan, 3.0, 4.0, 6.0])
+    assert np.all(naive(y, 3).mean == 6.0)
+    # drift through first (t=0, 1.0) and last (t=4, 6.0): slope 1.25 per period
+    np.testing.assert_allclose(drift(y, 2).mean, [7.25, 8.5])
+
+
+def test_recovers_growth_rate_and_volatility():
+    rng = np.random.default_rng(3)
+    mu, sigma, n = 0.04, 0.02, 120
+    logs = np.cumsum(mu + sigma * rng.standard_normal(n)) + 20
+    pred = drift(logs, 12)
+    assert (pred.mean[-1] - logs[-1]) / 12 == pytest.approx(mu, abs=0.01)
+    # one-step s.d. = sigma * sqrt(1 + 1/T)
+    assert pred.sd[0] == pytest.approx(sigma, rel=0.2)
+    fc = forecasts.forecast(_frame({"g": np.exp(logs)}, "M"), 12, "M", workers=1)
+    growth = np.log(fc["value"][-1] / np.exp(logs[-1])) / 12
+    assert growth == pytest.approx(mu, abs=0.015)
+    _check_intervals(fc)
+
+
+def test_selection_picks_the_generating_family():
+    rng = np.random.default_rng(11)
+    n = 140
+    t = np.arange(n)
+    weekly = 100 + 30 * np.sin(2 * np.pi * t / 7) + rng.normal(0, 2, n)
+    trend = np.exp(5 + 0.03 * t + rng.normal(0, 0.01, n))
+    walk = np.exp(5 + np.cumsum(rng.normal(0, 0.05, n)))
+    result = forecasts.run(_frame({"weekly": weekly, "trend": trend, "walk": walk}, "D"), 14, "D", workers=1)
+    chosen = dict(result.selection.select("series_id", "model_name").iter_rows())
+    assert chosen["weekly"] in {"seasonal_naive", "ets_AAdA", "theta"}
+    assert chosen["trend"] in {"drift", "ets_AAN", "ets_AAdN", "arima", "llt", "theta"}
+    assert chosen["trend"] != "naive" and chosen["walk"] not in {"seasonal_naive", "ets_AAdA"}
+    weekly_fc = result.forecast.filter(pl.col("series_id") == "weekly")["value"].to_numpy()
+    # the forecast keeps the weekly swing (a non-seasonal model would be nearly flat)
+    assert weekly_fc.max() - weekly_fc.min() > 30
+
+
+def test_interval_coverage_on_simulated_random_walks():
+    rng = np.random.default_rng(7)
+    n, h, m = 48, 6, 60
+    series, future = {}, {}
+    for i in range(m):
+        logs = np.cumsum(0.02 + 0.05 * rng.standard_normal(n + h)) + 10
+        series[f"s{i:02d}"] = np.exp(logs[:n])
+        future[f"s{i:02d}"] = np.exp(logs[n:])
+    fc = forecasts.forecast(_frame(series, "M"), h, "M", workers=2)
+    _check_intervals(fc)
+    actual = np.concatenate([future[s] for s in sorted(future)])
+    fc = fc.sort("series_id", "period_start")
+    cover80 = np.mean((fc["lo80"].to_numpy() <= actual) & (actual <= fc["hi80"].to_numpy()))
+    cover95 = np.mean((fc["lo95"].to_numpy() <= actual) & (actual <= fc["hi95"].to_numpy()))
+    # 360 forecasts, correlated within series: tolerance +-12 points for 80%, -10 for 95%
+    assert 0.68 <= cover80 <= 0.92, cover80
+    assert 0.85 <= cover95 <= 1.0, cover95
+
+
+def test_gaps_and_three_points_get_forecasts_with_a_reason():
+    gappy = np.exp(np.linspace(1, 4, 30))
+    gappy[[3, 4, 5, 11, 17, 18, 25]] = np.nan
+    three = np.full(25, np.nan)
+    three[[0, 21, 24]] = [0.1, 100, 140]
+    result = forecasts.run(_frame({"gappy": gappy, "three": three}, "M"), 6, "M", workers=1)
+    assert result.forecast.group_by("series_id").len().sort("series_id")["len"].to_list() == [6, 6]
+    reasons = dict(result.selection.select("series_id", "reason").iter_rows())
+    assert "too few to backtest" in reasons["three"] and "fallback" in reasons["three"]
+    assert "backtest" in reasons["gappy"]
+    _check_intervals(result.forecast)
+    assert result.backtest.filter(pl.col("series_id") == "gappy").height > 0
+
+
+def test_deterministic_across_worker_counts():
+    rng = np.random.default_rng(5)
+    data = {f"s{i}": np.exp(np.cumsum(rng.normal(0.01, 0.05, 40)) + 3) for i in range(4)}
+    history = _frame(data, "W")
+    one = forecasts.run(history, 8, "W", workers=1)
+    two = forecasts.run(history, 8, "W", workers=2)
+    assert one.forecast.equals(two.forecast)
+    assert one.selection.equals(two.selection)
+    assert one.backtest.equals(two.backtest)
+
+
+def test_output_contract_and_bad_input():
+    history = _frame({"a": np.arange(1.0, 13.0)}, "Q")
+    fc = forecasts.forecast(history, 4, "Q", workers=1)
+    assert fc.columns == ["series_id", "period_start", "value", "lo80", "hi80", "lo95", "hi95", "model_name"]
+    assert fc["period_start"].to_list() == date_range(dt.date(2023, 1, 1), 4, "Q")
+    bt = forecasts.backtest(history, 4, "Q", workers=1)
+    assert {"series_id", "model_name", "origin", "horizon", "actual", "predicted", "abs_error"} <= set(bt.columns)
+    with pytest.raises(ValueError, match="freq"):
+        forecasts.forecast(history, 4, "H")
+    dup = pl.concat([history, history.head(1)])
+    with pytest.raises(ValueError, match="more than one row"):
+        forecasts.forecast(dup, 4, "Q")
+
+
+def test_compose_sums_components_with_wider_band():
+    a = _frame({"a": np.exp(np.linspace(1, 2, 24)), "b": np.exp(np.linspace(2, 3, 24))}, "M")
+    fc = forecasts.forecast(a, 6, "M", workers=1)
+    total = forecasts.compose(fc, ["a", "b"], "a+b", seed=1)
+    parts = fc.group_by("period_start").agg(pl.col("value").sum(), pl.col("hi95").sum(), pl.col("lo95").sum())
+    joined = total.join(parts, on="period_start", suffix="_parts")
+    # the median of a sum lies between the sum of medians and the sum of upper bounds
+    assert (joined["value"] >= 0.97 * joined["value_parts"]).all()
+    assert (joined["hi95"] <= joined["hi95_parts"]).all() and (joined["lo95"] >= joined["lo95_parts"]).all()
+    again = forecasts.compose(fc, ["a", "b"], "a+b", seed=1)
+    assert total.equals(again)
+    with pytest.raises(ValueError, match="no forecast"):
+        forecasts.compose(fc, ["a", "zzz"], "x")
