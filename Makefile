@@ -25,8 +25,12 @@ test: install
 dev: install
 	$(BIN)/dagster dev -m pipelines.definitions
 
+bench: install
+	$(BIN)/python -m pip install -q -r requirements-bench.txt
+	$(BIN)/python bench/forecast_bench.py
+
 lock: install
-	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^tokens2chips' > requirements.lock.new
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^tokens2chips' | grep -viE '^(adagio|cloudpickle|coreforecast|fugue|statsforecast|triad|utilsforecast)==' > requirements.lock.new
 	(echo '# Fully pinned environment (pip freeze of a working install). Regenerate with `make lock`.'; cat requirements.lock.new) > requirements.lock
 	rm requirements.lock.new
 

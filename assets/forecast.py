@@ -33,6 +33,11 @@ def horizon_for(last_period: dt.date, freq: str, end: dt.date) -> int:
         n += 1
 
 
+def composite_specs(config: dict) -> list[dict]:
+    """The global-demand composite plus any further composites of the forecast section."""
+    return [config["forecast"]["global_demand"], *config["forecast"].get("composites", [])]
+
+
 def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None) -> forecasts.ForecastResult:
     """Fit every series of staging.forecast_history, per frequency, to the configured horizon, and add the
     global-demand composite. Pure function of its inputs (used by the asset and the tests)."""
@@ -56,16 +61,16 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
         res.forecast = res.forecast.filter(pl.col("period_start") <= end)
         results.append(res)
     fc = pl.concat([r.forecast for r in results])
-    composite = config["forecast"]["global_demand"]
-    fc = pl.concat([fc, forecasts.compose(fc, composite["components"], composite["series_id"],
-                                          draws=int(_assumption(config, "composite_draws")))])
     selection = pl.concat([r.selection for r in results])
-    selection = pl.concat([selection, pl.DataFrame([{
-        "series_id": composite["series_id"], "model_name": "composite", "n_obs": 0, "n_origins": 0, "interval_scale": 1.0,
-        "log_scale": True, "warnings": "",
-        "reason": "sum of " + ", ".join(composite["components"]) + " (forecast.global_demand in "
-                  "config/assumptions.yaml), independent Monte Carlo draws; periods where every component "
-                  "has a forecast"}], schema=selection.schema)])
+    draws = int(_assumption(config, "composite_draws"))
+    for composite in composite_specs(config):
+        fc = pl.concat([fc, forecasts.compose(fc, composite["components"], composite["series_id"], draws=draws)])
+        selection = pl.concat([selection, pl.DataFrame([{
+            "series_id": composite["series_id"], "model_name": "composite", "n_obs": 0, "n_origins": 0,
+            "interval_scale": 1.0, "log_scale": True, "warnings": "",
+            "reason": "sum of " + ", ".join(composite["components"]) + " (config/assumptions.yaml forecast "
+                      "composites), independent Monte Carlo draws; periods where every component has a forecast",
+        }], schema=selection.schema)])
     return forecasts.ForecastResult(forecast=fc, backtest=pl.concat([r.backtest for r in results]),
                                     selection=selection)
 
@@ -92,8 +97,8 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     context.log.info(f"fitting {n_series} series (backtest + selection + final fit)")
     result = run_forecasts(history, config)
     units = history.select("series_id", "unit").unique()
-    units = pl.concat([units, pl.DataFrame({"series_id": [config["forecast"]["global_demand"]["series_id"]],
-                                            "unit": ["tokens_per_day"]})])
+    units = pl.concat([units, pl.DataFrame({"series_id": [c["series_id"] for c in composite_specs(config)],
+                                            "unit": "tokens_per_day"})])
     observed = history.select(
         "series_id", "period_start", pl.lit(False).alias("is_forecast"), "value",
         *[pl.lit(None, pl.Float64).alias(c) for c in ("lo80", "hi80", "lo95", "hi95")],

@@ -34,7 +34,7 @@ import polars as pl
 from scipy.stats import norm
 
 from forecasts.grid import SEASON, check_freq, date_range, period_index, snap
-from forecasts.models import MODELS, SIMPLICITY, Prediction, candidates, llt_prior, naive
+from forecasts.models import COMBINATION, MODELS, SIMPLICITY, Prediction, candidates, llt_prior
 
 FORECAST_SCHEMA = {
     "series_id": pl.Utf8, "period_start": pl.Date, "value": pl.Float64, "lo80": pl.Float64,
@@ -151,6 +151,31 @@ def _run_series(task: dict) -> dict:
     return out
 
 
+def _origins(y: np.ndarray, h_bt: int, cfg: EngineConfig) -> list[int]:
+    """Backtest origins (last index of each training window), latest last.
+
+    Dense series: origins `step` periods apart ending h_bt periods before the end, so every origin
+    has a full horizon of actuals. Sparse series: the observed points that have an actual after them.
+    """
+    obs_idx = np.flatnonzero(~np.isnan(y))
+    eligible = [o for o in obs_idx[cfg.min_train - 1: -1] if np.any(~np.isnan(y[o + 1: o + 1 + h_bt]))]
+    full = [o for o in eligible if o + h_bt <= len(y) - 1]
+    if len(full) >= cfg.max_origins:
+        step = max(1, h_bt // 2)
+        last = full[-1]
+        picked = [o for o in full if (last - o) % step == 0][-cfg.max_origins:]
+        if len(picked) == cfg.max_origins:
+            return picked
+    return eligible[-cfg.max_origins:]
+
+
+def _combine(preds: list[Prediction]) -> Prediction:
+    """Equal-weight combination on the modelling scale; variance = mean of the members' variances."""
+    mean = np.mean([p.mean for p in preds], axis=0)
+    sd = np.sqrt(np.mean([p.sd**2 for p in preds], axis=0))
+    return Prediction(mean, sd)
+
+
 def _series(task: dict) -> dict:
     sid, start, y_raw, freq = task["series_id"], task["start"], task["y"], task["freq"]
     horizon, levels, cfg = task["horizon"], task["levels"], task["cfg"]
@@ -163,60 +188,73 @@ def _series(task: dict) -> dict:
     dates = date_range(start, n + horizon, freq)
     scale = _mase_scale(y, season)
 
-    bt_rows: list[dict] = []
-    scores: dict[str, dict] = {}
+    def predict(name: str, data: np.ndarray, h: int, params=None) -> Prediction:
+        return _predict(name, data, h, season, floor_sigma, cfg, freq, params)
+
     names = [m for m in candidates(n_obs, n, season) if log_scale or m != "llt_prior"]
     h_bt = cfg.backtest_horizon or min(horizon, max(season or 4, 4) if freq != "W" else 13)
-    obs_idx = np.flatnonzero(~np.isnan(y))
-    origins = [o for o in obs_idx[cfg.min_train - 1: -1]
-               if np.any(~np.isnan(y[o + 1: o + 1 + h_bt]))][-cfg.max_origins:]
+    origins = _origins(y, h_bt, cfg)
+
+    # 1. every candidate's forecasts from every origin; parameters are estimated at the first origin
+    #    and reused (filtered, not refitted) at the later ones: no look-ahead, one fit per candidate
+    preds: dict[str, list[Prediction]] = {}
     if n_obs >= cfg.min_backtest_obs and origins:
         for name in names:
-            errs, ape, in80, in95, z2, params = [], [], [], [], [], None
+            params, per_origin = None, []
             try:
                 for o in origins:
-                    # parameters are estimated at the first origin and reused (filtered, not refitted)
-                    # at the later ones: no look-ahead, and one fit per candidate
-                    pred = _predict(name, y[: o + 1], h_bt, season, floor_sigma, cfg, freq, params)
+                    pred = predict(name, y[: o + 1], h_bt, params)
                     params = pred.params
-                    q = _quantiles(pred, (80, 95), log_scale)
-                    for k in range(h_bt):
-                        t = o + 1 + k
-                        if t >= n or np.isnan(y_raw[t]):
-                            continue
-                        actual, predicted = float(y_raw[t]), float(q["value"][k])
-                        err = abs(actual - predicted)
-                        # MASE on the modelling scale: relative errors for log-scale series
-                        errs.append(abs(y[t] - pred.mean[k]) / scale if scale == scale else np.nan)
-                        z2.append(((y[t] - pred.mean[k]) / pred.sd[k]) ** 2 if pred.sd[k] > 0 else np.nan)
-                        denom = abs(actual) + abs(predicted)
-                        ape.append(2 * err / denom if denom else 0.0)
-                        in80.append(q["lo80"][k] <= actual <= q["hi80"][k])
-                        in95.append(q["lo95"][k] <= actual <= q["hi95"][k])
-                        bt_rows.append({
-                            "series_id": sid, "model_name": name, "origin": dates[o], "horizon": k + 1,
-                            "period_start": dates[t], "actual": actual, "predicted": predicted, "abs_error": err,
-                            "lo80": float(q["lo80"][k]), "hi80": float(q["hi80"][k]),
-                            "lo95": float(q["lo95"][k]), "hi95": float(q["hi95"][k]), "scale": scale,
-                            "log_scale": log_scale,
-                        })
+                    per_origin.append(pred)
             except Exception:  # a candidate that cannot fit this window is out of the running
-                bt_rows = [r for r in bt_rows if r["model_name"] != name]
                 continue
-            if errs:
-                # interval calibration: the backtest's mean squared standardised error, shrunk toward 1
-                # with `calibration_prior` pseudo-errors; intervals are only ever widened
-                z2 = np.asarray(z2, dtype=float)
-                z2 = z2[np.isfinite(z2)]
-                k0 = cfg.calibration_prior
-                widen = float(np.sqrt(max(1.0, (np.sum(z2) + k0) / (len(z2) + k0))))
-                scores[name] = {"mase": float(np.nanmean(errs)), "smape": float(np.mean(ape)),
-                                "coverage80": float(np.mean(in80)), "coverage95": float(np.mean(in95)),
-                                "interval_scale": widen}
+            preds[name] = per_origin
+        members = [m for m in COMBINATION if m in preds]
+        if len(members) == len(COMBINATION):
+            preds["combo"] = [_combine([preds[m][i] for m in members]) for i in range(len(origins))]
 
+    # 2. score them on the observed actuals
+    bt_rows: list[dict] = []
+    scores: dict[str, dict] = {}
+    for name, per_origin in preds.items():
+        errs, ape, in80, in95, z2 = [], [], [], [], []
+        for o, pred in zip(origins, per_origin):
+            q = _quantiles(pred, (80, 95), log_scale)
+            for k in range(h_bt):
+                t = o + 1 + k
+                if t >= n or np.isnan(y_raw[t]):
+                    continue
+                actual, predicted = float(y_raw[t]), float(q["value"][k])
+                err = abs(actual - predicted)
+                # MASE on the modelling scale: relative errors for log-scale series
+                errs.append(abs(y[t] - pred.mean[k]) / scale if scale == scale else np.nan)
+                z2.append(((y[t] - pred.mean[k]) / pred.sd[k]) ** 2 if pred.sd[k] > 0 else np.nan)
+                denom = abs(actual) + abs(predicted)
+                ape.append(2 * err / denom if denom else 0.0)
+                in80.append(q["lo80"][k] <= actual <= q["hi80"][k])
+                in95.append(q["lo95"][k] <= actual <= q["hi95"][k])
+                bt_rows.append({
+                    "series_id": sid, "model_name": name, "origin": dates[o], "horizon": k + 1,
+                    "period_start": dates[t], "actual": actual, "predicted": predicted, "abs_error": err,
+                    "lo80": float(q["lo80"][k]), "hi80": float(q["hi80"][k]),
+                    "lo95": float(q["lo95"][k]), "hi95": float(q["hi95"][k]), "scale": scale,
+                    "log_scale": log_scale,
+                })
+        if errs:
+            # interval calibration: the backtest's mean squared standardised error, shrunk toward 1
+            # with `calibration_prior` pseudo-errors; intervals are only ever widened
+            z2 = np.asarray(z2, dtype=float)
+            z2 = z2[np.isfinite(z2)]
+            k0 = cfg.calibration_prior
+            scores[name] = {"mase": float(np.nanmean(errs)), "smape": float(np.mean(ape)),
+                            "coverage80": float(np.mean(in80)), "coverage95": float(np.mean(in95)),
+                            "interval_scale": float(np.sqrt(max(1.0, (np.sum(z2) + k0) / (len(z2) + k0))))}
+
+    # 3. select
     if scores:
+        order = SIMPLICITY + ["combo"]
         ranking = sorted(scores, key=lambda m: (round(scores[m]["mase"], 9),
-                                                abs(scores[m]["coverage95"] - 0.95), SIMPLICITY.index(m)))
+                                                abs(scores[m]["coverage95"] - 0.95), order.index(m)))
         reason = (f"lowest backtest MASE of {len(scores)} candidates over {len(origins)} origins "
                   f"(horizon {h_bt}); ties -> 95% coverage closest to nominal -> simpler model")
     else:
@@ -225,10 +263,12 @@ def _series(task: dict) -> dict:
             reason = "no candidate could be backtested; " + reason
         ranking = [first, "naive"]
 
+    # 4. refit the chosen model on the whole history
     chosen, pred = None, None
     for name in ranking:
         try:
-            pred = _predict(name, y, horizon, season, floor_sigma, cfg, freq)
+            pred = (_combine([predict(m, y, horizon) for m in COMBINATION]) if name == "combo"
+                    else predict(name, y, horizon))
             chosen = name
             break
         except Exception as exc:  # try the next-ranked model, and say so

@@ -130,16 +130,30 @@ def _arima(y: np.ndarray, h: int, season: int | None = None, params=None) -> Pre
 
 
 def _theta(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
-    """Theta method (Assimakopoulos & Nikolopoulos), deseasonalised when a season is given."""
-    from scipy.stats import norm
-    from statsmodels.tsa.forecasting.theta import ThetaModel
+    """Theta method as Hyndman & Billah (2003) state it: simple exponential smoothing plus half the
+    slope of the linear trend, on the seasonally adjusted series (classical additive decomposition of
+    the modelling scale when a season is given and at least two seasons are observed). SES comes
+    from statsmodels' ETSModel (A,N,N), whose variance gives the intervals."""
+    from statsmodels.tsa.exponential_smoothing.ets import ETSModel
+    from statsmodels.tsa.seasonal import seasonal_decompose
 
     z = _interpolated(y)
-    deseason = bool(season and len(z) >= 2 * season)
-    res = ThetaModel(z, period=season if deseason else 1, deseasonalize=deseason).fit()
-    mean = np.asarray(res.forecast(h))
-    upper = np.asarray(res.prediction_intervals(h, alpha=0.05)["upper"])
-    return Prediction(mean, (upper - mean) / norm.ppf(0.975))
+    n = len(z)
+    seasonal_future = np.zeros(h)
+    if season and season > 1 and n >= 2 * season:
+        component = np.asarray(seasonal_decompose(z, model="additive", period=season).seasonal)
+        z = z - component
+        seasonal_future = component[(np.arange(n, n + h) - n) % season + (n - season)]
+    t = np.arange(n)
+    slope = float(np.polyfit(t, z.to_numpy(), 1)[0])
+    mod = ETSModel(z, error="add", trend=None)
+    res = mod.fit(disp=False, maxiter=200) if params is None else mod.smooth(params)
+    pred = res.get_prediction(start=n, end=n + h - 1)
+    alpha = float(res.params[0])
+    steps = np.arange(1, h + 1)
+    drift_term = slope / 2 * (steps - 1 + 1 / max(alpha, 1e-6) - ((1 - alpha) ** n) / max(alpha, 1e-6))
+    mean = np.asarray(pred.predicted_mean) + drift_term + seasonal_future
+    return Prediction(mean, np.sqrt(np.asarray(pred.forecast_variance)), np.asarray(res.params))
 
 
 def _llt(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
@@ -193,6 +207,8 @@ MODELS: dict[str, ModelFn] = {
     "llt": _llt,
     "llt_prior": llt_prior,
 }
+# the equal-weight combination offered when all three are candidates (see engine._combine)
+COMBINATION = ("ets_AAdN", "theta", "arima")
 # simpler first: the tie-break order when backtest scores are equal
 SIMPLICITY = ["naive", "drift", "local_drift", "seasonal_naive", "theta", "ets_AAN", "ets_AAdN", "ets_AAdA",
               "arima", "llt_prior", "llt"]
@@ -206,8 +222,8 @@ def candidates(n_obs: int, n_periods: int, season: int | None) -> list[str]:
         # sparse: maximum likelihood cannot identify the variances of a handful of points months
         # apart, so the state-space candidate is the local linear trend with prior variances
         names += ["local_drift", "llt_prior"]
-    elif n_obs >= 5:
-        names.append("llt")
+    elif n_obs >= 5 and missing_share > 0:
+        names.append("llt")  # on gapless series the local linear trend duplicates ets_AAN
     if n_obs >= 8:
         names.append("arima")
     if missing_share <= 0.2 and n_obs >= 8:
