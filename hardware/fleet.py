@@ -11,7 +11,9 @@ Per draw d, period t, segment s, phase p, chip x (share of the phase in the scen
     H100e = chips x H100e per chip;  MW = chips x TDP x PUE / 1e6;  capex = chips x unit price
 
 Per-chip tokens/s comes from hardware.roofline with the draw's MFU, MBU, prompt length and decode
-batch; the decode batch is capped so that each user still sees at least the per-user speed target.
+batch; the decode batch is capped so that each user still sees at least the per-user speed target, with the
+replica spread over up to `hardware.max_replica_chips` chips (per-chip throughput does not depend on
+the spread; per-user speed grows with it).
 With MFU = MBU = 1, batch 1, peak factor 1, utilisation 1 and no redundancy this is the plain
 roofline arithmetic. Cached prompt tokens cost no prefill compute (their KV is read from the cache);
 in scenarios without an SSD KV tier only part of the measured cache hits survive (an assumption).
@@ -112,7 +114,7 @@ def draw_assumptions(assumptions: pl.DataFrame, names: list[str], draws: int, rn
 # the assumptions the fleet model reads, by their dotted names in meta.assumptions
 FLEET_ASSUMPTIONS = [
     "hardware.mfu", "hardware.mbu", "hardware.decode_batch", "hardware.user_speed_tokens_per_s",
-    "hardware.memory_usable_fraction", "workload.input_tokens", "workload.output_share",
+    "hardware.memory_usable_fraction", "hardware.max_replica_chips", "workload.input_tokens", "workload.output_share",
     "workload.cached_share", "workload.cache_hit_retention_without_ssd", "fleet.peak_to_average",
     "fleet.utilisation", "fleet.redundancy", "fleet.pue",
 ]
@@ -128,8 +130,11 @@ def per_chip_rates(chip: Chip, model: Model, precision: str, a: dict[str, np.nda
     grid = BATCH_GRID[:, None]
     res = throughput(chip, model, precision, input_tokens[None, :], output_tokens[None, :], grid,
                      a["hardware.mfu"][None, :], a["hardware.mbu"][None, :], usable_fraction=usable[None, :])
+    # a replica may spread over up to max_replica_chips chips (a scale-up domain); per-chip throughput
+    # does not change with the spread, per-user speed grows with it
+    spread = np.maximum(1.0, a["hardware.max_replica_chips"][None, :] / res["chips_per_replica"])
     ok = (grid <= a["hardware.decode_batch"][None, :]) & \
-         (res["decode_tokens_per_s_per_user"] >= a["hardware.user_speed_tokens_per_s"][None, :])
+         (res["decode_tokens_per_s_per_user"] * spread >= a["hardware.user_speed_tokens_per_s"][None, :])
     ok[0, :] = True  # batch 1 is always allowed (it is the fastest a user can be served)
     pick = np.max(np.where(ok, np.arange(len(BATCH_GRID))[:, None], 0), axis=0)
     cols = np.arange(input_tokens.shape[0])

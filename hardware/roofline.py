@@ -14,7 +14,9 @@ Decode (one token per sequence per step):
     step time = max(bytes / (bandwidth x MBU), FLOPs / (peak x MFU)); tokens/s = batch / step time
 Mixture of experts: FLOPs use the active parameters; the weights read per step are the shared
 (non-expert) weights plus the experts that the batch's tokens touch: with E experts, k routed per
-token and uniform routing, a batch of B tokens touches a fraction 1 - (1 - k/E)^B of them.
+token and uniform routing, a batch of B tokens touches a fraction 1 - (1 - k/E)^B of them. A model
+with fewer active than total parameters but no expert counts (the closed-model placeholder classes)
+is treated as if every parameter were routed with k/E = active/total.
 A replica spans the chips needed to hold its weights and KV cache (tensor/pipeline parallel); its
 compute and bandwidth are the sum over those chips, and per-chip throughput is replica / chips.
 """
@@ -110,8 +112,14 @@ class Model:
 
     def weight_bytes_read(self, precision: str, tokens_in_step):
         """Weight bytes streamed per forward step that processes `tokens_in_step` tokens."""
+        tokens = np.asarray(tokens_in_step, dtype=float)
         if not self.is_moe:
-            return self.weight_bytes(precision) * np.ones_like(np.asarray(tokens_in_step, dtype=float))
+            if self.active_params_b < self.total_params_b:
+                # sparse model without published expert counts (the closed-model classes): every
+                # parameter is treated as routed, a fraction active/total per token
+                coverage = 1.0 - (1.0 - self.active_params_b / self.total_params_b) ** tokens
+                return self.weight_bytes(precision) * coverage
+            return self.weight_bytes(precision) * np.ones_like(tokens)
         shared, per_expert = self.expert_split()
         coverage = 1.0 - (1.0 - self.experts_active / self.n_experts) ** np.asarray(tokens_in_step, dtype=float)
         return (shared + self.n_experts * per_expert * coverage) * BYTES_PER_PARAM[precision]
@@ -127,8 +135,8 @@ def chips_per_replica(chip: Chip, model: Model, precision: str, batch, context, 
     need = model.weight_bytes(precision) + (
         np.asarray(batch, dtype=float) * np.asarray(context, dtype=float) * model.kv_bytes_per_token(precision)
         if kv else 0.0)
-    capacity = chip.memory_bytes * usable_fraction
-    if capacity <= 0:
+    capacity = chip.memory_bytes * np.asarray(usable_fraction, dtype=float)
+    if chip.memory_bytes <= 0:
         raise ValueError(f"chip {chip.name!r} has no memory capacity in the spec sheet")
     return np.ceil(need / capacity - 1e-9)
 

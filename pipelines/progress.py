@@ -31,6 +31,10 @@ class _ProgressHandler(logging.Handler):
             message = error.message.strip() if error else "step failed"
             if message.startswith("dagster.") and ": " in message:
                 message = message.split(": ", 1)[1]
+            cause = error.cause if error else None
+            while cause is not None:  # show the underlying exception, not only Dagster's wrapper
+                message += f" <- {cause.message.strip()}"
+                cause = cause.cause
             print(f"  FAIL  {event.step_key}: {message}", file=sys.stdout, flush=True)
         elif kind == dg.DagsterEventType.STEP_SKIPPED:
             print(f"  skip  {event.step_key} (an upstream step or blocking check failed)", flush=True)

@@ -1,0 +1,258 @@
+"""The demand-to-hardware model end to end: frames and config in, mart frames out (pure library).
+
+    build(inputs, config, seed=0) -> dict of polars frames:
+        hardware_demand, supplier_exposure, supplier_concentration, supply_demand_gap, sensitivity,
+        cross_checks
+
+`inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
+workload_mix, demand (staging.quarterly_demand), assumptions (meta.assumptions), installed_base,
+forecast (marts.forecast, for revenue and packaging series) and supply_metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from hardware.exposure import concentration, supplier_exposure
+from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, draw_assumptions, parse_scenarios, size_fleet, summarise
+from hardware.specs import chips_from_frame, models_from_frame
+
+Z80 = 1.2815516
+
+
+def _value(assumptions: pl.DataFrame, name: str, column: str = "value") -> float:
+    hit = assumptions.filter(pl.col("name") == name)
+    if hit.height == 0:
+        raise KeyError(f"assumption '{name}' is missing from the assumptions file")
+    return float(hit[column][0])
+
+
+def model_mix(config: dict, workload_mix: pl.DataFrame, models: dict) -> dict[str, dict[str, float]]:
+    out = {}
+    for segment, spec in config["segments"].items():
+        mix = spec.get("model_mix")
+        if isinstance(mix, str) and mix.startswith("measured:"):
+            group = mix.split(":", 1)[1]
+            rows = workload_mix.filter(pl.col("origin_group") == group)
+            if rows.height == 0:
+                raise ScenarioError(f"segment '{segment}': no measured model mix for origin group '{group}'")
+            mix = dict(rows.select("catalog_model", "token_share").iter_rows())
+        if not isinstance(mix, dict) or not mix:
+            raise ScenarioError(f"segment '{segment}': model_mix must be 'measured:<group>' or {{model: share}}")
+        unknown = sorted(set(mix) - set(models))
+        if unknown:
+            raise ScenarioError(f"segment '{segment}': model(s) {unknown} not in the model catalog")
+        total = sum(mix.values())
+        if abs(total - 1) > 1e-6:
+            raise ScenarioError(f"segment '{segment}': model_mix shares sum to {total:g}, not 1")
+        out[segment] = {m: float(s) for m, s in mix.items() if s > 0}
+    return out
+
+
+def _segment_demand(config: dict, demand: pl.DataFrame) -> pl.DataFrame:
+    frames = []
+    for segment, spec in config["segments"].items():
+        part = demand.filter(pl.col("series_id") == spec["demand_series"])
+        if part.height == 0:
+            raise ScenarioError(f"segment '{segment}': no forecast for demand series '{spec['demand_series']}'")
+        frames.append(part.with_columns(pl.lit(segment).alias("segment")))
+    out = pl.concat(frames)
+    n_segments = len(config["segments"])
+    common = out.group_by("period_start").agg(pl.col("segment").n_unique().alias("n")).filter(pl.col("n") == n_segments)
+    return out.join(common.select("period_start"), on="period_start").sort("period_start", "segment")
+
+
+def _per_draw_totals(rows: list[dict], key, weight) -> dict[tuple, np.ndarray]:
+    totals: dict[tuple, np.ndarray] = {}
+    for r in rows:
+        k = key(r)
+        if k is None:
+            continue
+        totals[k] = totals.get(k, 0.0) + r["chips"] * weight(r)
+    return totals
+
+
+def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[str, pl.DataFrame]:
+    assumptions = inputs["assumptions"]
+    overrides = {chip: {k: v for k, v in spec.items() if k != "rationale"}
+                 for chip, spec in (config.get("chip_overrides") or {}).items()}
+    chips = chips_from_frame(inputs["specs"], overrides)
+    designer = dict(inputs["specs"].select("chip", "designer").iter_rows())
+    models = models_from_frame(inputs["catalog"])
+    segments = list(config["segments"])
+    scenarios = parse_scenarios(config.get("scenarios"), chips, segments)
+    mix = model_mix(config, inputs["workload_mix"], models)
+    demand = _segment_demand(config, inputs["demand"])
+
+    draws = int(_value(assumptions, "fleet.mc_draws"))
+    rng = np.random.default_rng(seed)
+    a = draw_assumptions(assumptions, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
+                                                           "installed_base.service_life_years",
+                                                           "cowos.packages_per_wafer"], draws, rng)
+    demand_z = {s: rng.standard_normal(draws) for s in segments}
+    rows = size_fleet(demand, scenarios, chips, models, mix, a, demand_z)
+    hardware_demand = summarise(rows, chips, a["fleet.pue"])
+    exposure = supplier_exposure(rows, inputs["supply_chain"])
+
+    region = {s: spec["region"] for s, spec in config["segments"].items()}
+    gap = _supply_demand_gap(rows, chips, region, inputs["installed_base"], a)
+    sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions)
+    checks = _cross_checks(rows, chips, designer, inputs, a)
+    return {
+        "hardware_demand": hardware_demand,
+        "supplier_exposure": exposure,
+        "supplier_concentration": concentration(exposure),
+        "supply_demand_gap": gap,
+        "sensitivity": sensitivity,
+        "cross_checks": checks,
+    }
+
+
+def _supply_demand_gap(rows, chips, region, installed_base: pl.DataFrame, a) -> pl.DataFrame:
+    """Required H100e (all phases) vs the installed base's inference share, China-market vs rest."""
+    required = _per_draw_totals(rows, lambda r: (r["period_start"], r["scenario"], region[r["segment"]]),
+                                lambda r: chips[r["chip"]].h100e)
+    base = (installed_base.with_columns(pl.when(pl.col("china_market")).then(pl.lit("china"))
+                                        .otherwise(pl.lit("rest")).alias("region"))
+            .group_by("quarter_end", "region").agg(pl.col("h100e_median").sum()).sort("quarter_end"))
+    share = a["fleet.inference_share_of_installed_base"]
+    out = []
+    for (period, scenario, reg), need in required.items():
+        quarter_end = (dt.date(period.year + (period.month + 2) // 12, (period.month + 2) % 12 + 1, 1)
+                       - dt.timedelta(days=1))
+        hist = base.filter((pl.col("region") == reg) & (pl.col("quarter_end") <= quarter_end))
+        if hist.height == 0:
+            continue
+        installed_at, installed = hist["quarter_end"][-1], float(hist["h100e_median"][-1])
+        serving = installed * share
+        out.append({"period_start": period, "scenario": scenario, "region": reg,
+                    "required_h100e_p5": float(np.percentile(need, 5)),
+                    "required_h100e_median": float(np.median(need)),
+                    "required_h100e_p95": float(np.percentile(need, 95)),
+                    "installed_h100e_median": installed,
+                    "installed_inference_h100e_median": float(np.median(serving)),
+                    "installed_quarter_end": installed_at,
+                    "ratio": float(np.median(need / serving)) if installed > 0 else None})
+    return pl.DataFrame(out).sort("period_start", "scenario", "region")
+
+
+def _total_chips(demand, scenarios, chips, models, mix, point: dict, z: float) -> dict[str, float]:
+    rows = size_fleet(demand, scenarios, chips, models, mix, point,
+                      {s: np.full(1, z) for s in demand["segment"].unique().to_list()})
+    totals: dict[str, float] = {}
+    for r in rows:
+        totals[r["scenario"]] = totals.get(r["scenario"], 0.0) + float(r["chips"][0])
+    return totals
+
+
+def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame) -> pl.DataFrame:
+    """Total chips at the horizon's last quarter when one assumption moves to its low or high end with
+    the others at their values; the demand forecast moves across its 80% interval."""
+    last = demand.filter(pl.col("period_start") == demand["period_start"].max())
+    rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
+    point = {n: np.full(1, rows[n]["value"]) for n in FLEET_ASSUMPTIONS}
+    base = _total_chips(last, scenarios, chips, models, mix, point, 0.0)
+    lo_d = _total_chips(last, scenarios, chips, models, mix, point, -Z80)
+    hi_d = _total_chips(last, scenarios, chips, models, mix, point, Z80)
+    out = []
+    for scen in scenarios:
+        out.append({"scenario": scen, "assumption": "demand (forecast 80% interval)", "unit": "tokens/day",
+                    "low_value": float((last["value"] * np.exp(-Z80 * (np.log(last["hi95"]) - np.log(last["lo95"]))
+                                        / (2 * 1.959964))).sum()),
+                    "value": float(last["value"].sum()),
+                    "high_value": float((last["value"] * np.exp(Z80 * (np.log(last["hi95"]) - np.log(last["lo95"]))
+                                         / (2 * 1.959964))).sum()),
+                    "chips_at_low": lo_d[scen], "chips_at_value": base[scen], "chips_at_high": hi_d[scen]})
+    for name in FLEET_ASSUMPTIONS:
+        r = rows[name]
+        if r["high"] <= r["low"]:
+            continue
+        at = {}
+        for end in ("low", "high"):
+            moved = {**point, name: np.full(1, r[end])}
+            at[end] = _total_chips(last, scenarios, chips, models, mix, moved, 0.0)
+        for scen in scenarios:
+            out.append({"scenario": scen, "assumption": name, "unit": r["unit"], "low_value": r["low"],
+                        "value": r["value"], "high_value": r["high"], "chips_at_low": at["low"][scen],
+                        "chips_at_value": base[scen], "chips_at_high": at["high"][scen]})
+    frame = pl.DataFrame(out).with_columns(
+        (pl.col("chips_at_high") - pl.col("chips_at_low")).abs().alias("swing_chips"),
+        pl.lit(last["period_start"][0]).alias("period_start"))
+    return frame.sort("scenario", "swing_chips", descending=[False, True])
+
+
+def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
+    """Implied annual spend and packaging demand vs reported revenue and capacity, per scenario and year.
+
+    A year's implied purchases = the growth of the required fleet over the year plus replacement of
+    the fleet a year earlier over its service life; they are compared, as ratios, with Nvidia's
+    data-center revenue, TSMC's CoWoS capacity and domestic 2.5D packaging revenue of that year."""
+    q4 = [r for r in rows if r["period_start"].month == 10]
+    years = sorted({r["period_start"].year for r in q4})
+    life = a["installed_base.service_life_years"]
+    split = inputs["supply_chain"].filter(pl.col("usd_per_chip").is_not_null())
+    tsmc_packaged = set(split.filter((pl.col("role") == "advanced_packaging") & (pl.col("supplier") == "TSMC"))["chip"])
+    domestic_pkg = dict(split.filter((pl.col("role") == "advanced_packaging")
+                                     & pl.col("supplier").str.contains("domestic")).select("chip", "usd_per_chip")
+                        .iter_rows())
+
+    def fleet(year, scenario, weight):
+        total = 0.0
+        for r in q4:
+            if r["period_start"].year == year and r["scenario"] == scenario:
+                total = total + r["chips"] * weight(r["chip"])
+        return total
+
+    fc = inputs["forecast"]
+
+    def reported_year(series_id: str, year: int):
+        part = fc.filter((pl.col("series_id") == series_id) & (pl.col("period_start").dt.year() == year))
+        if part.height == 0:
+            return None, None
+        basis = "forecast" if part["is_forecast"].any() else "reported"
+        return float(part["value"].sum()), basis
+
+    metrics = inputs["supply_metrics"]
+    out = []
+    scenarios = sorted({r["scenario"] for r in q4})
+    for year in years:
+        if year - 1 not in years:
+            continue
+        for scen in scenarios:
+            def purchases(weight):
+                now, before = fleet(year, scen, weight), fleet(year - 1, scen, weight)
+                return np.maximum(now - before, 0.0) + before / life
+
+            nvidia = purchases(lambda c: (chips[c].unit_price_usd or 0.0) if designer.get(c) == "Nvidia" else 0.0)
+            rev, basis = reported_year("revenue/Nvidia/data_center", year)
+            out.append(_check(year, scen, "nvidia_spend_vs_data_center_revenue", nvidia, rev, "usd_per_year", basis,
+                              "implied purchases of Nvidia chips for inference vs Nvidia data-center revenue"))
+            wafers = purchases(lambda c: 1.0 if c in tsmc_packaged else 0.0) / 12 / a["cowos.packages_per_wafer"]
+            cap = metrics.filter((pl.col("metric") == "capacity_wafers_per_month")
+                                 & (pl.col("period_end").dt.year() <= year)).sort("period_end")
+            cap_value = float(cap["value"][-1]) if cap.height else None
+            cap_basis = f"reported {cap['period_end'][-1]}" if cap.height else None
+            out.append(_check(year, scen, "cowos_wafers_vs_capacity", wafers, cap_value, "wafers_per_month",
+                              cap_basis, "CoWoS wafers/month the inference chips bought in the year need vs TSMC "
+                                         "CoWoS capacity"))
+            domestic = purchases(lambda c: domestic_pkg.get(c, 0.0))
+            sj, sj_basis = reported_year("packaging_revenue/SJ Semiconductor/2.5D packaging", year)
+            out.append(_check(year, scen, "domestic_2_5d_spend_vs_packaging_revenue", domestic, sj, "usd_per_year",
+                              sj_basis, "implied domestic 2.5D packaging content of Chinese chips bought in the year "
+                                        "vs SJ Semiconductor's 2.5D packaging revenue"))
+    schema = {"year": pl.Int64, "scenario": pl.Utf8, "check": pl.Utf8, "implied_p5": pl.Float64,
+              "implied_median": pl.Float64, "implied_p95": pl.Float64, "reported": pl.Float64, "unit": pl.Utf8,
+              "reported_basis": pl.Utf8, "ratio": pl.Float64, "note": pl.Utf8}
+    return pl.DataFrame(out, schema=schema)
+
+
+def _check(year, scenario, name, implied, reported, unit, basis, note) -> dict:
+    implied = np.atleast_1d(np.asarray(implied, dtype=float))
+    median = float(np.median(implied))
+    return {"year": year, "scenario": scenario, "check": name, "implied_p5": float(np.percentile(implied, 5)),
+            "implied_median": median, "implied_p95": float(np.percentile(implied, 95)), "reported": reported,
+            "unit": unit, "reported_basis": basis,
+            "ratio": median / reported if reported else None, "note": note}

@@ -1,0 +1,65 @@
+"""Build Chip and Model objects from the spec-sheet and model-catalog frames (polars in)."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import polars as pl
+
+from hardware.roofline import Chip, Model
+
+
+def _num(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return float(value)
+
+
+def chips_from_frame(specs: pl.DataFrame, overrides: dict | None = None) -> dict[str, Chip]:
+    """`specs` has the accelerator_specs columns (+ h100e_per_chip); `overrides` maps chip -> fields
+    (tdp_w, unit_price_usd) that the spec sheet lacks."""
+    overrides = overrides or {}
+    out = {}
+    for row in specs.iter_rows(named=True):
+        extra = overrides.get(row["chip"], {})
+        out[row["chip"]] = Chip(
+            name=row["chip"], chip_class=row["chip_class"],
+            bf16_tflops=_num(row.get("bf16_tflops")) or 0.0,
+            fp8_tflops=_num(row.get("fp8_tflops")), fp4_tflops=_num(row.get("fp4_tflops")),
+            mem_gb=_num(row.get("mem_gb")) or 0.0, mem_tbps=_num(row.get("mem_tbps")) or 0.0,
+            sram_mb=_num(row.get("sram_mb")) or 0.0, sram_tbps=_num(row.get("sram_tbps")) or 0.0,
+            tdp_w=_num(extra.get("tdp_w", row.get("tdp_w"))),
+            unit_price_usd=_num(extra.get("unit_price_usd", row.get("unit_price_usd"))),
+            h100e=_num(row.get("h100e_per_chip")),
+        )
+    return out
+
+
+def models_from_frame(catalog: pl.DataFrame) -> dict[str, Model]:
+    out = {}
+    for row in catalog.iter_rows(named=True):
+        out[row["model"]] = Model(
+            name=row["model"], total_params_b=float(row["total_params_b"]),
+            active_params_b=float(row["active_params_b"]), n_layers=int(row["n_layers"]),
+            kv_bytes_per_token_bf16=float(row["kv_bytes_per_token_bf16"]),
+            hidden_size=row.get("hidden_size"), n_heads=row.get("n_heads"), head_dim=row.get("head_dim"),
+            n_experts=row.get("n_experts"), experts_active=row.get("experts_active"),
+        )
+    return out
+
+
+def resolve(name: str, names: dict, what: str, slug_map: pl.DataFrame | None = None) -> str:
+    """A catalog/spec name, case-insensitively, or (models) a provider slug through the slug map."""
+    if name in names:
+        return name
+    lowered = {k.lower(): k for k in names}
+    if name.lower() in lowered:
+        return lowered[name.lower()]
+    if slug_map is not None:
+        for pattern, model in slug_map.select("slug_pattern", "model").iter_rows():
+            regex = "^" + "".join(".*" if ch == "%" else "." if ch == "_" else ("\\" + ch if not ch.isalnum() else ch)
+                                  for ch in pattern) + "$"
+            if re.match(regex, name.lower()):
+                return model
+    raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(names))}")

@@ -1,0 +1,61 @@
+-- marts.workload_mix: the measured workload shape from OpenRouter's weekly top models, over the
+-- last 8 weeks that publish the token split: the share of output (completion) tokens, the share of
+-- prompt tokens served from the prefix cache, and each catalog model's share of tokens, for
+-- China-origin models ('cn') and for all models ('all'). It feeds the hardware model's model mix.
+with split_weeks as (
+    select distinct week_start
+    from marts.model_call_volume_weekly
+    where prompt_tokens is not null
+    order by week_start desc
+    limit 8
+),
+
+recent as (
+    select m.*
+    from marts.model_call_volume_weekly as m
+    join split_weeks using (week_start)
+    where m.catalog_model is not null
+),
+
+groups as (
+    select 'all' as origin_group, * from recent
+    union all
+    select 'cn' as origin_group, * from recent where origin = 'cn'
+),
+
+shape as (
+    select
+        origin_group,
+        sum(completion_tokens) / sum(prompt_tokens + completion_tokens) as output_share,
+        sum(cached_tokens) / sum(prompt_tokens) filter (where cached_tokens is not null) as cached_share,
+        count(distinct week_start) as weeks,
+        min(week_start) as first_week,
+        max(week_start) as last_week
+    from groups
+    where prompt_tokens is not null and completion_tokens is not null
+    group by origin_group
+),
+
+mix as (
+    select origin_group, catalog_model, sum(total_tokens) as tokens
+    from groups
+    group by all
+),
+
+final as (
+    select
+        m.origin_group,
+        m.catalog_model,
+        m.tokens / sum(m.tokens) over (partition by m.origin_group) as token_share,
+        s.output_share,
+        s.cached_share,
+        s.weeks,
+        s.first_week,
+        s.last_week,
+        'openrouter_weekly_snapshots' as source_id
+    from mix as m
+    join shape as s using (origin_group)
+)
+
+select * from final
+order by origin_group, token_share desc
