@@ -1,0 +1,199 @@
+"""The demand-to-hardware model: hand-computed rooflines, memory minimums, calibration, properties."""
+
+import copy
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from assets.assumptions import flatten_assumptions, load_assumptions
+from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, parse_scenarios, per_chip_rates, size_fleet
+from hardware.roofline import Chip, Model, chips_per_replica, throughput
+from tests.conftest import ASSUMPTIONS
+
+CHIP = Chip("toy", "gpu", bf16_tflops=1000, mem_gb=1000, mem_tbps=1.0, tdp_w=1000, unit_price_usd=10_000, h100e=0.5)
+DENSE10 = Model("dense10", 10, 10, n_layers=40, kv_bytes_per_token_bf16=100_000, n_heads=32, head_dim=128)
+
+
+def test_dense_model_plain_roofline_by_hand():
+    r = throughput(CHIP, DENSE10, "bf16", input_tokens=1000, output_tokens=100, batch=1, kv=False,
+                   attention=False, n_chips=1)
+    # decode: 10e9 params x 2 bytes = 20 GB per step at 1 TB/s -> 0.02 s -> 50 tokens/s, memory-bound
+    assert float(r["decode_tokens_per_s"]) == pytest.approx(50.0)
+    assert str(r["decode_bound"]) == "memory"
+    # prefill: 2 x 10e9 = 2e10 FLOP per token at 1e15 FLOP/s -> 50,000 tokens/s, compute-bound
+    assert float(r["prefill_tokens_per_s"]) == pytest.approx(50_000.0)
+    assert str(r["prefill_bound"]) == "compute"
+
+
+def test_dense_model_with_kv_and_attention_by_hand():
+    r = throughput(CHIP, DENSE10, "bf16", input_tokens=1000, output_tokens=100, batch=1, n_chips=1)
+    context = 1000 + 100 / 2  # decode context: prompt plus half the output
+    step_bytes = 20e9 + context * 100_000
+    assert float(r["decode_tokens_per_s"]) == pytest.approx(1e12 / step_bytes)
+    # prefill: 2N + 2 x layers x (prompt / 2) x width per token (Kaplan et al.)
+    flops = 2e10 + 2 * 40 * 500 * 32 * 128
+    assert float(r["prefill_tokens_per_s"]) == pytest.approx(1e15 / flops)
+    # batch 8: weights read once, KV per sequence
+    r8 = throughput(CHIP, DENSE10, "bf16", 1000, 100, batch=8, n_chips=1)
+    assert float(r8["decode_tokens_per_s"]) == pytest.approx(8 * 1e12 / (20e9 + 8 * context * 100_000))
+
+
+def test_moe_reads_touched_experts_and_computes_on_active():
+    moe = Model("moe", 671, 37, n_layers=61, kv_bytes_per_token_bf16=70_272, n_heads=128, head_dim=576,
+                n_experts=256, experts_active=8)
+    shared, per_expert = moe.expert_split()
+    assert shared + 256 * per_expert == pytest.approx(671e9)
+    assert shared + 8 * per_expert == pytest.approx(37e9)
+    # one token touches 8 of 256 experts: reads exactly the active weights
+    assert float(moe.weight_bytes_read("fp8", 1)) == pytest.approx(37e9)
+    # a batch of 64 touches 1 - (1 - 8/256)^64 of the experts
+    coverage = 1 - (1 - 8 / 256) ** 64
+    assert float(moe.weight_bytes_read("fp8", 64)) == pytest.approx(shared + 256 * per_expert * coverage)
+    r = throughput(CHIP, moe, "fp8", 1000, 100, batch=1, kv=False, attention=False, n_chips=1)
+    assert float(r["decode_tokens_per_s"]) == pytest.approx(1e12 / 37e9)  # 37 GB at fp8 per token
+    # prefill of 1,000 prompt tokens touches essentially every expert: 671 GB streamed (0.67 s) is
+    # slower than 2 x 37e9 x 1,000 FLOP at 1e15 FLOP/s (0.074 s), so this toy chip is memory-bound
+    touched = float(moe.weight_bytes_read("fp8", 1000))
+    assert touched == pytest.approx(671e9, rel=1e-6)
+    assert float(r["prefill_tokens_per_s"]) == pytest.approx(1000 / (touched / 1e12))
+    assert str(r["prefill_bound"]) == "memory"
+
+
+def test_memory_minimum_sram_wafer_and_cpu():
+    llama70 = Model("l70", 70, 70, 80, 327_680, n_heads=64, head_dim=128)
+    groq = Chip("Groq", "lpu", 188, 750, sram_mb=230, sram_tbps=80)
+    wafer = Chip("WSE-3", "wafer_scale", 125_000, sram_mb=44_000, sram_tbps=21_000)
+    h100 = Chip("H100", "gpu", 989.4, 1979, mem_gb=80, mem_tbps=3.35)
+    xeon = Chip("Xeon", "cpu", 262, 524, mem_gb=1536, mem_tbps=0.845)
+    assert float(chips_per_replica(groq, llama70, "fp8", 1, 0, kv=False)) == 305  # 70 GB / 230 MB
+    assert float(chips_per_replica(wafer, llama70, "fp8", 1, 0, kv=False)) == 2
+    assert float(chips_per_replica(h100, llama70, "fp8", 1, 0, kv=False)) == 1
+    # with KV for 16 sequences of 8k tokens at fp8: 70 GB + 16 x 8192 x 163,840 B = 91.5 GB -> 2 H100
+    assert float(chips_per_replica(h100, llama70, "fp8", 16, 8192)) == 2
+    assert float(chips_per_replica(xeon, llama70, "fp8", 1, 0, kv=False)) == 1
+    # SRAM decode: a replica of 305 chips streams from 305 x 80 TB/s of SRAM
+    r = throughput(groq, llama70, "fp8", 1000, 100, batch=1, kv=False, attention=False)
+    assert float(r["decode_tokens_per_s"]) == pytest.approx(305 * 80e12 / 70e9)
+    # CPU decode reads from DDR at 0.845 TB/s: about 12 tokens/s at batch 1
+    r = throughput(xeon, llama70, "fp8", 1000, 100, batch=1, kv=False, attention=False)
+    assert float(r["decode_tokens_per_s"]) == pytest.approx(0.845e12 / 70e9)
+
+
+def _assumptions():
+    return flatten_assumptions(load_assumptions(ASSUMPTIONS))
+
+
+def _point(frame: pl.DataFrame, **overrides) -> dict:
+    values = dict(frame.select("name", "value").iter_rows())
+    values.update(overrides)
+    return {n: np.array([float(values[n])]) for n in FLEET_ASSUMPTIONS}
+
+
+def test_calibration_reproduces_the_measured_throughput():
+    config = load_assumptions(ASSUMPTIONS)
+    frame = _assumptions()
+    values = dict(frame.select("name", "value").iter_rows())
+    measured = values["calibration.h100_llama70b_measured_tokens_per_s_per_gpu"]
+    h100 = Chip("H100", "gpu", 989.4, 1979, mem_gb=80, mem_tbps=3.35)
+    llama70 = Model("l70", 70, 70, 80, 327_680, n_heads=64, head_dim=128)
+    r = throughput(h100, llama70, "fp8", input_tokens=600, output_tokens=294.45, batch=512,
+                   mfu=values["hardware.mfu"], mbu=values["hardware.mbu"], n_chips=8)
+    seconds_per_request = 600 / r["prefill_tokens_per_s"] + 294.45 / r["decode_tokens_per_s"]
+    predicted = float(294.45 / seconds_per_request / 8)
+    print(f"calibration: predicted {predicted:.0f} vs measured {measured:.0f} output tokens/s per H100")
+    assert predicted == pytest.approx(measured, rel=0.1)
+    assert "MLPerf" in config["calibration"]["h100_llama70b_measured_tokens_per_s_per_gpu"]["rationale"]
+
+
+def _toy_fleet(tokens_per_day: float, a: dict, chip: Chip = CHIP, model: Model = DENSE10):
+    demand = pl.DataFrame({"period_start": [dt.date(2027, 1, 1)], "segment": ["all"], "value": [tokens_per_day],
+                           "lo95": [tokens_per_day], "hi95": [tokens_per_day]})
+    scen = parse_scenarios({"s": {"segments": {"all": {"prefill": {chip.name: 1.0}, "decode": {chip.name: 1.0}}},
+                                  "precision": "bf16"}}, {chip.name: chip}, ["all"])
+    rows = size_fleet(demand, scen, {chip.name: chip}, {model.name: model}, {"all": {model.name: 1.0}}, a,
+                      {"all": np.zeros(len(a["hardware.mfu"]))})
+    return {r["phase"]: float(r["chips"][0]) for r in rows}
+
+
+def test_fleet_reduces_to_plain_roofline_arithmetic():
+    frame = _assumptions()
+    a = _point(frame, **{"hardware.mfu": 1, "hardware.mbu": 1, "hardware.decode_batch": 1,
+                         "fleet.peak_to_average": 1, "fleet.utilisation": 1, "fleet.redundancy": 0,
+                         "workload.cached_share": 0, "workload.output_share": 0.5,
+                         "workload.input_tokens": 1000, "hardware.memory_usable_fraction": 1})
+    chips = _toy_fleet(86_400 * 100.0, a)  # 100 tokens/s: 50 prefill, 50 decode
+    rates = per_chip_rates(CHIP, DENSE10, "bf16", a)
+    assert chips["prefill"] == pytest.approx(50 / rates["prefill"][0])
+    assert chips["decode"] == pytest.approx(50 / rates["decode"][0])
+    # and the per-chip decode rate is the hand roofline with KV: batch 1, context 1000 + 1000/2
+    assert rates["decode"][0] == pytest.approx(1e12 / (20e9 + 1500 * 100_000))
+
+
+@settings(max_examples=25, deadline=None)
+@given(low=st.floats(1e9, 1e15), factor=st.floats(1.0, 100.0), mfu=st.floats(0.2, 0.9), mbu=st.floats(0.2, 0.9),
+       better=st.floats(1.0, 1.5))
+def test_more_demand_never_fewer_chips_and_better_utilisation_never_more(low, factor, mfu, mbu, better):
+    frame = _assumptions()
+    a = _point(frame, **{"hardware.mfu": mfu, "hardware.mbu": mbu})
+    base = _toy_fleet(low, a)
+    more = _toy_fleet(low * factor, a)
+    assert all(more[p] >= base[p] * (1 - 1e-9) for p in base)
+    improved = _point(frame, **{"hardware.mfu": min(mfu * better, 1.0), "hardware.mbu": min(mbu * better, 1.0)})
+    faster = _toy_fleet(low, improved)
+    assert all(faster[p] <= base[p] * (1 + 1e-9) for p in base)
+
+
+def test_invalid_scenarios_give_clear_errors():
+    config = load_assumptions(ASSUMPTIONS)
+    chips = {"B200": Chip("B200", "gpu", 2500, 5000, mem_gb=186, mem_tbps=8, tdp_w=1200, unit_price_usd=1, h100e=2.5),
+             "NoPrice": Chip("NoPrice", "gpu", 100, mem_gb=10, mem_tbps=1, tdp_w=100, h100e=0.1)}
+    good = {"x": {"segments": {"a": {"prefill": {"B200": 1.0}, "decode": {"B200": 1.0}}}}}
+    assert set(parse_scenarios(good, chips, ["a"])) == {"x"}
+    cases = [
+        ({"x": {"segments": {"a": {"prefill": {"B200": 0.6}, "decode": {"B200": 1.0}}}}}, "sum to 0.6"),
+        ({"x": {"segments": {"a": {"prefill": {"Z9": 1.0}, "decode": {"B200": 1.0}}}}}, "unknown chip 'Z9'"),
+        ({"x": {"segments": {"a": {"prefill": {"B200": 1.0}}}}}, "phase 'decode'"),
+        ({"x": {"segments": {}}}, "segment 'a' is missing"),
+        ({"x": {"precision": "int3", "segments": good["x"]["segments"]}}, "precision"),
+        ({"x": {"segments": {"a": {"prefill": {"NoPrice": 1.0}, "decode": {"B200": 1.0}}}}}, "unit_price_usd"),
+    ]
+    for raw, message in cases:
+        with pytest.raises(ScenarioError, match=message):
+            parse_scenarios(raw, chips, ["a"])
+    assert set(config["scenarios"]) >= {"gpu_centric", "three_layer", "china_domestic", "pd_disaggregated"}
+
+
+def test_every_assumption_has_unit_value_and_rationale():
+    frame = _assumptions()
+    assert frame.height > 20
+    assert frame.filter(pl.col("rationale").str.len_chars() < 20).height == 0
+    assert frame.filter((pl.col("low") > pl.col("value")) | (pl.col("value") > pl.col("high"))).height == 0
+    broken = copy.deepcopy(load_assumptions(ASSUMPTIONS))
+    del broken["fleet"]["pue"]["rationale"]
+    with pytest.raises(ValueError, match="fleet.pue"):
+        flatten_assumptions(broken)
+
+
+def test_throughput_cli_json():
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, "-m", "pipelines", "throughput", "--chip", "Groq LPU v1", "--model",
+                           "meta-llama/llama-3.3-70b-instruct", "--precision", "fp8", "--batch", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["model"] == "Llama-3.1-70B" and out["min_chips_per_replica"] > 300
+    assert out["decode"]["bound"] == "memory" and out["prefill"]["bound"] == "compute"
+    assert out["decode"]["tokens_per_s_per_chip"] == pytest.approx(
+        out["decode"]["tokens_per_s_per_replica"] / out["min_chips_per_replica"])
+    bad = subprocess.run([sys.executable, "-m", "pipelines", "throughput", "--chip", "H100", "--model", "nope"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr
