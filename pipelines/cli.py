@@ -167,6 +167,36 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from assets.report import build_report
+
+    paths = Paths.from_env(warehouse=args.warehouse, reports_dir=args.reports_dir)
+    try:
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.timezone.utc).date()
+    except ValueError:
+        print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    if not paths.warehouse.exists():
+        print(f"error: warehouse {paths.warehouse} does not exist; run `tokens2chips run` first", file=sys.stderr)
+        return 2
+    try:
+        con = duckdb.connect(str(paths.warehouse), read_only=True)
+    except duckdb.Error as exc:
+        print(f"error: cannot open {paths.warehouse}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        path = build_report(con, as_of, paths.reports_dir)
+    except duckdb.CatalogException as exc:
+        print(f"error: the warehouse lacks a table the report needs ({exc}); run `tokens2chips run`", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    print(f"report: {path / 'report.html'}\n        {path / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tokens2chips", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
     query.set_defaults(func=cmd_query)
+
+    report = sub.add_parser("report", help="rebuild the analyst report from the warehouse (no model runs)")
+    report.add_argument("--as-of", help="as-of date YYYY-MM-DD (default today, UTC)")
+    report.add_argument("--warehouse", help="DuckDB file (env T2C_WAREHOUSE, default var/warehouse.duckdb)")
+    report.add_argument("--reports-dir", help="report directory (env T2C_REPORTS_DIR, default var/reports/)")
+    report.set_defaults(func=cmd_report)
 
     tp = sub.add_parser("throughput", help="roofline calculator: prefill/decode tokens/s of a model on a chip (JSON)")
     tp.add_argument("--chip", required=True, help="a chip of accelerator_specs.csv, e.g. H100")

@@ -1,0 +1,201 @@
+"""Report charts (matplotlib, Agg): each function takes polars frames and returns PNG bytes.
+
+Every chart has a title, units on its axes and a source line.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
+
+from reports.format import short  # noqa: E402
+
+CLASS_COLORS = {"gpu": "#4C72B0", "tpu": "#55A868", "asic": "#8172B2", "domestic_asic": "#C44E52",
+                "lpu": "#DD8452", "wafer_scale": "#937860", "cpu": "#8C8C8C"}
+plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.dpi": 110})
+
+
+def _png(fig, source: str) -> bytes:
+    fig.text(0.01, 0.005, source, fontsize=7, color="#555555", ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+_SHORT_FMT = FuncFormatter(lambda v, _: short(v, 2))
+
+
+def _dates(ax) -> None:
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+
+
+def demand_fan(forecast: pl.DataFrame, series: list[str], title: str) -> bytes:
+    """Observed points and forecast median with 80/95% bands, log scale, one panel per series."""
+    n = len(series)
+    cols = 3
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.9 * rows), squeeze=False)
+    for ax, sid in zip(axes.flat, series):
+        part = forecast.filter(pl.col("series_id") == sid).sort("period_start")
+        obs = part.filter(~pl.col("is_forecast"))
+        fut = part.filter(pl.col("is_forecast"))
+        if fut.height:
+            x = fut["period_start"].to_list()
+            ax.fill_between(x, fut["lo95"], fut["hi95"], color="#4C72B0", alpha=0.15, label="95%")
+            ax.fill_between(x, fut["lo80"], fut["hi80"], color="#4C72B0", alpha=0.3, label="80%")
+            ax.plot(x, fut["value"], color="#4C72B0", lw=1.5, label="median")
+        if obs.height:
+            ax.plot(obs["period_start"].to_list(), obs["value"], "o", color="black", ms=3.5, label="disclosed")
+        ax.set_yscale("log")
+        ax.set_title(sid)
+        ax.set_ylabel("tokens/day (log)")
+        ax.yaxis.set_major_formatter(_SHORT_FMT)
+        _dates(ax)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(title)
+    return _png(fig, "Source: platform disclosures (data/SOURCES.md); forecast: tokens2chips (marts.forecast)")
+
+
+def origin_share(weekly: pl.DataFrame) -> bytes:
+    """Share of OpenRouter top-model tokens by model origin, per week."""
+    totals = weekly.group_by("week_start", "origin").agg(pl.col("total_tokens").sum())
+    share = totals.with_columns((pl.col("total_tokens") / pl.col("total_tokens").sum().over("week_start"))
+                                .alias("share")).sort("week_start")
+    fig, ax = plt.subplots(figsize=(10, 3.2))
+    for origin, color in (("cn", "#C44E52"), ("us", "#4C72B0"), ("eu", "#55A868"), ("unknown", "#8C8C8C")):
+        part = share.filter(pl.col("origin") == origin)
+        if part.height:
+            ax.plot(part["week_start"].to_list(), part["share"] * 100, label=origin, color=color, lw=1.5,
+                    marker="." if part.height < 20 else None)
+    ax.set_ylabel("% of weekly top-10 tokens")
+    ax.set_title("OpenRouter: share of top-model tokens by model origin")
+    ax.legend(fontsize=8)
+    return _png(fig, "Source: OpenRouter weekly rankings snapshots (openrouter_weekly_top_models.csv)")
+
+
+def chips_by_class(hardware: pl.DataFrame, scenarios: list[str]) -> bytes:
+    """Stacked bars of chips needed by chip class over time, one panel per scenario."""
+    agg = hardware.group_by("scenario", "period_start", "chip_class").agg(pl.col("chips_median").sum())
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(12, 3.4), squeeze=False, sharey=False)
+    for ax, scen in zip(axes.flat, scenarios):
+        part = agg.filter(pl.col("scenario") == scen)
+        periods = sorted(part["period_start"].unique().to_list())
+        bottom = np.zeros(len(periods))
+        for cls in sorted(part["chip_class"].unique().to_list()):
+            vals = [float(part.filter((pl.col("period_start") == p) & (pl.col("chip_class") == cls))["chips_median"]
+                          .sum()) for p in periods]
+            ax.bar(range(len(periods)), vals, bottom=bottom, color=CLASS_COLORS.get(cls, "#999999"), label=cls)
+            bottom += np.array(vals)
+        ax.set_xticks(range(len(periods)), [f"{p.year}Q{(p.month - 1) // 3 + 1}" for p in periods], rotation=60,
+                      fontsize=7)
+        ax.set_title(scen)
+        ax.set_ylabel("chips (median)")
+        ax.yaxis.set_major_formatter(_SHORT_FMT)
+        ax.legend(fontsize=6)
+    fig.suptitle("Chips needed by chip class and scenario")
+    return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
+
+
+def required_vs_installed(gap: pl.DataFrame, scenario: str) -> bytes:
+    part = gap.filter(pl.col("scenario") == scenario).sort("period_start")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
+    for ax, region in zip(axes, ("rest", "china")):
+        p = part.filter(pl.col("region") == region)
+        x = p["period_start"].to_list()
+        ax.fill_between(x, p["required_h100e_p5"], p["required_h100e_p95"], alpha=0.2, color="#C44E52",
+                        label="required p5-p95")
+        ax.plot(x, p["required_h100e_median"], color="#C44E52", label="required (median)")
+        ax.plot(x, p["installed_inference_h100e_median"], color="#4C72B0", ls="--",
+                label="installed base x inference share")
+        ax.set_yscale("log")
+        ax.set_title(f"{'China market' if region == 'china' else 'Rest of world'} ({scenario})")
+        ax.set_ylabel("H100-equivalents (log)")
+        ax.yaxis.set_major_formatter(_SHORT_FMT)
+        _dates(ax)
+        ax.legend(fontsize=7)
+    fig.suptitle("Required H100e vs the installed base serving inference")
+    return _png(fig, "Data: Epoch AI (shipments, installed base); tokens2chips (marts.supply_demand_gap)")
+
+
+def phase_split(hardware: pl.DataFrame, period) -> bytes:
+    part = hardware.filter(pl.col("period_start") == period).group_by("scenario", "phase").agg(
+        pl.col("h100e_median").sum())
+    scenarios = sorted(part["scenario"].unique().to_list())
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    bottom = np.zeros(len(scenarios))
+    for phase, color in (("prefill", "#55A868"), ("decode", "#DD8452")):
+        vals = [float(part.filter((pl.col("scenario") == s) & (pl.col("phase") == phase))["h100e_median"].sum())
+                for s in scenarios]
+        ax.bar(scenarios, vals, bottom=bottom, label=phase, color=color)
+        bottom += np.array(vals)
+    ax.set_ylabel("H100e (median)")
+    ax.yaxis.set_major_formatter(_SHORT_FMT)
+    ax.set_title(f"Prefill vs decode compute, {period}")
+    ax.legend(fontsize=8)
+    return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
+
+
+def three_layer_classes(hardware: pl.DataFrame) -> bytes:
+    part = hardware.filter(pl.col("scenario") == "three_layer").group_by("period_start", "chip_class").agg(
+        pl.col("power_mw_median").sum(), pl.col("chips_median").sum()).sort("period_start")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    for ax, col, label in ((axes[0], "chips_median", "chips (median)"), (axes[1], "power_mw_median", "MW (median)")):
+        for cls in sorted(part["chip_class"].unique().to_list()):
+            p = part.filter(pl.col("chip_class") == cls)
+            ax.plot(p["period_start"].to_list(), p[col], label=cls, color=CLASS_COLORS.get(cls), lw=1.5)
+        ax.set_yscale("log")
+        ax.set_ylabel(label + " (log)")
+        ax.yaxis.set_major_formatter(_SHORT_FMT)
+        _dates(ax)
+        ax.legend(fontsize=7)
+    fig.suptitle("three_layer scenario: SRAM (lpu) vs HBM (gpu/asic) vs CPU")
+    return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
+
+
+def supplier_bars(exposure: pl.DataFrame, top: int = 14) -> bytes:
+    part = exposure.group_by("supplier", "role").agg(pl.col("usd_p5").sum(), pl.col("usd_median").sum(),
+                                                      pl.col("usd_p95").sum()).sort("usd_median", descending=True)
+    part = part.head(top).reverse()
+    labels = [f"{s} ({r})" for s, r in part.select("supplier", "role").iter_rows()]
+    med = part["usd_median"].to_numpy()
+    fig, ax = plt.subplots(figsize=(10, 0.32 * len(labels) + 1.2))
+    ax.barh(labels, med, color="#4C72B0",
+            xerr=[med - part["usd_p5"].to_numpy(), part["usd_p95"].to_numpy() - med], capsize=2,
+            error_kw={"elinewidth": 0.8})
+    ax.set_xscale("log")
+    ax.set_xlabel("USD content of the required fleet (median, p5-p95 whiskers, log)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "$" + short(v, 2)))
+    ax.set_title("Supplier exposure by supplier and role")
+    return _png(fig, "Source: tokens2chips (marts.supplier_exposure); price split: data/supply_chain.csv (assumption)")
+
+
+def tornado(sensitivity: pl.DataFrame, scenario: str, top: int = 12) -> bytes:
+    part = sensitivity.filter(pl.col("scenario") == scenario).sort("swing_chips", descending=True).head(top).reverse()
+    base = float(part["chips_at_value"][0]) if part.height else 0.0
+    fig, ax = plt.subplots(figsize=(10, 0.35 * part.height + 1.3))
+    for i, row in enumerate(part.iter_rows(named=True)):
+        lo, hi = row["chips_at_low"], row["chips_at_high"]
+        ax.barh(i, lo - base, left=base, color="#55A868")
+        ax.barh(i, hi - base, left=base, color="#C44E52")
+    ax.set_yticks(range(part.height), [f"{r['assumption']} [{short(r['low_value'])}..{short(r['high_value'])}]"
+                                       for r in part.iter_rows(named=True)], fontsize=7)
+    ax.axvline(base, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("chips needed at the horizon (green: assumption at low end, red: at high end; log)")
+    ax.xaxis.set_major_formatter(_SHORT_FMT)
+    ax.set_title(f"Sensitivity of chips needed ({scenario})")
+    return _png(fig, "Source: tokens2chips (marts.sensitivity); ranges: config/assumptions.yaml")

@@ -1,0 +1,259 @@
+"""Build the analyst report from mart frames: key numbers, charts, HTML (self-contained) and Markdown.
+
+    render_report(frames, as_of, reports_dir, change_threshold=0.1) -> Path of the report directory
+
+`frames` maps names to polars frames read from marts.* and meta.* (see REPORT_TABLES). Output:
+<reports_dir>/<as-of>/report.html (inline CSS and base64 images, no network), report.md with the charts
+as PNG files beside it, key_numbers.json; <reports_dir>/latest/ is a copy of the newest.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import json
+import shutil
+from pathlib import Path
+
+import jinja2
+import polars as pl
+
+from reports import charts
+from reports.format import pct, power_mw, short, tokens_per_day, tokens_per_month, usd, words
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+REPORT_TABLES = {
+    "forecast": "marts.forecast", "selection": "marts.forecast_selection",
+    "weekly": "marts.model_call_volume_weekly", "hardware": "marts.hardware_demand",
+    "gap": "marts.supply_demand_gap", "exposure": "marts.supplier_exposure",
+    "concentration": "marts.supplier_concentration", "sensitivity": "marts.sensitivity",
+    "cross_checks": "marts.cross_checks", "sources": "marts.source_inventory", "assumptions": "meta.assumptions",
+}
+GLOBAL = "tokens/global"
+HEADLINE_SCENARIO = "gpu_centric"
+
+
+def _at(frame: pl.DataFrame, period) -> pl.DataFrame:
+    return frame.filter(pl.col("period_start") == period)
+
+
+def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
+    """The headline figures, as plain numbers (also written to key_numbers.json for the next run)."""
+    fc = frames["forecast"].filter((pl.col("series_id") == GLOBAL) & pl.col("is_forecast")).sort("period_start")
+    now_rows = fc.filter(pl.col("period_start") <= as_of)
+    now = (now_rows[-1] if now_rows.height else fc[0]).row(0, named=True)
+    end = fc[-1].row(0, named=True)
+    hw = frames["hardware"]
+    horizon = hw["period_start"].max()
+    per_scenario = (_at(hw, horizon).group_by("scenario").agg(
+        pl.col("chips_median").sum(), pl.col("h100e_median").sum(), pl.col("power_mw_median").sum(),
+        pl.col("capex_usd_median").sum()).sort("scenario"))
+    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO)
+    top = exposure.group_by("supplier").agg(pl.col("usd_median").sum()).sort("usd_median", descending=True).head(3)
+    weekly = frames["weekly"]
+    last_week = weekly["week_start"].max()
+    lw = weekly.filter(pl.col("week_start") == last_week)
+    total = float(lw["total_tokens"].sum())
+    share = {o: float(lw.filter(pl.col("origin") == o)["total_tokens"].sum()) / total for o in ("cn", "us")}
+    return {
+        "as_of": as_of.isoformat(),
+        "global_now": {"period": str(now["period_start"]), "value": now["value"], "lo80": now["lo80"],
+                       "hi80": now["hi80"]},
+        "global_horizon": {"period": str(end["period_start"]), "value": end["value"], "lo80": end["lo80"],
+                           "hi80": end["hi80"]},
+        "horizon_quarter": str(horizon),
+        "scenarios": {r["scenario"]: {k: r[k] for k in ("chips_median", "h100e_median", "power_mw_median",
+                                                         "capex_usd_median")}
+                      for r in per_scenario.iter_rows(named=True)},
+        "top_suppliers": [{"supplier": s, "usd_median": v} for s, v in top.iter_rows()],
+        "openrouter_week": str(last_week),
+        "openrouter_share": share,
+    }
+
+
+def changes(current: dict, previous: dict | None, threshold: float) -> list[dict]:
+    """Headline numbers that moved by more than `threshold` (relative) since the previous report."""
+    if not previous:
+        return []
+
+    def flat(d: dict) -> dict:
+        out = {"global demand now (tokens/day)": d["global_now"]["value"],
+               "global demand at horizon (tokens/day)": d["global_horizon"]["value"]}
+        for scen, vals in d.get("scenarios", {}).items():
+            out[f"{scen}: H100e at horizon"] = vals["h100e_median"]
+            out[f"{scen}: capex at horizon (USD)"] = vals["capex_usd_median"]
+        for origin, v in d.get("openrouter_share", {}).items():
+            out[f"OpenRouter {origin} share"] = v
+        return out
+
+    now, before = flat(current), flat(previous)
+    moved = []
+    for name, value in now.items():
+        old = before.get(name)
+        if old and value is not None and abs(value - old) / abs(old) > threshold:
+            moved.append({"name": name, "before": old, "after": value, "change": value / old - 1})
+    return moved
+
+
+def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
+    fc = frames["forecast"]
+    token_series = sorted(s for s in fc["series_id"].unique().to_list()
+                          if s.startswith("tokens/") and s not in (GLOBAL, "tokens/rest_of_world"))
+    hw = frames["hardware"]
+    scenarios = sorted(hw["scenario"].unique().to_list())
+    horizon = hw["period_start"].max()
+    return {
+        "demand_platforms": charts.demand_fan(fc, token_series, "Token demand by platform: disclosures and forecast"),
+        "demand_global": charts.demand_fan(fc, [GLOBAL, "tokens/rest_of_world", "tokens/china_national/all"],
+                                           "Global inference demand (composite) and its hardware segments"),
+        "origin_share": charts.origin_share(frames["weekly"]),
+        "chips_by_class": charts.chips_by_class(hw, scenarios),
+        "required_vs_installed": charts.required_vs_installed(frames["gap"], HEADLINE_SCENARIO),
+        "phase_split": charts.phase_split(hw, horizon),
+        "three_layer": charts.three_layer_classes(hw),
+        "suppliers": charts.supplier_bars(_at(frames["exposure"], horizon)
+                                          .filter(pl.col("scenario") == HEADLINE_SCENARIO)),
+        "tornado": charts.tornado(frames["sensitivity"], HEADLINE_SCENARIO),
+    }
+
+
+def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], checks: pl.DataFrame,
+             threshold: float) -> dict:
+    hw = frames["hardware"]
+    horizon = hw["period_start"].max()
+    conc = _at(frames["concentration"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO)
+    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO).head(15)
+    gap = frames["gap"].filter(pl.col("period_start") == horizon)
+    scenarios_now = hw.group_by("scenario", "period_start").agg(pl.col("h100e_median").sum(),
+                                                               pl.col("power_mw_median").sum(),
+                                                               pl.col("capex_usd_median").sum())
+    first = hw["period_start"].min()
+    scen_rows = []
+    for scen, vals in numbers["scenarios"].items():
+        start = scenarios_now.filter((pl.col("scenario") == scen) & (pl.col("period_start") == first))
+        scen_rows.append({"scenario": scen, "h100e": short(vals["h100e_median"]) + " H100e",
+                          "chips": short(vals["chips_median"]), "mw": power_mw(vals["power_mw_median"]),
+                          "capex": usd(vals["capex_usd_median"]),
+                          "h100e_start": short(float(start["h100e_median"].sum())) + " H100e"})
+    g_now, g_end = numbers["global_now"], numbers["global_horizon"]
+    return {
+        "as_of": numbers["as_of"],
+        "global_now": {"period": g_now["period"], "day": tokens_per_day(g_now["value"]),
+                       "month": tokens_per_month(g_now["value"]),
+                       "band": f"{words(g_now['lo80'])} to {words(g_now['hi80'])}"},
+        "global_end": {"period": g_end["period"], "day": tokens_per_day(g_end["value"]),
+                       "month": tokens_per_month(g_end["value"]),
+                       "band": f"{words(g_end['lo80'])} to {words(g_end['hi80'])}"},
+        "horizon": str(horizon), "first_quarter": str(first), "scenario_rows": scen_rows,
+        "top_suppliers": [{"supplier": t["supplier"], "usd": usd(t["usd_median"])} for t in numbers["top_suppliers"]],
+        "openrouter": {"week": numbers["openrouter_week"], "cn": pct(numbers["openrouter_share"]["cn"]),
+                       "us": pct(numbers["openrouter_share"]["us"])},
+        "moved": [{"name": m["name"], "before": short(m["before"]), "after": short(m["after"]),
+                   "change": f"{m['change'] * 100:+.0f}%"} for m in moved],
+        "threshold": pct(threshold),
+        "gap_rows": [{"scenario": r["scenario"], "region": r["region"],
+                      "required": short(r["required_h100e_median"]),
+                      "installed": short(r["installed_inference_h100e_median"]),
+                      "installed_at": str(r["installed_quarter_end"]), "ratio": f"{r['ratio']:.2f}"}
+                     for r in gap.iter_rows(named=True)],
+        "exposure_rows": [{"supplier": r["supplier"], "role": r["role"], "p5": usd(r["usd_p5"]),
+                           "median": usd(r["usd_median"]), "p95": usd(r["usd_p95"]),
+                           "share": pct(r["share_of_role"])} for r in exposure.iter_rows(named=True)],
+        "concentration_rows": [{"role": r["role"], "hhi": f"{r['hhi']:,.0f}", "top": r["top_supplier"],
+                                "top_share": pct(r["top_share"]), "n": r["n_suppliers"]}
+                               for r in conc.iter_rows(named=True)],
+        "cross_rows": [{"year": r["year"], "scenario": r["scenario"], "check": r["check"],
+                        "implied": _fmt_unit(r["implied_median"], r["unit"]),
+                        "reported": _fmt_unit(r["reported"], r["unit"]),
+                        "basis": r["reported_basis"] or "n/a",
+                        "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"}
+                       for r in frames["cross_checks"].filter(pl.col("scenario") == HEADLINE_SCENARIO)
+                       .iter_rows(named=True)],
+        "selection_rows": [{"series": r["series_id"], "model": r["model_name"],
+                            "mase": _num(r["mase"]), "smape": _num(r["smape"]), "c80": pct(r["coverage80"]),
+                            "c95": pct(r["coverage95"]), "n": r["n_obs"], "reason": r["reason"]}
+                           for r in frames["selection"].sort("series_id").iter_rows(named=True)],
+        "source_rows": [{"source": r["source_id"], "tables": r["tables"], "rows": r["rows"],
+                         "confidence": r["weakest_confidence"], "latest": str(r["latest_observation"] or "")}
+                        for r in frames["sources"].iter_rows(named=True)],
+        "check_rows": [{"asset": r["asset"], "check": r["check_name"], "passed": "pass" if r["passed"] else
+                        ("warn" if r["severity"] == "WARN" else "FAIL")} for r in checks.iter_rows(named=True)],
+        "checks_summary": {"passed": int(checks["passed"].sum()) if checks.height else 0,
+                           "failed": int((~checks["passed"]).sum()) if checks.height else 0},
+        "assumption_rows": [{"name": r["name"], "value": _num(r["value"]),
+                             "range": "" if r["low"] == r["high"] else f"{_num(r['low'])} - {_num(r['high'])}",
+                             "unit": r["unit"], "rationale": r["rationale"], "source": r["source"]}
+                            for r in frames["assumptions"].iter_rows(named=True)],
+    }
+
+
+def _num(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.3g}" if abs(value) < 1e4 else short(value)
+
+
+def _fmt_unit(value, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    return usd(value) + "/yr" if unit == "usd_per_year" else f"{short(value)} {unit.replace('_', ' ')}"
+
+
+def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: Path | str,
+                  checks: pl.DataFrame | None = None, change_threshold: float = 0.1) -> Path:
+    reports_dir = Path(reports_dir)
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    checks = checks if checks is not None else pl.DataFrame(
+        schema={"asset": pl.Utf8, "check_name": pl.Utf8, "passed": pl.Boolean, "severity": pl.Utf8})
+    previous = None
+    previous_file = reports_dir / "latest" / "key_numbers.json"
+    if previous_file.exists():
+        previous = json.loads(previous_file.read_text())
+        if previous.get("as_of") == as_of.isoformat() and (reports_dir / as_of.isoformat() / "previous.json").exists():
+            previous = json.loads((reports_dir / as_of.isoformat() / "previous.json").read_text())
+    numbers = key_numbers(frames, as_of)
+    moved = changes(numbers, previous, change_threshold)
+    figures = _figures(frames)
+    context = _context(frames, numbers, moved, checks, change_threshold)
+
+    env_html = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                                  undefined=jinja2.StrictUndefined)
+    env_md = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
+                                undefined=jinja2.StrictUndefined)
+    env_md.filters["md"] = _md_escape
+    images_html = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in figures.items()}
+    images_md = {k: f"{k}.png" for k in figures}
+
+    target = reports_dir / as_of.isoformat()
+    staging = reports_dir / f".{as_of.isoformat()}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    (staging / "report.html").write_text(env_html.get_template("report.html.j2").render(**context, img=images_html))
+    (staging / "report.md").write_text(env_md.get_template("report.md.j2").render(**context, img=images_md))
+    for name, png in figures.items():
+        (staging / f"{name}.png").write_bytes(png)
+    (staging / "key_numbers.json").write_text(json.dumps(numbers, indent=2, default=str))
+    if previous:
+        (staging / "previous.json").write_text(json.dumps(previous, indent=2, default=str))
+    _swap_dir(staging, target)
+    latest_tmp = reports_dir / ".latest.tmp"
+    shutil.rmtree(latest_tmp, ignore_errors=True)
+    shutil.copytree(target, latest_tmp)
+    _swap_dir(latest_tmp, reports_dir / "latest")
+    return target
+
+
+def _swap_dir(src: Path, dst: Path) -> None:
+    """Replace `dst` with `src` (a rename; the old directory is removed after)."""
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    src.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _md_escape(value) -> str:
+    """Text from data in Markdown: HTML-escaped (Markdown viewers render raw HTML) and table-safe."""
+    return html.escape(str(value)).replace("|", "\\|").replace("\n", " ")

@@ -1,0 +1,43 @@
+-- marts.source_inventory: every source_id the warehouse uses, with the tables it feeds, its rows,
+-- its weakest confidence and its newest observation (for the report's data section).
+with cited as (
+    select source_id, confidence, observed_on as observed, 'token_volume_observations' as source_table
+    from raw.token_volume_observations
+    union all
+    select source_id, confidence, quarter_start, 'chip_shipments_quarterly' from raw.chip_shipments_quarterly
+    union all
+    select source_id, confidence, release_date, 'accelerator_specs' from raw.accelerator_specs
+    union all
+    select source_id, confidence, period_end, 'vendor_revenue_quarterly' from raw.vendor_revenue_quarterly
+    union all
+    select source_id, confidence, period_end, 'packaging_and_supply_metrics' from raw.packaging_and_supply_metrics
+    union all
+    select source_id, confidence, make_date(year, 12, 31), 'fx_rates_annual' from raw.fx_rates_annual
+    union all
+    select source_id, confidence, null, 'model_catalog' from raw.model_catalog
+    union all
+    select source_id, confidence, week_end, 'openrouter_weekly_top_models' from raw.openrouter_weekly_top_models
+    union all
+    select source_id, confidence, null, 'supply_chain' from raw.supply_chain
+),
+
+split as (
+    -- a cell may cite several sources separated by ';'
+    select unnest(string_split(source_id, ';')) as source_id, confidence, observed, source_table
+    from cited
+),
+
+final as (
+    select
+        trim(source_id) as source_id,
+        string_agg(distinct source_table, ', ' order by source_table) as tables,
+        count(*) as rows,
+        case min(case confidence when 'low' then 1 when 'medium' then 2 else 3 end)
+            when 1 then 'low' when 2 then 'medium' else 'high' end as weakest_confidence,
+        max(observed) as latest_observation
+    from split
+    group by 1
+)
+
+select * from final
+order by source_id
