@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -61,47 +63,151 @@ def test_data_dir_sensor_requests_run_on_change(dagster_env, data_dir):
         assert len(changed.run_requests) == 1
 
 
-def test_run_end_to_end_is_idempotent_queryable_and_keeps_tables_on_bad_input(dagster_env, data_dir, tmp_path):
-    first = _cli("run", "--as-of", "2026-11-01")
-    for key in ("raw/token_volume_observations", "marts/chip_shipments", "marts/installed_base", "marts/forecast"):
-        assert f"ok    {key}" in first.stdout
-    assert "succeeded" in first.stdout
-    warehouse = tmp_path / "var" / "warehouse.duckdb"
-    marts_first = _marts(warehouse)
-    assert len(marts_first["chip_shipments"]) == 160
+HOSTILE = "<script>alert(1)</script>"
+AS_OF = "2026-11-01"
 
-    _cli("run", "--as-of", "2026-11-01")
-    assert _marts(warehouse) == marts_first
 
-    con = duckdb.connect(str(warehouse), read_only=True)
-    runs = con.execute("select status, as_of, checks_failed, row_counts from meta.runs order by started_at").fetchall()
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One end-to-end run on a private copy of the data (plus a platform with a hostile name)."""
+    root = tmp_path_factory.mktemp("e2e")
+    data = root / "data"
+    shutil.copytree(ROOT / "data", data)
+    with (data / "token_volume_observations.csv").open("a") as fh:
+        fh.write(f'2025-06-30,"{HOSTILE}",all,1e12,tokens_per_day,average,test,low,hostile name\n')
+        fh.write(f'2025-12-31,"{HOSTILE}",all,2e12,tokens_per_day,average,test,low,hostile name\n')
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text().replace("var/dagster", str(root / "dg")))
+    env = {"DAGSTER_HOME": str(home), "T2C_DATA_DIR": str(data), "T2C_WAREHOUSE": str(root / "var" / "warehouse.duckdb"),
+           "T2C_REPORTS_DIR": str(root / "var" / "reports"), "T2C_ASSUMPTIONS": str(ROOT / "config" / "assumptions.yaml")}
+    first = _cli("run", "--as-of", AS_OF, env=env)
+    return {"root": root, "data": data, "env": env, "first": first, "warehouse": root / "var" / "warehouse.duckdb",
+            "reports": root / "var" / "reports", "marts": _marts(root / "var" / "warehouse.duckdb")}
+
+
+def test_run_prints_progress_and_records_the_run(pipeline):
+    out = pipeline["first"].stdout
+    for key in ("raw/token_volume_observations", "marts/chip_shipments", "marts/installed_base", "marts/forecast",
+                "marts/hardware_demand", "reports/analyst_report"):
+        assert f"ok    {key}" in out
+    assert "succeeded" in out
+    assert len(pipeline["marts"]["chip_shipments"]) == 160
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    runs = con.execute("select status, as_of, checks_failed, row_counts from meta.runs").fetchall()
     n_checks = con.execute("select count(*) from meta.check_results").fetchone()[0]
+    scenarios = {r[0] for r in con.execute("select distinct scenario from marts.hardware_demand").fetchall()}
     con.close()
-    assert [r[0] for r in runs] == ["SUCCESS", "SUCCESS"]
-    assert str(runs[0][1]) == "2026-11-01" and runs[0][2] == 0
+    assert runs[0][0] == "SUCCESS" and str(runs[0][1]) == AS_OF and runs[0][2] == 0
     assert json.loads(runs[0][3])["marts.chip_shipments"] == 160
-    assert n_checks > 20
+    assert n_checks > 40
+    assert scenarios == {"gpu_centric", "three_layer", "china_domestic", "pd_disaggregated"}
 
-    # the run is recorded in the Dagster instance, where `dagster dev` shows it
+
+def test_second_run_is_idempotent_and_visible_in_the_instance(pipeline, monkeypatch):
+    _cli("run", "--as-of", AS_OF, env=pipeline["env"])
+    assert _marts(pipeline["warehouse"]) == pipeline["marts"]
+    monkeypatch.setenv("DAGSTER_HOME", pipeline["env"]["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
         assert len(instance.get_runs()) == 2
 
-    out = _cli("query", "select chip, units_median from marts.chip_shipments order by units_median desc limit 3")
+
+def test_query_is_read_only_and_formats(pipeline):
+    env = pipeline["env"]
+    out = _cli("query", "select chip, units_median from marts.chip_shipments order by units_median desc limit 3",
+               env=env)
     assert "chip" in out.stdout and "units_median" in out.stdout
-    out = _cli("query", "select count(*) as n from marts.token_observations", "--format", "json")
-    assert json.loads(out.stdout) == [{"n": 34}]
-    refused = _cli("query", "create table marts.x as select 1", check=False)
+    out = _cli("query", "select count(*) as n from marts.chip_shipments", "--format", "json", env=env)
+    assert json.loads(out.stdout) == [{"n": 160}]
+    refused = _cli("query", "create table marts.x as select 1", check=False, env=env)
     assert refused.returncode != 0 and "read-only" in refused.stderr.lower()
 
-    # a bad file fails the run, names file/line/column, and leaves every table as it was
-    path = data_dir / "chip_shipments_quarterly.csv"
+
+def test_report_sections_key_numbers_and_escaping(pipeline):
+    from reports.format import short, tokens_per_day
+
+    report = pipeline["reports"] / AS_OF
+    html_text = (report / "report.html").read_text()
+    md_text = (report / "report.md").read_text()
+    assert (pipeline["reports"] / "latest" / "report.html").read_text() == html_text
+    for section in ("key-numbers", "demand", "hardware", "suppliers", "sensitivity", "forecast-quality", "data"):
+        assert f'id="{section}"' in html_text
+    for heading in ("## 1. Key numbers", "## 2. Demand", "## 3. Compute and hardware", "## 4. Suppliers",
+                    "## 5. Sensitivity", "## 6. Forecast quality", "## 7. Data and assumptions"):
+        assert heading in md_text
+    for png in ("demand_global", "tornado", "suppliers", "chips_by_class"):
+        assert (report / f"{png}.png").stat().st_size > 10_000
+        assert f"]({png}.png)" in md_text
+    assert "http://" not in html_text and "https://" not in html_text
+    # key numbers are the marts' values
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    horizon_value = con.execute("select value from marts.forecast where series_id = 'tokens/global' "
+                                "order by period_start desc limit 1").fetchone()[0]
+    h100e = con.execute("select sum(h100e_median) from marts.hardware_demand where scenario = 'gpu_centric' and "
+                        "period_start = (select max(period_start) from marts.hardware_demand)").fetchone()[0]
+    con.close()
+    numbers = json.loads((report / "key_numbers.json").read_text())
+    assert numbers["global_horizon"]["value"] == pytest.approx(horizon_value)
+    assert numbers["scenarios"]["gpu_centric"]["h100e_median"] == pytest.approx(h100e)
+    assert tokens_per_day(horizon_value) in html_text and tokens_per_day(horizon_value) in md_text
+    assert f"{short(h100e)} H100e" in html_text
+    # a platform named <script>alert(1)</script> shows as text
+    assert HOSTILE not in html_text and HOSTILE not in md_text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md_text
+
+
+def test_report_in_headless_chromium(pipeline, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does) for the browser test")
+        pytest.skip("LOUD SKIP: no chromium binary on this machine; install Debian's `chromium` to run it")
+    from playwright.sync_api import sync_playwright
+
+    artifacts = Path(os.environ.get("T2C_ARTIFACTS_DIR", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    report = pipeline["reports"] / AS_OF / "report.html"
+    requests, errors = [], []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("dialog", lambda d: errors.append(f"dialog opened: {d.message}"))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        assert page.title().startswith("tokens2chips")
+        assert page.locator("img").count() >= 9
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
+        page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        browser.close()
+    assert all(w > 0 for w in widths), "an image failed to decode"
+    external = [u for u in requests if not (u.startswith("file://") or u.startswith("data:"))]
+    assert external == [], f"network requests attempted: {external}"
+    assert errors == []
+    assert (artifacts / "report.png").stat().st_size > 50_000
+
+
+def test_report_cli_rebuilds_from_the_warehouse(pipeline):
+    out = _cli("report", "--as-of", "2026-11-02", env=pipeline["env"])
+    assert "report.html" in out.stdout
+    rebuilt = pipeline["reports"] / "2026-11-02"
+    assert (rebuilt / "report.html").exists() and (rebuilt / "report.md").exists()
+    assert json.loads((pipeline["reports"] / "latest" / "key_numbers.json").read_text())["as_of"] == "2026-11-02"
+
+
+def test_bad_file_fails_the_run_and_keeps_every_table(pipeline):
+    path = pipeline["data"] / "chip_shipments_quarterly.csv"
     lines = path.read_text().splitlines()
     lines[5] = lines[5].replace(",medium", ",certain")
     path.write_text("\n".join(lines) + "\n")
-    proc = _cli("run", "--as-of", "2026-11-01", check=False)
+    proc = _cli("run", "--as-of", AS_OF, check=False, env=pipeline["env"])
     assert proc.returncode == 1
     assert "chip_shipments_quarterly.csv, line 6, column 'confidence'" in proc.stdout
-    assert _marts(warehouse) == marts_first
+    assert _marts(pipeline["warehouse"]) == pipeline["marts"]
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01"])
