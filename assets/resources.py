@@ -13,6 +13,8 @@ class ProjectSettings(dg.ConfigurableResource):
     assumptions_path: str = Field(description="Path of the assumptions YAML file.")
     reports_dir: str = Field(description="Directory the analyst reports are written under.")
     as_of: str = Field(default="", description="As-of date (YYYY-MM-DD) of the run; empty means today (UTC).")
+    call_logs_dir: str = Field(default="", description="Directory of request-level call logs; empty = none.")
+    call_logs_config: str = Field(default="", description="Path of config/call_logs.yaml (column mapping, limits).")
 
     def as_of_date(self) -> dt.date:
         if not self.as_of:

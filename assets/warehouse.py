@@ -19,8 +19,16 @@ def quote_ident(name: str) -> str:
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas, and the tables whose definitions live in sql/ddl/ (written incrementally)."""
     for schema in SCHEMAS:
         con.execute(f"create schema if not exists {schema}")
+    for ddl in sorted((SQL_DIR / "ddl").glob("*.sql")):
+        con.execute(_ddl_text(ddl))
+
+
+@cache
+def _ddl_text(path: Path) -> str:
+    return path.read_text()
 
 
 def replace_tables(con: duckdb.DuckDBPyConnection, selects: dict[str, str]) -> dict[str, int]:

@@ -75,8 +75,29 @@ def _per_draw_totals(rows: list[dict], key, weight) -> dict[tuple, np.ndarray]:
     return totals
 
 
+def measured_workload(assumptions: pl.DataFrame, workload_mix: pl.DataFrame) -> pl.DataFrame:
+    """With request-level call logs loaded (origin group 'call_logs'), their output and cached shares
+    replace the configured values of workload.output_share / workload.cached_share; the configured
+    range is kept and widened if needed to include the measured value."""
+    calls = workload_mix.filter(pl.col("origin_group") == "call_logs")
+    if calls.height == 0:
+        return assumptions
+    measured = {"workload.output_share": calls["output_share"][0], "workload.cached_share": calls["cached_share"][0]}
+    for name, value in measured.items():
+        if value is None:
+            continue
+        assumptions = assumptions.with_columns(
+            pl.when(pl.col("name") == name).then(pl.lit(float(value))).otherwise(pl.col("value")).alias("value"),
+            pl.when(pl.col("name") == name).then(pl.min_horizontal("low", pl.lit(float(value))))
+            .otherwise(pl.col("low")).alias("low"),
+            pl.when(pl.col("name") == name).then(pl.max_horizontal("high", pl.lit(float(value))))
+            .otherwise(pl.col("high")).alias("high"),
+        )
+    return assumptions
+
+
 def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[str, pl.DataFrame]:
-    assumptions = inputs["assumptions"]
+    assumptions = measured_workload(inputs["assumptions"], inputs["workload_mix"])
     overrides = {chip: {k: v for k, v in spec.items() if k != "rationale"}
                  for chip, spec in (config.get("chip_overrides") or {}).items()}
     chips = chips_from_frame(inputs["specs"], overrides)

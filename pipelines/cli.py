@@ -42,6 +42,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not paths.assumptions.is_file():
         print(f"error: assumptions file {paths.assumptions} does not exist", file=sys.stderr)
         return 2
+    if args.call_logs:
+        os.environ["T2C_CALL_LOGS"] = str(Path(args.call_logs).expanduser().resolve())
     paths.export()
     home = ensure_dagster_home()
 
@@ -53,6 +55,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
+        if os.environ.get("T2C_CALL_LOGS"):
+            code = _load_call_logs(instance, Path(os.environ["T2C_CALL_LOGS"]))
+            if code:
+                return code
         result = dg.execute_job(
             dg.reconstructable(refresh_all_job),
             instance=instance,
@@ -74,6 +80,40 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     published = _publish(paths.warehouse)
     print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}); published {published}")
+    return 0
+
+
+def _load_call_logs(instance, root: Path) -> int:
+    """Run the call_logs job over the range of new or changed day-partitions (one run, unchanged days
+    inside the range skipped)."""
+    import dagster as dg
+
+    from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files
+    from pipelines.definitions import build_resources, call_logs_job_def
+
+    resources = build_resources()
+    settings = resources["settings"]
+    try:
+        cfg = CallLogConfig.load(settings.call_logs_config)
+        with resources["warehouse"].get_connection() as con:
+            days = changed_days(con, day_files(root, cfg, con))
+    except CallLogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not days:
+        print(f"call logs {root}: no new or changed day-partitions")
+        return 0
+    print(f"call logs {root}: {len(days)} new or changed day-partition(s), {days[0]} .. {days[-1]}")
+    result = dg.execute_job(
+        dg.reconstructable(call_logs_job_def), instance=instance,
+        run_config={"loggers": {"progress": {}}, "ops": {"raw__call_log_daily": {"config": {"only_changed": True}}}},
+        tags={"dagster/asset_partition_range_start": days[0].isoformat(),
+              "dagster/asset_partition_range_end": days[-1].isoformat(), "launched_by": "tokens2chips run"},
+        raise_on_error=False,
+    )
+    if not result.success:
+        print(f"call-log run {result.run_id} FAILED; partitions that loaded are kept", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -207,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--reports-dir", help="report directory (env T2C_REPORTS_DIR, default var/reports/)")
     run.add_argument("--assumptions", help="assumptions YAML (env T2C_ASSUMPTIONS, default config/assumptions.yaml)")
     run.add_argument("--as-of", help="as-of date YYYY-MM-DD (default today, UTC)")
+    run.add_argument("--call-logs", help="directory of request-level call logs (env T2C_CALL_LOGS)")
     run.set_defaults(func=cmd_run)
 
     query = sub.add_parser("query", help="read-only SQL on the warehouse")

@@ -5,6 +5,7 @@ import hashlib
 
 import dagster as dg
 
+from assets.call_logs import call_log_daily, call_logs_job
 from assets.checks import contract_checks, forecast_checks, freshness_checks
 from assets.forecast import forecast_marts
 from assets.hardware import hardware_marts
@@ -15,12 +16,12 @@ from pipelines.progress import progress_logger
 from pipelines.resources import build_resources
 from pipelines.settings import Paths
 
-all_assets = [*raw_assets, assumptions_table, *sql_assets, forecast_marts, hardware_marts, analyst_report]
+all_assets = [call_log_daily, *raw_assets, assumptions_table, *sql_assets, forecast_marts, hardware_marts, analyst_report]
 all_checks = [*contract_checks, *freshness_checks, *forecast_checks]
 
 refresh_all = dg.define_asset_job(
     name="refresh_all",
-    selection=dg.AssetSelection.all(),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(call_log_daily),
     description="Ingest every source, rebuild staging and marts, run every check.",
     executor_def=dg.in_process_executor,
 )
@@ -84,7 +85,7 @@ def _record(context) -> None:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[refresh_all],
+    jobs=[refresh_all, call_logs_job],
     schedules=[weekly_refresh],
     sensors=[data_dir_sensor, record_successful_run, record_failed_run],
     resources=build_resources(),
@@ -95,3 +96,8 @@ defs = dg.Definitions(
 def refresh_all_job() -> dg.JobDefinition:
     """Module-level accessor so `dagster.reconstructable` can rebuild the job in a run process."""
     return defs.resolve_job_def("refresh_all")
+
+
+def call_logs_job_def() -> dg.JobDefinition:
+    """Module-level accessor of the partitioned call_logs job (for `dagster.reconstructable`)."""
+    return defs.resolve_job_def("call_logs")

@@ -20,7 +20,8 @@ class _ProgressHandler(logging.Handler):
             mat = event.event_specific_data.materialization
             rows = mat.metadata.get("row_count")
             suffix = f"  {rows.value:>8,} rows" if rows is not None else ""
-            print(f"  ok    {mat.asset_key.to_user_string():<45}{suffix}", file=sys.stdout, flush=True)
+            name = mat.asset_key.to_user_string() + (f" [{mat.partition}]" if mat.partition else "")
+            print(f"  ok    {name:<45}{suffix}", file=sys.stdout, flush=True)
         elif kind == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             ev = event.event_specific_data
             if not ev.passed:

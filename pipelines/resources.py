@@ -7,7 +7,7 @@ import os
 from dagster_duckdb import DuckDBResource
 
 from assets.resources import ProjectSettings
-from pipelines.settings import Paths
+from pipelines.settings import CALL_LOGS_CONFIG, Paths, call_logs_dir
 
 
 def build_resources() -> dict:
@@ -20,5 +20,7 @@ def build_resources() -> dict:
             assumptions_path=str(paths.assumptions),
             reports_dir=str(paths.reports_dir),
             as_of=os.environ.get("T2C_AS_OF", ""),
+            call_logs_dir=call_logs_dir(),
+            call_logs_config=os.environ.get("T2C_CALL_LOGS_CONFIG", str(CALL_LOGS_CONFIG)),
         ),
     }

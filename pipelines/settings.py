@@ -37,6 +37,13 @@ class Paths:
         os.environ["T2C_ASSUMPTIONS"] = str(self.assumptions)
 
 
+CALL_LOGS_CONFIG = PROJECT_ROOT / "config" / "call_logs.yaml"
+
+
+def call_logs_dir() -> str:
+    return os.environ.get("T2C_CALL_LOGS", "")
+
+
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME defaults to the project root, where dagster.yaml is the instance config."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))).resolve()

@@ -29,6 +29,8 @@ REPORT_TABLES = {
     "gap": "marts.supply_demand_gap", "exposure": "marts.supplier_exposure",
     "concentration": "marts.supplier_concentration", "sensitivity": "marts.sensitivity",
     "cross_checks": "marts.cross_checks", "sources": "marts.source_inventory", "assumptions": "meta.assumptions",
+    "call_rejects": "marts.call_log_rejects_summary", "call_unknown": "marts.call_log_unknown_models",
+    "call_volume": "marts.call_volume_daily",
 }
 GLOBAL = "tokens/global"
 HEADLINE_SCENARIO = "gpu_centric"
@@ -181,11 +183,27 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                         ("warn" if r["severity"] == "WARN" else "FAIL")} for r in checks.iter_rows(named=True)],
         "checks_summary": {"passed": int(checks["passed"].sum()) if checks.height else 0,
                            "failed": int((~checks["passed"]).sum()) if checks.height else 0},
+        "call_logs": _call_log_summary(frames),
         "assumption_rows": [{"name": r["name"], "value": _num(r["value"]),
                              "range": "" if r["low"] == r["high"] else f"{_num(r['low'])} - {_num(r['high'])}",
                              "unit": r["unit"], "rationale": r["rationale"], "source": r["source"]}
                             for r in frames["assumptions"].iter_rows(named=True)],
     }
+
+
+def _call_log_summary(frames: dict[str, pl.DataFrame]) -> dict | None:
+    volume = frames.get("call_volume")
+    if volume is None or volume.height == 0:
+        return None
+    rejects = frames["call_rejects"].group_by("reason").agg(pl.col("rows").sum()).sort("rows", descending=True)
+    unknown = frames["call_unknown"]
+    return {"days": volume["day"].n_unique(), "first": str(volume["day"].min()), "last": str(volume["day"].max()),
+            "requests": short(float(volume["requests"].sum())),
+            "tokens": words(float((volume["prompt_tokens"] + volume["completion_tokens"]).sum())),
+            "rejects": [{"reason": r, "rows": f"{n:,}"} for r, n in rejects.iter_rows()],
+            "unknown_models": unknown.height,
+            "unknown_top": [{"model": m, "tokens": words(float(t))} for m, t in
+                            unknown.select("model", "total_tokens").head(10).iter_rows()]}
 
 
 def _num(value) -> str:

@@ -2,6 +2,8 @@
 -- last 8 weeks that publish the token split: the share of output (completion) tokens, the share of
 -- prompt tokens served from the prefix cache, and each catalog model's share of tokens, for
 -- China-origin models ('cn') and for all models ('all'). It feeds the hardware model's model mix.
+-- When request-level call logs are loaded, origin group 'call_logs' holds the same measures from the
+-- user's own traffic (all loaded days); the hardware model then takes its output and cached shares.
 with split_weeks as (
     select distinct week_start
     from marts.model_call_volume_weekly
@@ -28,7 +30,7 @@ shape as (
         origin_group,
         sum(completion_tokens) / sum(prompt_tokens + completion_tokens) as output_share,
         sum(cached_tokens) / sum(prompt_tokens) filter (where cached_tokens is not null) as cached_share,
-        count(distinct week_start) as weeks,
+        count(distinct week_start) as periods,
         min(week_start) as first_week,
         max(week_start) as last_week
     from groups
@@ -42,14 +44,32 @@ mix as (
     group by all
 ),
 
+calls as (
+    select
+        'call_logs' as origin_group,
+        catalog_model,
+        sum(prompt_tokens + completion_tokens) / sum(sum(prompt_tokens + completion_tokens)) over () as token_share,
+        sum(sum(completion_tokens)) over () / sum(sum(prompt_tokens + completion_tokens)) over () as output_share,
+        sum(sum(cached_tokens)) over () / sum(sum(prompt_tokens)) over () as cached_share,
+        count(distinct day) as periods,
+        min(min(day)) over () as first_week,
+        max(max(day)) over () as last_week,
+        'call_logs' as source_id
+    from marts.call_volume_daily
+    where catalog_model is not null
+    group by catalog_model
+),
+
 final as (
+    select * from calls
+    union all
     select
         m.origin_group,
         m.catalog_model,
         m.tokens / sum(m.tokens) over (partition by m.origin_group) as token_share,
         s.output_share,
         s.cached_share,
-        s.weeks,
+        s.periods,
         s.first_week,
         s.last_week,
         'openrouter_weekly_snapshots' as source_id

@@ -8,6 +8,8 @@
 --   revenue/<company>/<segment>     Q  usd_per_quarter  calendar quarters fully covered by fiscal data
 --   shipments_h100e/<designer>      Q  h100e_per_quarter Epoch AI median shipments, complete quarters only
 --   packaging_revenue/<company>/<segment>  Y  usd_per_year  full calendar-year figures
+--   calls/all, calls/origin/<origin>  D  tokens_per_day  request-level call logs (when loaded): prompt +
+--                                                       completion tokens per day (weekly seasonality)
 with tokens as (
     select
         'tokens/' || platform || '/' || segment as series_id,
@@ -72,8 +74,21 @@ packaging as (
       and revenue_usd is not null
 ),
 
+calls as (
+    select 'calls/all' as series_id, 'D' as freq, day as period_start,
+           cast(sum(prompt_tokens + completion_tokens) as double) as value, 'tokens_per_day' as unit, 1 as pick
+    from marts.call_volume_daily
+    group by day
+    union all
+    select 'calls/origin/' || origin, 'D', day, cast(sum(prompt_tokens + completion_tokens) as double),
+           'tokens_per_day', 1
+    from marts.call_volume_daily
+    group by origin, day
+),
+
 final as (
     select series_id, freq, period_start, value, unit from tokens where pick = 1
+    union all select series_id, freq, period_start, value, unit from calls
     union all select series_id, freq, period_start, value, unit from openrouter
     union all select series_id, freq, period_start, value, unit from revenue
     union all select series_id, freq, period_start, value, unit from shipments

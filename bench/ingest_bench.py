@@ -1,0 +1,127 @@
+"""Call-log ingestion benchmark: the pipeline's loader vs a bare DuckDB aggregation over the same files.
+
+    python bench/ingest_bench.py [--parquet-rows 50000000] [--csv-rows 10000000] [--days 30] [--workdir DIR]
+
+For each format it generates logs with bench/make_call_logs.py (hive-partitioned by day), then measures,
+each step in its own process (peak RSS from wait4):
+  bare        select date_trunc('day', timestamp), model, provider, count(*), sum(tokens...) group by all
+              over all files (DuckDB defaults)
+  full        the pipeline's cold full load of every day-partition into a fresh warehouse
+              (assets/call_log_loading.load_day, the code the Dagster asset runs; memory_limit from
+              config/call_logs.yaml, 1 GB by default)
+  incremental one new day added to the directory: find changed partitions + load that day
+Prints wall time, rows/s and peak RSS of each, and ends with one line of key=value figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+STEP = r"""
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {root!r})
+import duckdb
+kind, logs, warehouse = {kind!r}, Path({logs!r}), {warehouse!r}
+if kind != "bare":
+    from assets.call_log_loading import CallLogConfig, changed_days, day_files, load_day, record_partition
+t0 = time.perf_counter()
+if kind == "bare":
+    pattern = str(logs / "**" / ("*.parquet" if {fmt!r} == "parquet" else "*.csv"))
+    reader = f"read_parquet('{{pattern}}')" if {fmt!r} == "parquet" else f"read_csv('{{pattern}}')"
+    rows = duckdb.connect().execute(f'''select sum(n) from (
+        select date_trunc('day', timestamp) as day, model, provider, count(*) as n, sum(prompt_tokens),
+               sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens)
+        from {{reader}} group by all)''').fetchone()[0]
+else:
+    cfg = CallLogConfig.load({cfg!r})
+    con = duckdb.connect(warehouse)
+    con.execute(f"set memory_limit = '{{cfg.memory_limit}}'")
+    Path(cfg.temp_directory).mkdir(parents=True, exist_ok=True)
+    con.execute(f"set temp_directory = '{{cfg.temp_directory}}'")
+    by_day = day_files(logs, cfg, con)
+    rows = 0
+    for day in changed_days(con, by_day):
+        files, flat = by_day[day]
+        r = load_day(con, day, files, cfg, flat)
+        record_partition(con, r, files)
+        rows += r["rows_loaded"] + r["rows_rejected"]
+    con.close()
+print(json.dumps({{"rows": int(rows or 0), "seconds": time.perf_counter() - t0}}))
+"""
+
+
+def step(kind: str, fmt: str, logs: Path, warehouse: Path) -> dict:
+    code = STEP.format(root=str(ROOT), kind=kind, logs=str(logs), warehouse=str(warehouse), fmt=fmt,
+                       cfg=str(ROOT / "config" / "call_logs.yaml"))
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=str(warehouse.parent))
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    out = json.loads(proc.stdout.read().decode().strip().splitlines()[-1])
+    if status != 0:
+        raise SystemExit(f"{kind} step failed")
+    # timed inside the process, after imports: the ingestion work itself (process wall is printed too)
+    return {"rows": out["rows"], "wall_s": out["seconds"], "process_s": wall, "rows_per_s": out["rows"] / out["seconds"],
+            "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def _generate(rows: int, days: int, out: Path, fmt: str, start: dt.date, bad: float, seed: int) -> None:
+    """Generate in a child process, so this parent stays small and children's peak RSS is their own."""
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_call_logs.py"), "--rows", str(rows), "--days",
+                    str(days), "--out", str(out), "--format", fmt, "--start", start.isoformat(),
+                    "--bad-fraction", str(bad), "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parquet-rows", type=int, default=50_000_000)
+    parser.add_argument("--csv-rows", type=int, default=10_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="t2c_ingest_bench_"))
+    work.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    start = dt.date(2026, 1, 5)
+    for fmt, rows in (("parquet", args.parquet_rows), ("csv", args.csv_rows)):
+        logs = work / f"logs_{fmt}"
+        shutil.rmtree(logs, ignore_errors=True)
+        t0 = time.perf_counter()
+        _generate(rows, args.days, logs, fmt, start, 1e-6, 7)
+        print(f"[{fmt}] generated {rows:,} rows over {args.days} days in {time.perf_counter() - t0:.1f}s "
+              f"({sum(p.stat().st_size for p in logs.rglob('*') if p.is_file()) / 1e9:.2f} GB)")
+        warehouse = work / f"warehouse_{fmt}.duckdb"
+        for suffix in ("", ".wal"):
+            Path(str(warehouse) + suffix).unlink(missing_ok=True)
+        results = {"bare": step("bare", fmt, logs, warehouse), "full": step("full", fmt, logs, warehouse)}
+        new_day = start + dt.timedelta(days=args.days)
+        _generate(max(rows // args.days, 1), 1, logs, fmt, new_day, 0.0, 11)
+        results["incremental"] = step("incremental", fmt, logs, warehouse)
+        for name, r in results.items():
+            print(f"[{fmt}] {name:<11} {r['wall_s']:8.2f} s  {r['rows_per_s'] / 1e6:7.2f} M rows/s  "
+                  f"peak RSS {r['peak_rss_mb']:7.0f} MB  ({r['rows']:,} rows; process {r['process_s']:.2f} s)")
+            figures[f"{fmt}_{name}_s"] = r["wall_s"]
+            figures[f"{fmt}_{name}_rss_mb"] = r["peak_rss_mb"]
+        figures[f"{fmt}_ratio_full_vs_bare"] = results["full"]["wall_s"] / results["bare"]["wall_s"]
+        figures[f"{fmt}_incremental_share"] = results["incremental"]["wall_s"] / results["full"]["wall_s"]
+        print(f"[{fmt}] pipeline/bare {figures[f'{fmt}_ratio_full_vs_bare']:.2f}  "
+              f"incremental/full {figures[f'{fmt}_incremental_share'] * 100:.1f}%")
+    print(" ".join(f"{k}={v:.4g}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

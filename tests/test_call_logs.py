@@ -1,0 +1,161 @@
+"""Request-level call logs: partitioned loading, rejects, incremental runs, marts."""
+
+import datetime as dt
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from assets.call_log_loading import (CallLogConfig, CallLogError, changed_days, day_files, discover, load_day,
+                                     record_partition)
+from assets.resources import ProjectSettings
+from tests.conftest import ROOT, build
+
+sys.path.insert(0, str(ROOT / "bench"))
+from make_call_logs import generate  # noqa: E402
+
+CFG = CallLogConfig.load(ROOT / "config" / "call_logs.yaml")
+START = dt.date(2026, 1, 5)
+
+
+def _load_all(con, logs: Path) -> dict:
+    by_day = day_files(logs, CFG, con)
+    results = {}
+    for day in changed_days(con, by_day):
+        files, flat = by_day[day]
+        results[day] = load_day(con, day, files, CFG, flat)
+        record_partition(con, results[day], files)
+    return results
+
+
+def test_parquet_days_load_and_bad_rows_are_rejected_with_file_and_row(tmp_path, con):
+    logs = tmp_path / "logs"
+    generate(6000, 3, logs, "parquet", START, bad_fraction=0.02, seed=3, threads=1)
+    results = _load_all(con, logs)
+    assert sorted(results) == [START + dt.timedelta(days=i) for i in range(3)]
+    src = f"read_parquet('{logs}/**/*.parquet')"
+    total = con.execute(f"select count(*) from {src}").fetchone()[0]
+    loaded = con.execute("select sum(requests) from raw.call_log_daily").fetchone()[0]
+    rejected = con.execute("select count(*) from raw.call_log_rejects").fetchone()[0]
+    assert total == 6000 and loaded + rejected == total and rejected > 0
+    expected_bad = con.execute(f"select count(*) from {src} where status = 'weird' or completion_tokens < 0").fetchone()[0]
+    assert rejected == expected_bad
+    # the reject points at the right row of the right file
+    file, row, reason = con.execute("select file, row_number, reason from raw.call_log_rejects "
+                                    "where reason = 'unknown status' limit 1").fetchone()
+    status = con.execute(f"select status from read_parquet('{file}', file_row_number = true) "
+                         f"where file_row_number = {row - 1}").fetchone()[0]
+    assert status == "weird"
+    # aggregates equal a bare DuckDB aggregation of the valid rows
+    bare = con.execute(f"""select sum(prompt_tokens), sum(completion_tokens) from {src}
+                           where status <> 'weird' and completion_tokens >= 0""").fetchone()
+    ours = con.execute("select sum(prompt_tokens), sum(completion_tokens) from raw.call_log_daily").fetchone()
+    assert tuple(ours) == tuple(bare)
+
+
+def test_csv_rejects_carry_line_numbers(tmp_path, con):
+    logs = tmp_path / "logs"
+    generate(3000, 2, logs, "csv", START, bad_fraction=0.04, seed=5, threads=1)
+    _load_all(con, logs)
+    reasons = dict(con.execute("select reason, count(*) from raw.call_log_rejects group by all").fetchall())
+    assert {"unparseable timestamp", "non-integer token count", "negative token count", "unknown status"} <= set(reasons)
+    for file, row, reason in con.execute("select file, row_number, reason from raw.call_log_rejects").fetchall():
+        line = Path(file).read_text().splitlines()[row]  # data row n is line n + 1; list index n skips the header
+        if reason == "unparseable timestamp":
+            assert line.startswith("not-a-time")
+        elif reason == "non-integer token count":
+            assert ",12.5," in line
+        elif reason == "unknown status":
+            assert line.endswith(",weird")
+        else:
+            assert ",-" in line
+
+
+def test_rerun_replaces_exactly_one_partition_and_runs_are_incremental(tmp_path, con):
+    logs = tmp_path / "logs"
+    generate(3000, 3, logs, "parquet", START, seed=1, threads=1)
+    _load_all(con, logs)
+    before = con.execute("select * from raw.call_log_daily order by all").fetchall()
+    assert changed_days(con, day_files(logs, CFG, con)) == []  # nothing new: nothing to do
+    day2 = START + dt.timedelta(days=1)
+    shutil.rmtree(logs / f"date={day2}")
+    generate(500, 1, logs, "parquet", day2, seed=99, threads=1)
+    assert changed_days(con, day_files(logs, CFG, con)) == [day2]
+    _load_all(con, logs)
+    after = con.execute("select * from raw.call_log_daily order by all").fetchall()
+    assert [r for r in after if r[0] != day2] == [r for r in before if r[0] != day2]
+    assert con.execute(f"select sum(requests) from raw.call_log_daily where day = '{day2}'").fetchone()[0] == 500
+    day4 = START + dt.timedelta(days=3)
+    generate(200, 1, logs, "parquet", day4, seed=4, threads=1)
+    assert changed_days(con, day_files(logs, CFG, con)) == [day4]
+
+
+def test_flat_files_are_split_by_day(tmp_path, con):
+    logs = tmp_path / "flat"
+    generate(2000, 2, logs, "parquet", START, seed=2, flat=True, threads=1)
+    by_day = day_files(logs, CFG, con)
+    assert sorted(by_day) == [START, START + dt.timedelta(days=1)] and all(flat for _, flat in by_day.values())
+    _load_all(con, logs)
+    assert con.execute("select sum(requests) from raw.call_log_daily").fetchone()[0] == 2000
+    assert con.execute("select count(*) from raw.call_log_rejects").fetchone()[0] == 0
+
+
+def test_unreadable_file_fails_its_partition_and_keeps_the_others(tmp_path):
+    logs = tmp_path / "logs"
+    generate(3000, 3, logs, "parquet", START, seed=6, threads=1)
+    bad_day = START + dt.timedelta(days=1)
+    (logs / f"date={bad_day}" / "part-0.parquet").write_bytes(b"this is not parquet")
+    warehouse = tmp_path / "w.duckdb"
+    settings = ProjectSettings(data_dir=str(ROOT / "data"), assumptions_path=str(ROOT / "config" / "assumptions.yaml"),
+                               reports_dir=str(tmp_path / "reports"), call_logs_dir=str(logs),
+                               call_logs_config=str(ROOT / "config" / "call_logs.yaml"))
+    from assets.call_logs import call_log_daily
+
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [call_log_daily], instance=instance, raise_on_error=False,
+            resources={"warehouse": DuckDBResource(database=str(warehouse)), "settings": settings},
+            tags={"dagster/asset_partition_range_start": str(START),
+                  "dagster/asset_partition_range_end": str(START + dt.timedelta(days=2))},
+        )
+        assert not result.success
+        failure = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE][0]
+        assert "part-0.parquet" in failure.event_specific_data.error.message
+    con = duckdb.connect(str(warehouse), read_only=True)
+    days = [r[0] for r in con.execute("select distinct day from raw.call_log_daily order by 1").fetchall()]
+    con.close()
+    assert days == [START, START + dt.timedelta(days=2)]
+
+
+def test_call_volume_mart_maps_models_and_lists_unknown_ones(tmp_path, con, data_dir):
+    from assets.loading import load_source
+    from assets.sources import SOURCES_BY_STEM
+
+    for stem in ("model_slug_map", "model_authors", "model_catalog"):
+        load_source(con, SOURCES_BY_STEM[stem], data_dir / f"{stem}.csv")
+    logs = tmp_path / "logs"
+    generate(5000, 2, logs, "parquet", START, seed=8, threads=1)
+    _load_all(con, logs)
+    build(con, "marts.call_volume_daily", "marts.call_log_unknown_models")
+    row = con.execute("select origin, catalog_model, active_params_b from marts.call_volume_daily "
+                      "where model = 'deepseek/deepseek-v3.2' limit 1").fetchone()
+    assert row == ("cn", "DeepSeek-V3.2", 37.0)
+    unknown = [r[0] for r in con.execute("select model from marts.call_log_unknown_models").fetchall()]
+    assert unknown and all(m.startswith("lab") for m in unknown)
+    total = con.execute("select sum(requests) from marts.call_volume_daily").fetchone()[0]
+    assert total == con.execute("select sum(requests) from raw.call_log_daily").fetchone()[0]
+
+
+def test_missing_directory_and_mapping_errors(tmp_path, con):
+    with pytest.raises(CallLogError, match="does not exist"):
+        discover(tmp_path / "nope")
+    logs = tmp_path / "logs"
+    generate(100, 1, logs, "parquet", START, seed=1, threads=1)
+    cfg = CallLogConfig({**CFG.columns, "prompt_tokens": "tokens_in"}, CFG.status_ok, CFG.status_failed)
+    with pytest.raises(CallLogError, match="tokens_in"):
+        load_day(con, START, discover(logs).by_day[START], cfg)
