@@ -58,6 +58,30 @@ def data_dir_sensor(context: dg.SensorEvaluationContext):
     return dg.RunRequest(run_key=fingerprint)
 
 
+@dg.sensor(job=call_logs_job, minimum_interval_seconds=300, description="Request a call_logs run for each day-"
+           "partition whose files in T2C_CALL_LOGS are new or changed (fingerprints kept in the cursor).")
+def call_logs_sensor(context: dg.SensorEvaluationContext):
+    import json
+    from pathlib import Path
+
+    from assets.call_log_loading import CallLogError, discover, fingerprint
+    from pipelines.settings import call_logs_dir
+
+    root = call_logs_dir()
+    if not root:
+        return dg.SkipReason("T2C_CALL_LOGS is not set")
+    try:
+        layout = discover(Path(root))
+    except CallLogError as exc:
+        return dg.SkipReason(str(exc))
+    seen = json.loads(context.cursor) if context.cursor else {}
+    current = {day.isoformat(): fingerprint(files) for day, files in layout.by_day.items()}
+    requests = [dg.RunRequest(run_key=f"{day}:{fp}", partition_key=day) for day, fp in sorted(current.items())
+                if seen.get(day) != fp]
+    context.update_cursor(json.dumps(current))
+    return requests or dg.SkipReason("no new or changed day-partitions (date= folders)")
+
+
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[refresh_all],
                       description="Record runs launched from the UI or by the daemon in meta.runs.")
 def record_successful_run(context: dg.RunStatusSensorContext):
@@ -87,7 +111,7 @@ defs = dg.Definitions(
     asset_checks=all_checks,
     jobs=[refresh_all, call_logs_job],
     schedules=[weekly_refresh],
-    sensors=[data_dir_sensor, record_successful_run, record_failed_run],
+    sensors=[data_dir_sensor, call_logs_sensor, record_successful_run, record_failed_run],
     resources=build_resources(),
     loggers={"console": dg.colored_console_logger, "progress": progress_logger},
 )
