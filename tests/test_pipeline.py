@@ -1,5 +1,6 @@
 """End to end: Definitions load; `tokens2chips run` builds the warehouse as a Dagster run, idempotently."""
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -81,6 +82,11 @@ def pipeline(tmp_path_factory):
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text().replace("var/dagster", str(root / "dg")))
     env = {"DAGSTER_HOME": str(home), "T2C_DATA_DIR": str(data), "T2C_WAREHOUSE": str(root / "var" / "warehouse.duckdb"),
            "T2C_REPORTS_DIR": str(root / "var" / "reports"), "T2C_ASSUMPTIONS": str(ROOT / "config" / "assumptions.yaml")}
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_call_logs import generate
+
+    generate(20_000, 21, root / "logs", "parquet", dt.date(2026, 3, 2), bad_fraction=0.001, seed=5, threads=1)
+    env["T2C_CALL_LOGS"] = str(root / "logs")
     first = _cli("run", "--as-of", AS_OF, env=env)
     return {"root": root, "data": data, "env": env, "first": first, "warehouse": root / "var" / "warehouse.duckdb",
             "reports": root / "var" / "reports", "marts": _marts(root / "var" / "warehouse.duckdb")}
@@ -104,12 +110,29 @@ def test_run_prints_progress_and_records_the_run(pipeline):
     assert scenarios == {"gpu_centric", "three_layer", "china_domestic", "pd_disaggregated"}
 
 
+def test_call_logs_flow_into_marts_forecasts_and_report(pipeline):
+    assert "21 new or changed day-partition(s)" in pipeline["first"].stdout
+    assert "ok    raw/call_log_daily [2026-03-02]" in pipeline["first"].stdout
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    requests, days = con.execute("select sum(requests), count(distinct day) from marts.call_volume_daily").fetchone()
+    rejects = con.execute("select sum(rows) from marts.call_log_rejects_summary").fetchone()[0]
+    calls = con.execute("select model_name, n_obs from marts.forecast_selection where series_id = 'calls/all'").fetchone()
+    shares = con.execute("select output_share from marts.workload_mix where origin_group = 'call_logs' limit 1").fetchone()
+    con.close()
+    assert days == 21 and requests + rejects == 20_000 and rejects > 0
+    assert calls[1] == 21 and calls[0]
+    assert 0 < shares[0] < 1
+    assert "Request-level call logs" in (pipeline["reports"] / AS_OF / "report.md").read_text()
+
+
 def test_second_run_is_idempotent_and_visible_in_the_instance(pipeline, monkeypatch):
-    _cli("run", "--as-of", AS_OF, env=pipeline["env"])
+    second = _cli("run", "--as-of", AS_OF, env=pipeline["env"])
+    assert "no new or changed day-partitions" in second.stdout
     assert _marts(pipeline["warehouse"]) == pipeline["marts"]
     monkeypatch.setenv("DAGSTER_HOME", pipeline["env"]["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
-        assert len(instance.get_runs()) == 2
+        jobs = sorted(r.job_name for r in instance.get_runs())
+        assert jobs == ["call_logs", "refresh_all", "refresh_all"]
 
 
 def test_query_is_read_only_and_formats(pipeline):
