@@ -1,8 +1,10 @@
 """Load one day of request-level call logs into raw.call_log_daily and raw.call_log_rejects.
 
-All work is one aggregation inside DuckDB that streams over the day's files: valid rows are summed per
-(day, model, provider); each invalid row becomes its own group carrying its file, row number and reason,
-so one scan yields both the aggregate and the rejects. Nothing row-level enters Python.
+All work happens inside DuckDB, streaming over the day's files. Pass 1 aggregates every row by (model,
+provider, status, bad) with only the cheap per-row checks (timestamp in the day, token counts present,
+integral and non-negative); statuses are judged per group afterwards. Only when pass 1 finds bad rows
+does pass 2 list them with file, row number and reason (CSV files, which have no row-number column, are
+re-read in order). Nothing row-level enters Python.
 """
 
 from __future__ import annotations
@@ -136,7 +138,7 @@ def record_partition(con: duckdb.DuckDBPyConnection, result: dict, files: list[P
                  result["seconds"]])
 
 
-def _reader(files: list[Path], fmt: str, cfg: CallLogConfig, typed: bool = True) -> str:
+def _reader(files: list[Path], fmt: str, cfg: CallLogConfig | None = None, typed: bool = True) -> str:
     if fmt == "parquet":
         return f"read_parquet({_sql_list(files)}, filename = true, file_row_number = true, union_by_name = true, " \
                "hive_partitioning = false)"
@@ -144,112 +146,235 @@ def _reader(files: list[Path], fmt: str, cfg: CallLogConfig, typed: bool = True)
            "all_varchar = true, header = true)"
 
 
-def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[Path], cfg: CallLogConfig,
-             from_flat: bool = False) -> dict:
-    """Replace one day-partition (delete + insert in one transaction). Returns counts for run metadata."""
-    ensure_schemas(con)
-    started = time.perf_counter()
-    fmt = _fmt(files)
-    reader = _reader(files, fmt, cfg)
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
+
+
+def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig) -> tuple[dict, dict]:
     try:
-        present = {r[0] for r in con.execute(f"describe select * from {reader}").fetchall()}
+        present = {r[0]: r[1] for r in con.execute(f"describe select * from {reader}").fetchall()}
     except duckdb.Error as exc:
-        raise CallLogError(f"cannot read call-log files for {day} ({', '.join(str(f) for f in files)}): "
+        raise CallLogError(f"cannot read call-log file(s) {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
-    col = {}
+    col, types = {}, {}
     for name in CANONICAL:
         source = cfg.columns.get(name)
         if source and source in present:
-            col[name] = f'"{source}"'
+            col[name], types[name] = f'"{source}"', present[source]
         elif name in REQUIRED:
             raise CallLogError(f"{files[0]}: column '{source}' (mapped to {name}) not found; columns: {sorted(present)}")
         else:
             col[name] = "null"
-    row_number = "file_row_number + 1" if fmt == "parquet" else "null"
-    ok = ", ".join(f"'{s}'" for s in cfg.status_ok) or "''"
-    failed = ", ".join(f"'{s}'" for s in cfg.status_failed) or "''"
-    src = _checked(reader, row_number, col, day, ok, failed, from_flat)
-    sql = f"""
-        with src as ({src}),
-        grouped as (
-            select
-                case when reason is null then model end as model,
-                case when reason is null then provider end as provider,
-                case when reason is not null then filename end as file,
-                case when reason is not null then row_number end as row_number,
-                reason,
-                count(*) as requests,
-                count(*) filter (where status in ({failed})) as failed_requests,
-                sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
-                sum(cached_tokens) as cached_tokens, sum(reasoning_tokens) as reasoning_tokens
-            from src
-            group by all
-        )
-        select * from grouped
-    """
-    tmp = "_call_log_day"
-    try:
-        con.execute(f"create or replace temp table {tmp} as {sql}")
-    except duckdb.Error as exc:
-        raise CallLogError(f"cannot load call logs for {day} from {', '.join(str(f) for f in files)}: "
-                           f"{str(exc).splitlines()[0]}") from None
-    if fmt == "csv":
-        # CSV has no row-number column: re-read the (rare) files with rejects in file order, numbered
-        bad_files = [r[0] for r in con.execute(f"select distinct file from {tmp} where reason is not null").fetchall()]
-        for path in bad_files:
-            quoted = path.replace("'", "''")
-            numbered = _checked(f"read_csv(['{quoted}'], filename = true, all_varchar = true, header = true, "
-                                "parallel = false, hive_partitioning = false)", "row_number() over ()", col, day,
-                                ok, failed, from_flat)
-            con.execute(f"delete from {tmp} where file = '{quoted}' and reason is not null")
-            con.execute(f"""insert into {tmp} (file, row_number, reason, requests)
-                            select filename, row_number, reason, 1 from ({numbered}) where reason is not null""")
-    con.execute("begin transaction")
-    try:
-        con.execute(f"delete from raw.call_log_daily where day = date '{day}'")
-        con.execute(f"delete from raw.call_log_rejects where day = date '{day}'")
-        con.execute(f"""insert into raw.call_log_daily
-            select date '{day}', model, provider, sum(requests), sum(failed_requests),
-                   cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
-                   cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
-            from {tmp} where reason is null group by all""")
-        con.execute(f"""insert into raw.call_log_rejects
-            select date '{day}', file, row_number, reason from {tmp} where reason is not null""")
-        counts = con.execute(f"""select coalesce(sum(requests) filter (where reason is null), 0),
-                                        count(*) filter (where reason is not null) from {tmp}""").fetchone()
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
-    con.execute(f"drop table if exists {tmp}")
-    return {"day": day, "rows_loaded": int(counts[0]), "rows_rejected": int(counts[1]), "files": len(files),
-            "seconds": time.perf_counter() - started}
+    return col, types
 
 
-def _checked(reader: str, row_number: str, col: dict, day: dt.date, ok: str, failed: str, from_flat: bool) -> str:
-    """Every row of `reader` with its typed values and the reason it is rejected (null = valid)."""
-    tok = {t: f"try_cast({col[t]} as double)" for t in TOKENS}
-    ts = f"try_cast({col['timestamp']} as timestamp)"
-    bad_tokens = " or ".join(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})"
-                             for t in TOKENS)
-    negative = " or ".join(f"{tok[t]} < 0" for t in TOKENS)
+def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str, ok: str, failed: str,
+             status_check: bool = True, where: str = "") -> str:
+    """Every row of `reader` with its typed values, its day (`day_expr`: the partition day of its file, or
+    the timestamp's day for flat files) and the reason it is rejected (null = valid).
+
+    Type-aware: columns that arrive typed (Parquet BIGINT tokens, TIMESTAMP) skip the casts and the
+    numeric-format checks that only text needs. Without `status_check` statuses are left to be judged
+    per aggregated group (no per-row string comparison)."""
+    typed_ts = types.get("timestamp", "").startswith("TIMESTAMP")
+    ts = col["timestamp"] if typed_ts else f"try_cast({col['timestamp']} as timestamp)"
+    tok, format_checks = {}, []
+    for t in TOKENS:
+        if col[t] == "null" or types.get(t) in INTEGER_TYPES:
+            tok[t] = col[t]
+        else:
+            tok[t] = f"try_cast({col[t]} as double)"
+            format_checks.append(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})")
+    bad_tokens = " or ".join(format_checks) or "false"
+    negative = " or ".join(f"{tok[t]} < 0" for t in TOKENS if col[t] != "null")
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
-    day_filter = f"where cast({ts} as date) = date '{day}'" if from_flat else ""
+    unknown = f"when {status} is not null and {status} not in ({ok}, {failed}) then 'unknown status'" \
+        if status_check else ""
+    day = day_expr.format(ts=ts)
     return f"""
-        select filename, {row_number} as row_number, {ts} as ts,
+        select file_index, filename, {row_number} as row_number, {day} as day, {ts} as ts,
                cast({col['model']} as varchar) as model, cast({col['provider']} as varchar) as provider,
                {tok['prompt_tokens']} as prompt_tokens, {tok['completion_tokens']} as completion_tokens,
                {tok['cached_tokens']} as cached_tokens, {tok['reasoning_tokens']} as reasoning_tokens,
                {status} as status,
                case
                    when {ts} is null then 'unparseable timestamp'
-                   when cast({ts} as date) <> date '{day}' then 'timestamp outside its day partition'
+                   when {ts} < {day}::timestamp or {ts} >= {day}::timestamp + interval 1 day
+                       then 'timestamp outside its day partition'
                    when {col['model']} is null then 'missing model'
                    when {tok['prompt_tokens']} is null or {tok['completion_tokens']} is null
                        then 'missing or non-numeric token count'
                    when {bad_tokens} then 'non-integer token count'
                    when {negative} then 'negative token count'
-                   when {status} is not null and {status} not in ({ok}, {failed}) then 'unknown status'
+                   {unknown}
                end as reason
         from {reader}
-        {day_filter}"""
+        {where}"""
+
+
+def load_days(con: duckdb.DuckDBPyConnection, days: dict[dt.date, tuple[list[Path], bool]],
+              cfg: CallLogConfig) -> dict[dt.date, dict]:
+    """Replace several day-partitions: one streaming scan over all their files, then delete + insert of
+    exactly those days in one transaction. Returns counts per day. If the batch cannot be read (a broken
+    file), each day is loaded on its own so that the readable days still load; the broken ones raise
+    CallLogError naming their files (collected in the `errors` key of the result)."""
+    ensure_schemas(con)
+    if not days:
+        return {}
+    started = time.perf_counter()
+    hive = {d: f for d, (f, flat) in days.items() if not flat}
+    flat = {d: f for d, (f, is_flat) in days.items() if is_flat}
+    try:
+        results = {}
+        if hive:
+            results.update(_load_batch(con, hive, cfg, from_flat=False))
+        if flat:
+            results.update(_load_batch(con, flat, cfg, from_flat=True))
+    except CallLogError:
+        if len(days) == 1:
+            raise
+        results, errors = {}, {}
+        for day, spec in days.items():
+            try:
+                results.update(load_days(con, {day: spec}, cfg))
+            except CallLogError as exc:
+                errors[day] = str(exc)
+        results["errors"] = errors
+        return results
+    elapsed = time.perf_counter() - started
+    for r in results.values():
+        r["seconds"] = elapsed / len(results)
+    return results
+
+
+def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[Path], cfg: CallLogConfig,
+             from_flat: bool = False) -> dict:
+    """Replace one day-partition (see load_days)."""
+    return load_days(con, {day: (files, from_flat)}, cfg)[day]
+
+
+def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_flat: bool) -> dict[dt.date, dict]:
+    """Pass 1 aggregates all rows by (file, day, model, provider, status) with counts, token sums, the
+    timestamp range and the number of rows failing the cheap checks. A file is dirty when one of its rows
+    fails, a timestamp lies outside its day, or a status is unknown. Pass 2 reads only the dirty files
+    (rare), lists their bad rows with row number and reason, and subtracts them from pass 1's groups.
+    Parquet pass 2 uses simple predicates that DuckDB pushes into the scan; CSV files, which have no
+    row-number column, are re-read in file order."""
+    files = sorted({f for fs in days.values() for f in fs})
+    fmt = _fmt(files)
+    reader = _reader(files, fmt)
+    col, types = _columns(con, reader, files, cfg)
+    ok = ", ".join(f"'{s}'" for s in cfg.status_ok) or "''"
+    failed = ", ".join(f"'{s}'" for s in cfg.status_failed) or "''"
+    wanted = ", ".join(f"date '{d}'" for d in days)
+    typed_ts = types.get("timestamp", "").startswith("TIMESTAMP")
+    ts = col["timestamp"] if typed_ts else f"try_cast({col['timestamp']} as timestamp)"
+    tok, checks = {}, [f"{ts} is null", f"{col['model']} is null"]
+    for t in TOKENS:
+        if col[t] == "null" or types.get(t) in INTEGER_TYPES:
+            tok[t] = col[t]
+        else:
+            tok[t] = f"try_cast({col[t]} as double)"
+            checks.append(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})")
+        if col[t] != "null":
+            checks.append(f"{tok[t]} < 0")
+    checks += [f"{tok['prompt_tokens']} is null", f"{tok['completion_tokens']} is null"]
+    status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
+    file_days = ", ".join(f"({i}, date '{_day_of(f, days)}')" for i, f in enumerate(files)) if not from_flat else ""
+    day_key = f"cast({ts} as date)" if from_flat else "null::date"
+    lean = reader.replace("filename = true, file_row_number = true, ", "").replace("filename = true, ", "")
+
+    def text(c: str) -> str:  # no cast where the column already is text
+        return col[c] if types.get(c) == "VARCHAR" or col[c] == "null" else f"cast({col[c]} as varchar)"
+
+    tmp, bad = "_call_log_batch", "_call_log_bad"
+    try:
+        con.execute(f"""create or replace temp table {tmp} as
+            select file_index, {day_key} as row_day, {text('model')} as model,
+                   {text('provider')} as provider, {text('status')} as status, count(*) as requests,
+                   sum({tok['prompt_tokens']}) as prompt_tokens, sum({tok['completion_tokens']}) as completion_tokens,
+                   sum({tok['cached_tokens']}) as cached_tokens, sum({tok['reasoning_tokens']}) as reasoning_tokens,
+                   min({ts}) as ts_min, max({ts}) as ts_max, count(*) filter (where {' or '.join(checks)}) as n_bad
+            from {lean} group by all""")
+    except duckdb.Error as exc:
+        raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    if from_flat:
+        con.execute(f"create or replace temp table _batch_days as select *, row_day as day from {tmp}")
+    else:
+        con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day)")
+        con.execute(f"create or replace temp table _batch_days as select b.*, f.day from {tmp} b "
+                    "join _file_day f using (file_index)")
+    out_of_day = "false" if from_flat else "ts_min < day::timestamp or ts_max >= day::timestamp + interval 1 day"
+    dirty = [files[i] for (i,) in con.execute(f"""
+        select distinct file_index from _batch_days
+        where n_bad > 0 or {out_of_day} or (status is not null and status not in ({ok}, {failed}))
+        order by 1""").fetchall()]
+    con.execute(f"""create or replace temp table {bad} (file_index bigint, day date, file varchar, row_number bigint,
+                    reason varchar, model varchar, provider varchar, status varchar, prompt_tokens double,
+                    completion_tokens double, cached_tokens double, reasoning_tokens double)""")
+    for path in dirty:
+        index, quoted = files.index(path), str(path).replace("'", "''")
+        file_day = "cast({ts} as date)" if from_flat else f"date '{_day_of(path, days)}'"
+        if fmt == "parquet":
+            preds = [f"({c})" for c in checks]
+            if not from_flat:
+                preds += [f"{ts} < {file_day}::timestamp", f"{ts} >= {file_day}::timestamp + interval 1 day"]
+            preds += [f"not ({status} in ({ok}, {failed}))"] if col["status"] != "null" else []
+            one = f"(select *, file_index from {_reader([path], fmt)} where {' or '.join(preds)})"
+            number = "file_row_number + 1"
+        else:  # CSV has no row-number column: re-read the file in order, numbered
+            one = (f"read_csv(['{quoted}'], filename = true, all_varchar = true, header = true, parallel = false, "
+                   "hive_partitioning = false)")
+            number = "row_number() over ()"
+        checked = _checked(one, number, col, types if fmt == "parquet" else {}, file_day, ok, failed)
+        try:
+            con.execute(f"""insert into {bad} select {index}, day, filename, row_number, reason, model, provider,
+                            status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
+                            from ({checked}) where reason is not null""")
+        except duckdb.Error as exc:
+            raise CallLogError(f"cannot read call-log file {path}: {str(exc).splitlines()[0]}") from None
+    # valid = pass-1 groups less the bad rows of the same (file, model, provider, status)
+    row_day = "day" if from_flat else "null::date"
+    valid_rows = f"""
+        select g.day, g.model, g.provider, g.status,
+               g.requests - coalesce(b.requests, 0) as requests,
+               coalesce(g.prompt_tokens, 0) - coalesce(b.prompt_tokens, 0) as prompt_tokens,
+               coalesce(g.completion_tokens, 0) - coalesce(b.completion_tokens, 0) as completion_tokens,
+               g.cached_tokens - coalesce(b.cached_tokens, 0) as cached_tokens,
+               g.reasoning_tokens - coalesce(b.reasoning_tokens, 0) as reasoning_tokens
+        from _batch_days g
+        left join (select file_index, {row_day} as row_day, model, provider, status, count(*) as requests,
+                          sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
+                          sum(cached_tokens) as cached_tokens, sum(reasoning_tokens) as reasoning_tokens
+                   from {bad} group by all) b
+          on b.file_index = g.file_index and b.row_day is not distinct from g.row_day
+         and b.model is not distinct from g.model and b.provider is not distinct from g.provider
+         and b.status is not distinct from g.status
+        where g.day in ({wanted}) and g.requests - coalesce(b.requests, 0) > 0"""
+    con.execute("begin transaction")
+    try:
+        con.execute(f"delete from raw.call_log_daily where day in ({wanted})")
+        con.execute(f"delete from raw.call_log_rejects where day in ({wanted})")
+        con.execute(f"""insert into raw.call_log_daily
+            select day, model, provider, sum(requests), coalesce(sum(requests) filter (where status in ({failed})), 0),
+                   cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
+                   cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
+            from ({valid_rows}) group by day, model, provider""")
+        con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {bad} "
+                    f"where day in ({wanted})")
+        loaded = dict(con.execute(f"select day, sum(requests) from raw.call_log_daily where day in ({wanted}) "
+                                  "group by day").fetchall())
+        rejected = dict(con.execute(f"select day, count(*) from {bad} where day in ({wanted}) group by day").fetchall())
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    finally:
+        for table in (tmp, bad, "_file_day", "_batch_days"):
+            con.execute(f"drop table if exists {table}")
+    return {d: {"day": d, "rows_loaded": int(loaded.get(d, 0)), "rows_rejected": int(rejected.get(d, 0)),
+                "files": len(fs)} for d, fs in days.items()}
+
+
+def _day_of(path: Path, days: dict[dt.date, list[Path]]) -> dt.date:
+    return next(d for d, fs in days.items() if path in fs)

@@ -7,8 +7,8 @@ each step in its own process (peak RSS from wait4):
   bare        select date_trunc('day', timestamp), model, provider, count(*), sum(tokens...) group by all
               over all files (DuckDB defaults)
   full        the pipeline's cold full load of every day-partition into a fresh warehouse
-              (assets/call_log_loading.load_day, the code the Dagster asset runs; memory_limit from
-              config/call_logs.yaml, 1 GB by default)
+              (assets/call_log_loading.load_days, the code the Dagster asset runs; memory_limit from
+              config/call_logs.yaml, 1 GB by default); bare CSV skips malformed rows (ignore_errors)
   incremental one new day added to the directory: find changed partitions + load that day
 Prints wall time, rows/s and peak RSS of each, and ends with one line of key=value figures.
 """
@@ -36,11 +36,11 @@ sys.path.insert(0, {root!r})
 import duckdb
 kind, logs, warehouse = {kind!r}, Path({logs!r}), {warehouse!r}
 if kind != "bare":
-    from assets.call_log_loading import CallLogConfig, changed_days, day_files, load_day, record_partition
+    from assets.call_log_loading import CallLogConfig, changed_days, day_files, load_days, record_partition
 t0 = time.perf_counter()
 if kind == "bare":
     pattern = str(logs / "**" / ("*.parquet" if {fmt!r} == "parquet" else "*.csv"))
-    reader = f"read_parquet('{{pattern}}')" if {fmt!r} == "parquet" else f"read_csv('{{pattern}}')"
+    reader = f"read_parquet('{{pattern}}')" if {fmt!r} == "parquet" else f"read_csv('{{pattern}}', ignore_errors = true)"
     rows = duckdb.connect().execute(f'''select sum(n) from (
         select date_trunc('day', timestamp) as day, model, provider, count(*) as n, sum(prompt_tokens),
                sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens)
@@ -52,11 +52,11 @@ else:
     Path(cfg.temp_directory).mkdir(parents=True, exist_ok=True)
     con.execute(f"set temp_directory = '{{cfg.temp_directory}}'")
     by_day = day_files(logs, cfg, con)
+    todo = {{day: by_day[day] for day in changed_days(con, by_day)}}
+    results = load_days(con, todo, cfg)
     rows = 0
-    for day in changed_days(con, by_day):
-        files, flat = by_day[day]
-        r = load_day(con, day, files, cfg, flat)
-        record_partition(con, r, files)
+    for day, r in results.items():
+        record_partition(con, r, todo[day][0])
         rows += r["rows_loaded"] + r["rows_rejected"]
     con.close()
 print(json.dumps({{"rows": int(rows or 0), "seconds": time.perf_counter() - t0}}))
