@@ -196,12 +196,19 @@ def size_fleet(
     return rows
 
 
-def summarise(rows: list[dict], chips: dict[str, Chip], pue: np.ndarray) -> pl.DataFrame:
-    """marts.hardware_demand rows: medians and 5th/95th percentiles over the draws."""
+def summarise(rows: list[dict], chips: dict[str, Chip], a: dict[str, np.ndarray]) -> pl.DataFrame:
+    """marts.hardware_demand rows: medians and 5th/95th percentiles over the draws.
+
+    cost_usd_per_day = amortised capex (price / service life) + energy (TDP x PUE x 24 h x price of
+    electricity), per day; cost per million tokens follows in SQL (marts.token_cost)."""
+    pue = a["fleet.pue"]
+    daily_capex = 1.0 / (a["installed_base.service_life_years"] * 365.25)
+    energy = 24.0 / 1e6 * a["fleet.electricity_usd_per_mwh"]  # USD per W-day
     out = []
     for r in rows:
         chip = chips[r["chip"]]
         n = r["chips"]
+        cost = n * (chip.unit_price_usd * daily_capex + chip.tdp_w * pue * energy)
         out.append({
             "period_start": r["period_start"], "scenario": r["scenario"], "segment": r["segment"],
             "phase": r["phase"], "chip": r["chip"], "chip_class": r["chip_class"],
@@ -212,5 +219,6 @@ def summarise(rows: list[dict], chips: dict[str, Chip], pue: np.ndarray) -> pl.D
             "h100e_median": float(np.median(n * chip.h100e)),
             "power_mw_median": float(np.median(n * chip.tdp_w * pue / 1e6)),
             "capex_usd_median": float(np.median(n * chip.unit_price_usd)),
+            "cost_usd_per_day_median": float(np.median(cost)),
         })
     return pl.DataFrame(out)

@@ -112,10 +112,11 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     rng = np.random.default_rng(seed)
     a = draw_assumptions(assumptions, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
                                                            "installed_base.service_life_years",
-                                                           "cowos.packages_per_wafer"], draws, rng)
+                                                           "cowos.packages_per_wafer",
+                                                           "fleet.electricity_usd_per_mwh"], draws, rng)
     demand_z = {s: rng.standard_normal(draws) for s in segments}
     rows = size_fleet(demand, scenarios, chips, models, mix, a, demand_z)
-    hardware_demand = summarise(rows, chips, a["fleet.pue"])
+    hardware_demand = summarise(rows, chips, a)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
     region = {s: spec["region"] for s, spec in config["segments"].items()}

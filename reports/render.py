@@ -30,7 +30,7 @@ REPORT_TABLES = {
     "concentration": "marts.supplier_concentration", "sensitivity": "marts.sensitivity",
     "cross_checks": "marts.cross_checks", "sources": "marts.source_inventory", "assumptions": "meta.assumptions",
     "call_rejects": "marts.call_log_rejects_summary", "call_unknown": "marts.call_log_unknown_models",
-    "call_volume": "marts.call_volume_daily",
+    "call_volume": "marts.call_volume_daily", "token_cost": "marts.token_cost",
 }
 GLOBAL = "tokens/global"
 HEADLINE_SCENARIO = "gpu_centric"
@@ -184,6 +184,11 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "checks_summary": {"passed": int(checks["passed"].sum()) if checks.height else 0,
                            "failed": int((~checks["passed"]).sum()) if checks.height else 0},
         "call_logs": _call_log_summary(frames),
+        "cost_rows": [{"scenario": r["scenario"], "chip_class": r["chip_class"], "phase": r["phase"],
+                       "usd": f"${r['usd_per_million_tokens']:,.3g}" if r["usd_per_million_tokens"] is not None
+                       else "n/a"}
+                      for r in _at(frames["token_cost"], horizon).sort("scenario", "phase", "chip_class")
+                      .iter_rows(named=True)],
         "assumption_rows": [{"name": r["name"], "value": _num(r["value"]),
                              "range": "" if r["low"] == r["high"] else f"{_num(r['low'])} - {_num(r['high'])}",
                              "unit": r["unit"], "rationale": r["rationale"], "source": r["source"]}
