@@ -32,6 +32,7 @@ weekly_refresh = dg.ScheduleDefinition(
     cron_schedule="0 6 * * 1",
     execution_timezone="UTC",
     description="Refresh everything on Mondays at 06:00 UTC.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
 
@@ -45,7 +46,7 @@ def data_dir_fingerprint() -> str:
     return digest.hexdigest()
 
 
-@dg.sensor(job=refresh_all, minimum_interval_seconds=60, description="Run refresh_all when files in the data "
+@dg.sensor(job=refresh_all, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING, description="Run refresh_all when files in the data "
            "directory are added, removed or changed.")
 def data_dir_sensor(context: dg.SensorEvaluationContext):
     fingerprint = data_dir_fingerprint()
@@ -58,7 +59,8 @@ def data_dir_sensor(context: dg.SensorEvaluationContext):
     return dg.RunRequest(run_key=fingerprint)
 
 
-@dg.sensor(job=call_logs_job, minimum_interval_seconds=300, description="Request a call_logs run for each day-"
+@dg.sensor(job=call_logs_job, minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING,
+           description="Request a call_logs run for each day-"
            "partition whose files in T2C_CALL_LOGS are new or changed (fingerprints kept in the cursor).")
 def call_logs_sensor(context: dg.SensorEvaluationContext):
     import json
@@ -83,12 +85,14 @@ def call_logs_sensor(context: dg.SensorEvaluationContext):
 
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[refresh_all],
+                      default_status=dg.DefaultSensorStatus.RUNNING,
                       description="Record runs launched from the UI or by the daemon in meta.runs.")
 def record_successful_run(context: dg.RunStatusSensorContext):
     _record(context)
 
 
-@dg.run_failure_sensor(monitored_jobs=[refresh_all], description="Record failed runs in meta.runs.")
+@dg.run_failure_sensor(monitored_jobs=[refresh_all], default_status=dg.DefaultSensorStatus.RUNNING,
+                       description="Record failed runs in meta.runs.")
 def record_failed_run(context: dg.RunFailureSensorContext):
     _record(context)
 
