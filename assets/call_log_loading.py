@@ -27,6 +27,7 @@ REQUIRED = ("timestamp", "model", "prompt_tokens", "completion_tokens")
 TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".gz": "csv"}
+INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 
 
 class CallLogError(ValueError):
@@ -107,7 +108,7 @@ def flat_days(con: duckdb.DuckDBPyConnection, files: list[Path], cfg: CallLogCon
     if not files:
         return []
     ts = cfg.columns["timestamp"]
-    reader = _reader(files, _fmt(files), cfg, typed=False)
+    reader = _reader(files, _fmt(files))
     rows = con.execute(f'select distinct cast(try_cast("{ts}" as timestamp) as date) from {reader} '
                        f'where try_cast("{ts}" as timestamp) is not null').fetchall()
     return sorted(r[0] for r in rows)
@@ -138,15 +139,30 @@ def record_partition(con: duckdb.DuckDBPyConnection, result: dict, files: list[P
                  result["seconds"]])
 
 
-def _reader(files: list[Path], fmt: str, cfg: CallLogConfig | None = None, typed: bool = True) -> str:
+def _typed(col: dict, types: dict) -> tuple[str, dict, list[str], list[str]]:
+    """SQL for the typed timestamp and token values, the format checks that text columns need, and the
+    negative-count checks. Columns that arrive typed (Parquet BIGINT, TIMESTAMP) skip the casts."""
+    typed_ts = types.get("timestamp", "").startswith("TIMESTAMP")
+    ts = col["timestamp"] if typed_ts else f"try_cast({col['timestamp']} as timestamp)"
+    tok, format_checks, negative = {}, [], []
+    for t in TOKENS:
+        if col[t] == "null" or types.get(t) in INTEGER_TYPES:
+            tok[t] = col[t]
+        else:
+            tok[t] = f"try_cast({col[t]} as double)"
+            format_checks.append(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})")
+        if col[t] != "null":
+            negative.append(f"{tok[t]} < 0")
+    return ts, tok, format_checks, negative
+
+
+def _reader(files: list[Path], fmt: str) -> str:
     if fmt == "parquet":
         return f"read_parquet({_sql_list(files)}, filename = true, file_row_number = true, union_by_name = true, " \
                "hive_partitioning = false)"
     return f"read_csv({_sql_list(files)}, filename = true, hive_partitioning = false, union_by_name = true, " \
            "all_varchar = true, header = true)"
 
-
-INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 
 
 def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig) -> tuple[dict, dict]:
@@ -175,17 +191,9 @@ def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str
     Type-aware: columns that arrive typed (Parquet BIGINT tokens, TIMESTAMP) skip the casts and the
     numeric-format checks that only text needs. Without `status_check` statuses are left to be judged
     per aggregated group (no per-row string comparison)."""
-    typed_ts = types.get("timestamp", "").startswith("TIMESTAMP")
-    ts = col["timestamp"] if typed_ts else f"try_cast({col['timestamp']} as timestamp)"
-    tok, format_checks = {}, []
-    for t in TOKENS:
-        if col[t] == "null" or types.get(t) in INTEGER_TYPES:
-            tok[t] = col[t]
-        else:
-            tok[t] = f"try_cast({col[t]} as double)"
-            format_checks.append(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})")
+    ts, tok, format_checks, negatives = _typed(col, types)
     bad_tokens = " or ".join(format_checks) or "false"
-    negative = " or ".join(f"{tok[t]} < 0" for t in TOKENS if col[t] != "null")
+    negative = " or ".join(negatives) or "false"
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
     unknown = f"when {status} is not null and {status} not in ({ok}, {failed}) then 'unknown status'" \
         if status_check else ""
@@ -266,18 +274,9 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     ok = ", ".join(f"'{s}'" for s in cfg.status_ok) or "''"
     failed = ", ".join(f"'{s}'" for s in cfg.status_failed) or "''"
     wanted = ", ".join(f"date '{d}'" for d in days)
-    typed_ts = types.get("timestamp", "").startswith("TIMESTAMP")
-    ts = col["timestamp"] if typed_ts else f"try_cast({col['timestamp']} as timestamp)"
-    tok, checks = {}, [f"{ts} is null", f"{col['model']} is null"]
-    for t in TOKENS:
-        if col[t] == "null" or types.get(t) in INTEGER_TYPES:
-            tok[t] = col[t]
-        else:
-            tok[t] = f"try_cast({col[t]} as double)"
-            checks.append(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})")
-        if col[t] != "null":
-            checks.append(f"{tok[t]} < 0")
-    checks += [f"{tok['prompt_tokens']} is null", f"{tok['completion_tokens']} is null"]
+    ts, tok, format_checks, negatives = _typed(col, types)
+    checks = [f"{ts} is null", f"{col['model']} is null", f"{tok['prompt_tokens']} is null",
+              f"{tok['completion_tokens']} is null", *format_checks, *negatives]
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
     file_days = ", ".join(f"({i}, date '{_day_of(f, days)}')" for i, f in enumerate(files)) if not from_flat else ""
     day_key = f"cast({ts} as date)" if from_flat else "null::date"

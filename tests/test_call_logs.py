@@ -1,7 +1,6 @@
 """Request-level call logs: partitioned loading, rejects, incremental runs, marts."""
 
 import datetime as dt
-import os
 import shutil
 import sys
 from pathlib import Path
