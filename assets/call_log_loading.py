@@ -262,11 +262,12 @@ def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[Path], cf
 
 def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_flat: bool) -> dict[dt.date, dict]:
     """Pass 1 aggregates all rows by (file, day, model, provider, status) with counts, token sums, the
-    timestamp range and the number of rows failing the cheap checks. A file is dirty when one of its rows
-    fails, a timestamp lies outside its day, or a status is unknown. Pass 2 reads only the dirty files
-    (rare), lists their bad rows with row number and reason, and subtracts them from pass 1's groups.
-    Parquet pass 2 uses simple predicates that DuckDB pushes into the scan; CSV files, which have no
-    row-number column, are re-read in file order."""
+    timestamp range and the rows failing the cheap checks (Parquet: listed with row number and values,
+    which costs almost nothing; CSV: counted). Pass 2 reads only the files pass 1 cannot settle (rare): a
+    timestamp outside the file's day, an unknown status, or (CSV) any bad row; it lists their bad rows
+    with row number and reason. Bad rows are subtracted from pass 1's groups. Parquet pass 2 uses simple
+    predicates that DuckDB pushes into the scan; CSV files, with no row-number column, are re-read in
+    order."""
     files = sorted({f for fs in days.values() for f in fs})
     fmt = _fmt(files)
     reader = _reader(files, fmt)
@@ -280,7 +281,15 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
     file_days = ", ".join(f"({i}, date '{_day_of(f, days)}')" for i, f in enumerate(files)) if not from_flat else ""
     day_key = f"cast({ts} as date)" if from_flat else "null::date"
-    lean = reader.replace("filename = true, file_row_number = true, ", "").replace("filename = true, ", "")
+    parquet = fmt == "parquet"
+    # Parquet: pass 1 also collects the rows failing the cheap checks (few) with their row numbers and
+    # values, at almost no cost; CSV has no row numbers, so its bad rows come from pass 2
+    lean = reader.replace("filename = true, ", "") if parquet else \
+        reader.replace("filename = true, file_row_number = true, ", "").replace("filename = true, ", "")
+    collect = (f", list({{'row_number': file_row_number + 1, 'ts': {ts}, 'model': {col['model']}, "
+               f"'prompt': {tok['prompt_tokens']}, 'completion': {tok['completion_tokens']}, "
+               f"'cached': {tok['cached_tokens']}, 'reasoning': {tok['reasoning_tokens']}}}) "
+               f"filter (where {' or '.join(checks)}) as bad_rows") if parquet else ""
 
     def text(c: str) -> str:  # no cast where the column already is text
         return col[c] if types.get(c) == "VARCHAR" or col[c] == "null" else f"cast({col[c]} as varchar)"
@@ -293,6 +302,7 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
                    sum({tok['prompt_tokens']}) as prompt_tokens, sum({tok['completion_tokens']}) as completion_tokens,
                    sum({tok['cached_tokens']}) as cached_tokens, sum({tok['reasoning_tokens']}) as reasoning_tokens,
                    min({ts}) as ts_min, max({ts}) as ts_max, count(*) filter (where {' or '.join(checks)}) as n_bad
+                   {collect}
             from {lean} group by all""")
     except duckdb.Error as exc:
         raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
@@ -304,28 +314,47 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
         con.execute(f"create or replace temp table _batch_days as select b.*, f.day from {tmp} b "
                     "join _file_day f using (file_index)")
     out_of_day = "false" if from_flat else "ts_min < day::timestamp or ts_max >= day::timestamp + interval 1 day"
-    dirty = [files[i] for (i,) in con.execute(f"""
-        select distinct file_index from _batch_days
-        where n_bad > 0 or {out_of_day} or (status is not null and status not in ({ok}, {failed}))
-        order by 1""").fetchall()]
+    unknown_status = f"(status is not null and status not in ({ok}, {failed}))"
+    # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
+    # timestamp outside the file's day or an unknown status
+    rescan = f"n_bad > 0 or {out_of_day} or {unknown_status}" if not parquet else f"{out_of_day} or {unknown_status}"
+    dirty = [files[i] for (i,) in con.execute(
+        f"select distinct file_index from _batch_days where {rescan} order by 1").fetchall()]
+    unknown_values = ", ".join("'" + v.replace("'", "''") + "'" for (v,) in con.execute(
+        f"select distinct status from _batch_days where {unknown_status}").fetchall())
     con.execute(f"""create or replace temp table {bad} (file_index bigint, day date, file varchar, row_number bigint,
                     reason varchar, model varchar, provider varchar, status varchar, prompt_tokens double,
                     completion_tokens double, cached_tokens double, reasoning_tokens double)""")
+    if parquet:
+        file_names = ", ".join(f"({i}, '{str(f).replace(chr(39), chr(39) * 2)}')" for i, f in enumerate(files))
+        con.execute(f"""insert into {bad}
+            select b.file_index, b.day, n.file, r.row_number,
+                   case when r.ts is null then 'unparseable timestamp'
+                        when r.model is null then 'missing model'
+                        when r.prompt is null or r.completion is null then 'missing or non-numeric token count'
+                        else 'negative token count' end,
+                   b.model, b.provider, b.status, r.prompt, r.completion, r.cached, r.reasoning
+            from (select *, unnest(bad_rows) as r from _batch_days where n_bad > 0) b
+            join (values {file_names}) n(file_index, file) using (file_index)""")
     for path in dirty:
         index, quoted = files.index(path), str(path).replace("'", "''")
         file_day = "cast({ts} as date)" if from_flat else f"date '{_day_of(path, days)}'"
-        if fmt == "parquet":
-            preds = [f"({c})" for c in checks]
+        if parquet:
+            # only the rows pass 1 did not list (out of the day, unknown status), found with simple
+            # predicates that DuckDB pushes into the Parquet scan
+            preds = []
             if not from_flat:
                 preds += [f"{ts} < {file_day}::timestamp", f"{ts} >= {file_day}::timestamp + interval 1 day"]
-            preds += [f"not ({status} in ({ok}, {failed}))"] if col["status"] != "null" else []
-            one = f"(select *, file_index from {_reader([path], fmt)} where {' or '.join(preds)})"
+            if unknown_values:
+                preds.append(f"{status} in ({unknown_values})")
+            one = (f"(select *, file_index from {_reader([path], fmt)} "
+                   f"where ({' or '.join(preds) or 'false'}) and not ({' or '.join(checks)}))")
             number = "file_row_number + 1"
         else:  # CSV has no row-number column: re-read the file in order, numbered
             one = (f"read_csv(['{quoted}'], filename = true, all_varchar = true, header = true, parallel = false, "
                    "hive_partitioning = false)")
             number = "row_number() over ()"
-        checked = _checked(one, number, col, types if fmt == "parquet" else {}, file_day, ok, failed)
+        checked = _checked(one, number, col, types if parquet else {}, file_day, ok, failed)
         try:
             con.execute(f"""insert into {bad} select {index}, day, filename, row_number, reason, model, provider,
                             status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
