@@ -25,7 +25,7 @@ create table if not exists raw.call_log_rejects (
 
 -- meta.call_log_partitions: what each day-partition was loaded from (fingerprint of its files)
 create table if not exists meta.call_log_partitions (
-    day date primary key,
+    day date not null,  -- one row per day (delete + insert); no index: DuckDB loads ART indexes lazily and slowly
     fingerprint varchar not null,
     files integer not null,
     rows_loaded bigint not null,
