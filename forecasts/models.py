@@ -143,7 +143,7 @@ def _theta(y: np.ndarray, h: int, season: int | None = None, params=None) -> Pre
     if season and season > 1 and n >= 2 * season:
         component = np.asarray(seasonal_decompose(z, model="additive", period=season).seasonal)
         z = z - component
-        seasonal_future = component[(np.arange(n, n + h) - n) % season + (n - season)]
+        seasonal_future = component[n - season + np.arange(h) % season]  # repeat the last season
     t = np.arange(n)
     slope = float(np.polyfit(t, z.to_numpy(), 1)[0])
     mod = ETSModel(z, error="add", trend=None)

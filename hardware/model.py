@@ -23,11 +23,11 @@ from hardware.specs import chips_from_frame, models_from_frame
 Z80 = 1.2815516
 
 
-def _value(assumptions: pl.DataFrame, name: str, column: str = "value") -> float:
+def _value(assumptions: pl.DataFrame, name: str) -> float:
     hit = assumptions.filter(pl.col("name") == name)
     if hit.height == 0:
         raise KeyError(f"assumption '{name}' is missing from the assumptions file")
-    return float(hit[column][0])
+    return float(hit["value"][0])
 
 
 def model_mix(config: dict, workload_mix: pl.DataFrame, models: dict) -> dict[str, dict[str, float]]:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
-import re
 
 import polars as pl
 
@@ -57,9 +57,8 @@ def resolve(name: str, names: dict, what: str, slug_map: pl.DataFrame | None = N
     if name.lower() in lowered:
         return lowered[name.lower()]
     if slug_map is not None:
+        # SQL LIKE patterns in file order, first match wins (as staging.model_slug_map does in SQL)
         for pattern, model in slug_map.select("slug_pattern", "model").iter_rows():
-            regex = "^" + "".join(".*" if ch == "%" else "." if ch == "_" else ("\\" + ch if not ch.isalnum() else ch)
-                                  for ch in pattern) + "$"
-            if re.match(regex, name.lower()):
+            if fnmatch.fnmatchcase(name.lower(), pattern.replace("%", "*").replace("_", "?")):
                 return model
     raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(names))}")
