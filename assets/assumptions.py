@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ def load_assumptions(path: Path | str) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise AssumptionsError(f"{path}: not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise AssumptionsError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
     if not isinstance(data, dict):
         raise AssumptionsError(f"{path}: expected a mapping of sections at the top level")
     return data
@@ -51,8 +54,9 @@ def flatten_assumptions(data: dict[str, Any], path: Path | str = "assumptions.ya
                     raise AssumptionsError(f"{path}: assumption '{prefix}' needs a value or both low and high")
                 value = (float(low) + float(high)) / 2
             for label, v in (("value", value), ("low", low), ("high", high)):
-                if v is not None and not isinstance(v, (int, float)):
-                    raise AssumptionsError(f"{path}: assumption '{prefix}' {label} {v!r} is not a number")
+                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                      or not math.isfinite(v)):
+                    raise AssumptionsError(f"{path}: assumption '{prefix}' {label} {v!r} is not a finite number")
             low = value if low is None else low
             high = value if high is None else high
             if not float(low) <= float(value) <= float(high):

@@ -152,7 +152,10 @@ def _typed(col: dict, types: dict) -> tuple[str, dict, list[str], list[str]]:
         if col[t] == "null" or types.get(t) in INTEGER_TYPES:
             tok[t] = col[t]
         else:
-            tok[t] = f"try_cast({col[t]} as double)"
+            # NaN, infinities and counts beyond BIGINT parse as doubles but are no token counts: null
+            # ("missing or non-numeric token count"), so they never reach a sum
+            value = f"try_cast({col[t]} as double)"
+            tok[t] = f"(case when abs({value}) < 9.2e18 then {value} end)"
             format_checks.append(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})")
         if col[t] != "null":
             negative.append(f"{tok[t]} < 0")

@@ -1,7 +1,7 @@
 """Load one input CSV into `raw.<stem>` through DuckDB's CSV reader, validating as it goes.
 
-Every failure raises `InputFileError` naming the file, the line (header = line 1) and the
-column, before anything is written: the table already in the warehouse stays as it was.
+Every failure raises `InputFileError` naming the file, the line (the CSV record number, header = 1;
+it equals the physical line unless a quoted value spans lines) and the column, before anything is written: the table already in the warehouse stays as it was.
 A good file is first built into a staging table and then swapped in within one transaction.
 """
 
@@ -54,9 +54,16 @@ def _check_bytes(path: Path) -> list[str]:
         ) from None
     if text.startswith("\ufeff"):
         text = text[1:]
-    lines = [line for line in text.splitlines()[:2]]
-    header = [h.strip() for h in next(csv.reader(io.StringIO(lines[0])))]
-    if len(lines) < 2 or not lines[1].strip():
+    # records as the CSV reader sees them (str.splitlines would also split at form feeds and other
+    # unicode line breaks inside values); a first data line too long for Python's csv module is left
+    # to DuckDB, which reports it with its line number
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = [h.strip() for h in next(reader)]
+    try:
+        first = next((r for r in reader if any(f.strip() for f in r)), None)
+    except csv.Error:
+        first = [""]
+    if first is None:
         raise InputFileError(path, 2, None, "the file has a header but no data rows")
     return header
 
@@ -115,6 +122,9 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
         elif error_type in ("TOO MANY COLUMNS", "MISSING COLUMNS"):
             problem = f"{error_type.lower()} on this row (expected {len(header)} fields)"
             column = None
+        elif error_type == "LINE SIZE OVER MAXIMUM":
+            problem = "the line is longer than the 2,000,000-byte maximum of a CSV line"
+            column = None
         elif error_type == "INVALID ENCODING":
             problem = "not valid UTF-8; save the file as UTF-8"
         else:
@@ -125,6 +135,16 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
     if n_rows == 0:
         raise InputFileError(path, 2, None, "the file has a header but no data rows")
 
+    for col, kind in source.columns.items():
+        if kind == "DOUBLE":
+            hit = _first_violation(con, tmp, f"not isfinite({quote_ident(col)})", f"cast({quote_ident(col)} as varchar)")
+            if hit:
+                raise InputFileError(path, hit[0], col, f"value {hit[1]} is not a finite number (NaN, infinity or "
+                                     "beyond the range of a double)")
+        elif kind == "VARCHAR":
+            hit = _first_violation(con, tmp, f"contains({quote_ident(col)}, chr(0))")
+            if hit:
+                raise InputFileError(path, hit[0], col, "value contains a NUL character")
     for col in source.required:
         hit = _first_violation(con, tmp, f"{quote_ident(col)} is null")
         if hit:

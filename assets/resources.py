@@ -4,8 +4,33 @@
 import datetime as dt
 from pathlib import Path
 
+from contextlib import contextmanager
+
 import dagster as dg
+from dagster_duckdb import DuckDBResource
 from pydantic import Field
+
+from assets.warehouse import WarehouseLockedError, connect
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB warehouse: short-lived connections, always closed (also when the block raises),
+    a bounded wait while another process holds the file lock, then a step retry (Dagster
+    RetryRequested) instead of a failure, because a lock is transient."""
+
+    lock_wait_s: float = Field(default=30.0, description="Seconds to wait for the file lock per attempt.")
+    lock_retries: int = Field(default=3, description="Step retries after a lock wait timed out.")
+
+    @contextmanager
+    def get_connection(self):
+        try:
+            con = connect(self.database, config=self.connection_config, wait_s=self.lock_wait_s)
+        except WarehouseLockedError as exc:
+            raise dg.RetryRequested(max_retries=self.lock_retries, seconds_to_wait=10) from exc
+        try:
+            yield con
+        finally:
+            con.close()
 
 
 class ProjectSettings(dg.ConfigurableResource):

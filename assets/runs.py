@@ -15,7 +15,8 @@ RUNS_DDL = """create table if not exists meta.runs (
     run_id varchar primary key, job_name varchar, status varchar,
     started_at timestamp, finished_at timestamp, as_of date,
     data_dir varchar, warehouse varchar, assumptions varchar,
-    row_counts json, checks_passed integer, checks_failed integer, checks_warned integer)"""
+    row_counts json, checks_passed integer, checks_failed integer, checks_warned integer, error varchar)"""
+RUNS_MIGRATE = "alter table meta.runs add column if not exists error varchar"
 CHECKS_DDL = """create table if not exists meta.check_results (
     run_id varchar, asset varchar, check_name varchar, passed boolean, severity varchar,
     metadata json)"""
@@ -41,6 +42,23 @@ def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> pl.DataFrame
     schema = {"run_id": pl.Utf8, "asset": pl.Utf8, "check_name": pl.Utf8, "passed": pl.Boolean,
               "severity": pl.Utf8, "metadata": pl.Utf8}
     return pl.DataFrame(rows, schema=schema)
+
+
+def run_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """One line per failed step (`step: message`), or the run-level failure message."""
+    lines = []
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=100).records:
+        event = record.event_log_entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None)
+        message = error.message.strip() if error is not None else (event.message or "failed")
+        user_error = getattr(error, "cause", None)
+        if error is not None and error.cls_name == "DagsterExecutionStepExecutionError" and user_error is not None:
+            message = user_error.message.strip()
+        lines.append(f"{event.step_key}: {message.splitlines()[0] if message else 'failed'}")
+    if not lines:
+        for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE, limit=1).records:
+            lines.append(record.event_log_entry.dagster_event.message or "run failed")
+    return lines
 
 
 def record_run(
@@ -80,9 +98,11 @@ def record_run(
         "checks_passed": int(checks["passed"].sum()),
         "checks_failed": int(failed.filter(pl.col("severity") == "ERROR").height),
         "checks_warned": int(failed.filter(pl.col("severity") == "WARN").height),
+        "error": "\n".join(run_failures(instance, run_id)) or None,
     }
     ensure_schemas(con)
     con.execute(RUNS_DDL)
+    con.execute(RUNS_MIGRATE)
     con.execute(CHECKS_DDL)
     con.execute("begin transaction")
     try:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import time
 from functools import cache
 from pathlib import Path
 
@@ -12,6 +15,72 @@ import polars as pl
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 SCHEMAS = ("raw", "staging", "marts", "meta")
 _TABLE_REF = re.compile(r"\b(raw|staging|marts|meta)\.([a-z_][a-z0-9_]*)\b")
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse file cannot be opened or written; the message says why and what to do."""
+
+
+class WarehouseLockedError(WarehouseError):
+    """Another process holds the DuckDB file lock (a run, or an analyst's session on the live file)."""
+
+
+def published_copy(warehouse: Path) -> Path:
+    """The read-only snapshot analysts query: var/warehouse.duckdb -> var/warehouse.published.duckdb."""
+    warehouse = Path(warehouse)
+    return warehouse.with_name(warehouse.stem + ".published" + warehouse.suffix)
+
+
+def connect(database: str | Path, *, read_only: bool = False, config: dict | None = None,
+            wait_s: float = 30.0) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse, waiting up to `wait_s` seconds while another process holds its lock.
+
+    Errors are WarehouseError with the path, the cause and the remedy in the message (no DuckDB
+    traceback reaches the user).
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.1
+    while True:
+        try:
+            return duckdb.connect(str(database), read_only=read_only, config=config or {})
+        except duckdb.Error as exc:
+            message = str(exc)
+            if "lock" not in message.lower():
+                raise WarehouseError(f"cannot open the warehouse {database}: {message}") from None
+            if time.monotonic() >= deadline:
+                holder = re.search(r"\(PID (\d+)\)", message)
+                who = f"process {holder.group(1)}" if holder else "another process"
+                raise WarehouseLockedError(
+                    f"the warehouse {database} is locked by {who} (waited {wait_s:.0f}s). Another run may be "
+                    f"writing it, or a DuckDB session has it open; analysts should query the published copy "
+                    f"{published_copy(Path(database)).name} (`tokens2chips query`)."
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def publish(warehouse: Path) -> Path:
+    """Checkpoint the warehouse and copy it to the published snapshot: written under a temporary name,
+    fsynced and renamed over the old snapshot, so a reader sees the old or the new file, never a mix.
+    Readers with the old snapshot open keep reading it (the rename does not touch their open file)."""
+    warehouse = Path(warehouse)
+    con = connect(warehouse)
+    try:
+        con.execute("checkpoint")
+    finally:
+        con.close()
+    target = published_copy(warehouse)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(warehouse, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise WarehouseError(f"cannot publish {target}: {exc.strerror or exc}; the previous snapshot is kept") from None
+    return target
 
 
 def quote_ident(name: str) -> str:

@@ -5,25 +5,32 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from pipelines.settings import Paths, ensure_dagster_home
 
 
-def published_copy(warehouse: Path) -> Path:
-    return warehouse.with_name(warehouse.stem + ".published" + warehouse.suffix)
+def _preflight(paths: Paths) -> str | None:
+    """Everything that can be checked before a run starts; the first problem as one message."""
+    from assets.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
 
-
-def _publish(warehouse: Path) -> Path:
-    """Copy the warehouse to a read-only published copy (atomic replace) for analysts' queries."""
-    target = published_copy(warehouse)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(warehouse, tmp)
-    os.replace(tmp, target)
-    return target
+    if not paths.data_dir.is_dir():
+        return f"data directory {paths.data_dir} does not exist"
+    try:
+        flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
+    except AssumptionsError as exc:
+        return str(exc)
+    directory = paths.warehouse.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".t2c-write-test-"):
+            pass
+    except OSError as exc:
+        return f"the warehouse directory {directory} is not writable ({exc.strerror or exc})"
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -36,20 +43,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["T2C_AS_OF"] = args.as_of
     paths = Paths.from_env(data_dir=args.data_dir, warehouse=args.warehouse, reports_dir=args.reports_dir,
                            assumptions=args.assumptions)
-    if not paths.data_dir.is_dir():
-        print(f"error: data directory {paths.data_dir} does not exist", file=sys.stderr)
-        return 2
-    if not paths.assumptions.is_file():
-        print(f"error: assumptions file {paths.assumptions} does not exist", file=sys.stderr)
+    problem = _preflight(paths)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     if args.call_logs:
         os.environ["T2C_CALL_LOGS"] = str(Path(args.call_logs).expanduser().resolve())
     paths.export()
+    from pipelines.runlock import RunLockBusy, run_lock
+
+    def waiting(owner: str) -> None:
+        print(f"waiting for the run lock of {paths.warehouse} (held by {owner}) ...", flush=True)
+
+    try:
+        with run_lock(paths.warehouse, wait_s=args.wait, on_wait=waiting):
+            return _run_locked(paths)
+    except RunLockBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+
+
+def _run_locked(paths: Paths) -> int:
     home = ensure_dagster_home()
 
     import dagster as dg
 
-    from assets.runs import record_run
+    from assets.runs import record_run, run_failures
+    from assets.warehouse import WarehouseError, connect, publish
     from pipelines.definitions import build_resources, refresh_all_job
 
     print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
@@ -66,19 +86,34 @@ def cmd_run(args: argparse.Namespace) -> int:
             tags={"launched_by": "tokens2chips run"},
             raise_on_error=False,
         )
-        resources = build_resources()
-        with resources["warehouse"].get_connection() as con:
-            row = record_run(
-                con, instance, result.run_id, as_of=resources["settings"].as_of_date(),
-                data_dir=str(paths.data_dir), warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
-            )
+        failures = run_failures(instance, result.run_id)
+        try:
+            con = connect(paths.warehouse)
+            try:
+                row = record_run(
+                    con, instance, result.run_id, as_of=build_resources()["settings"].as_of_date(),
+                    data_dir=str(paths.data_dir), warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
+                )
+            finally:
+                con.close()
+        except (WarehouseError, OSError, RuntimeError) as exc:
+            row = None
+            failures.append(f"recording the run in meta.runs: {exc}")
     elapsed = time.monotonic() - started
-    checks = f"checks: {row['checks_passed']} passed, {row['checks_failed']} failed, {row['checks_warned']} warned"
+    checks = (f"checks: {row['checks_passed']} passed, {row['checks_failed']} failed, {row['checks_warned']} warned"
+              if row else "checks not recorded")
     if not result.success:
-        print(f"run {result.run_id} FAILED after {elapsed:.1f}s ({checks}); the warehouse keeps the last good "
-              "version of every table that failed", file=sys.stderr)
+        print(f"run {result.run_id} FAILED after {elapsed:.1f}s ({checks}); every table keeps its previous "
+              "version or holds its new one; the published copy is unchanged", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
         return 1
-    published = _publish(paths.warehouse)
+    try:
+        published = publish(paths.warehouse)
+    except WarehouseError as exc:
+        print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}) but publishing failed: {exc}",
+              file=sys.stderr)
+        return 1
     print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}); published {published}")
     return 0
 
@@ -89,15 +124,19 @@ def _load_call_logs(instance, root: Path) -> int:
     import dagster as dg
 
     from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files
+    from assets.warehouse import WarehouseError, connect
     from pipelines.definitions import build_resources, call_logs_job_def
 
     resources = build_resources()
     settings = resources["settings"]
     try:
         cfg = CallLogConfig.load(settings.call_logs_config)
-        with resources["warehouse"].get_connection() as con:
+        con = connect(resources["warehouse"].database)
+        try:
             days = changed_days(con, day_files(root, cfg, con))
-    except CallLogError as exc:
+        finally:
+            con.close()
+    except (CallLogError, WarehouseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if not days:
@@ -117,28 +156,37 @@ def _load_call_logs(instance, root: Path) -> int:
     return 0
 
 
+def _read_target(warehouse_arg: str | None) -> Path:
+    """The DuckDB file a reader opens: --warehouse / T2C_WAREHOUSE as given, else the published copy of the
+    default warehouse (the live file is the writer's), else the live file if nothing is published yet."""
+    from assets.warehouse import published_copy
+
+    if warehouse_arg or os.environ.get("T2C_WAREHOUSE"):
+        return Paths.from_env(warehouse=warehouse_arg).warehouse
+    default = Paths.from_env().warehouse
+    return published_copy(default) if published_copy(default).exists() else default
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
-    if args.warehouse or os.environ.get("T2C_WAREHOUSE"):
-        path = Paths.from_env(warehouse=args.warehouse).warehouse
-    else:
-        default = Paths.from_env().warehouse
-        path = published_copy(default) if published_copy(default).exists() else default
+    from assets.warehouse import WarehouseError
+    from pipelines.query import QueryRefused, open_read_only, run_query
+
+    path = _read_target(args.warehouse)
     if not path.exists():
         print(f"error: warehouse {path} does not exist; run `tokens2chips run` first", file=sys.stderr)
         return 2
     try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        print(f"error: cannot open {path} read-only: {exc}", file=sys.stderr)
+        con = open_read_only(path)
+    except WarehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        rel = con.sql(args.sql)
-        if rel is None:
-            print("error: the statement returned no rows (query is read-only: use a SELECT)", file=sys.stderr)
-            return 2
-        frame = rel.pl()
+        frame = run_query(con, args.sql)
+    except QueryRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
     except duckdb.Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -212,19 +260,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from assets.report import build_report
 
-    paths = Paths.from_env(warehouse=args.warehouse, reports_dir=args.reports_dir)
+    from assets.warehouse import WarehouseError, connect
+
+    paths = Paths.from_env(reports_dir=args.reports_dir)
     try:
         as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.timezone.utc).date()
     except ValueError:
         print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
         return 2
-    if not paths.warehouse.exists():
-        print(f"error: warehouse {paths.warehouse} does not exist; run `tokens2chips run` first", file=sys.stderr)
+    source = _read_target(args.warehouse)
+    if not source.exists():
+        print(f"error: warehouse {source} does not exist; run `tokens2chips run` first", file=sys.stderr)
         return 2
     try:
-        con = duckdb.connect(str(paths.warehouse), read_only=True)
-    except duckdb.Error as exc:
-        print(f"error: cannot open {paths.warehouse}: {exc}", file=sys.stderr)
+        con = connect(source, read_only=True, wait_s=10)
+    except WarehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
         path = build_report(con, as_of, paths.reports_dir)
@@ -248,6 +299,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--assumptions", help="assumptions YAML (env T2C_ASSUMPTIONS, default config/assumptions.yaml)")
     run.add_argument("--as-of", help="as-of date YYYY-MM-DD (default today, UTC)")
     run.add_argument("--call-logs", help="directory of request-level call logs (env T2C_CALL_LOGS)")
+    run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                     help="wait up to SECONDS for another run on the same warehouse (default: fail at once)")
     run.set_defaults(func=cmd_run)
 
     query = sub.add_parser("query", help="read-only SQL on the warehouse")
@@ -259,7 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="rebuild the analyst report from the warehouse (no model runs)")
     report.add_argument("--as-of", help="as-of date YYYY-MM-DD (default today, UTC)")
-    report.add_argument("--warehouse", help="DuckDB file (env T2C_WAREHOUSE, default var/warehouse.duckdb)")
+    report.add_argument("--warehouse", help="DuckDB file (env T2C_WAREHOUSE; default: the published copy of "
+                        "var/warehouse.duckdb)")
     report.add_argument("--reports-dir", help="report directory (env T2C_REPORTS_DIR, default var/reports/)")
     report.set_defaults(func=cmd_report)
 
@@ -280,7 +334,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last line of defence: one line, no traceback (T2C_DEBUG=1 shows it)
+        if os.environ.get("T2C_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set T2C_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

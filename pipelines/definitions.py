@@ -86,28 +86,36 @@ def call_logs_sensor(context: dg.SensorEvaluationContext):
 
 @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[refresh_all],
                       default_status=dg.DefaultSensorStatus.RUNNING,
-                      description="Record runs launched from the UI or by the daemon in meta.runs.")
+                      description="Record runs launched from the UI or by the daemon in meta.runs and publish "
+                      "the read-only snapshot for analysts.")
 def record_successful_run(context: dg.RunStatusSensorContext):
-    _record(context)
+    # `tokens2chips run` records and publishes its own runs (under its run lock)
+    cli_run = context.dagster_run.tags.get("launched_by") == "tokens2chips run"
+    _record(context, publish_snapshot=not cli_run)
 
 
 @dg.run_failure_sensor(monitored_jobs=[refresh_all], default_status=dg.DefaultSensorStatus.RUNNING,
-                       description="Record failed runs in meta.runs.")
+                       description="Record failed runs, with the failing steps' errors, in meta.runs.")
 def record_failed_run(context: dg.RunFailureSensorContext):
     _record(context)
 
 
-def _record(context) -> None:
+def _record(context, publish_snapshot: bool = False) -> None:
     from assets.runs import record_run
+    from assets.warehouse import connect, publish
 
     paths = Paths.from_env()
-    resources = build_resources()
-    with resources["warehouse"].get_connection() as con:
+    con = connect(paths.warehouse, wait_s=60)
+    try:
         record_run(
             con, context.instance, context.dagster_run.run_id,
-            as_of=resources["settings"].as_of_date(), data_dir=str(paths.data_dir),
+            as_of=build_resources()["settings"].as_of_date(), data_dir=str(paths.data_dir),
             warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
         )
+    finally:
+        con.close()
+    if publish_snapshot:
+        publish(paths.warehouse)
 
 
 defs = dg.Definitions(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 
-from dagster_duckdb import DuckDBResource
-
-from assets.resources import ProjectSettings
+from assets.resources import ProjectSettings, Warehouse
 from pipelines.settings import CALL_LOGS_CONFIG, Paths, call_logs_dir
 
 
@@ -14,7 +12,7 @@ def build_resources() -> dict:
     paths = Paths.from_env()
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
     return {
-        "warehouse": DuckDBResource(database=str(paths.warehouse)),
+        "warehouse": Warehouse(database=str(paths.warehouse)),
         "settings": ProjectSettings(
             data_dir=str(paths.data_dir),
             assumptions_path=str(paths.assumptions),
