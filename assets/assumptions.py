@@ -24,7 +24,10 @@ def load_assumptions(path: Path | str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise AssumptionsError(f"{path}: not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise AssumptionsError(f"{path}{where}: not valid YAML: {problem}") from None
     except UnicodeDecodeError as exc:
         raise AssumptionsError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
     if not isinstance(data, dict):

@@ -193,7 +193,7 @@ def cmd_query(args: argparse.Namespace) -> int:
     finally:
         con.close()
     if args.format == "csv":
-        sys.stdout.write(frame.write_csv())
+        sys.stdout.write((frame if args.raw else _formula_safe(frame)).write_csv())
     elif args.format == "json":
         sys.stdout.write(frame.write_json() + "\n")
     else:
@@ -203,6 +203,18 @@ def cmd_query(args: argparse.Namespace) -> int:
                        tbl_hide_dataframe_shape=False, thousands_separator=False):
             print(frame)
     return 0
+
+
+def _formula_safe(frame):
+    """CSV for spreadsheets: a text cell starting with = + - @ (or a tab/CR) would run as a formula in
+    Excel/LibreOffice (CSV injection); prefix such cells with ' as OWASP recommends. Numbers untouched."""
+    import polars as pl
+
+    risky = r"^[=+\-@\t\r]"
+    return frame.with_columns(
+        pl.when(pl.col(c).str.contains(risky)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
+        for c, dtype in frame.schema.items() if dtype == pl.Utf8
+    )
 
 
 def cmd_throughput(args: argparse.Namespace) -> int:
@@ -308,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("--warehouse", help="DuckDB file (default: the published copy of var/warehouse.duckdb)")
     query.add_argument("--format", choices=("table", "csv", "json"), default="table")
     query.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
+    query.add_argument("--raw", action="store_true",
+                       help="csv: keep text cells starting with = + - @ as they are (default: prefix them with ' "
+                       "so that spreadsheets do not run them as formulas)")
     query.set_defaults(func=cmd_query)
 
     report = sub.add_parser("report", help="rebuild the analyst report from the warehouse (no model runs)")
