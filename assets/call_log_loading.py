@@ -1,10 +1,16 @@
 """Load one day of request-level call logs into raw.call_log_daily and raw.call_log_rejects.
 
-All work happens inside DuckDB, streaming over the day's files. Pass 1 aggregates every row by (model,
-provider, status, bad) with only the cheap per-row checks (timestamp in the day, token counts present,
-integral and non-negative); statuses are judged per group afterwards. Only when pass 1 finds bad rows
-does pass 2 list them with file, row number and reason (CSV files, which have no row-number column, are
-re-read in order). Nothing row-level enters Python.
+All work happens inside DuckDB, streaming over the day's files. Pass 1 aggregates every row by (file,
+model, provider, status); statuses are judged per group afterwards. Row checks (timestamp in the day,
+token counts present, integral, finite and non-negative) are settled in one of two ways:
+  * typed Parquet in day folders: from the row-group statistics (null counts, min, max), so pass 1 is a
+    plain aggregation; pass 2 reads, per suspect file, only the row groups whose statistics allow a bad
+    row (single-column filters pushed into the scan);
+  * other inputs (CSV, text-typed Parquet, flat files): pass 1 counts the rows failing the checks (and
+    for Parquet lists them with row numbers); pass 2 re-reads the files with bad rows (CSV in order, to
+    number the rows).
+Bad rows go to raw.call_log_rejects with file, row number and reason and are subtracted from pass 1's
+groups. Nothing row-level enters Python.
 """
 
 from __future__ import annotations
@@ -267,13 +273,10 @@ def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[Path], cf
 
 
 def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_flat: bool) -> dict[dt.date, dict]:
-    """Pass 1 aggregates all rows by (file, day, model, provider, status) with counts, token sums, the
-    timestamp range and the rows failing the cheap checks (Parquet: listed with row number and values,
-    which costs almost nothing; CSV: counted). Pass 2 reads only the files pass 1 cannot settle (rare): a
-    timestamp outside the file's day, an unknown status, or (CSV) any bad row; it lists their bad rows
-    with row number and reason. Bad rows are subtracted from pass 1's groups. Parquet pass 2 uses simple
-    predicates that DuckDB pushes into the scan; CSV files, with no row-number column, are re-read in
-    order."""
+    """Pass 1 aggregates all rows by (file, day, model, provider, status) with counts and token sums (and,
+    except on the typed-Parquet fast path, the timestamp range and the rows failing the cheap checks).
+    Pass 2 reads only what pass 1 cannot settle (see the module docstring) and lists the bad rows with row
+    number and reason; they are subtracted from pass 1's groups."""
     files = sorted({f for fs in days.values() for f in fs})
     fmt = _fmt(files)
     reader = _reader(files, fmt)
@@ -288,14 +291,21 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     file_days = ", ".join(f"({i}, date '{_day_of(f, days)}')" for i, f in enumerate(files)) if not from_flat else ""
     day_key = f"cast({ts} as date)" if from_flat else "null::date"
     parquet = fmt == "parquet"
+    # typed Parquet in day folders: the row-group statistics say which files may hold bad rows, so pass 1
+    # is a plain aggregation and pass 2 reads only the row groups the statistics cannot clear
+    fast = parquet and not from_flat and types.get("timestamp", "").startswith("TIMESTAMP") and all(
+        col[t] == "null" or types.get(t) in INTEGER_TYPES for t in TOKENS)
     # Parquet: pass 1 also collects the rows failing the cheap checks (few) with their row numbers and
     # values, at almost no cost; CSV has no row numbers, so its bad rows come from pass 2
-    lean = reader.replace("filename = true, ", "") if parquet else \
+    lean = reader.replace("filename = true, ", "").replace("file_row_number = true, ", "") if fast else \
+        reader.replace("filename = true, ", "") if parquet else \
         reader.replace("filename = true, file_row_number = true, ", "").replace("filename = true, ", "")
     collect = (f", list({{'row_number': file_row_number + 1, 'ts': {ts}, 'model': {col['model']}, "
                f"'prompt': {tok['prompt_tokens']}, 'completion': {tok['completion_tokens']}, "
                f"'cached': {tok['cached_tokens']}, 'reasoning': {tok['reasoning_tokens']}}}) "
-               f"filter (where {' or '.join(checks)}) as bad_rows") if parquet else ""
+               f"filter (where {' or '.join(checks)}) as bad_rows") if parquet and not fast else ""
+    validity = "" if fast else (f", min({ts}) as ts_min, max({ts}) as ts_max, "
+                                f"count(*) filter (where {' or '.join(checks)}) as n_bad")
 
     def text(c: str) -> str:  # no cast where the column already is text
         return col[c] if types.get(c) == "VARCHAR" or col[c] == "null" else f"cast({col[c]} as varchar)"
@@ -306,9 +316,8 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
             select file_index, {day_key} as row_day, {text('model')} as model,
                    {text('provider')} as provider, {text('status')} as status, count(*) as requests,
                    sum({tok['prompt_tokens']}) as prompt_tokens, sum({tok['completion_tokens']}) as completion_tokens,
-                   sum({tok['cached_tokens']}) as cached_tokens, sum({tok['reasoning_tokens']}) as reasoning_tokens,
-                   min({ts}) as ts_min, max({ts}) as ts_max, count(*) filter (where {' or '.join(checks)}) as n_bad
-                   {collect}
+                   sum({tok['cached_tokens']}) as cached_tokens, sum({tok['reasoning_tokens']}) as reasoning_tokens
+                   {validity} {collect}
             from {lean} group by all""")
     except duckdb.Error as exc:
         raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
@@ -323,15 +332,21 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     unknown_status = f"(status is not null and status not in ({ok}, {failed}))"
     # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
     # timestamp outside the file's day or an unknown status
-    rescan = f"n_bad > 0 or {out_of_day} or {unknown_status}" if not parquet else f"{out_of_day} or {unknown_status}"
-    dirty = [files[i] for (i,) in con.execute(
-        f"select distinct file_index from _batch_days where {rescan} order by 1").fetchall()]
     unknown_values = ", ".join("'" + v.replace("'", "''") + "'" for (v,) in con.execute(
         f"select distinct status from _batch_days where {unknown_status}").fetchall())
+    if fast:
+        suspects = _suspect_predicates(con, files, days, col)
+        for (i,) in con.execute(f"select distinct file_index from _batch_days where {unknown_status}").fetchall():
+            suspects.setdefault(files[i], []).append(f"cast({col['status']} as varchar) in ({unknown_values})")
+        dirty = sorted(suspects)
+    else:
+        rescan = f"n_bad > 0 or {out_of_day} or {unknown_status}" if not parquet else f"{out_of_day} or {unknown_status}"
+        dirty = [files[i] for (i,) in con.execute(
+            f"select distinct file_index from _batch_days where {rescan} order by 1").fetchall()]
     con.execute(f"""create or replace temp table {bad} (file_index bigint, day date, file varchar, row_number bigint,
                     reason varchar, model varchar, provider varchar, status varchar, prompt_tokens double,
                     completion_tokens double, cached_tokens double, reasoning_tokens double)""")
-    if parquet:
+    if parquet and not fast:
         file_names = ", ".join(f"({i}, '{str(f).replace(chr(39), chr(39) * 2)}')" for i, f in enumerate(files))
         con.execute(f"""insert into {bad}
             select b.file_index, b.day, n.file, r.row_number,
@@ -345,7 +360,13 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     for path in dirty:
         index, quoted = files.index(path), str(path).replace("'", "''")
         file_day = "cast({ts} as date)" if from_flat else f"date '{_day_of(path, days)}'"
-        if parquet:
+        if fast:
+            # one scan per suspect predicate, each a single-column filter that DuckDB checks against the
+            # row-group statistics, so only the row groups that may hold such rows are read
+            one = "(" + " union ".join(f"select *, file_index from {_reader([path], fmt)} where {pred}"
+                                       for pred in suspects[path]) + ")"
+            number = "file_row_number + 1"
+        elif parquet:
             # only the rows pass 1 did not list (out of the day, unknown status), found with simple
             # predicates that DuckDB pushes into the Parquet scan
             preds = []
@@ -408,6 +429,51 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
             con.execute(f"drop table if exists {table}")
     return {d: {"day": d, "rows_loaded": int(loaded.get(d, 0)), "rows_rejected": int(rejected.get(d, 0)),
                 "files": len(fs)} for d, fs in days.items()}
+
+
+def _suspect_predicates(con, files: list[Path], days: dict[dt.date, list[Path]], col: dict) -> dict[Path, list[str]]:
+    """Per file, the single-column predicates that may match bad rows, judged from the Parquet row-group
+    statistics (null counts, min and max). A column without statistics is suspect on every count."""
+    names = {name: src.strip('"') for name, src in col.items() if src != "null"}
+    wanted = ", ".join("'" + v.replace("'", "''") + "'" for v in names.values())
+    stats = con.execute(f"""
+        select file_name, path_in_schema,
+               sum(stats_null_count) filter (where stats_null_count is not null) as nulls,
+               count(*) filter (where stats_null_count is null) as no_null_stats,
+               count(*) filter (where stats_min_value is null or stats_max_value is null) as no_range,
+               min(try_cast(stats_min_value as double)) as min_num,
+               min(try_cast(stats_min_value as timestamp)) as min_ts,
+               max(try_cast(stats_max_value as timestamp)) as max_ts
+        from parquet_metadata({_sql_list(files)})
+        where path_in_schema in ({wanted})
+        group by all""").fetchall()
+    by_file: dict[str, dict[str, tuple]] = {}
+    for file_name, column, nulls, no_null_stats, no_range, min_num, min_ts, max_ts in stats:
+        by_file.setdefault(file_name, {})[column] = (bool(nulls) or no_null_stats > 0, no_range > 0, min_num,
+                                                     min_ts, max_ts)
+    out: dict[Path, list[str]] = {}
+    for path in files:
+        day = _day_of(path, days)
+        start, end = dt.datetime.combine(day, dt.time()), dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+        cols = by_file.get(str(path), {})
+        preds = []
+        for name in ("timestamp", "model", *TOKENS):
+            if name not in names:
+                continue
+            has_nulls, no_range, min_num, min_ts, max_ts = cols.get(names[name], (True, True, None, None, None))
+            q = col[name]
+            if has_nulls and (name in REQUIRED):
+                preds.append(f"{q} is null")
+            if name == "timestamp":
+                if no_range or min_ts is None or min_ts < start:
+                    preds.append(f"{q} < timestamp '{start}'")
+                if no_range or max_ts is None or max_ts >= end:
+                    preds.append(f"{q} >= timestamp '{end}'")
+            elif name in TOKENS and (no_range or min_num is None or min_num < 0):
+                preds.append(f"{q} < 0")
+        if preds:
+            out[path] = preds
+    return out
 
 
 def _day_of(path: Path, days: dict[dt.date, list[Path]]) -> dt.date:

@@ -20,13 +20,14 @@ class Warehouse(DuckDBResource):
 
     lock_wait_s: float = Field(default=30.0, description="Seconds to wait for the file lock per attempt.")
     lock_retries: int = Field(default=3, description="Step retries after a lock wait timed out.")
+    retry_wait_s: float = Field(default=10.0, description="Seconds before such a retry.")
 
     @contextmanager
     def get_connection(self):
         try:
             con = connect(self.database, config=self.connection_config, wait_s=self.lock_wait_s)
         except WarehouseLockedError as exc:
-            raise dg.RetryRequested(max_retries=self.lock_retries, seconds_to_wait=10) from exc
+            raise dg.RetryRequested(max_retries=self.lock_retries, seconds_to_wait=self.retry_wait_s) from exc
         try:
             yield con
         finally:

@@ -349,3 +349,33 @@ def test_unwritable_warehouse_directory_is_one_clear_error(tmp_path, dagster_env
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: the warehouse directory {directory} is not writable")
     assert "Traceback" not in proc.stderr
+
+
+def test_a_step_that_meets_a_held_lock_is_retried_by_dagster_and_then_succeeds(tmp_path):
+    import dagster as dg
+
+    wh = _small_warehouse(tmp_path / "warehouse.duckdb")
+
+    @dg.asset
+    def count_rows(warehouse: Warehouse) -> int:
+        with warehouse.get_connection() as con:
+            return con.execute("select count(*) from marts.t").fetchone()[0]
+
+    holder = _spawn(f"""
+        import duckdb, time
+        con = duckdb.connect({str(wh)!r})
+        print("open", flush=True)
+        time.sleep(6.0)  # longer than Dagster takes to start the step
+        con.close()
+        time.sleep(60)
+    """)
+    try:
+        _wait_for(holder, "open")
+        result = dg.materialize([count_rows], resources={
+            "warehouse": Warehouse(database=str(wh), lock_wait_s=0.5, lock_retries=30, retry_wait_s=0.5)})
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert result.success and result.output_for_node("count_rows") == 100
+    retries = [e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
+    assert retries, "the held lock should have caused at least one step retry"
