@@ -15,7 +15,9 @@ groups. Nothing row-level enters Python.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import gzip
 import hashlib
 import re
 import time
@@ -177,9 +179,52 @@ def _reader(files: list[Path], fmt: str) -> str:
 
 
 
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _csv_headers(files: list[Path]) -> dict[str, str]:
+    """The union of the CSV files' header fields (all read as text), from their first lines: asking DuckDB
+    to describe a union_by_name scan would sniff every file."""
+    present: dict[str, str] = {}
+    for path in files:
+        for name in _csv_header(path):
+            present.setdefault(name, "VARCHAR")
+    return present
+
+
+def _typed_csv_reader(files: list[Path], col: dict, cfg: CallLogConfig) -> str | None:
+    """A parallel typed CSV scan (timestamp TIMESTAMP, tokens DOUBLE, status an ENUM of the configured
+    values) whose cast failures DuckDB stores with their line numbers (store_rejects): unparseable
+    timestamps and unknown statuses never need a second read. None when the files' headers differ."""
+    header = _csv_header(files[0])
+    if any(_csv_header(f) != header for f in files[1:]) or len(set(header)) != len(header):
+        return None
+    source = {src.strip('"'): name for name, src in col.items() if src != "null"}
+    statuses = ", ".join(_sql_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
+    kinds = {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
+             **{t: "DOUBLE" for t in TOKENS}}
+    columns = ", ".join(f"{_sql_text(h)}: {_sql_text(kinds.get(source.get(h, ''), 'VARCHAR'))}" for h in header)
+    return (f"read_csv({_sql_list(files)}, header = true, auto_detect = false, columns = {{{columns}}}, "
+            "hive_partitioning = false, store_rejects = true, rejects_table = '_call_log_rej', "
+            "rejects_scan = '_call_log_scan')")
+
+
+def _sql_text(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig) -> tuple[dict, dict]:
     try:
-        present = {r[0]: r[1] for r in con.execute(f"describe select * from {reader}").fetchall()}
+        if _fmt(files) == "csv":
+            present = _csv_headers(files)
+        else:
+            present = {r[0]: r[1] for r in con.execute(f"describe select * from {reader}").fetchall()}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CallLogError(f"cannot read the header of call-log file(s) {', '.join(str(f) for f in files)}: "
+                           f"{exc}") from None
     except duckdb.Error as exc:
         raise CallLogError(f"cannot read call-log file(s) {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
@@ -281,14 +326,34 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     fmt = _fmt(files)
     reader = _reader(files, fmt)
     col, types = _columns(con, reader, files, cfg)
+    typed_csv = _typed_csv_reader(files, col, cfg) if fmt == "csv" and not from_flat else None
+    if typed_csv:
+        types = {**types, "timestamp": "TIMESTAMP", "status": "ENUM", **{t: "DOUBLE" for t in TOKENS}}
     ok = ", ".join(f"'{s}'" for s in cfg.status_ok) or "''"
     failed = ", ".join(f"'{s}'" for s in cfg.status_failed) or "''"
     wanted = ", ".join(f"date '{d}'" for d in days)
     ts, tok, format_checks, negatives = _typed(col, types)
     checks = [f"{ts} is null", f"{col['model']} is null", f"{tok['prompt_tokens']} is null",
               f"{tok['completion_tokens']} is null", *format_checks, *negatives]
+
+    def summed(t: str) -> str:
+        return f"sum({tok[t]})"
+
+    if typed_csv:
+        # DOUBLE columns straight from the typed scan: one range-and-integrality test per column, and sums
+        # over the finite in-range values only (pass 2 subtracts exactly those: it reads NaN, infinities
+        # and overflows as null)
+        tok = {t: col[t] for t in TOKENS}
+        checks = [f"{ts} is null", f"{col['model']} is null", f"{col['prompt_tokens']} is null",
+                  f"{col['completion_tokens']} is null",
+                  *(f"not ({c} >= 0 and {c} < 9.2e18 and {c} = floor({c}))" for c in tok.values() if c != "null")]
+
+        def summed(t: str) -> str:
+            return f"sum({tok[t]}) filter (where abs({tok[t]}) < 9.2e18)" if tok[t] != "null" else "sum(null)"
+
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
-    file_days = ", ".join(f"({i}, date '{_day_of(f, days)}')" for i, f in enumerate(files)) if not from_flat else ""
+    file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {_sql_text(str(f))})" for i, f in enumerate(files)) \
+        if not from_flat else ""
     day_key = f"cast({ts} as date)" if from_flat else "null::date"
     parquet = fmt == "parquet"
     # typed Parquet in day folders: the row-group statistics say which files may hold bad rows, so pass 1
@@ -299,7 +364,7 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     # values, at almost no cost; CSV has no row numbers, so its bad rows come from pass 2
     lean = reader.replace("filename = true, ", "").replace("file_row_number = true, ", "") if fast else \
         reader.replace("filename = true, ", "") if parquet else \
-        reader.replace("filename = true, file_row_number = true, ", "").replace("filename = true, ", "")
+        typed_csv or reader.replace("filename = true, ", "")
     collect = (f", list({{'row_number': file_row_number + 1, 'ts': {ts}, 'model': {col['model']}, "
                f"'prompt': {tok['prompt_tokens']}, 'completion': {tok['completion_tokens']}, "
                f"'cached': {tok['cached_tokens']}, 'reasoning': {tok['reasoning_tokens']}}}) "
@@ -311,12 +376,13 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
         return col[c] if types.get(c) == "VARCHAR" or col[c] == "null" else f"cast({col[c]} as varchar)"
 
     tmp, bad = "_call_log_batch", "_call_log_bad"
+    con.execute("drop table if exists _call_log_rej; drop table if exists _call_log_scan")
     try:
         con.execute(f"""create or replace temp table {tmp} as
             select file_index, {day_key} as row_day, {text('model')} as model,
                    {text('provider')} as provider, {text('status')} as status, count(*) as requests,
-                   sum({tok['prompt_tokens']}) as prompt_tokens, sum({tok['completion_tokens']}) as completion_tokens,
-                   sum({tok['cached_tokens']}) as cached_tokens, sum({tok['reasoning_tokens']}) as reasoning_tokens
+                   {summed('prompt_tokens')} as prompt_tokens, {summed('completion_tokens')} as completion_tokens,
+                   {summed('cached_tokens')} as cached_tokens, {summed('reasoning_tokens')} as reasoning_tokens
                    {validity} {collect}
             from {lean} group by all""")
     except duckdb.Error as exc:
@@ -325,9 +391,23 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     if from_flat:
         con.execute(f"create or replace temp table _batch_days as select *, row_day as day from {tmp}")
     else:
-        con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day)")
+        con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
         con.execute(f"create or replace temp table _batch_days as select b.*, f.day from {tmp} b "
                     "join _file_day f using (file_index)")
+    cast_bad = "_call_log_cast_bad"
+    if typed_csv:  # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1)
+        ts_src, status_src = (_sql_text(col[c].strip('"')) for c in ("timestamp", "status"))
+        con.execute(f"""create or replace temp table {cast_bad} as
+            select f.file_index, f.day, f.file, e.line - 1 as row_number,
+                   case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
+                        when e.column_name = {ts_src} then 'unparseable timestamp'
+                        when e.column_name = {status_src} then 'unknown status'
+                        else 'missing or non-numeric token count' end as reason
+            from _call_log_rej e join _call_log_scan s using (scan_id, file_id)
+            join _file_day f on f.file = s.file_path""")
+    else:
+        con.execute(f"create or replace temp table {cast_bad} (file_index bigint, day date, file varchar, "
+                    "row_number bigint, reason varchar)")
     out_of_day = "false" if from_flat else "ts_min < day::timestamp or ts_max >= day::timestamp + interval 1 day"
     unknown_status = f"(status is not null and status not in ({ok}, {failed}))"
     # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
@@ -382,10 +462,13 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
                    "hive_partitioning = false)")
             number = "row_number() over ()"
         checked = _checked(one, number, col, types if parquet else {}, file_day, ok, failed)
+        # rows the typed CSV scan already rejected are not in pass 1's groups: not listed twice
+        seen = f"and row_number not in (select row_number from {cast_bad} where file_index = {index})" \
+            if typed_csv else ""
         try:
             con.execute(f"""insert into {bad} select {index}, day, filename, row_number, reason, model, provider,
                             status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
-                            from ({checked}) where reason is not null""")
+                            from ({checked}) where reason is not null {seen}""")
         except duckdb.Error as exc:
             raise CallLogError(f"cannot read call-log file {path}: {str(exc).splitlines()[0]}") from None
     # valid = pass-1 groups less the bad rows of the same (file, model, provider, status)
@@ -415,17 +498,20 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
                    cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
                    cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
             from ({valid_rows}) group by day, model, provider""")
-        con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {bad} "
+        all_bad = f"(select day, file, row_number, reason from {bad} union all " \
+                  f"select day, file, row_number, reason from {cast_bad})"
+        con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {all_bad} "
                     f"where day in ({wanted})")
         loaded = dict(con.execute(f"select day, sum(requests) from raw.call_log_daily where day in ({wanted}) "
                                   "group by day").fetchall())
-        rejected = dict(con.execute(f"select day, count(*) from {bad} where day in ({wanted}) group by day").fetchall())
+        rejected = dict(con.execute(f"select day, count(*) from {all_bad} where day in ({wanted}) "
+                                    "group by day").fetchall())
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
     finally:
-        for table in (tmp, bad, "_file_day", "_batch_days"):
+        for table in (tmp, bad, cast_bad, "_file_day", "_batch_days", "_call_log_rej", "_call_log_scan"):
             con.execute(f"drop table if exists {table}")
     return {d: {"day": d, "rows_loaded": int(loaded.get(d, 0)), "rows_rejected": int(rejected.get(d, 0)),
                 "files": len(fs)} for d, fs in days.items()}

@@ -75,6 +75,7 @@ def _run_locked(paths: Paths) -> int:
     print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance:
+        _reclaim_dead_runs(instance, paths.warehouse)
         if os.environ.get("T2C_CALL_LOGS"):
             code = _load_call_logs(instance, Path(os.environ["T2C_CALL_LOGS"]))
             if code:
@@ -83,7 +84,7 @@ def _run_locked(paths: Paths) -> int:
             dg.reconstructable(refresh_all_job),
             instance=instance,
             run_config={"loggers": {"progress": {}}},
-            tags={"launched_by": "tokens2chips run"},
+            tags=run_tags(),
             raise_on_error=False,
         )
         failures = run_failures(instance, result.run_id)
@@ -118,6 +119,28 @@ def _run_locked(paths: Paths) -> int:
     return 0
 
 
+def run_tags() -> dict[str, str]:
+    """Tags of a CLI run: who launched it, from which process, on which warehouse."""
+    return {"launched_by": "tokens2chips run", "t2c/pid": str(os.getpid()),
+            "t2c/warehouse": os.environ["T2C_WAREHOUSE"]}
+
+
+def _reclaim_dead_runs(instance, warehouse: Path) -> None:
+    """Runs of this warehouse still marked as running are dead: we hold the warehouse's run lock, so no
+    other `tokens2chips run` on it is alive (one was killed, e.g. by SIGKILL or the OOM killer). Mark them
+    failed and free their slots in pool `duckdb`, which they would otherwise hold for ever."""
+    import dagster as dg
+
+    stale = instance.get_runs(filters=dg.RunsFilter(
+        statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED],
+        tags={"launched_by": "tokens2chips run", "t2c/warehouse": str(warehouse)}))
+    for run in stale:
+        instance.report_run_failed(run, message=f"the process of this run (pid {run.tags.get('t2c/pid', '?')}) "
+                                   "died without finishing it; reclaimed by the next `tokens2chips run`")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        print(f"  reclaimed run {run.run_id}: its process died mid-run; marked failed, pool slot freed")
+
+
 def _load_call_logs(instance, root: Path) -> int:
     """Run the call_logs job over the range of new or changed day-partitions (one run, unchanged days
     inside the range skipped)."""
@@ -147,7 +170,7 @@ def _load_call_logs(instance, root: Path) -> int:
         dg.reconstructable(call_logs_job_def), instance=instance,
         run_config={"loggers": {"progress": {}}, "ops": {"raw__call_log_daily": {"config": {"only_changed": True}}}},
         tags={"dagster/asset_partition_range_start": days[0].isoformat(),
-              "dagster/asset_partition_range_end": days[-1].isoformat(), "launched_by": "tokens2chips run"},
+              "dagster/asset_partition_range_end": days[-1].isoformat(), **run_tags()},
         raise_on_error=False,
     )
     if not result.success:

@@ -4,6 +4,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -125,14 +126,26 @@ def test_call_logs_flow_into_marts_forecasts_and_report(pipeline):
     assert "Request-level call logs" in (pipeline["reports"] / AS_OF / "report.md").read_text()
 
 
-def test_second_run_is_idempotent_and_visible_in_the_instance(pipeline, monkeypatch):
+def test_killed_run_is_reclaimed_and_the_next_run_is_idempotent(pipeline, monkeypatch):
+    # SIGKILL a run once it is inside a step (holding pool "duckdb"); the next run must not wait for
+    # that slot for ever, and must produce exactly the same marts
+    killed = subprocess.Popen([sys.executable, "-m", "pipelines", "run", "--as-of", AS_OF], cwd=ROOT,
+                              env={**os.environ, **pipeline["env"]}, stdout=subprocess.PIPE, text=True)
+    for line in killed.stdout:
+        if line.startswith("  ok    "):
+            break
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
     second = _cli("run", "--as-of", AS_OF, env=pipeline["env"])
     assert "no new or changed day-partitions" in second.stdout
+    assert "reclaimed run" in second.stdout
     assert _marts(pipeline["warehouse"]) == pipeline["marts"]
     monkeypatch.setenv("DAGSTER_HOME", pipeline["env"]["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
-        jobs = sorted(r.job_name for r in instance.get_runs())
-        assert jobs == ["call_logs", "refresh_all", "refresh_all"]
+        runs = sorted((r.job_name, r.status.value) for r in instance.get_runs())
+        assert runs == [("call_logs", "SUCCESS"), ("refresh_all", "FAILURE"), ("refresh_all", "SUCCESS"),
+                        ("refresh_all", "SUCCESS")]
+        assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
 
 
 def test_query_is_read_only_and_formats(pipeline):
