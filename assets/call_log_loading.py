@@ -248,32 +248,37 @@ def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str
     Type-aware: columns that arrive typed (Parquet BIGINT tokens, TIMESTAMP) skip the casts and the
     numeric-format checks that only text needs. Without `status_check` statuses are left to be judged
     per aggregated group (no per-row string comparison)."""
-    ts, tok, format_checks, negatives = _typed(col, types)
-    bad_tokens = " or ".join(format_checks) or "false"
-    negative = " or ".join(negatives) or "false"
+    ts, tok, _, _ = _typed(col, types)
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
-    unknown = f"when {status} is not null and {status} not in ({ok}, {failed}) then 'unknown status'" \
+    unknown = f"when status is not null and status not in ({ok}, {failed}) then 'unknown status'" \
         if status_check else ""
     day = day_expr.format(ts=ts)
+    # typed values are computed once per row (inner select); the reason reads them by name
+    text_tokens = [t for t in TOKENS if col[t] != "null" and types.get(t) not in INTEGER_TYPES]
+    raw = "".join(f", {col[t]} as _raw_{t}" for t in text_tokens)
+    bad_tokens = " or ".join(f"(_raw_{t} is not null and {t} is null) or {t} <> floor({t})" for t in text_tokens) \
+        or "false"
+    negative = " or ".join(f"{t} < 0" for t in TOKENS if col[t] != "null") or "false"
     return f"""
-        select file_index, filename, {row_number} as row_number, {day} as day, {ts} as ts,
-               cast({col['model']} as varchar) as model, cast({col['provider']} as varchar) as provider,
-               {tok['prompt_tokens']} as prompt_tokens, {tok['completion_tokens']} as completion_tokens,
-               {tok['cached_tokens']} as cached_tokens, {tok['reasoning_tokens']} as reasoning_tokens,
-               {status} as status,
+        select *,
                case
-                   when {ts} is null then 'unparseable timestamp'
-                   when {ts} < {day}::timestamp or {ts} >= {day}::timestamp + interval 1 day
+                   when ts is null then 'unparseable timestamp'
+                   when ts < day::timestamp or ts >= day::timestamp + interval 1 day
                        then 'timestamp outside its day partition'
-                   when {col['model']} is null then 'missing model'
-                   when {tok['prompt_tokens']} is null or {tok['completion_tokens']} is null
-                       then 'missing or non-numeric token count'
+                   when model is null then 'missing model'
+                   when prompt_tokens is null or completion_tokens is null then 'missing or non-numeric token count'
                    when {bad_tokens} then 'non-integer token count'
                    when {negative} then 'negative token count'
                    {unknown}
                end as reason
-        from {reader}
-        {where}"""
+        from (
+            select file_index, filename, {row_number} as row_number, {day} as day, {ts} as ts,
+                   cast({col['model']} as varchar) as model, cast({col['provider']} as varchar) as provider,
+                   {tok['prompt_tokens']} as prompt_tokens, {tok['completion_tokens']} as completion_tokens,
+                   {tok['cached_tokens']} as cached_tokens, {tok['reasoning_tokens']} as reasoning_tokens,
+                   {status} as status {raw}
+            from {reader}
+            {where})"""
 
 
 def load_days(con: duckdb.DuckDBPyConnection, days: dict[dt.date, tuple[list[Path], bool]],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -121,19 +122,33 @@ def _run_locked(paths: Paths) -> int:
 
 def run_tags() -> dict[str, str]:
     """Tags of a CLI run: who launched it, from which process, on which warehouse."""
-    return {"launched_by": "tokens2chips run", "t2c/pid": str(os.getpid()),
+    return {"launched_by": "tokens2chips run", "t2c/pid": str(os.getpid()), "t2c/host": socket.gethostname(),
             "t2c/warehouse": os.environ["T2C_WAREHOUSE"]}
 
 
+def _process_alive(pid: str | None) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _reclaim_dead_runs(instance, warehouse: Path) -> None:
-    """Runs of this warehouse still marked as running are dead: we hold the warehouse's run lock, so no
-    other `tokens2chips run` on it is alive (one was killed, e.g. by SIGKILL or the OOM killer). Mark them
-    failed and free their slots in pool `duckdb`, which they would otherwise hold for ever."""
+    """CLI runs still marked as running whose process is gone (killed, e.g. by SIGKILL or the OOM killer):
+    those of this warehouse (we hold its run lock, so none of them is alive) and those of other warehouses
+    whose process no longer exists on this host. Mark them failed and free their slots in pool `duckdb`,
+    which is shared by the whole Dagster instance and which they would otherwise hold for ever."""
     import dagster as dg
 
-    stale = instance.get_runs(filters=dg.RunsFilter(
+    running = instance.get_runs(filters=dg.RunsFilter(
         statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.NOT_STARTED],
-        tags={"launched_by": "tokens2chips run", "t2c/warehouse": str(warehouse)}))
+        tags={"launched_by": "tokens2chips run"}))
+    host = socket.gethostname()
+    stale = [r for r in running if r.tags.get("t2c/warehouse") == str(warehouse)
+             or (r.tags.get("t2c/host", host) == host and not _process_alive(r.tags.get("t2c/pid")))]
     for run in stale:
         instance.report_run_failed(run, message=f"the process of this run (pid {run.tags.get('t2c/pid', '?')}) "
                                    "died without finishing it; reclaimed by the next `tokens2chips run`")

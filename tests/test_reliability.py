@@ -355,17 +355,23 @@ def test_a_step_that_meets_a_held_lock_is_retried_by_dagster_and_then_succeeds(t
     import dagster as dg
 
     wh = _small_warehouse(tmp_path / "warehouse.duckdb")
+    attempted = tmp_path / "attempted"
 
     @dg.asset
     def count_rows(warehouse: Warehouse) -> int:
+        attempted.touch()
         with warehouse.get_connection() as con:
             return con.execute("select count(*) from marts.t").fetchone()[0]
 
+    # the holder keeps the lock until the step has tried (and waited 0.5 s) at least once
     holder = _spawn(f"""
         import duckdb, time
+        from pathlib import Path
         con = duckdb.connect({str(wh)!r})
         print("open", flush=True)
-        time.sleep(6.0)  # longer than Dagster takes to start the step
+        while not Path({str(attempted)!r}).exists():
+            time.sleep(0.05)
+        time.sleep(1.5)
         con.close()
         time.sleep(60)
     """)

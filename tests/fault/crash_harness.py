@@ -121,20 +121,29 @@ def kill(proc: subprocess.Popen) -> int:
     (then kill those too, so that trials do not overlap)."""
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    time.sleep(1.0)
-    survivors = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    # Dagster's compute-log `tail` helpers exit on their own (watch_orphans.py polls the parent); count
+    # what is still alive 10 s later
+    survivors: list[str] = []
+    for _ in range(20):
+        time.sleep(0.5)
+        survivors = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not survivors:
+            break
     if survivors:
         os.killpg(proc.pid, signal.SIGKILL)
     return len(survivors)
 
 
 def classify(now: dict, allowed: dict[str, set]) -> Counter:
-    """Per table: 'old', 'new' or 'MIXED' (neither version); 'missing' if absent."""
+    """Per table: 'same' (old and new versions are identical), 'old', 'new', 'MIXED' (neither version) or
+    'missing'."""
     verdict = Counter()
     for table, versions in allowed.items():
         fp = now.get(table)
         if fp is None:
             verdict["missing"] += 1
+        elif fp == versions["old"] == versions["new"]:
+            verdict["same"] += 1
         elif fp == versions["old"]:
             verdict["old"] += 1
         elif fp == versions["new"]:
@@ -199,7 +208,8 @@ def main() -> int:
         if pub.exists():
             pub_fp = {t: v for t, v in fingerprints(pub).items() if t in new}
             pub_ok = "ok" if all(pub_fp.get(t) in (ref["A"][t], ref["B"][t]) for t in new) else "BAD"
-        outcome = f"old={verdict['old']} new={verdict['new']} mixed={verdict['MIXED']} missing={verdict['missing']}"
+        outcome = (f"old={verdict['old']} new={verdict['new']} same={verdict['same']} mixed={verdict['MIXED']} "
+                   f"missing={verdict['missing']}")
         rows.append((kind, detail, outcome, f"checks_failed={len(checks)} published={pub_ok} {extra}".strip()))
         if verdict["MIXED"] or verdict["missing"] or checks or pub_ok == "BAD":
             problems.append(f"{kind} {detail}: {outcome} {checks[:3]}")
@@ -282,13 +292,13 @@ def main() -> int:
             subprocess.run(["umount", str(mount)], check=True)
         complete(target, "next run after disk full")
 
-    print(f"\n{'fault':28} {'when':34} {'tables':42} notes")
+    print(f"\n{'fault':28} {'when':34} {'tables (of ' + str(len(ref['A'])) + ')':50} notes")
     for kind, detail, outcome, notes in rows:
-        print(f"{kind:28} {detail:34} {outcome:42} {notes}")
+        print(f"{kind:28} {detail:34} {outcome:50} {notes}")
     for p in problems:
         print("PROBLEM:", p)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"trials={args.trials} kills={kills} orphans_after_kill={orphans} problems={len(problems)} "
+    print(f"trials={args.trials} kills={kills} processes_alive_10s_after_kill={orphans} problems={len(problems)} "
           f"full_run_s={full:.1f} nondeterministic_tables={len(nondet)}")
     return 1 if problems else 0
 
