@@ -59,11 +59,19 @@ def _check_bytes(path: Path) -> list[str]:
     # to DuckDB, which reports it with its line number
     reader = csv.reader(io.StringIO(text, newline=""))
     header = [h.strip() for h in next(reader)]
+    data_rows, blank_at = 0, None
     try:
-        first = next((r for r in reader if any(f.strip() for f in r)), None)
-    except csv.Error:
-        first = [""]
-    if first is None:
+        for record in reader:
+            if not record:
+                blank_at = blank_at or reader.line_num
+            elif blank_at is not None:
+                # DuckDB skips empty lines, which would shift every line number after them
+                raise InputFileError(path, blank_at, None, "empty line between data rows; remove it")
+            else:
+                data_rows += 1
+    except csv.Error:  # a field too long for Python's csv module: DuckDB reports it with its line
+        data_rows = max(data_rows, 1)
+    if data_rows == 0:
         raise InputFileError(path, 2, None, "the file has a header but no data rows")
     return header
 

@@ -38,7 +38,7 @@ TEXT = st.one_of(
             max_size=12).filter(lambda s: s.strip() != ""),
 )
 FAULTS = ("wrong_type", "nan", "inf", "huge", "negative", "missing_required", "unknown_category", "nul",
-          "duplicate_row", "enormous_line", "missing_column", "extra_column")
+          "duplicate_row", "enormous_line", "missing_column", "extra_column", "blank_line")
 
 
 def _value(kind: str, col: str, source) -> st.SearchStrategy:
@@ -108,6 +108,11 @@ def _poison(source, order, rows, fault, data):
         return [h for h in header if h != dropped], [c[:i] + c[i + 1:] for c in cells], (1, dropped)
     if fault == "extra_column":
         return header + ["surprise"], [c + ["1"] for c in cells], (1, "surprise")
+    if fault == "blank_line":
+        if len(rows) < 2:
+            return header, cells, None
+        cells.insert(row_i % (len(rows) - 1) + 1, [])  # an empty line between two data rows
+        return header, cells, (row_i % (len(rows) - 1) + 3, None)
     if fault == "duplicate_row":
         cells.insert(row_i + 1, list(cells[row_i]))
         return header, cells, (row_i + 3, source.key[0])
