@@ -7,6 +7,7 @@ import dagster as dg
 import yaml
 from dagster_duckdb import DuckDBResource
 
+from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from assets.sources import SOURCES, Source
 from assets.warehouse import SQL_DIR, quote_ident
@@ -51,6 +52,7 @@ def _contract_check(table: str, check_name: str, sql: str) -> dg.AssetChecksDefi
         asset=dg.AssetKey(table.split(".")),
         name=check_name,
         blocking=True,
+        pool=POOL,
         description=f"{table}: {check_name.replace('_', ' ')} (sql/contracts.yaml)",
     )
     def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
@@ -65,6 +67,7 @@ def _freshness_check(source: Source) -> dg.AssetChecksDefinition:
         asset=dg.AssetKey(["raw", source.stem]),
         name="fresh",
         additional_deps=[dg.AssetKey(["meta", "assumptions"])],
+        pool=POOL,
         description=f"WARN when the newest {source.observed} in {source.file_name} is older than "
         "freshness.max_age_days (config/assumptions.yaml) at the run's as-of date.",
     )
@@ -100,6 +103,7 @@ freshness_checks = [_freshness_check(s) for s in SOURCES if s.observed]
     asset=dg.AssetKey(["marts", "forecast_selection"]),
     name="every_series_selected",
     blocking=True,
+    pool=POOL,
     additional_deps=[dg.AssetKey(["marts", "forecast"])],
     description="Every series in marts.forecast has exactly one row in marts.forecast_selection.",
 )
