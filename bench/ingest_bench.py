@@ -5,7 +5,7 @@
 For each format it generates logs with bench/make_call_logs.py (hive-partitioned by day), then measures,
 each step in its own process (peak RSS from wait4):
   bare        select date_trunc('day', timestamp), model, provider, count(*), sum(tokens...) group by all
-              over all files (DuckDB defaults)
+              over all files (DuckDB defaults), every aggregated row fetched
   full        the pipeline's cold full load of every day-partition into a fresh warehouse
               (assets/call_log_loading.load_days, the code the Dagster asset runs; memory_limit from
               config/call_logs.yaml, 1 GB by default); bare CSV skips malformed rows (ignore_errors)
@@ -41,10 +41,13 @@ t0 = time.perf_counter()
 if kind == "bare":
     pattern = str(logs / "**" / ("*.parquet" if {fmt!r} == "parquet" else "*.csv"))
     reader = f"read_parquet('{{pattern}}')" if {fmt!r} == "parquet" else f"read_csv('{{pattern}}', ignore_errors = true)"
-    rows = duckdb.connect().execute(f'''select sum(n) from (
+    # the aggregated rows are fetched (not wrapped in an outer sum(n), which would let DuckDB drop the
+    # token sums and skip reading the token columns altogether)
+    groups = duckdb.connect().execute(f'''
         select date_trunc('day', timestamp) as day, model, provider, count(*) as n, sum(prompt_tokens),
                sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens)
-        from {{reader}} group by all)''').fetchone()[0]
+        from {{reader}} group by all''').fetchall()
+    rows = sum(g[3] for g in groups)
 else:
     cfg = CallLogConfig.load({cfg!r})
     con = duckdb.connect(warehouse)
