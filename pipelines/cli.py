@@ -75,7 +75,7 @@ def _run_locked(paths: Paths) -> int:
 
     print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
     started = time.monotonic()
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.get() as instance, _SlotSweeper(instance):
         _reclaim_dead_runs(instance, paths.warehouse)
         if os.environ.get("T2C_CALL_LOGS"):
             code = _load_call_logs(instance, Path(os.environ["T2C_CALL_LOGS"]))
@@ -120,6 +120,9 @@ def _run_locked(paths: Paths) -> int:
     return 0
 
 
+POOL_NAME = "duckdb"  # assets/ingest.POOL (not imported here: that would load Dagster for every command)
+
+
 def run_tags() -> dict[str, str]:
     """Tags of a CLI run: who launched it, from which process, on which warehouse."""
     return {"launched_by": "tokens2chips run", "t2c/pid": str(os.getpid()), "t2c/host": socket.gethostname(),
@@ -154,6 +157,52 @@ def _reclaim_dead_runs(instance, warehouse: Path) -> None:
                                    "died without finishing it; reclaimed by the next `tokens2chips run`")
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         print(f"  reclaimed run {run.run_id}: its process died mid-run; marked failed, pool slot freed")
+    _free_slots_of_finished_runs(instance)
+
+
+def _free_slots_of_finished_runs(instance) -> list[str]:
+    """Free the pool slots (and queued steps) still held by runs that have ended. A run killed inside a
+    step leaves its claim behind; the harness once saw such a claim outlive the reclaim above, so this
+    sweep also runs every few seconds while a CLI run is waiting or working (see _SlotSweeper)."""
+    import dagster as dg
+
+    info = instance.event_log_storage.get_concurrency_info(POOL_NAME)
+    holders = {slot.run_id for slot in info.claimed_slots} | {step.run_id for step in info.pending_steps}
+    freed = []
+    for run_id in holders:
+        run = instance.get_run_by_id(run_id)
+        if run is None or run.status in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE,
+                                         dg.DagsterRunStatus.CANCELED):
+            instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+            freed.append(run_id)
+    return freed
+
+
+class _SlotSweeper:
+    """Background sweep of slots held by ended runs for the duration of a CLI run."""
+
+    def __init__(self, instance, every_s: float = 5.0):
+        import threading
+
+        self.instance, self.every_s = instance, every_s
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="t2c-slot-sweeper", daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every_s):
+            try:
+                for run_id in _free_slots_of_finished_runs(self.instance):
+                    print(f"  freed the pool slot of ended run {run_id}", flush=True)
+            except Exception:  # a sweep is best effort; the next one tries again
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
 
 
 def _load_call_logs(instance, root: Path) -> int:
