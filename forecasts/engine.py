@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -308,9 +309,21 @@ def _prepare(history: pl.DataFrame, freq: str) -> list[tuple[str, dt.date, np.nd
     return sorted(out, key=lambda t: t[0])
 
 
-def _init_worker() -> None:
+def _init_worker(parent: int | None = None) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
+    # a worker must not outlive its parent: if the run is killed (SIGKILL), an idle pool worker would wait
+    # for work for ever. Linux: ask the kernel for SIGKILL when the parent dies (PR_SET_PDEATHSIG = 1).
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))
+        except (OSError, AttributeError):
+            pass
+        if parent is not None and os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
 
 
 def run(
@@ -336,7 +349,7 @@ def run(
     if workers <= 1 or len(tasks) <= 1:
         results = [_run_series(t) for t in tasks]
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, initargs=(os.getpid(),)) as pool:
             results = list(pool.map(_run_series, tasks, chunksize=max(1, len(tasks) // (4 * workers))))
 
     forecast_schema = {**FORECAST_SCHEMA}
