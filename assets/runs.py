@@ -70,6 +70,7 @@ def record_run(
     data_dir: str,
     warehouse: str,
     assumptions: str,
+    failures: list[str] | None = None,
 ) -> dict:
     """Write (or rewrite: idempotent per run_id) the run's row in meta.runs and its check results."""
     run = instance.get_run_by_id(run_id)
@@ -98,7 +99,7 @@ def record_run(
         "checks_passed": int(checks["passed"].sum()),
         "checks_failed": int(failed.filter(pl.col("severity") == "ERROR").height),
         "checks_warned": int(failed.filter(pl.col("severity") == "WARN").height),
-        "error": "\n".join(run_failures(instance, run_id)) or None,
+        "error": "\n".join(run_failures(instance, run_id) if failures is None else failures) or None,
     }
     ensure_schemas(con)
     con.execute(RUNS_DDL)

@@ -95,6 +95,7 @@ def _run_locked(paths: Paths) -> int:
                 row = record_run(
                     con, instance, result.run_id, as_of=build_resources()["settings"].as_of_date(),
                     data_dir=str(paths.data_dir), warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
+                    failures=failures,
                 )
             finally:
                 con.close()

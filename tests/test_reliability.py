@@ -125,8 +125,8 @@ def test_csv_export_neutralises_spreadsheet_formulas(tmp_path, capsys):
 
 # ---- one writer, readers elsewhere ------------------------------------------------------------------
 
-def test_second_run_lock_fails_fast_naming_the_holder_and_a_killed_holder_frees_it(tmp_path):
-    wh = tmp_path / "warehouse.duckdb"
+def _hold_run_lock(wh: Path) -> subprocess.Popen:
+    """Another process holding the warehouse's run lock (returns once it holds it)."""
     holder = _spawn(f"""
         from pathlib import Path
         from pipelines.runlock import run_lock
@@ -134,8 +134,14 @@ def test_second_run_lock_fails_fast_naming_the_holder_and_a_killed_holder_frees_
             print("locked", flush=True)
             import time; time.sleep(60)
     """)
+    _wait_for(holder, "locked")
+    return holder
+
+
+def test_second_run_lock_fails_fast_naming_the_holder_and_a_killed_holder_frees_it(tmp_path):
+    wh = tmp_path / "warehouse.duckdb"
+    holder = _hold_run_lock(wh)
     try:
-        _wait_for(holder, "locked")
         started = time.monotonic()
         with pytest.raises(RunLockBusy, match=f"pid {holder.pid}"):
             with run_lock(wh, wait_s=0.5):
@@ -150,15 +156,8 @@ def test_second_run_lock_fails_fast_naming_the_holder_and_a_killed_holder_frees_
 
 def test_cli_run_refuses_while_another_run_holds_the_warehouse(tmp_path, capsys, monkeypatch):
     wh = tmp_path / "warehouse.duckdb"
-    holder = _spawn(f"""
-        from pathlib import Path
-        from pipelines.runlock import run_lock
-        with run_lock(Path({str(wh)!r})):
-            print("locked", flush=True)
-            import time; time.sleep(60)
-    """)
+    holder = _hold_run_lock(wh)
     try:
-        _wait_for(holder, "locked")
         code = main(["run", "--warehouse", str(wh), "--data-dir", str(ROOT / "data")])
     finally:
         holder.send_signal(signal.SIGKILL)
