@@ -1,16 +1,19 @@
-"""Load one day of request-level call logs into raw.call_log_daily and raw.call_log_rejects.
+"""Load day-partitions of request-level call logs into raw.call_log_daily and raw.call_log_rejects.
 
-All work happens inside DuckDB, streaming over the day's files. Pass 1 aggregates every row by (file,
-model, provider, status); statuses are judged per group afterwards. Row checks (timestamp in the day,
-token counts present, integral, finite and non-negative) are settled in one of two ways:
-  * typed Parquet in day folders: from the row-group statistics (null counts, min, max), so pass 1 is a
-    plain aggregation; pass 2 reads, per suspect file, only the row groups whose statistics allow a bad
-    row (single-column filters pushed into the scan);
-  * other inputs (CSV, text-typed Parquet, flat files): pass 1 counts the rows failing the checks (and
-    for Parquet lists them with row numbers); pass 2 re-reads the files with bad rows (CSV in order, to
-    number the rows).
-Bad rows go to raw.call_log_rejects with file, row number and reason and are subtracted from pass 1's
-groups. Nothing row-level enters Python.
+All work happens inside DuckDB, streaming over the days' files; nothing row-level enters Python. Pass 1
+aggregates every row by (file, model, provider, status); pass 2 reads only what pass 1 cannot settle and
+lists the bad rows with file, row number and reason. Three paths:
+  * CSV in day folders (one header): a parallel typed scan whose cast failures (unparseable timestamps,
+    non-numeric or missing counts, unknown statuses) DuckDB stores with their line numbers. Pass 1 also
+    groups by one cheap per-row test (counts non-negative, integral and finite; timestamp in its day),
+    so the clean groups are final; pass 2 re-reads, in parallel, only the files with unclean rows and
+    numbers them by insertion order (see _csv_day_passes).
+  * typed Parquet in day folders: the row-group statistics (null counts, min, max) say which files may
+    hold bad rows, so pass 1 is a plain aggregation; pass 2 reads, per suspect file, only the row groups
+    whose statistics allow a bad row (single-column filters pushed into the scan).
+  * other inputs (text-typed Parquet, flat files, CSV files of differing headers): pass 1 counts the
+    rows failing the checks (and for Parquet lists them with row numbers); pass 2 re-reads the files
+    with bad rows (CSV in order, to number the rows). The bad rows are subtracted from pass 1's groups.
 """
 
 from __future__ import annotations
@@ -195,21 +198,30 @@ def _csv_headers(files: list[Path]) -> dict[str, str]:
     return present
 
 
-def _typed_csv_reader(files: list[Path], col: dict, cfg: CallLogConfig) -> str | None:
-    """A parallel typed CSV scan (timestamp TIMESTAMP, tokens DOUBLE, status an ENUM of the configured
-    values) whose cast failures DuckDB stores with their line numbers (store_rejects): unparseable
-    timestamps and unknown statuses never need a second read. None when the files' headers differ."""
+def _csv_day_reader(files: list[Path], col: dict, cfg: CallLogConfig, rejects: str = "_call_log_rej",
+                    scan: str = "_call_log_scan") -> str | None:
+    """A parallel typed scan of CSV day files (timestamp TIMESTAMP, tokens DOUBLE, status an ENUM of the
+    configured values; the `date=` folder as a DATE column). Every cast failure (unparseable timestamp,
+    non-numeric count, unknown status) lands in DuckDB's rejects table with its line number and never
+    needs a second read. None when the files' headers differ, a header names a `date` column, or the files' hive keys
+    differ: the generic text scan handles those."""
     header = _csv_header(files[0])
-    if any(_csv_header(f) != header for f in files[1:]) or len(set(header)) != len(header):
+    names = {h.lower() for h in header}
+    if any(_csv_header(f) != header for f in files[1:]) or len(names) != len(header) or "date" in names:
+        return None
+    keys = {tuple(part.split("=", 1)[0].lower() for part in Path(f).parts if "=" in part) for f in files}
+    if len(keys) != 1 or next(iter(keys)).count("date") != 1:
         return None
     source = {src.strip('"'): name for name, src in col.items() if src != "null"}
     statuses = ", ".join(_sql_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
     kinds = {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
              **{t: "DOUBLE" for t in TOKENS}}
     columns = ", ".join(f"{_sql_text(h)}: {_sql_text(kinds.get(source.get(h, ''), 'VARCHAR'))}" for h in header)
+    # no force_not_null: DuckDB 1.5 applies it by position among the columns a query reads, so with an
+    # unread column it hits the wrong ones; empty values stay NULL and fail the row checks instead
     return (f"read_csv({_sql_list(files)}, header = true, auto_detect = false, columns = {{{columns}}}, "
-            "hive_partitioning = false, store_rejects = true, rejects_table = '_call_log_rej', "
-            "rejects_scan = '_call_log_scan')")
+            "hive_partitioning = true, hive_types = {'date': DATE}, "
+            f"store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scan}')")
 
 
 def _sql_text(value: str) -> str:
@@ -322,43 +334,151 @@ def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[Path], cf
     return load_days(con, {day: (files, from_flat)}, cfg)[day]
 
 
+_TEMP_TABLES = ("_call_log_batch", "_call_log_bad", "_call_log_cast_bad", "_file_day", "_batch_days", "_call_log_p2",
+                "_call_log_rej", "_call_log_scan", "_call_log_rej2", "_call_log_scan2")
+_BAD_TABLE = """create or replace temp table _call_log_bad (file_index bigint, day date, file varchar,
+    row_number bigint, reason varchar, model varchar, provider varchar, status varchar, prompt_tokens double,
+    completion_tokens double, cached_tokens double, reasoning_tokens double)"""
+
+
 def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_flat: bool) -> dict[dt.date, dict]:
-    """Pass 1 aggregates all rows by (file, day, model, provider, status) with counts and token sums (and,
-    except on the typed-Parquet fast path, the timestamp range and the rows failing the cheap checks).
-    Pass 2 reads only what pass 1 cannot settle (see the module docstring) and lists the bad rows with row
-    number and reason; they are subtracted from pass 1's groups."""
+    """Pass 1 aggregates all rows per file and group; pass 2 reads only what pass 1 cannot settle and lists
+    the bad rows with row number and reason (see the module docstring). Then the days are replaced in one
+    transaction."""
     files = sorted({f for fs in days.values() for f in fs})
     fmt = _fmt(files)
+    col, types = _columns(con, _reader(files, fmt), files, cfg)
+    ok = ", ".join(_sql_text(s) for s in cfg.status_ok) or "''"
+    failed = ", ".join(_sql_text(s) for s in cfg.status_failed) or "''"
+    typed_csv = _csv_day_reader(files, col, cfg) if fmt == "csv" and not from_flat else None
+    for table in _TEMP_TABLES:
+        con.execute(f"drop table if exists {table}")
+    if not from_flat:
+        file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {_sql_text(str(f))})" for i, f in enumerate(files))
+        con.execute(f"create temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
+    try:
+        if typed_csv:
+            _csv_day_passes(con, files, typed_csv, col, cfg, ok, failed)
+        else:
+            _generic_passes(con, files, days, fmt, col, types, ok, failed, from_flat)
+        return _replace_days(con, days, failed, subtract=not typed_csv, from_flat=from_flat)
+    finally:
+        for table in _TEMP_TABLES:
+            con.execute(f"drop table if exists {table}")
+
+
+def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLogConfig, ok: str, failed: str) -> None:
+    """CSV day files of one header (the scan of _csv_day_reader). Pass 1 groups every row by (file, model,
+    provider, status, clean), `clean` being one cheap test per row (counts finite, integral and
+    non-negative, timestamp inside the file's day); the clean groups are the loaded totals as they are. Pass 2
+    re-reads, in parallel, only the files holding unclean rows, a missing model or an unknown status. It
+    numbers their rows from the order DuckDB keeps (CREATE TABLE AS preserves insertion order: rowid), past
+    the lines the scan rejected, and checks it finds exactly the rows pass 1 set aside (else the file
+    changed while it was read)."""
+    tokens = [t for t in TOKENS if col[t] != "null"]
+    # abs(x) - floor(x) is 0 for a non-negative integral count, positive for a fraction or a negative
+    # count, NaN for NaN and infinities; the row total bounds each count (all are non-negative). One sum
+    # compared once: fewer operations than a range-and-integrality test per column, on every row.
+    deviation = " + ".join(f"(abs({col[t]}) - floor({col[t]}))" if t in REQUIRED
+                           else f"coalesce(abs({col[t]}) - floor({col[t]}), 0)" for t in tokens)
+    total = " + ".join(col[t] if t in REQUIRED else f"coalesce({col[t]}, 0)" for t in tokens)
+    clean = f"({deviation} = 0 and {total} < 9.2e18 and cast({col['timestamp']} as date) = \"date\") is true"
+    provider = col["provider"] if col["provider"] != "null" else "null::varchar"
+    status = col["status"] if col["status"] != "null" else "null::varchar"
+    unknown = f"(status is not null and cast(status as varchar) not in ({ok}, {failed}))"
+    sums = ", ".join(f"sum({col[t]}) as {t}" if col[t] != "null" else f"null::double as {t}" for t in TOKENS)
+    try:
+        con.execute(f"""create temp table _call_log_batch as
+            select file_index, {col['model']} as model, {provider} as provider, {status} as status,
+                   not {clean} as unclean, count(*) as requests, {sums}
+            from {reader} group by all""")
+    except duckdb.Error as exc:
+        raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1), one per line
+    # (judged by the type named in the message: DuckDB 1.5 names the wrong column when a query does not
+    # read every column of the file; each checked field has its own type)
+    con.execute("""create temp table _call_log_cast_bad as
+        select file_index, day, file, row_number, reason from (
+            select f.file_index, f.day, f.file, e.line - 1 as row_number,
+                   case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
+                        when e.error_message like '%to ''TIMESTAMP''%' then 'unparseable timestamp'
+                        when e.error_message like '%to ''ENUM%' then 'unknown status'
+                        when e.error_message like '%to ''DOUBLE''%' then 'missing or non-numeric token count'
+                        else 'unreadable value' end as reason,
+                   row_number() over (partition by f.file_index, e.line order by e.column_idx) as nth
+            from _call_log_rej e join _call_log_scan s using (scan_id, file_id)
+            join _file_day f on f.file = s.file_path)
+        where nth = 1""")
+    con.execute(f"""create temp table _batch_days as
+        select b.file_index, null::date as row_day, b.model, b.provider, cast(b.status as varchar) as status,
+               b.requests, b.prompt_tokens, b.completion_tokens, b.cached_tokens, b.reasoning_tokens, f.day
+        from _call_log_batch b join _file_day f using (file_index)
+        where not b.unclean and b.model is not null and not {unknown}""")
+    con.execute(_BAD_TABLE)
+    set_aside = dict(con.execute(f"select file_index, sum(requests) from _call_log_batch "
+                                 f"where unclean or model is null or {unknown} group by 1 order by 1").fetchall())
+    if not set_aside:
+        return
+    dirty = [files[i] for i in set_aside]
+    positions = ", ".join(f"({j}, {i})" for j, i in enumerate(set_aside))
+    unknown_row = f"({status} is not null and cast({status} as varchar) not in ({ok}, {failed}))" \
+        if col["status"] != "null" and not (cfg.status_ok or cfg.status_failed) else "false"
+    ts, model = col["timestamp"], col["model"]
+    reason = (f"case when {ts} is null then 'unparseable timestamp' "
+              f"when cast({ts} as date) <> \"date\" then 'timestamp outside its day partition' "
+              f"when {model} is null then 'missing model' "
+              f"when {col['prompt_tokens']} is null or {col['completion_tokens']} is null or "
+              f"{' or '.join(f'not (abs({col[t]}) < 9.2e18)' for t in tokens)} "
+              "then 'missing or non-numeric token count' "
+              f"when {' or '.join(f'{col[t]} <> floor({col[t]})' for t in tokens)} then 'non-integer token count' "
+              f"when {' or '.join(f'{col[t]} < 0' for t in tokens)} then 'negative token count' "
+              f"when {total} >= 9.2e18 then 'token counts out of range' "
+              f"when {unknown_row} then 'unknown status' end")
+    # every typed column is read (status too, though only its casts matter here): the rows this scan
+    # rejects must be exactly the ones the first scan rejected, or the ordinals shift
+    con.execute(f"""create temp table _call_log_p2 as
+        select file_index, case when not {clean} or {model} is null or {unknown_row} then {reason} end as reason,
+               {status} as status
+        from {_csv_day_reader(dirty, col, cfg, '_call_log_rej2', '_call_log_scan2')}""")
+    con.execute(f"""insert into _call_log_bad (file_index, day, file, row_number, reason)
+        with numbered as (
+            select m.file_index, p.rowid - s.first_row + 1 as ordinal, p.reason
+            from _call_log_p2 p
+            join (select file_index, min(rowid) as first_row from _call_log_p2 group by all) s using (file_index)
+            join (values {positions}) m(dirty_index, file_index) on m.dirty_index = p.file_index
+            where p.reason is not null),
+        skipped as (  -- the rejected lines, ranked: a row's number is its ordinal plus the skipped lines before it
+            select file_index, row_number, row_number() over (partition by file_index order by row_number) as rank
+            from (select distinct file_index, row_number from _call_log_cast_bad))
+        select n.file_index, f.day, f.file,
+               n.ordinal + (select count(*) from skipped k where k.file_index = n.file_index
+                            and k.row_number - k.rank < n.ordinal) as row_number, n.reason
+        from numbered n join _file_day f using (file_index)""")
+    listed = dict(con.execute("select file_index, count(*) from _call_log_bad group by 1").fetchall())
+    lines = ["select f.file_index, e.line from {} e join {} s using (scan_id, file_id) "
+             f"join _file_day f on f.file = s.file_path where f.file_index in ({', '.join(map(str, set_aside))})"
+             .format(*names) for names in (("_call_log_rej", "_call_log_scan"), ("_call_log_rej2", "_call_log_scan2"))]
+    # the ordinals hold only if both reads skipped the same lines
+    shifted = {i for (i,) in con.execute(f"select distinct file_index from (({lines[0]} except {lines[1]}) "
+                                         f"union all ({lines[1]} except {lines[0]}))").fetchall()}
+    for i, expected in set_aside.items():
+        if listed.get(i, 0) != expected or i in shifted:
+            raise CallLogError(f"call-log file {files[i]} changed while it was being loaded (first read: "
+                               f"{expected} bad rows, second read: {listed.get(i, 0)}); load it again")
+
+
+def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt: str, col: dict, types: dict,
+                    ok: str, failed: str, from_flat: bool) -> None:
+    """Parquet, flat files and CSV files of differing headers: pass 1 aggregates all rows by (file, day,
+    model, provider, status) with counts and token sums (and, except on the typed-Parquet fast path, the
+    timestamp range and the rows failing the cheap checks); pass 2 lists the bad rows, which
+    _replace_days subtracts from pass 1's groups."""
     reader = _reader(files, fmt)
-    col, types = _columns(con, reader, files, cfg)
-    typed_csv = _typed_csv_reader(files, col, cfg) if fmt == "csv" and not from_flat else None
-    if typed_csv:
-        types = {**types, "timestamp": "TIMESTAMP", "status": "ENUM", **{t: "DOUBLE" for t in TOKENS}}
-    ok = ", ".join(f"'{s}'" for s in cfg.status_ok) or "''"
-    failed = ", ".join(f"'{s}'" for s in cfg.status_failed) or "''"
-    wanted = ", ".join(f"date '{d}'" for d in days)
     ts, tok, format_checks, negatives = _typed(col, types)
     checks = [f"{ts} is null", f"{col['model']} is null", f"{tok['prompt_tokens']} is null",
               f"{tok['completion_tokens']} is null", *format_checks, *negatives]
-
-    def summed(t: str) -> str:
-        return f"sum({tok[t]})"
-
-    if typed_csv:
-        # DOUBLE columns straight from the typed scan: one range-and-integrality test per column, and sums
-        # over the finite in-range values only (pass 2 subtracts exactly those: it reads NaN, infinities
-        # and overflows as null)
-        tok = {t: col[t] for t in TOKENS}
-        checks = [f"{ts} is null", f"{col['model']} is null", f"{col['prompt_tokens']} is null",
-                  f"{col['completion_tokens']} is null",
-                  *(f"not ({c} >= 0 and {c} < 9.2e18 and {c} = floor({c}))" for c in tok.values() if c != "null")]
-
-        def summed(t: str) -> str:
-            return f"sum({tok[t]}) filter (where abs({tok[t]}) < 9.2e18)" if tok[t] != "null" else "sum(null)"
-
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
-    file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {_sql_text(str(f))})" for i, f in enumerate(files)) \
-        if not from_flat else ""
     day_key = f"cast({ts} as date)" if from_flat else "null::date"
     parquet = fmt == "parquet"
     # typed Parquet in day folders: the row-group statistics say which files may hold bad rows, so pass 1
@@ -368,8 +488,7 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     # Parquet: pass 1 also collects the rows failing the cheap checks (few) with their row numbers and
     # values, at almost no cost; CSV has no row numbers, so its bad rows come from pass 2
     lean = reader.replace("filename = true, ", "").replace("file_row_number = true, ", "") if fast else \
-        reader.replace("filename = true, ", "") if parquet else \
-        typed_csv or reader.replace("filename = true, ", "")
+        reader.replace("filename = true, ", "")
     collect = (f", list({{'row_number': file_row_number + 1, 'ts': {ts}, 'model': {col['model']}, "
                f"'prompt': {tok['prompt_tokens']}, 'completion': {tok['completion_tokens']}, "
                f"'cached': {tok['cached_tokens']}, 'reasoning': {tok['reasoning_tokens']}}}) "
@@ -380,44 +499,27 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     def text(c: str) -> str:  # no cast where the column already is text
         return col[c] if types.get(c) == "VARCHAR" or col[c] == "null" else f"cast({col[c]} as varchar)"
 
-    tmp, bad = "_call_log_batch", "_call_log_bad"
-    con.execute("drop table if exists _call_log_rej; drop table if exists _call_log_scan")
     try:
-        con.execute(f"""create or replace temp table {tmp} as
+        con.execute(f"""create temp table _call_log_batch as
             select file_index, {day_key} as row_day, {text('model')} as model,
                    {text('provider')} as provider, {text('status')} as status, count(*) as requests,
-                   {summed('prompt_tokens')} as prompt_tokens, {summed('completion_tokens')} as completion_tokens,
-                   {summed('cached_tokens')} as cached_tokens, {summed('reasoning_tokens')} as reasoning_tokens
-                   {validity} {collect}
+                   {', '.join(f'sum({tok[t]}) as {t}' for t in TOKENS)} {validity} {collect}
             from {lean} group by all""")
     except duckdb.Error as exc:
         raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
     if from_flat:
-        con.execute(f"create or replace temp table _batch_days as select *, row_day as day from {tmp}")
+        con.execute("create temp table _batch_days as select *, row_day as day from _call_log_batch")
     else:
-        con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
-        con.execute(f"create or replace temp table _batch_days as select b.*, f.day from {tmp} b "
+        con.execute("create temp table _batch_days as select b.*, f.day from _call_log_batch b "
                     "join _file_day f using (file_index)")
-    cast_bad = "_call_log_cast_bad"
-    if typed_csv:  # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1)
-        ts_src, status_src = (_sql_text(col[c].strip('"')) for c in ("timestamp", "status"))
-        con.execute(f"""create or replace temp table {cast_bad} as
-            select f.file_index, f.day, f.file, e.line - 1 as row_number,
-                   case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
-                        when e.column_name = {ts_src} then 'unparseable timestamp'
-                        when e.column_name = {status_src} then 'unknown status'
-                        else 'missing or non-numeric token count' end as reason
-            from _call_log_rej e join _call_log_scan s using (scan_id, file_id)
-            join _file_day f on f.file = s.file_path""")
-    else:
-        con.execute(f"create or replace temp table {cast_bad} (file_index bigint, day date, file varchar, "
-                    "row_number bigint, reason varchar)")
+    con.execute("create temp table _call_log_cast_bad (file_index bigint, day date, file varchar, "
+                "row_number bigint, reason varchar)")
     out_of_day = "false" if from_flat else "ts_min < day::timestamp or ts_max >= day::timestamp + interval 1 day"
     unknown_status = f"(status is not null and status not in ({ok}, {failed}))"
     # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
     # timestamp outside the file's day or an unknown status
-    unknown_values = ", ".join("'" + v.replace("'", "''") + "'" for (v,) in con.execute(
+    unknown_values = ", ".join(_sql_text(v) for (v,) in con.execute(
         f"select distinct status from _batch_days where {unknown_status}").fetchall())
     if fast:
         suspects = _suspect_predicates(con, files, days, col)
@@ -428,12 +530,10 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
         rescan = f"n_bad > 0 or {out_of_day} or {unknown_status}" if not parquet else f"{out_of_day} or {unknown_status}"
         dirty = [files[i] for (i,) in con.execute(
             f"select distinct file_index from _batch_days where {rescan} order by 1").fetchall()]
-    con.execute(f"""create or replace temp table {bad} (file_index bigint, day date, file varchar, row_number bigint,
-                    reason varchar, model varchar, provider varchar, status varchar, prompt_tokens double,
-                    completion_tokens double, cached_tokens double, reasoning_tokens double)""")
+    con.execute(_BAD_TABLE)
     if parquet and not fast:
-        file_names = ", ".join(f"({i}, '{str(f).replace(chr(39), chr(39) * 2)}')" for i, f in enumerate(files))
-        con.execute(f"""insert into {bad}
+        file_names = ", ".join(f"({i}, {_sql_text(str(f))})" for i, f in enumerate(files))
+        con.execute(f"""insert into _call_log_bad
             select b.file_index, b.day, n.file, r.row_number,
                    case when r.ts is null then 'unparseable timestamp'
                         when r.model is null then 'missing model'
@@ -467,16 +567,18 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
                    "hive_partitioning = false)")
             number = "row_number() over ()"
         checked = _checked(one, number, col, types if parquet else {}, file_day, ok, failed)
-        # rows the typed CSV scan already rejected are not in pass 1's groups: not listed twice
-        seen = f"and row_number not in (select row_number from {cast_bad} where file_index = {index})" \
-            if typed_csv else ""
         try:
-            con.execute(f"""insert into {bad} select {index}, day, filename, row_number, reason, model, provider,
-                            status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
-                            from ({checked}) where reason is not null {seen}""")
+            con.execute(f"""insert into _call_log_bad select {index}, day, filename, row_number, reason, model,
+                            provider, status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
+                            from ({checked}) where reason is not null""")
         except duckdb.Error as exc:
             raise CallLogError(f"cannot read call-log file {path}: {str(exc).splitlines()[0]}") from None
-    # valid = pass-1 groups less the bad rows of the same (file, model, provider, status)
+
+
+def _replace_days(con, days: dict[dt.date, list[Path]], failed: str, subtract: bool, from_flat: bool) -> dict[dt.date, dict]:
+    """Delete + insert the batch's days in one transaction: the valid groups (pass 1's groups less the bad
+    rows of the same file and group when `subtract`), and the rejects."""
+    wanted = ", ".join(f"date '{d}'" for d in days)
     row_day = "day" if from_flat else "null::date"
     valid_rows = f"""
         select g.day, g.model, g.provider, g.status,
@@ -489,11 +591,16 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
         left join (select file_index, {row_day} as row_day, model, provider, status, count(*) as requests,
                           sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
                           sum(cached_tokens) as cached_tokens, sum(reasoning_tokens) as reasoning_tokens
-                   from {bad} group by all) b
+                   from _call_log_bad group by all) b
           on b.file_index = g.file_index and b.row_day is not distinct from g.row_day
          and b.model is not distinct from g.model and b.provider is not distinct from g.provider
          and b.status is not distinct from g.status
-        where g.day in ({wanted}) and g.requests - coalesce(b.requests, 0) > 0"""
+        where g.day in ({wanted}) and g.requests - coalesce(b.requests, 0) > 0""" if subtract else f"""
+        select day, model, provider, status, requests, prompt_tokens, completion_tokens, cached_tokens,
+               reasoning_tokens
+        from _batch_days where day in ({wanted})"""
+    all_bad = "(select day, file, row_number, reason from _call_log_bad union all " \
+              "select day, file, row_number, reason from _call_log_cast_bad)"
     con.execute("begin transaction")
     try:
         con.execute(f"delete from raw.call_log_daily where day in ({wanted})")
@@ -503,8 +610,6 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
                    cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
                    cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
             from ({valid_rows}) group by day, model, provider""")
-        all_bad = f"(select day, file, row_number, reason from {bad} union all " \
-                  f"select day, file, row_number, reason from {cast_bad})"
         con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {all_bad} "
                     f"where day in ({wanted})")
         loaded = dict(con.execute(f"select day, sum(requests) from raw.call_log_daily where day in ({wanted}) "
@@ -515,9 +620,6 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     except Exception:
         con.execute("rollback")
         raise
-    finally:
-        for table in (tmp, bad, cast_bad, "_file_day", "_batch_days", "_call_log_rej", "_call_log_scan"):
-            con.execute(f"drop table if exists {table}")
     return {d: {"day": d, "rows_loaded": int(loaded.get(d, 0)), "rows_rejected": int(rejected.get(d, 0)),
                 "files": len(fs)} for d, fs in days.items()}
 

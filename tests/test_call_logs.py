@@ -75,6 +75,43 @@ def test_csv_rejects_carry_line_numbers(tmp_path, con):
             assert ",-" in line
 
 
+CSV_HEADER = "timestamp,model,provider,user,prompt_tokens,completion_tokens,cached_tokens,reasoning_tokens,status\n"
+CSV_ROWS = [  # (line, expected reason or None for a valid row)
+    ("2026-01-05 10:00:00,m/a,p,10,5,,0,success", None),
+    ("2026-01-05 10:00:01,m/a,p,10,-5,0,0,weird", "unknown status"),  # two faults: listed once
+    ("2026-01-05 10:00:02,m/a,p,10,-5,0,0,success", "negative token count"),
+    ("2026-01-05 10:00:03,m/b,p,12.5,5,0,0,error", "non-integer token count"),
+    ("2026-01-06 10:00:04,m/a,p,10,5,0,0,success", "timestamp outside its day partition"),
+    ("not-a-time,m/a,p,10,5,0,0,success", "unparseable timestamp"),
+    ("2026-01-05 10:00:06,m/a,p,7.0,3.0,1.0,,success", None),  # float-formatted integers are counts
+    ("2026-01-05 10:00:07,,p,10,5,0,0,success", "missing model"),
+    ("2026-01-05 10:00:08,m/a,p,,5,0,0,success", "missing or non-numeric token count"),
+    ("2026-01-05 10:00:09,m/a,p,10,5,nan,0,success", "missing or non-numeric token count"),
+    ("2026-01-05 10:00:10,m/b,p,3,4,0,0,timeout", None),
+]
+
+
+def test_csv_day_files_reject_each_bad_row_once_at_its_line(tmp_path, con):
+    """The typed CSV path: cast failures from DuckDB's rejects, the other faults from the parallel
+    re-read numbered by insertion order, across two files of one day. The files carry a column the
+    loader does not read (`user`), which once made DuckDB name the wrong column of a rejected value."""
+    day = tmp_path / "logs" / "date=2026-01-05"
+    day.mkdir(parents=True)
+    lines = [",".join([*line.split(",")[:3], "u1", *line.split(",")[3:]]) for line, _ in CSV_ROWS]
+    (day / "part-0.csv").write_text(CSV_HEADER + "\n".join(lines) + "\n")
+    (day / "part-1.csv").write_text(CSV_HEADER + "\n".join(reversed(lines)) + "\n")
+    result = load_day(con, START, sorted(day.glob("*.csv")), CFG)
+    got = con.execute("select file, row_number, reason from raw.call_log_rejects order by 1, 2").fetchall()
+    bad = [(i + 1, reason) for i, (_, reason) in enumerate(CSV_ROWS) if reason]
+    want = [(str(day / "part-0.csv"), n, r) for n, r in bad] + \
+           sorted((str(day / "part-1.csv"), len(CSV_ROWS) + 1 - n, r) for n, r in bad)
+    assert got == want
+    assert result["rows_rejected"] == 2 * len(bad) and result["rows_loaded"] == 2 * 3
+    totals = con.execute("select model, sum(requests), sum(failed_requests), sum(prompt_tokens), "
+                         "sum(completion_tokens), sum(cached_tokens) from raw.call_log_daily group by 1 order by 1").fetchall()
+    assert totals == [("m/a", 4, 0, 34, 16, 2), ("m/b", 2, 2, 6, 8, 0)]
+
+
 def test_rerun_replaces_exactly_one_partition_and_runs_are_incremental(tmp_path, con):
     logs = tmp_path / "logs"
     generate(3000, 3, logs, "parquet", START, seed=1, threads=1)
