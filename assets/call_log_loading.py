@@ -143,16 +143,6 @@ def changed_days(con: duckdb.DuckDBPyConnection, files_by_day: dict) -> list[dt.
     return sorted(day for day, (files, _) in files_by_day.items() if loaded.get(day) != fingerprint(files))
 
 
-def record_partition(con: duckdb.DuckDBPyConnection, result: dict, files: list[Path]) -> None:
-    """Record a loaded day with the fingerprint of its files (SQL literals: all values are dates, hex
-    digests and numbers; binding Python parameters would import pandas, ~0.5 s, in a fresh process)."""
-    day = dt.date.fromisoformat(str(result["day"]))
-    con.execute(f"delete from meta.call_log_partitions where day = date '{day}'")
-    con.execute(f"""insert into meta.call_log_partitions values (date '{day}', '{fingerprint(files)}',
-                    {int(result['files'])}, {int(result['rows_loaded'])}, {int(result['rows_rejected'])},
-                    current_timestamp, {float(result.get('seconds', 0.0))})""")
-
-
 def _typed(col: dict, types: dict) -> tuple[str, dict, list[str], list[str]]:
     """SQL for the typed timestamp and token values, the format checks that text columns need, and the
     negative-count checks. Columns that arrive typed (Parquet BIGINT, TIMESTAMP) skip the casts."""
@@ -296,7 +286,8 @@ def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str
 def load_days(con: duckdb.DuckDBPyConnection, days: dict[dt.date, tuple[list[Path], bool]],
               cfg: CallLogConfig) -> dict[dt.date, dict]:
     """Replace several day-partitions: one streaming scan over all their files, then delete + insert of
-    exactly those days in one transaction. Returns counts per day. If the batch cannot be read (a broken
+    exactly those days in one transaction, which also records each day in meta.call_log_partitions with
+    the fingerprint its files had before they were read. Returns counts per day. If the batch cannot be read (a broken
     file), each day is loaded on its own so that the readable days still load; the broken ones raise
     CallLogError naming their files (collected in the `errors` key of the result)."""
     ensure_schemas(con)
@@ -308,9 +299,9 @@ def load_days(con: duckdb.DuckDBPyConnection, days: dict[dt.date, tuple[list[Pat
     try:
         results = {}
         if hive:
-            results.update(_load_batch(con, hive, cfg, from_flat=False))
+            results.update(_load_batch(con, hive, cfg, from_flat=False, started=started))
         if flat:
-            results.update(_load_batch(con, flat, cfg, from_flat=True))
+            results.update(_load_batch(con, flat, cfg, from_flat=True, started=started))
     except CallLogError:
         if len(days) == 1:
             raise
@@ -321,10 +312,6 @@ def load_days(con: duckdb.DuckDBPyConnection, days: dict[dt.date, tuple[list[Pat
             except CallLogError as exc:
                 errors[day] = str(exc)
         results["errors"] = errors
-        return results
-    elapsed = time.perf_counter() - started
-    for r in results.values():
-        r["seconds"] = elapsed / len(results)
     return results
 
 
@@ -341,30 +328,30 @@ _BAD_TABLE = """create or replace temp table _call_log_bad (file_index bigint, d
     completion_tokens double, cached_tokens double, reasoning_tokens double)"""
 
 
-def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_flat: bool) -> dict[dt.date, dict]:
+def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_flat: bool,
+                started: float) -> dict[dt.date, dict]:
     """Pass 1 aggregates all rows per file and group; pass 2 reads only what pass 1 cannot settle and lists
     the bad rows with row number and reason (see the module docstring). Then the days are replaced in one
     transaction."""
+    # taken before the read: a file that changes meanwhile keeps a stale fingerprint and is loaded again
+    prints = {day: fingerprint(fs) for day, fs in days.items()}
     files = sorted({f for fs in days.values() for f in fs})
     fmt = _fmt(files)
     col, types = _columns(con, _reader(files, fmt), files, cfg)
     ok = ", ".join(_sql_text(s) for s in cfg.status_ok) or "''"
     failed = ", ".join(_sql_text(s) for s in cfg.status_failed) or "''"
     typed_csv = _csv_day_reader(files, col, cfg) if fmt == "csv" and not from_flat else None
-    for table in _TEMP_TABLES:
-        con.execute(f"drop table if exists {table}")
-    if not from_flat:
-        file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {_sql_text(str(f))})" for i, f in enumerate(files))
-        con.execute(f"create temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
     try:
+        if not from_flat:
+            file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {_sql_text(str(f))})" for i, f in enumerate(files))
+            con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
         if typed_csv:
             _csv_day_passes(con, files, typed_csv, col, cfg, ok, failed)
         else:
             _generic_passes(con, files, days, fmt, col, types, ok, failed, from_flat)
-        return _replace_days(con, days, failed, subtract=not typed_csv, from_flat=from_flat)
-    finally:
-        for table in _TEMP_TABLES:
-            con.execute(f"drop table if exists {table}")
+        return _replace_days(con, days, prints, failed, subtract=not typed_csv, from_flat=from_flat, started=started)
+    finally:  # temp tables live as long as the connection: dropped here, all in one call
+        con.execute(";".join(f"drop table if exists {table}" for table in _TEMP_TABLES))
 
 
 def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLogConfig, ok: str, failed: str) -> None:
@@ -388,7 +375,7 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
     unknown = f"(status is not null and cast(status as varchar) not in ({ok}, {failed}))"
     sums = ", ".join(f"sum({col[t]}) as {t}" if col[t] != "null" else f"null::double as {t}" for t in TOKENS)
     try:
-        con.execute(f"""create temp table _call_log_batch as
+        con.execute(f"""create or replace temp table _call_log_batch as
             select file_index, {col['model']} as model, {provider} as provider, {status} as status,
                    not {clean} as unclean, count(*) as requests, {sums}
             from {reader} group by all""")
@@ -398,7 +385,7 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
     # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1), one per line
     # (judged by the type named in the message: DuckDB 1.5 names the wrong column when a query does not
     # read every column of the file; each checked field has its own type)
-    con.execute("""create temp table _call_log_cast_bad as
+    con.execute("""create or replace temp table _call_log_cast_bad as
         select file_index, day, file, row_number, reason from (
             select f.file_index, f.day, f.file, e.line - 1 as row_number,
                    case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
@@ -410,7 +397,7 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
             from _call_log_rej e join _call_log_scan s using (scan_id, file_id)
             join _file_day f on f.file = s.file_path)
         where nth = 1""")
-    con.execute(f"""create temp table _batch_days as
+    con.execute(f"""create or replace temp table _batch_days as
         select b.file_index, null::date as row_day, b.model, b.provider, cast(b.status as varchar) as status,
                b.requests, b.prompt_tokens, b.completion_tokens, b.cached_tokens, b.reasoning_tokens, f.day
         from _call_log_batch b join _file_day f using (file_index)
@@ -437,7 +424,7 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
               f"when {unknown_row} then 'unknown status' end")
     # every typed column is read (status too, though only its casts matter here): the rows this scan
     # rejects must be exactly the ones the first scan rejected, or the ordinals shift
-    con.execute(f"""create temp table _call_log_p2 as
+    con.execute(f"""create or replace temp table _call_log_p2 as
         select file_index, case when not {clean} or {model} is null or {unknown_row} then {reason} end as reason,
                {status} as status
         from {_csv_day_reader(dirty, col, cfg, '_call_log_rej2', '_call_log_scan2')}""")
@@ -500,7 +487,7 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
         return col[c] if types.get(c) == "VARCHAR" or col[c] == "null" else f"cast({col[c]} as varchar)"
 
     try:
-        con.execute(f"""create temp table _call_log_batch as
+        con.execute(f"""create or replace temp table _call_log_batch as
             select file_index, {day_key} as row_day, {text('model')} as model,
                    {text('provider')} as provider, {text('status')} as status, count(*) as requests,
                    {', '.join(f'sum({tok[t]}) as {t}' for t in TOKENS)} {validity} {collect}
@@ -509,21 +496,21 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
         raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
     if from_flat:
-        con.execute("create temp table _batch_days as select *, row_day as day from _call_log_batch")
+        con.execute("create or replace temp table _batch_days as select *, row_day as day from _call_log_batch")
     else:
-        con.execute("create temp table _batch_days as select b.*, f.day from _call_log_batch b "
+        con.execute("create or replace temp table _batch_days as select b.*, f.day from _call_log_batch b "
                     "join _file_day f using (file_index)")
-    con.execute("create temp table _call_log_cast_bad (file_index bigint, day date, file varchar, "
+    con.execute("create or replace temp table _call_log_cast_bad (file_index bigint, day date, file varchar, "
                 "row_number bigint, reason varchar)")
     out_of_day = "false" if from_flat else "ts_min < day::timestamp or ts_max >= day::timestamp + interval 1 day"
     unknown_status = f"(status is not null and status not in ({ok}, {failed}))"
     # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
     # timestamp outside the file's day or an unknown status
-    unknown_values = ", ".join(_sql_text(v) for (v,) in con.execute(
-        f"select distinct status from _batch_days where {unknown_status}").fetchall())
+    unknown = con.execute(f"select distinct file_index, status from _batch_days where {unknown_status}").fetchall()
+    unknown_values = ", ".join(sorted({_sql_text(v) for _, v in unknown}))
     if fast:
         suspects = _suspect_predicates(con, files, days, col)
-        for (i,) in con.execute(f"select distinct file_index from _batch_days where {unknown_status}").fetchall():
+        for i in sorted({i for i, _ in unknown}):
             suspects.setdefault(files[i], []).append(f"cast({col['status']} as varchar) in ({unknown_values})")
         dirty = sorted(suspects)
     else:
@@ -575,9 +562,12 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
             raise CallLogError(f"cannot read call-log file {path}: {str(exc).splitlines()[0]}") from None
 
 
-def _replace_days(con, days: dict[dt.date, list[Path]], failed: str, subtract: bool, from_flat: bool) -> dict[dt.date, dict]:
+def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, str], failed: str, subtract: bool,
+                  from_flat: bool, started: float) -> dict[dt.date, dict]:
     """Delete + insert the batch's days in one transaction: the valid groups (pass 1's groups less the bad
-    rows of the same file and group when `subtract`), and the rejects."""
+    rows of the same file and group when `subtract`), the rejects, and each day's row of
+    meta.call_log_partitions (SQL literals: dates, hex digests and numbers; binding Python parameters
+    would import pandas, ~0.5 s, in a fresh process)."""
     wanted = ", ".join(f"date '{d}'" for d in days)
     row_day = "day" if from_flat else "null::date"
     valid_rows = f"""
@@ -612,16 +602,23 @@ def _replace_days(con, days: dict[dt.date, list[Path]], failed: str, subtract: b
             from ({valid_rows}) group by day, model, provider""")
         con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {all_bad} "
                     f"where day in ({wanted})")
-        loaded = dict(con.execute(f"select day, sum(requests) from raw.call_log_daily where day in ({wanted}) "
-                                  "group by day").fetchall())
-        rejected = dict(con.execute(f"select day, count(*) from {all_bad} where day in ({wanted}) "
-                                    "group by day").fetchall())
+        seconds = (time.perf_counter() - started) / len(days)
+        recorded = ", ".join(f"(date '{d}', '{prints[d]}', {len(fs)})" for d, fs in days.items())
+        con.execute(f"delete from meta.call_log_partitions where day in ({wanted})")
+        counts = con.execute(f"""insert into meta.call_log_partitions
+            select d.day, d.fingerprint, d.files, coalesce(l.n, 0), coalesce(r.n, 0), current_timestamp, {seconds}
+            from (values {recorded}) d(day, fingerprint, files)
+            left join (select day, sum(requests) as n from raw.call_log_daily where day in ({wanted}) group by 1) l
+              using (day)
+            left join (select day, count(*) as n from raw.call_log_rejects where day in ({wanted}) group by 1) r
+              using (day)
+            returning day, files, rows_loaded, rows_rejected, seconds""").fetchall()
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
-    return {d: {"day": d, "rows_loaded": int(loaded.get(d, 0)), "rows_rejected": int(rejected.get(d, 0)),
-                "files": len(fs)} for d, fs in days.items()}
+    return {d: {"day": d, "files": n, "rows_loaded": int(loaded), "rows_rejected": int(rejected), "seconds": secs}
+            for d, n, loaded, rejected, secs in counts}
 
 
 def _suspect_predicates(con, files: list[Path], days: dict[dt.date, list[Path]], col: dict) -> dict[Path, list[str]]:

@@ -14,8 +14,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from assets.call_log_loading import (CallLogConfig, CallLogError, changed_days, day_files, load_days,
-                                     record_partition)
+from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files, load_days
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 
@@ -65,8 +64,7 @@ def call_log_daily(context: dg.AssetExecutionContext, config: CallLogRunConfig, 
         for day, message in results.pop("errors", {}).items():
             failures.append(message)
             context.log.error(message)
-        for day, result in sorted(results.items()):
-            record_partition(con, result, batch[day][0])
+        for day, result in sorted(results.items()):  # recorded in meta.call_log_partitions by load_days
             loaded += result["rows_loaded"]
             rejected += result["rows_rejected"]
             context.log.info(f"call logs {day}: {result['rows_loaded']:,} rows, {result['rows_rejected']} rejected")

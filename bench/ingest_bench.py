@@ -36,7 +36,7 @@ sys.path.insert(0, {root!r})
 import duckdb
 kind, logs, warehouse = {kind!r}, Path({logs!r}), {warehouse!r}
 if kind != "bare":
-    from assets.call_log_loading import CallLogConfig, changed_days, day_files, load_days, record_partition
+    from assets.call_log_loading import CallLogConfig, changed_days, day_files, load_days
 t0 = time.perf_counter()
 if kind == "bare":
     pattern = str(logs / "**" / ("*.parquet" if {fmt!r} == "parquet" else "*.csv"))
@@ -57,10 +57,7 @@ else:
     by_day = day_files(logs, cfg, con)
     todo = {{day: by_day[day] for day in changed_days(con, by_day)}}
     results = load_days(con, todo, cfg)
-    rows = 0
-    for day, r in results.items():
-        record_partition(con, r, todo[day][0])
-        rows += r["rows_loaded"] + r["rows_rejected"]
+    rows = sum(r["rows_loaded"] + r["rows_rejected"] for r in results.values())
     con.close()
 print(json.dumps({{"rows": int(rows or 0), "seconds": time.perf_counter() - t0}}))
 """

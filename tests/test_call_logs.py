@@ -10,8 +10,7 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-from assets.call_log_loading import (CallLogConfig, CallLogError, changed_days, day_files, discover, load_day,
-                                     record_partition)
+from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files, discover, load_day
 from assets.resources import ProjectSettings
 from tests.conftest import ROOT, build
 
@@ -28,7 +27,6 @@ def _load_all(con, logs: Path) -> dict:
     for day in changed_days(con, by_day):
         files, flat = by_day[day]
         results[day] = load_day(con, day, files, CFG, flat)
-        record_partition(con, results[day], files)
     return results
 
 
