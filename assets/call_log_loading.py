@@ -38,6 +38,10 @@ REQUIRED = ("timestamp", "model", "prompt_tokens", "completion_tokens")
 TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens", "reasoning_tokens")
 _DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
 SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".gz": "csv"}
+# CSV read buffer: 4 MB rather than DuckDB's 32 MB lets both threads share a single day file (an
+# incremental run reads one) and balances many files better (bench/ingest_bench.py: about 15% faster);
+# it must stay above max_line_size (2 MB)
+CSV_BUFFER_BYTES = 4 << 20
 INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"}
 
 
@@ -189,12 +193,13 @@ def _csv_headers(files: list[Path]) -> dict[str, str]:
 
 
 def _csv_day_reader(files: list[Path], col: dict, cfg: CallLogConfig, rejects: str = "_call_log_rej",
-                    scan: str = "_call_log_scan") -> str | None:
+                    scan: str = "_call_log_scan", as_text: bool = False) -> str | None:
     """A parallel typed scan of CSV day files (timestamp TIMESTAMP, tokens DOUBLE, status an ENUM of the
     configured values; the `date=` folder as a DATE column). Every cast failure (unparseable timestamp,
     non-numeric count, unknown status) lands in DuckDB's rejects table with its line number and never
-    needs a second read. None when the files' headers differ, a header names a `date` column, or the files' hive keys
-    differ: the generic text scan handles those."""
+    needs a second read. `as_text`: every column VARCHAR (only malformed lines are rejected). None when
+    the files' headers differ, a header names a `date` column, or the files' hive keys differ: the
+    generic text scan handles those."""
     header = _csv_header(files[0])
     names = {h.lower() for h in header}
     if any(_csv_header(f) != header for f in files[1:]) or len(names) != len(header) or "date" in names:
@@ -206,11 +211,12 @@ def _csv_day_reader(files: list[Path], col: dict, cfg: CallLogConfig, rejects: s
     statuses = ", ".join(_sql_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
     kinds = {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
              **{t: "DOUBLE" for t in TOKENS}}
+    kinds = {} if as_text else kinds
     columns = ", ".join(f"{_sql_text(h)}: {_sql_text(kinds.get(source.get(h, ''), 'VARCHAR'))}" for h in header)
     # no force_not_null: DuckDB 1.5 applies it by position among the columns a query reads, so with an
     # unread column it hits the wrong ones; empty values stay NULL and fail the row checks instead
     return (f"read_csv({_sql_list(files)}, header = true, auto_detect = false, columns = {{{columns}}}, "
-            "hive_partitioning = true, hive_types = {'date': DATE}, "
+            f"hive_partitioning = true, hive_types = {{'date': DATE}}, buffer_size = {CSV_BUFFER_BYTES}, "
             f"store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scan}')")
 
 
@@ -354,22 +360,36 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
         con.execute(";".join(f"drop table if exists {table}" for table in _TEMP_TABLES))
 
 
+def _csv_row_tests(v: dict, tokens: list[str], unknown_row: str) -> tuple[str, str]:
+    """The per-row test of CSV day files and the reason a row fails it, over value expressions `v`
+    (typed columns, or try_casts of text ones). abs(x) - floor(x) is 0 for a non-negative integral
+    count, positive for a fraction or a negative count, NaN for NaN and infinities; the row total
+    bounds each count (all are non-negative). One sum compared once costs fewer operations than a
+    range-and-integrality test per column, and this runs on every row."""
+    deviation = " + ".join(f"(abs({v[t]}) - floor({v[t]}))" if t in REQUIRED
+                           else f"coalesce(abs({v[t]}) - floor({v[t]}), 0)" for t in tokens)
+    total = " + ".join(v[t] if t in REQUIRED else f"coalesce({v[t]}, 0)" for t in tokens)
+    clean = f"({deviation} = 0 and {total} < 9.2e18 and cast({v['timestamp']} as date) = \"date\") is true"
+    reason = (f"case when {v['timestamp']} is null then 'unparseable timestamp' "
+              f"when cast({v['timestamp']} as date) <> \"date\" then 'timestamp outside its day partition' "
+              f"when {v['model']} is null then 'missing model' "
+              f"when {v['prompt_tokens']} is null or {v['completion_tokens']} is null or "
+              f"{' or '.join(f'not (abs({v[t]}) < 9.2e18)' for t in tokens)} "
+              "then 'missing or non-numeric token count' "
+              f"when {' or '.join(f'{v[t]} <> floor({v[t]})' for t in tokens)} then 'non-integer token count' "
+              f"when {' or '.join(f'{v[t]} < 0' for t in tokens)} then 'negative token count' "
+              f"when {total} >= 9.2e18 then 'token counts out of range' "
+              f"when {unknown_row} then 'unknown status' end")
+    return clean, reason
+
+
 def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLogConfig, ok: str, failed: str) -> None:
     """CSV day files of one header (the scan of _csv_day_reader). Pass 1 groups every row by (file, model,
-    provider, status, clean), `clean` being one cheap test per row (counts finite, integral and
-    non-negative, timestamp inside the file's day); the clean groups are the loaded totals as they are. Pass 2
-    re-reads, in parallel, only the files holding unclean rows, a missing model or an unknown status. It
-    numbers their rows from the order DuckDB keeps (CREATE TABLE AS preserves insertion order: rowid), past
-    the lines the scan rejected, and checks it finds exactly the rows pass 1 set aside (else the file
-    changed while it was read)."""
+    provider, status, clean), `clean` being one cheap test per row (_csv_row_tests); the clean groups are
+    the loaded totals as they are. Pass 2 (_csv_second_read) re-reads only the files holding unclean rows,
+    a missing model or an unknown status."""
     tokens = [t for t in TOKENS if col[t] != "null"]
-    # abs(x) - floor(x) is 0 for a non-negative integral count, positive for a fraction or a negative
-    # count, NaN for NaN and infinities; the row total bounds each count (all are non-negative). One sum
-    # compared once: fewer operations than a range-and-integrality test per column, on every row.
-    deviation = " + ".join(f"(abs({col[t]}) - floor({col[t]}))" if t in REQUIRED
-                           else f"coalesce(abs({col[t]}) - floor({col[t]}), 0)" for t in tokens)
-    total = " + ".join(col[t] if t in REQUIRED else f"coalesce({col[t]}, 0)" for t in tokens)
-    clean = f"({deviation} = 0 and {total} < 9.2e18 and cast({col['timestamp']} as date) = \"date\") is true"
+    clean, _ = _csv_row_tests(col, tokens, "false")
     provider = col["provider"] if col["provider"] != "null" else "null::varchar"
     status = col["status"] if col["status"] != "null" else "null::varchar"
     unknown = f"(status is not null and cast(status as varchar) not in ({ok}, {failed}))"
@@ -407,27 +427,47 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
                                  f"where unclean or model is null or {unknown} group by 1 order by 1").fetchall())
     if not set_aside:
         return
+    models = [m for (m,) in con.execute(f"select distinct model from _call_log_batch where (unclean or {unknown}) "
+                                        "and model is not null").fetchall()]
+    # first a text scan (no conversions but for the rows of the groups set aside); if it disagrees with
+    # pass 1, the typed scan, which agrees by construction
+    if not _csv_second_read(con, files, set_aside, col, cfg, ok, failed, models):
+        con.execute(_BAD_TABLE)
+        if not _csv_second_read(con, files, set_aside, col, cfg, ok, failed, None):
+            bad = [str(files[i]) for i in set_aside]
+            raise CallLogError(f"call-log file(s) {', '.join(bad)} changed while being loaded; load them again")
+
+
+def _csv_second_read(con, files: list[Path], set_aside: dict[int, int], col: dict, cfg: CallLogConfig, ok: str,
+                     failed: str, models: list[str] | None) -> bool:
+    """Pass 2 of CSV day files: re-read the files of `set_aside` in parallel into a temp table (CREATE
+    TABLE AS keeps insertion order, so rowid numbers the rows), list the rows that fail the row test
+    with row number and reason in _call_log_bad, and say whether they are exactly the rows pass 1 set
+    aside. `models`: read the files as text and test only the rows of these models (and rows without
+    one), through try_cast (the casts the typed scan makes); None: the typed scan itself."""
+    for table in ("_call_log_p2", "_call_log_rej2", "_call_log_scan2"):
+        con.execute(f"drop table if exists {table}")
     dirty = [files[i] for i in set_aside]
+    tokens = [t for t in TOKENS if col[t] != "null"]
+    status = col["status"] if col["status"] != "null" else "null::varchar"
+    text_status = col["status"] != "null" and not (cfg.status_ok or cfg.status_failed)
+    unknown_row = f"({status} is not null and {status} not in ({ok}, {failed}))" if text_status else "false"
+    if models is None:
+        values, candidate = dict(col), "true"
+    else:
+        values = {"timestamp": f"try_cast({col['timestamp']} as timestamp)", "model": col["model"],
+                  **{t: f"try_cast({col[t]} as double)" for t in tokens}}
+        listed_models = ", ".join(_sql_text(m) for m in models) or "null"
+        candidate = f"({col['model']} is null or {col['model']} in ({listed_models}))"
+    clean, reason = _csv_row_tests(values, tokens, unknown_row)
+    reader = _csv_day_reader(dirty, col, cfg, "_call_log_rej2", "_call_log_scan2", as_text=models is not None)
+    # the typed scan reads status too, so it rejects the same lines as pass 1
+    keep_status = f", {status} as status" if models is None and col["status"] != "null" else ""
+    con.execute(f"""create temp table _call_log_p2 as
+        select file_index, case when {candidate} and (not {clean} or {col['model']} is null or {unknown_row})
+                                then {reason} end as reason {keep_status}
+        from {reader}""")
     positions = ", ".join(f"({j}, {i})" for j, i in enumerate(set_aside))
-    unknown_row = f"({status} is not null and cast({status} as varchar) not in ({ok}, {failed}))" \
-        if col["status"] != "null" and not (cfg.status_ok or cfg.status_failed) else "false"
-    ts, model = col["timestamp"], col["model"]
-    reason = (f"case when {ts} is null then 'unparseable timestamp' "
-              f"when cast({ts} as date) <> \"date\" then 'timestamp outside its day partition' "
-              f"when {model} is null then 'missing model' "
-              f"when {col['prompt_tokens']} is null or {col['completion_tokens']} is null or "
-              f"{' or '.join(f'not (abs({col[t]}) < 9.2e18)' for t in tokens)} "
-              "then 'missing or non-numeric token count' "
-              f"when {' or '.join(f'{col[t]} <> floor({col[t]})' for t in tokens)} then 'non-integer token count' "
-              f"when {' or '.join(f'{col[t]} < 0' for t in tokens)} then 'negative token count' "
-              f"when {total} >= 9.2e18 then 'token counts out of range' "
-              f"when {unknown_row} then 'unknown status' end")
-    # every typed column is read (status too, though only its casts matter here): the rows this scan
-    # rejects must be exactly the ones the first scan rejected, or the ordinals shift
-    con.execute(f"""create or replace temp table _call_log_p2 as
-        select file_index, case when not {clean} or {model} is null or {unknown_row} then {reason} end as reason,
-               {status} as status
-        from {_csv_day_reader(dirty, col, cfg, '_call_log_rej2', '_call_log_scan2')}""")
     con.execute(f"""insert into _call_log_bad (file_index, day, file, row_number, reason)
         with numbered as (
             select m.file_index, p.rowid - s.first_row + 1 as ordinal, p.reason
@@ -435,24 +475,24 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
             join (select file_index, min(rowid) as first_row from _call_log_p2 group by all) s using (file_index)
             join (values {positions}) m(dirty_index, file_index) on m.dirty_index = p.file_index
             where p.reason is not null),
-        skipped as (  -- the rejected lines, ranked: a row's number is its ordinal plus the skipped lines before it
-            select file_index, row_number, row_number() over (partition by file_index order by row_number) as rank
-            from (select distinct file_index, row_number from _call_log_cast_bad))
-        select n.file_index, f.day, f.file,
-               n.ordinal + (select count(*) from skipped k where k.file_index = n.file_index
-                            and k.row_number - k.rank < n.ordinal) as row_number, n.reason
-        from numbered n join _file_day f using (file_index)""")
+        skipped as (  -- the lines this read rejected, ranked: a row's number is its ordinal plus those before it
+            select file_index, line - 1 as row_number, row_number() over (partition by file_index order by line) as rank
+            from (select distinct f.file_index, e.line from _call_log_rej2 e
+                  join _call_log_scan2 s using (scan_id, file_id) join _file_day f on f.file = s.file_path)),
+        found as (
+            select n.file_index, f.day, f.file,
+                   n.ordinal + (select count(*) from skipped k where k.file_index = n.file_index
+                                and k.row_number - k.rank < n.ordinal) as row_number, n.reason
+            from numbered n join _file_day f using (file_index))
+        -- a text read also meets the rows pass 1 could not cast: they are listed already
+        select * from found where (file_index, row_number) not in (select file_index, row_number from _call_log_cast_bad)""")
     listed = dict(con.execute("select file_index, count(*) from _call_log_bad group by 1").fetchall())
-    lines = ["select f.file_index, e.line from {} e join {} s using (scan_id, file_id) "
-             f"join _file_day f on f.file = s.file_path where f.file_index in ({', '.join(map(str, set_aside))})"
-             .format(*names) for names in (("_call_log_rej", "_call_log_scan"), ("_call_log_rej2", "_call_log_scan2"))]
-    # the ordinals hold only if both reads skipped the same lines
-    shifted = {i for (i,) in con.execute(f"select distinct file_index from (({lines[0]} except {lines[1]}) "
-                                         f"union all ({lines[1]} except {lines[0]}))").fetchall()}
-    for i, expected in set_aside.items():
-        if listed.get(i, 0) != expected or i in shifted:
-            raise CallLogError(f"call-log file {files[i]} changed while it was being loaded (first read: "
-                               f"{expected} bad rows, second read: {listed.get(i, 0)}); load it again")
+    # and the lines this read rejected must be among those the first read rejected
+    extra = con.execute(f"""select count(*) from (
+        select distinct f.file_index, e.line - 1 from _call_log_rej2 e join _call_log_scan2 s using (scan_id, file_id)
+        join _file_day f on f.file = s.file_path
+        except select file_index, row_number from _call_log_cast_bad)""").fetchone()[0]
+    return extra == 0 and all(listed.get(i, 0) == n for i, n in set_aside.items())
 
 
 def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt: str, col: dict, types: dict,

@@ -10,6 +10,7 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
+import assets.call_log_loading as loading
 from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files, discover, load_day
 from assets.resources import ProjectSettings
 from tests.conftest import ROOT, build
@@ -89,7 +90,8 @@ CSV_ROWS = [  # (line, expected reason or None for a valid row)
 ]
 
 
-def test_csv_day_files_reject_each_bad_row_once_at_its_line(tmp_path, con):
+@pytest.mark.parametrize("text_read_disagrees", [False, True])
+def test_csv_day_files_reject_each_bad_row_once_at_its_line(tmp_path, con, monkeypatch, text_read_disagrees):
     """The typed CSV path: cast failures from DuckDB's rejects, the other faults from the parallel
     re-read numbered by insertion order, across two files of one day. The files carry a column the
     loader does not read (`user`), which once made DuckDB name the wrong column of a rejected value."""
@@ -98,7 +100,17 @@ def test_csv_day_files_reject_each_bad_row_once_at_its_line(tmp_path, con):
     lines = [",".join([*line.split(",")[:3], "u1", *line.split(",")[3:]]) for line, _ in CSV_ROWS]
     (day / "part-0.csv").write_text(CSV_HEADER + "\n".join(lines) + "\n")
     (day / "part-1.csv").write_text(CSV_HEADER + "\n".join(reversed(lines)) + "\n")
+    second_reads, original = [], loading._csv_second_read  # (text read?, agreed with pass 1?)
+
+    def recording(*args):
+        agreed = original(*args) and not (text_read_disagrees and args[-1] is not None)
+        second_reads.append((args[-1] is not None, agreed))
+        return agreed
+
+    monkeypatch.setattr("assets.call_log_loading._csv_second_read", recording)
     result = load_day(con, START, sorted(day.glob("*.csv")), CFG)
+    # the cheap text re-read agrees with the typed first read; if it did not, the typed re-read decides
+    assert second_reads == ([(True, False), (False, True)] if text_read_disagrees else [(True, True)])
     got = con.execute("select file, row_number, reason from raw.call_log_rejects order by 1, 2").fetchall()
     bad = [(i + 1, reason) for i, (_, reason) in enumerate(CSV_ROWS) if reason]
     want = [(str(day / "part-0.csv"), n, r) for n, r in bad] + \
