@@ -347,6 +347,9 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     ok = ", ".join(_sql_text(s) for s in cfg.status_ok) or "''"
     failed = ", ".join(_sql_text(s) for s in cfg.status_failed) or "''"
     typed_csv = _csv_day_reader(files, col, cfg) if fmt == "csv" and not from_flat else None
+    # one transaction for the whole batch: the days are replaced at its commit (or not at all), and the
+    # many small statements on temp tables skip a commit each
+    con.execute("begin transaction")
     try:
         if not from_flat:
             file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {_sql_text(str(f))})" for i, f in enumerate(files))
@@ -355,7 +358,12 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
             _csv_day_passes(con, files, typed_csv, col, cfg, ok, failed)
         else:
             _generic_passes(con, files, days, fmt, col, types, ok, failed, from_flat)
-        return _replace_days(con, days, prints, failed, subtract=not typed_csv, from_flat=from_flat, started=started)
+        results = _replace_days(con, days, prints, failed, subtract=not typed_csv, from_flat=from_flat, started=started)
+        con.execute("commit")
+        return results
+    except BaseException:
+        con.execute("rollback")
+        raise
     finally:  # temp tables live as long as the connection: dropped here, all in one call
         con.execute(";".join(f"drop table if exists {table}" for table in _TEMP_TABLES))
 
@@ -604,7 +612,7 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
 
 def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, str], failed: str, subtract: bool,
                   from_flat: bool, started: float) -> dict[dt.date, dict]:
-    """Delete + insert the batch's days in one transaction: the valid groups (pass 1's groups less the bad
+    """Delete + insert the batch's days (in the batch's transaction): the valid groups (pass 1's groups less the bad
     rows of the same file and group when `subtract`), the rejects, and each day's row of
     meta.call_log_partitions (SQL literals: dates, hex digests and numbers; binding Python parameters
     would import pandas, ~0.5 s, in a fresh process)."""
@@ -631,32 +639,26 @@ def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, st
         from _batch_days where day in ({wanted})"""
     all_bad = "(select day, file, row_number, reason from _call_log_bad union all " \
               "select day, file, row_number, reason from _call_log_cast_bad)"
-    con.execute("begin transaction")
-    try:
-        con.execute(f"delete from raw.call_log_daily where day in ({wanted})")
-        con.execute(f"delete from raw.call_log_rejects where day in ({wanted})")
-        con.execute(f"""insert into raw.call_log_daily
-            select day, model, provider, sum(requests), coalesce(sum(requests) filter (where status in ({failed})), 0),
-                   cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
-                   cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
-            from ({valid_rows}) group by day, model, provider""")
-        con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {all_bad} "
-                    f"where day in ({wanted})")
-        seconds = (time.perf_counter() - started) / len(days)
-        recorded = ", ".join(f"(date '{d}', '{prints[d]}', {len(fs)})" for d, fs in days.items())
-        con.execute(f"delete from meta.call_log_partitions where day in ({wanted})")
-        counts = con.execute(f"""insert into meta.call_log_partitions
-            select d.day, d.fingerprint, d.files, coalesce(l.n, 0), coalesce(r.n, 0), current_timestamp, {seconds}
-            from (values {recorded}) d(day, fingerprint, files)
-            left join (select day, sum(requests) as n from raw.call_log_daily where day in ({wanted}) group by 1) l
-              using (day)
-            left join (select day, count(*) as n from raw.call_log_rejects where day in ({wanted}) group by 1) r
-              using (day)
-            returning day, files, rows_loaded, rows_rejected, seconds""").fetchall()
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
+    con.execute(f"delete from raw.call_log_daily where day in ({wanted})")
+    con.execute(f"delete from raw.call_log_rejects where day in ({wanted})")
+    con.execute(f"""insert into raw.call_log_daily
+        select day, model, provider, sum(requests), coalesce(sum(requests) filter (where status in ({failed})), 0),
+               cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
+               cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
+        from ({valid_rows}) group by day, model, provider""")
+    con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {all_bad} "
+                f"where day in ({wanted})")
+    seconds = (time.perf_counter() - started) / len(days)
+    recorded = ", ".join(f"(date '{d}', '{prints[d]}', {len(fs)})" for d, fs in days.items())
+    con.execute(f"delete from meta.call_log_partitions where day in ({wanted})")
+    counts = con.execute(f"""insert into meta.call_log_partitions
+        select d.day, d.fingerprint, d.files, coalesce(l.n, 0), coalesce(r.n, 0), current_timestamp, {seconds}
+        from (values {recorded}) d(day, fingerprint, files)
+        left join (select day, sum(requests) as n from raw.call_log_daily where day in ({wanted}) group by 1) l
+          using (day)
+        left join (select day, count(*) as n from raw.call_log_rejects where day in ({wanted}) group by 1) r
+          using (day)
+        returning day, files, rows_loaded, rows_rejected, seconds""").fetchall()
     return {d: {"day": d, "files": n, "rows_loaded": int(loaded), "rows_rejected": int(rejected), "seconds": secs}
             for d, n, loaded, rejected, secs in counts}
 
