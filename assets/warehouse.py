@@ -89,15 +89,14 @@ def quote_ident(name: str) -> str:
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     """Create the schemas, and the tables whose definitions live in sql/ddl/ (written incrementally)."""
-    for schema in SCHEMAS:
-        con.execute(f"create schema if not exists {schema}")
-    for ddl in sorted((SQL_DIR / "ddl").glob("*.sql")):
-        con.execute(_ddl_text(ddl))
+    con.execute(_schema_sql())
 
 
 @cache
-def _ddl_text(path: Path) -> str:
-    return path.read_text()
+def _schema_sql() -> str:
+    """All of ensure_schemas as one script: one call, not one per statement (it runs on every load)."""
+    return ";\n".join([*(f"create schema if not exists {schema}" for schema in SCHEMAS),
+                        *(ddl.read_text() for ddl in sorted((SQL_DIR / "ddl").glob("*.sql")))])
 
 
 def replace_tables(con: duckdb.DuckDBPyConnection, selects: dict[str, str]) -> dict[str, int]:
