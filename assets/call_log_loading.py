@@ -172,8 +172,7 @@ def _reader(files: list[Path], fmt: str) -> str:
         return f"read_parquet({_sql_list(files)}, filename = true, file_row_number = true, union_by_name = true, " \
                "hive_partitioning = false)"
     return f"read_csv({_sql_list(files)}, filename = true, hive_partitioning = false, union_by_name = true, " \
-           "all_varchar = true, header = true)"
-
+           f"all_varchar = true, header = true, buffer_size = {CSV_BUFFER_BYTES})"
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -544,7 +543,11 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
         raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
     if from_flat:
-        con.execute("create or replace temp table _batch_days as select *, row_day as day from _call_log_batch")
+        # a row's day is its timestamp's; a row whose timestamp does not parse has none, so its reject is
+        # listed under the first day the files cover (whichever days this batch loads: not dropped, once)
+        first_day = f"date '{con.execute('select min(row_day) from _call_log_batch').fetchone()[0]}'"
+        con.execute(f"create or replace temp table _batch_days as "
+                    f"select *, coalesce(row_day, {first_day}) as day from _call_log_batch")
     else:
         con.execute("create or replace temp table _batch_days as select b.*, f.day from _call_log_batch b "
                     "join _file_day f using (file_index)")
@@ -579,7 +582,7 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
             join (values {file_names}) n(file_index, file) using (file_index)""")
     for path in dirty:
         index, quoted = files.index(path), str(path).replace("'", "''")
-        file_day = "cast({ts} as date)" if from_flat else f"date '{_day_of(path, days)}'"
+        file_day = f"coalesce(cast({{ts}} as date), {first_day})" if from_flat else f"date '{_day_of(path, days)}'"
         if fast:
             # one scan per suspect predicate, each a single-column filter that DuckDB checks against the
             # row-group statistics, so only the row groups that may hold such rows are read
@@ -617,7 +620,9 @@ def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, st
     meta.call_log_partitions (SQL literals: dates, hex digests and numbers; binding Python parameters
     would import pandas, ~0.5 s, in a fresh process)."""
     wanted = ", ".join(f"date '{d}'" for d in days)
-    row_day = "day" if from_flat else "null::date"
+    # flat files group rows by their timestamp's day: none for an unparseable one (listed under the
+    # first day, see _generic_passes)
+    row_day = "case when reason = 'unparseable timestamp' then null else day end" if from_flat else "null::date"
     valid_rows = f"""
         select g.day, g.model, g.provider, g.status,
                g.requests - coalesce(b.requests, 0) as requests,

@@ -151,6 +151,19 @@ def test_flat_files_are_split_by_day(tmp_path, con):
     assert con.execute("select count(*) from raw.call_log_rejects").fetchone()[0] == 0
 
 
+def test_flat_csv_accounts_for_every_row(tmp_path, con):
+    """Flat files take each row's day from its timestamp; a row whose timestamp does not parse is
+    rejected under the first day the files cover, not dropped."""
+    logs = tmp_path / "flat"
+    generate(4000, 2, logs, "csv", START, bad_fraction=0.02, seed=4, flat=True, threads=1)
+    _load_all(con, logs)
+    loaded = con.execute("select sum(requests) from raw.call_log_daily").fetchone()[0]
+    reasons = dict(con.execute("select reason, count(*) from raw.call_log_rejects group by 1").fetchall())
+    assert loaded + sum(reasons.values()) == 4000 and reasons.get("unparseable timestamp", 0) > 0
+    assert con.execute("select distinct day from raw.call_log_rejects where reason = 'unparseable timestamp'"
+                       ).fetchall() == [(START,)]
+
+
 def test_unreadable_file_fails_its_partition_and_keeps_the_others(tmp_path):
     logs = tmp_path / "logs"
     generate(3000, 3, logs, "parquet", START, seed=6, threads=1)
