@@ -1,6 +1,7 @@
 """Call-log ingestion benchmark: the pipeline's loader vs a bare DuckDB aggregation over the same files.
 
-    python bench/ingest_bench.py [--parquet-rows 50000000] [--csv-rows 10000000] [--days 30] [--workdir DIR]
+    python bench/ingest_bench.py [--parquet-rows 50000000] [--csv-rows 10000000] [--days 30] [--repeat 3]
+                                 [--workdir DIR]
 
 For each format it generates logs with bench/make_call_logs.py (hive-partitioned by day), then measures,
 each step in its own process (peak RSS from wait4):
@@ -10,7 +11,10 @@ each step in its own process (peak RSS from wait4):
               (assets/call_log_loading.load_days, the code the Dagster asset runs; memory_limit from
               config/call_logs.yaml, 1 GB by default); bare CSV skips malformed rows (ignore_errors)
   incremental one new day added to the directory: find changed partitions + load that day
-Prints wall time, rows/s and peak RSS of each, and ends with one line of key=value figures.
+Each step runs --repeat times (bare and full alternating, so each pair meets the same machine load;
+every incremental round on a copy of the 30-day warehouse). Prints the median wall time (and min, max),
+rows/s and peak RSS of each, the median of the per-round pipeline/bare ratios, and ends with one line of
+key=value figures. Generated logs are kept in --workdir and reused by the next run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,40 +90,76 @@ def _generate(rows: int, days: int, out: Path, fmt: str, start: dt.date, bad: fl
                     "--bad-fraction", str(bad), "--seed", str(seed)], check=True, stdout=subprocess.DEVNULL)
 
 
+def _logs(work: Path, fmt: str, rows: int, days: int, start: dt.date) -> tuple[Path, Path]:
+    """The generated logs (30 day folders) and, apart, the new day of the incremental step; reused when
+    a previous run generated the same ones in `work`."""
+    logs, extra = work / f"logs_{fmt}", work / f"newday_{fmt}"
+    marker = work / f"logs_{fmt}.json"
+    params = {"rows": rows, "days": days, "start": start.isoformat(), "generator": (ROOT / "bench" /
+              "make_call_logs.py").stat().st_mtime_ns}
+    if marker.is_file() and json.loads(marker.read_text()) == params and logs.is_dir() and extra.is_dir():
+        print(f"[{fmt}] reusing the logs generated in {work}")
+        return logs, extra
+    for folder in (logs, extra):
+        shutil.rmtree(folder, ignore_errors=True)
+    t0 = time.perf_counter()
+    _generate(rows, days, logs, fmt, start, 1e-6, 7)
+    _generate(max(rows // days, 1), 1, extra, fmt, start + dt.timedelta(days=days), 0.0, 11)
+    marker.write_text(json.dumps(params))
+    print(f"[{fmt}] generated {rows:,} rows over {days} days in {time.perf_counter() - t0:.1f}s "
+          f"({sum(p.stat().st_size for p in logs.rglob('*') if p.is_file()) / 1e9:.2f} GB)")
+    return logs, extra
+
+
+def _fresh(path: Path) -> Path:
+    for suffix in ("", ".wal"):
+        Path(str(path) + suffix).unlink(missing_ok=True)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parquet-rows", type=int, default=50_000_000)
     parser.add_argument("--csv-rows", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each step (medians are reported)")
+    parser.add_argument("--workdir", type=Path, default=None, help="kept between runs: generated logs are reused")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="t2c_ingest_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     figures = {}
     start = dt.date(2026, 1, 5)
     for fmt, rows in (("parquet", args.parquet_rows), ("csv", args.csv_rows)):
-        logs = work / f"logs_{fmt}"
-        shutil.rmtree(logs, ignore_errors=True)
-        t0 = time.perf_counter()
-        _generate(rows, args.days, logs, fmt, start, 1e-6, 7)
-        print(f"[{fmt}] generated {rows:,} rows over {args.days} days in {time.perf_counter() - t0:.1f}s "
-              f"({sum(p.stat().st_size for p in logs.rglob('*') if p.is_file()) / 1e9:.2f} GB)")
+        logs, extra = _logs(work, fmt, rows, args.days, start)
         warehouse = work / f"warehouse_{fmt}.duckdb"
-        for suffix in ("", ".wal"):
-            Path(str(warehouse) + suffix).unlink(missing_ok=True)
-        results = {"bare": step("bare", fmt, logs, warehouse), "full": step("full", fmt, logs, warehouse)}
-        new_day = start + dt.timedelta(days=args.days)
-        _generate(max(rows // args.days, 1), 1, logs, fmt, new_day, 0.0, 11)
-        results["incremental"] = step("incremental", fmt, logs, warehouse)
-        for name, r in results.items():
-            print(f"[{fmt}] {name:<11} {r['wall_s']:8.2f} s  {r['rows_per_s'] / 1e6:7.2f} M rows/s  "
-                  f"peak RSS {r['peak_rss_mb']:7.0f} MB  ({r['rows']:,} rows; process {r['process_s']:.2f} s)")
-            figures[f"{fmt}_{name}_s"] = r["wall_s"]
-            figures[f"{fmt}_{name}_rss_mb"] = r["peak_rss_mb"]
-        figures[f"{fmt}_ratio_full_vs_bare"] = results["full"]["wall_s"] / results["bare"]["wall_s"]
-        figures[f"{fmt}_incremental_share"] = results["incremental"]["wall_s"] / results["full"]["wall_s"]
-        print(f"[{fmt}] pipeline/bare {figures[f'{fmt}_ratio_full_vs_bare']:.2f}  "
-              f"incremental/full {figures[f'{fmt}_incremental_share'] * 100:.1f}%")
+        runs: dict[str, list[dict]] = {"bare": [], "full": [], "incremental": []}
+        # bare and full alternate, so that each pair meets the same machine load
+        for _ in range(args.repeat):
+            runs["bare"].append(step("bare", fmt, logs, warehouse))
+            runs["full"].append(step("full", fmt, logs, _fresh(warehouse)))
+        new_day = next(extra.iterdir())
+        (extra / new_day.name).rename(logs / new_day.name)
+        try:
+            for _ in range(args.repeat):  # each round on a copy of the 30-day warehouse
+                scratch = _fresh(work / f"warehouse_{fmt}_incremental.duckdb")
+                shutil.copyfile(warehouse, scratch)
+                runs["incremental"].append(step("incremental", fmt, logs, scratch))
+        finally:
+            (logs / new_day.name).rename(extra / new_day.name)
+        medians = {}
+        for name, rs in runs.items():
+            walls = sorted(r["wall_s"] for r in rs)
+            medians[name] = statistics.median(walls)
+            rss = max(r["peak_rss_mb"] for r in rs)
+            print(f"[{fmt}] {name:<11} median {medians[name]:6.2f} s (min {walls[0]:.2f}, max {walls[-1]:.2f})  "
+                  f"{rs[0]['rows'] / medians[name] / 1e6:7.2f} M rows/s  peak RSS {rss:5.0f} MB  ({rs[0]['rows']:,} rows)")
+            figures[f"{fmt}_{name}_s"] = medians[name]
+            figures[f"{fmt}_{name}_rss_mb"] = rss
+        pairs = [f["wall_s"] / b["wall_s"] for b, f in zip(runs["bare"], runs["full"])]
+        figures[f"{fmt}_ratio_full_vs_bare"] = statistics.median(pairs)
+        figures[f"{fmt}_incremental_share"] = medians["incremental"] / medians["full"]
+        print(f"[{fmt}] pipeline/bare {figures[f'{fmt}_ratio_full_vs_bare']:.2f} (median of the rounds: "
+              f"{' '.join(f'{x:.2f}' for x in pairs)})  incremental/full {figures[f'{fmt}_incremental_share'] * 100:.1f}%")
     print(" ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     return 0
 
