@@ -30,7 +30,7 @@ from pathlib import Path
 import duckdb
 import yaml
 
-from assets.warehouse import ensure_schemas
+from assets.warehouse import ensure_schemas, quote_text
 
 CANONICAL = ("timestamp", "model", "provider", "prompt_tokens", "completion_tokens", "cached_tokens",
              "reasoning_tokens", "status")
@@ -207,20 +207,16 @@ def _csv_day_reader(files: list[Path], col: dict, cfg: CallLogConfig, rejects: s
     if len(keys) != 1 or next(iter(keys)).count("date") != 1:
         return None
     source = {src.strip('"'): name for name, src in col.items() if src != "null"}
-    statuses = ", ".join(_sql_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
+    statuses = ", ".join(quote_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
     kinds = {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
              **{t: "DOUBLE" for t in TOKENS}}
     kinds = {} if as_text else kinds
-    columns = ", ".join(f"{_sql_text(h)}: {_sql_text(kinds.get(source.get(h, ''), 'VARCHAR'))}" for h in header)
+    columns = ", ".join(f"{quote_text(h)}: {quote_text(kinds.get(source.get(h, ''), 'VARCHAR'))}" for h in header)
     # no force_not_null: DuckDB 1.5 applies it by position among the columns a query reads, so with an
     # unread column it hits the wrong ones; empty values stay NULL and fail the row checks instead
     return (f"read_csv({_sql_list(files)}, header = true, auto_detect = false, columns = {{{columns}}}, "
             f"hive_partitioning = true, hive_types = {{'date': DATE}}, buffer_size = {CSV_BUFFER_BYTES}, "
             f"store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scan}')")
-
-
-def _sql_text(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig) -> tuple[dict, dict]:
@@ -343,15 +339,15 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     files = sorted({f for fs in days.values() for f in fs})
     fmt = _fmt(files)
     col, types = _columns(con, _reader(files, fmt), files, cfg)
-    ok = ", ".join(_sql_text(s) for s in cfg.status_ok) or "''"
-    failed = ", ".join(_sql_text(s) for s in cfg.status_failed) or "''"
+    ok = ", ".join(quote_text(s) for s in cfg.status_ok) or "''"
+    failed = ", ".join(quote_text(s) for s in cfg.status_failed) or "''"
     typed_csv = _csv_day_reader(files, col, cfg) if fmt == "csv" and not from_flat else None
     # one transaction for the whole batch: the days are replaced at its commit (or not at all), and the
     # many small statements on temp tables skip a commit each
     con.execute("begin transaction")
     try:
         if not from_flat:
-            file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {_sql_text(str(f))})" for i, f in enumerate(files))
+            file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {quote_text(str(f))})" for i, f in enumerate(files))
             con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
         if typed_csv:
             _csv_day_passes(con, files, typed_csv, col, cfg, ok, failed)
@@ -464,7 +460,7 @@ def _csv_second_read(con, files: list[Path], set_aside: dict[int, int], col: dic
     else:
         values = {"timestamp": f"try_cast({col['timestamp']} as timestamp)", "model": col["model"],
                   **{t: f"try_cast({col[t]} as double)" for t in tokens}}
-        listed_models = ", ".join(_sql_text(m) for m in models) or "null"
+        listed_models = ", ".join(quote_text(m) for m in models) or "null"
         candidate = f"({col['model']} is null or {col['model']} in ({listed_models}))"
     clean, reason = _csv_row_tests(values, tokens, unknown_row)
     reader = _csv_day_reader(dirty, col, cfg, "_call_log_rej2", "_call_log_scan2", as_text=models is not None)
@@ -558,7 +554,7 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
     # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
     # timestamp outside the file's day or an unknown status
     unknown = con.execute(f"select distinct file_index, status from _batch_days where {unknown_status}").fetchall()
-    unknown_values = ", ".join(sorted({_sql_text(v) for _, v in unknown}))
+    unknown_values = ", ".join(sorted({quote_text(v) for _, v in unknown}))
     if fast:
         suspects = _suspect_predicates(con, files, days, col)
         for i in sorted({i for i, _ in unknown}):
@@ -570,7 +566,7 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
             f"select distinct file_index from _batch_days where {rescan} order by 1").fetchall()]
     con.execute(_BAD_TABLE)
     if parquet and not fast:
-        file_names = ", ".join(f"({i}, {_sql_text(str(f))})" for i, f in enumerate(files))
+        file_names = ", ".join(f"({i}, {quote_text(str(f))})" for i, f in enumerate(files))
         con.execute(f"""insert into _call_log_bad
             select b.file_index, b.day, n.file, r.row_number,
                    case when r.ts is null then 'unparseable timestamp'

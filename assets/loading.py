@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from assets.sources import Source
-from assets.warehouse import quote_ident, replace_table
+from assets.warehouse import quote_ident, quote_text, replace_table
 
 
 class InputFileError(ValueError):
@@ -28,10 +28,6 @@ class InputFileError(ValueError):
         if column is not None:
             where.append(f"column '{column}'")
         super().__init__(f"{', '.join(where)}: {problem}")
-
-
-def _sql_str(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
 
 
 def _check_bytes(path: Path) -> list[str]:
@@ -103,13 +99,13 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
     header = _check_bytes(path)
     _check_header(path, source, header)
 
-    columns = ", ".join(f"{_sql_str(c)}: {_sql_str(source.columns[c])}" for c in header)
+    columns = ", ".join(f"{quote_text(c)}: {quote_text(source.columns[c])}" for c in header)
     tmp = f"_load_{source.stem}"
     con.execute(f"drop table if exists {tmp}")
     con.execute("drop table if exists reject_errors; drop table if exists reject_scans")
     con.execute(
         f"""create temp table {tmp} as
-        select * from read_csv({_sql_str(str(path))}, header = true, auto_detect = false,
+        select * from read_csv({quote_text(str(path))}, header = true, auto_detect = false,
             columns = {{{columns}}}, dateformat = '%Y-%m-%d', parallel = false,
             store_rejects = true, rejects_table = 'reject_errors', rejects_scan = 'reject_scans')"""
     )
@@ -162,7 +158,7 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
         if hit:
             raise InputFileError(path, hit[0], col, f"negative quantity {hit[1]!r}")
     for col, allowed in source.allowed.items():
-        values = ", ".join(_sql_str(v) for v in allowed)
+        values = ", ".join(quote_text(v) for v in allowed)
         hit = _first_violation(
             con, tmp, f"{quote_ident(col)} is not null and {quote_ident(col)} not in ({values})", quote_ident(col)
         )
@@ -184,7 +180,7 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
     replace_table(
         con,
         source.table,
-        f"""select {cols}, cast(rowid + 2 as integer) as _line, {_sql_str(str(path))} as _source_file,
+        f"""select {cols}, cast(rowid + 2 as integer) as _line, {quote_text(str(path))} as _source_file,
                    current_timestamp as _loaded_at
             from {tmp} order by rowid""",
     )

@@ -87,6 +87,11 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     """Create the schemas, and the tables whose definitions live in sql/ddl/ (written incrementally)."""
     con.execute(_schema_sql())
