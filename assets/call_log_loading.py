@@ -181,36 +181,40 @@ def _csv_header(path: Path) -> list[str]:
         return next(csv.reader(handle), [])
 
 
-def _csv_headers(files: list[Path]) -> dict[str, str]:
-    """The union of the CSV files' header fields (all read as text), from their first lines: asking DuckDB
-    to describe a union_by_name scan would sniff every file."""
-    present: dict[str, str] = {}
-    for path in files:
-        for name in _csv_header(path):
-            present.setdefault(name, "VARCHAR")
-    return present
+def _csv_headers(files: list[Path]) -> dict[Path, list[str]]:
+    """Each CSV file's header fields, from its first line (read once per batch: asking DuckDB to describe
+    a union_by_name scan would sniff every file)."""
+    try:
+        return {path: _csv_header(path) for path in files}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CallLogError(f"cannot read the header of call-log file(s) {', '.join(str(f) for f in files)}: "
+                           f"{exc}") from None
 
 
-def _csv_day_reader(files: list[Path], col: dict, cfg: CallLogConfig, rejects: str = "_call_log_rej",
-                    scan: str = "_call_log_scan", as_text: bool = False) -> str | None:
-    """A parallel typed scan of CSV day files (timestamp TIMESTAMP, tokens DOUBLE, status an ENUM of the
-    configured values; the `date=` folder as a DATE column). Every cast failure (unparseable timestamp,
-    non-numeric count, unknown status) lands in DuckDB's rejects table with its line number and never
-    needs a second read. `as_text`: every column VARCHAR (only malformed lines are rejected). None when
-    the files' headers differ, a header names a `date` column, or the files' hive keys differ: the
-    generic text scan handles those."""
-    header = _csv_header(files[0])
+def _csv_day_header(headers: dict[Path, list[str]]) -> list[str] | None:
+    """The one header of CSV day files that _csv_day_scan can read; None when the files' headers differ,
+    a header names a `date` column, or the files' hive keys differ: the generic text scan handles those."""
+    header = next(iter(headers.values()))
     names = {h.lower() for h in header}
-    if any(_csv_header(f) != header for f in files[1:]) or len(names) != len(header) or "date" in names:
+    if any(h != header for h in headers.values()) or len(names) != len(header) or "date" in names:
         return None
-    keys = {tuple(part.split("=", 1)[0].lower() for part in Path(f).parts if "=" in part) for f in files}
+    keys = {tuple(part.split("=", 1)[0].lower() for part in Path(f).parts if "=" in part) for f in headers}
     if len(keys) != 1 or next(iter(keys)).count("date") != 1:
         return None
+    return header
+
+
+def _csv_day_scan(files: list[Path], header: list[str], col: dict, cfg: CallLogConfig,
+                  rejects: str = "_call_log_rej", scan: str = "_call_log_scan", as_text: bool = False) -> str:
+    """A parallel typed scan of CSV day files of one `header` (timestamp TIMESTAMP, tokens DOUBLE, status
+    an ENUM of the configured values; the `date=` folder as a DATE column). Every cast failure
+    (unparseable timestamp, non-numeric count, unknown status) lands in DuckDB's rejects table with its
+    line number and never needs a second read. `as_text`: every column VARCHAR (only malformed lines
+    are rejected)."""
     source = {src.strip('"'): name for name, src in col.items() if src != "null"}
     statuses = ", ".join(quote_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
-    kinds = {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
-             **{t: "DOUBLE" for t in TOKENS}}
-    kinds = {} if as_text else kinds
+    kinds = {} if as_text else {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
+                                **{t: "DOUBLE" for t in TOKENS}}
     columns = ", ".join(f"{quote_text(h)}: {quote_text(kinds.get(source.get(h, ''), 'VARCHAR'))}" for h in header)
     # no force_not_null: DuckDB 1.5 applies it by position among the columns a query reads, so with an
     # unread column it hits the wrong ones; empty values stay NULL and fail the row checks instead
@@ -219,15 +223,14 @@ def _csv_day_reader(files: list[Path], col: dict, cfg: CallLogConfig, rejects: s
             f"store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scan}')")
 
 
-def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig) -> tuple[dict, dict]:
+def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig,
+             headers: dict[Path, list[str]] | None) -> tuple[dict, dict]:
+    """The mapped columns and their types: CSV `headers` are all text; Parquet is described by DuckDB."""
     try:
-        if _fmt(files) == "csv":
-            present = _csv_headers(files)
+        if headers is not None:
+            present = {name: "VARCHAR" for header in headers.values() for name in header}
         else:
             present = {r[0]: r[1] for r in con.execute(f"describe select * from {reader}").fetchall()}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CallLogError(f"cannot read the header of call-log file(s) {', '.join(str(f) for f in files)}: "
-                           f"{exc}") from None
     except duckdb.Error as exc:
         raise CallLogError(f"cannot read call-log file(s) {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
@@ -338,10 +341,11 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     prints = {day: fingerprint(fs) for day, fs in days.items()}
     files = sorted({f for fs in days.values() for f in fs})
     fmt = _fmt(files)
-    col, types = _columns(con, _reader(files, fmt), files, cfg)
+    headers = _csv_headers(files) if fmt == "csv" else None
+    col, types = _columns(con, _reader(files, fmt), files, cfg, headers)
     ok = ", ".join(quote_text(s) for s in cfg.status_ok) or "''"
     failed = ", ".join(quote_text(s) for s in cfg.status_failed) or "''"
-    typed_csv = _csv_day_reader(files, col, cfg) if fmt == "csv" and not from_flat else None
+    day_header = _csv_day_header(headers) if headers and not from_flat else None
     # one transaction for the whole batch: the days are replaced at its commit (or not at all), and the
     # many small statements on temp tables skip a commit each
     con.execute("begin transaction")
@@ -349,11 +353,11 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
         if not from_flat:
             file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {quote_text(str(f))})" for i, f in enumerate(files))
             con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
-        if typed_csv:
-            _csv_day_passes(con, files, typed_csv, col, cfg, ok, failed)
+        if day_header:
+            _csv_day_passes(con, files, day_header, col, cfg, ok, failed)
         else:
             _generic_passes(con, files, days, fmt, col, types, ok, failed, from_flat)
-        results = _replace_days(con, days, prints, failed, subtract=not typed_csv, from_flat=from_flat, started=started)
+        results = _replace_days(con, days, prints, failed, subtract=not day_header, from_flat=from_flat, started=started)
         con.execute("commit")
         return results
     except BaseException:
@@ -386,8 +390,9 @@ def _csv_row_tests(v: dict, tokens: list[str], unknown_row: str) -> tuple[str, s
     return clean, reason
 
 
-def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLogConfig, ok: str, failed: str) -> None:
-    """CSV day files of one header (the scan of _csv_day_reader). Pass 1 groups every row by (file, model,
+def _csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: CallLogConfig, ok: str,
+                    failed: str) -> None:
+    """CSV day files of one header (the scan of _csv_day_scan). Pass 1 groups every row by (file, model,
     provider, status, clean), `clean` being one cheap test per row (_csv_row_tests); the clean groups are
     the loaded totals as they are. Pass 2 (_csv_second_read) re-reads only the files holding unclean rows,
     a missing model or an unknown status."""
@@ -401,7 +406,7 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
         con.execute(f"""create or replace temp table _call_log_batch as
             select file_index, {col['model']} as model, {provider} as provider, {status} as status,
                    not {clean} as unclean, count(*) as requests, {sums}
-            from {reader} group by all""")
+            from {_csv_day_scan(files, header, col, cfg)} group by all""")
     except duckdb.Error as exc:
         raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
@@ -434,15 +439,15 @@ def _csv_day_passes(con, files: list[Path], reader: str, col: dict, cfg: CallLog
                                         "and model is not null").fetchall()]
     # first a text scan (no conversions but for the rows of the groups set aside); if it disagrees with
     # pass 1, the typed scan, which agrees by construction
-    if not _csv_second_read(con, files, set_aside, col, cfg, ok, failed, models):
+    if not _csv_second_read(con, files, header, set_aside, col, cfg, ok, failed, models):
         con.execute(_BAD_TABLE)
-        if not _csv_second_read(con, files, set_aside, col, cfg, ok, failed, None):
+        if not _csv_second_read(con, files, header, set_aside, col, cfg, ok, failed, None):
             bad = [str(files[i]) for i in set_aside]
             raise CallLogError(f"call-log file(s) {', '.join(bad)} changed while being loaded; load them again")
 
 
-def _csv_second_read(con, files: list[Path], set_aside: dict[int, int], col: dict, cfg: CallLogConfig, ok: str,
-                     failed: str, models: list[str] | None) -> bool:
+def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[int, int], col: dict,
+                     cfg: CallLogConfig, ok: str, failed: str, models: list[str] | None) -> bool:
     """Pass 2 of CSV day files: re-read the files of `set_aside` in parallel into a temp table (CREATE
     TABLE AS keeps insertion order, so rowid numbers the rows), list the rows that fail the row test
     with row number and reason in _call_log_bad, and say whether they are exactly the rows pass 1 set
@@ -463,7 +468,7 @@ def _csv_second_read(con, files: list[Path], set_aside: dict[int, int], col: dic
         listed_models = ", ".join(quote_text(m) for m in models) or "null"
         candidate = f"({col['model']} is null or {col['model']} in ({listed_models}))"
     clean, reason = _csv_row_tests(values, tokens, unknown_row)
-    reader = _csv_day_reader(dirty, col, cfg, "_call_log_rej2", "_call_log_scan2", as_text=models is not None)
+    reader = _csv_day_scan(dirty, header, col, cfg, "_call_log_rej2", "_call_log_scan2", as_text=models is not None)
     # the typed scan reads status too, so it rejects the same lines as pass 1
     keep_status = f", {status} as status" if models is None and col["status"] != "null" else ""
     con.execute(f"""create temp table _call_log_p2 as
