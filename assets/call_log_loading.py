@@ -325,7 +325,7 @@ def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[Path], cf
     return load_days(con, {day: (files, from_flat)}, cfg)[day]
 
 
-_TEMP_TABLES = ("_call_log_batch", "_call_log_bad", "_call_log_cast_bad", "_file_day", "_batch_days", "_call_log_p2",
+_TEMP_TABLES = ("_call_log_batch", "_call_log_bad", "_call_log_cast_bad", "_file_day", "_call_log_p2",
                 "_call_log_rej", "_call_log_scan", "_call_log_rej2", "_call_log_scan2")
 _BAD_TABLE = """create or replace temp table _call_log_bad (file_index bigint, day date, file varchar,
     row_number bigint, reason varchar, model varchar, provider varchar, status varchar, prompt_tokens double,
@@ -354,17 +354,18 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
             file_days = ", ".join(f"({i}, date '{_day_of(f, days)}', {quote_text(str(f))})" for i, f in enumerate(files))
             con.execute(f"create or replace temp table _file_day as select * from (values {file_days}) t(file_index, day, file)")
         if day_header:
-            _csv_day_passes(con, files, day_header, col, cfg, ok, failed)
+            rejects = _csv_day_passes(con, files, day_header, col, cfg, ok, failed)
         else:
-            _generic_passes(con, files, days, fmt, col, types, ok, failed, from_flat)
-        results = _replace_days(con, days, prints, failed, subtract=not day_header, from_flat=from_flat, started=started)
+            rejects = _generic_passes(con, files, days, fmt, col, types, ok, failed, from_flat)
+        results = _replace_days(con, days, prints, failed, rejects, subtract=not day_header, from_flat=from_flat,
+                                started=started)
         con.execute("commit")
         return results
     except BaseException:
         con.execute("rollback")
         raise
     finally:  # temp tables live as long as the connection: dropped here, all in one call
-        con.execute(";".join(f"drop table if exists {table}" for table in _TEMP_TABLES))
+        con.execute(";".join(["drop view if exists _batch_days", *(f"drop table if exists {t}" for t in _TEMP_TABLES)]))
 
 
 def _csv_row_tests(v: dict, tokens: list[str], unknown_row: str) -> tuple[str, str]:
@@ -391,11 +392,11 @@ def _csv_row_tests(v: dict, tokens: list[str], unknown_row: str) -> tuple[str, s
 
 
 def _csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: CallLogConfig, ok: str,
-                    failed: str) -> None:
+                    failed: str) -> list[str]:
     """CSV day files of one header (the scan of _csv_day_scan). Pass 1 groups every row by (file, model,
     provider, status, clean), `clean` being one cheap test per row (_csv_row_tests); the clean groups are
     the loaded totals as they are. Pass 2 (_csv_second_read) re-reads only the files holding unclean rows,
-    a missing model or an unknown status."""
+    a missing model or an unknown status. Returns the temp tables that hold rejected rows."""
     tokens = [t for t in TOKENS if col[t] != "null"]
     clean, _ = _csv_row_tests(col, tokens, "false")
     provider = col["provider"] if col["provider"] != "null" else "null::varchar"
@@ -413,7 +414,7 @@ def _csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: C
     # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1), one per line
     # (judged by the type named in the message: DuckDB 1.5 names the wrong column when a query does not
     # read every column of the file; each checked field has its own type)
-    con.execute("""create or replace temp table _call_log_cast_bad as
+    cast_bad = con.execute("""create or replace temp table _call_log_cast_bad as
         select file_index, day, file, row_number, reason from (
             select f.file_index, f.day, f.file, e.line - 1 as row_number,
                    case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
@@ -424,17 +425,19 @@ def _csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: C
                    row_number() over (partition by f.file_index, e.line order by e.column_idx) as nth
             from _call_log_rej e join _call_log_scan s using (scan_id, file_id)
             join _file_day f on f.file = s.file_path)
-        where nth = 1""")
-    con.execute(f"""create or replace temp table _batch_days as
+        where nth = 1""").fetchone()[0]
+    rejects = ["_call_log_cast_bad"] if cast_bad else []
+    # a view (the groups are read once, by _replace_days): cheaper than one more table
+    con.execute(f"""create or replace temp view _batch_days as
         select b.file_index, null::date as row_day, b.model, b.provider, cast(b.status as varchar) as status,
                b.requests, b.prompt_tokens, b.completion_tokens, b.cached_tokens, b.reasoning_tokens, f.day
         from _call_log_batch b join _file_day f using (file_index)
         where not b.unclean and b.model is not null and not {unknown}""")
-    con.execute(_BAD_TABLE)
     set_aside = dict(con.execute(f"select file_index, sum(requests) from _call_log_batch "
                                  f"where unclean or model is null or {unknown} group by 1 order by 1").fetchall())
     if not set_aside:
-        return
+        return rejects
+    con.execute(_BAD_TABLE)
     models = [m for (m,) in con.execute(f"select distinct model from _call_log_batch where (unclean or {unknown}) "
                                         "and model is not null").fetchall()]
     # first a text scan (no conversions but for the rows of the groups set aside); if it disagrees with
@@ -444,6 +447,7 @@ def _csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: C
         if not _csv_second_read(con, files, header, set_aside, col, cfg, ok, failed, None):
             bad = [str(files[i]) for i in set_aside]
             raise CallLogError(f"call-log file(s) {', '.join(bad)} changed while being loaded; load them again")
+    return [*rejects, "_call_log_bad"]
 
 
 def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[int, int], col: dict,
@@ -504,11 +508,11 @@ def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[
 
 
 def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt: str, col: dict, types: dict,
-                    ok: str, failed: str, from_flat: bool) -> None:
+                    ok: str, failed: str, from_flat: bool) -> list[str]:
     """Parquet, flat files and CSV files of differing headers: pass 1 aggregates all rows by (file, day,
     model, provider, status) with counts and token sums (and, except on the typed-Parquet fast path, the
     timestamp range and the rows failing the cheap checks); pass 2 lists the bad rows, which
-    _replace_days subtracts from pass 1's groups."""
+    _replace_days subtracts from pass 1's groups. Returns the temp tables that hold rejected rows."""
     reader = _reader(files, fmt)
     ts, tok, format_checks, negatives = _typed(col, types)
     checks = [f"{ts} is null", f"{col['model']} is null", f"{tok['prompt_tokens']} is null",
@@ -547,13 +551,11 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
         # a row's day is its timestamp's; a row whose timestamp does not parse has none, so its reject is
         # listed under the first day the files cover (whichever days this batch loads: not dropped, once)
         first_day = f"date '{con.execute('select min(row_day) from _call_log_batch').fetchone()[0]}'"
-        con.execute(f"create or replace temp table _batch_days as "
+        con.execute(f"create or replace temp view _batch_days as "
                     f"select *, coalesce(row_day, {first_day}) as day from _call_log_batch")
-    else:
-        con.execute("create or replace temp table _batch_days as select b.*, f.day from _call_log_batch b "
+    else:  # views: the groups are few, and a view costs less than one more table
+        con.execute("create or replace temp view _batch_days as select b.*, f.day from _call_log_batch b "
                     "join _file_day f using (file_index)")
-    con.execute("create or replace temp table _call_log_cast_bad (file_index bigint, day date, file varchar, "
-                "row_number bigint, reason varchar)")
     out_of_day = "false" if from_flat else "ts_min < day::timestamp or ts_max >= day::timestamp + interval 1 day"
     unknown_status = f"(status is not null and status not in ({ok}, {failed}))"
     # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
@@ -569,6 +571,8 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
         rescan = f"n_bad > 0 or {out_of_day} or {unknown_status}" if not parquet else f"{out_of_day} or {unknown_status}"
         dirty = [files[i] for (i,) in con.execute(
             f"select distinct file_index from _batch_days where {rescan} order by 1").fetchall()]
+    if not dirty and (fast or not parquet):
+        return []  # no bad rows (the common case): no reject table, nothing to subtract
     con.execute(_BAD_TABLE)
     if parquet and not fast:
         file_names = ", ".join(f"({i}, {quote_text(str(f))})" for i, f in enumerate(files))
@@ -612,12 +616,13 @@ def _generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt
                             from ({checked}) where reason is not null""")
         except duckdb.Error as exc:
             raise CallLogError(f"cannot read call-log file {path}: {str(exc).splitlines()[0]}") from None
+    return ["_call_log_bad"]
 
 
-def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, str], failed: str, subtract: bool,
-                  from_flat: bool, started: float) -> dict[dt.date, dict]:
+def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, str], failed: str,
+                  rejects: list[str], subtract: bool, from_flat: bool, started: float) -> dict[dt.date, dict]:
     """Delete + insert the batch's days (in the batch's transaction): the valid groups (pass 1's groups less the bad
-    rows of the same file and group when `subtract`), the rejects, and each day's row of
+    rows of the same file and group when `subtract`), the rejects (the temp tables `rejects`), and each day's row of
     meta.call_log_partitions (SQL literals: dates, hex digests and numbers; binding Python parameters
     would import pandas, ~0.5 s, in a fresh process)."""
     wanted = ", ".join(f"date '{d}'" for d in days)
@@ -639,12 +644,11 @@ def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, st
           on b.file_index = g.file_index and b.row_day is not distinct from g.row_day
          and b.model is not distinct from g.model and b.provider is not distinct from g.provider
          and b.status is not distinct from g.status
-        where g.day in ({wanted}) and g.requests - coalesce(b.requests, 0) > 0""" if subtract else f"""
+        where g.day in ({wanted}) and g.requests - coalesce(b.requests, 0) > 0""" \
+        if subtract and "_call_log_bad" in rejects else f"""
         select day, model, provider, status, requests, prompt_tokens, completion_tokens, cached_tokens,
                reasoning_tokens
         from _batch_days where day in ({wanted})"""
-    all_bad = "(select day, file, row_number, reason from _call_log_bad union all " \
-              "select day, file, row_number, reason from _call_log_cast_bad)"
     con.execute(f"delete from raw.call_log_daily where day in ({wanted})")
     con.execute(f"delete from raw.call_log_rejects where day in ({wanted})")
     con.execute(f"""insert into raw.call_log_daily
@@ -652,8 +656,9 @@ def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, st
                cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
                cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
         from ({valid_rows}) group by day, model, provider""")
-    con.execute(f"insert into raw.call_log_rejects select day, file, row_number, reason from {all_bad} "
-                f"where day in ({wanted})")
+    if rejects:
+        all_bad = " union all ".join(f"select day, file, row_number, reason from {t}" for t in rejects)
+        con.execute(f"insert into raw.call_log_rejects select * from ({all_bad}) where day in ({wanted})")
     seconds = (time.perf_counter() - started) / len(days)
     recorded = ", ".join(f"(date '{d}', '{prints[d]}', {len(fs)})" for d, fs in days.items())
     con.execute(f"delete from meta.call_log_partitions where day in ({wanted})")

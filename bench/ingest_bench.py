@@ -1,7 +1,7 @@
 """Call-log ingestion benchmark: the pipeline's loader vs a bare DuckDB aggregation over the same files.
 
     python bench/ingest_bench.py [--parquet-rows 50000000] [--csv-rows 10000000] [--days 30] [--repeat 3]
-                                 [--workdir DIR]
+                                 [--formats parquet,csv] [--workdir DIR]
 
 For each format it generates logs with bench/make_call_logs.py (hive-partitioned by day), then measures,
 each step in its own process (peak RSS from wait4):
@@ -123,13 +123,20 @@ def main() -> int:
     parser.add_argument("--csv-rows", type=int, default=10_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3, help="rounds of each step (medians are reported)")
+    parser.add_argument("--formats", default="parquet,csv", help="comma-separated: parquet, csv")
     parser.add_argument("--workdir", type=Path, default=None, help="kept between runs: generated logs are reused")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="t2c_ingest_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     figures = {}
     start = dt.date(2026, 1, 5)
+    wanted = [f.strip() for f in args.formats.split(",") if f.strip()]
+    unknown = sorted(set(wanted) - {"parquet", "csv"})
+    if unknown:
+        parser.error(f"--formats: unknown {unknown} (parquet, csv)")
     for fmt, rows in (("parquet", args.parquet_rows), ("csv", args.csv_rows)):
+        if fmt not in wanted:
+            continue
         logs, extra = _logs(work, fmt, rows, args.days, start)
         warehouse = work / f"warehouse_{fmt}.duckdb"
         runs: dict[str, list[dict]] = {"bare": [], "full": [], "incremental": []}
