@@ -327,6 +327,8 @@ def load_day(con: duckdb.DuckDBPyConnection, day: dt.date, files: list[Path], cf
 
 _TEMP_TABLES = ("_call_log_batch", "_call_log_bad", "_call_log_cast_bad", "_file_day", "_call_log_p2",
                 "_call_log_rej", "_call_log_scan", "_call_log_rej2", "_call_log_scan2")
+_CAST_BAD_TABLE = "create or replace temp table _call_log_cast_bad (file_index bigint, day date, file varchar, " \
+                  "row_number bigint, reason varchar)"
 _BAD_TABLE = """create or replace temp table _call_log_bad (file_index bigint, day date, file varchar,
     row_number bigint, reason varchar, model varchar, provider varchar, status varchar, prompt_tokens double,
     completion_tokens double, cached_tokens double, reasoning_tokens double)"""
@@ -413,8 +415,10 @@ def _csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: C
                            f"{str(exc).splitlines()[0]}") from None
     # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1), one per line
     # (judged by the type named in the message: DuckDB 1.5 names the wrong column when a query does not
-    # read every column of the file; each checked field has its own type)
-    cast_bad = con.execute("""create or replace temp table _call_log_cast_bad as
+    # read every column of the file; each checked field has its own type); skipped when the scan rejected
+    # nothing, the common case
+    cast_bad = con.execute("select count(*) from _call_log_rej").fetchone()[0] and con.execute(
+        """create or replace temp table _call_log_cast_bad as
         select file_index, day, file, row_number, reason from (
             select f.file_index, f.day, f.file, e.line - 1 as row_number,
                    case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
@@ -438,6 +442,8 @@ def _csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: C
     if not set_aside:
         return rejects
     con.execute(_BAD_TABLE)
+    if not cast_bad:  # pass 2 reads it
+        con.execute(_CAST_BAD_TABLE)
     models = [m for (m,) in con.execute(f"select distinct model from _call_log_batch where (unclean or {unknown}) "
                                         "and model is not null").fetchall()]
     # first a text scan (no conversions but for the rows of the groups set aside); if it disagrees with

@@ -93,22 +93,8 @@ def quote_text(value: str) -> str:
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the schemas, and the tables whose definitions live in sql/ddl/ (written incrementally).
-    A catalog read first: when all of them exist (every load after the first), no DDL runs."""
-    # two plain catalog reads (~1 ms together; one query with subqueries costs several ms to plan)
-    schemas = {r[0] for r in con.execute("select schema_name from duckdb_schemas() "
-                                         "where database_name = current_database()").fetchall()}
-    tables = {f"{r[0]}.{r[1]}" for r in con.execute("select schema_name, table_name from duckdb_tables() "
-                                                    "where database_name = current_database()").fetchall()}
-    if not (set(SCHEMAS) <= schemas and set(_ddl_tables()) <= tables):
-        con.execute(_schema_sql())
-
-
-@cache
-def _ddl_tables() -> tuple[str, ...]:
-    """The `schema.table` names that sql/ddl/ creates."""
-    return tuple(sorted({m.group(1).lower() for ddl in (SQL_DIR / "ddl").glob("*.sql") for m in
-                         re.finditer(r"create\s+table\s+if\s+not\s+exists\s+([a-z_]+\.[a-z_0-9]+)", ddl.read_text(), re.I)}))
+    """Create the schemas, and the tables whose definitions live in sql/ddl/ (written incrementally)."""
+    con.execute(_schema_sql())
 
 
 @cache
