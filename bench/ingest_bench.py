@@ -11,6 +11,9 @@ each step in its own process (peak RSS from wait4):
               (assets/call_log_loading.load_days, the code the Dagster asset runs; memory_limit from
               config/call_logs.yaml, 1 GB by default); bare CSV skips malformed rows (ignore_errors)
   incremental one new day added to the directory: find changed partitions + load that day
+  floor       the least an incremental load can do, for scale: open the same warehouse, the bare
+              aggregation of the new day's files, delete + insert that day, commit, close (no change
+              detection, no checks, no rejects)
 Each step runs --repeat times (bare and full alternating, so each pair meets the same machine load;
 every incremental round on a copy of the 30-day warehouse). Prints the median wall time (and min, max),
 rows/s and peak RSS of each, the median of the per-round pipeline/bare ratios, and ends with one line of
@@ -40,10 +43,26 @@ from pathlib import Path
 sys.path.insert(0, {root!r})
 import duckdb
 kind, logs, warehouse = {kind!r}, Path({logs!r}), {warehouse!r}
-if kind != "bare":
+if kind not in ("bare", "floor"):
     from assets.call_log_loading import CallLogConfig, changed_days, day_files, load_days
 t0 = time.perf_counter()
-if kind == "bare":
+if kind == "floor":
+    day_dir = max(logs.glob("date=*"))
+    day = day_dir.name.split("=", 1)[1]
+    files = sorted(str(p) for p in day_dir.iterdir())
+    reader = f"read_parquet({{files}})" if {fmt!r} == "parquet" else f"read_csv({{files}}, ignore_errors = true)"
+    con = duckdb.connect(warehouse)
+    con.execute("set memory_limit = '1GB'")
+    con.execute("begin")
+    rows = con.execute(f'''create temp table _day as select model, provider, count(*) as n, sum(prompt_tokens) as p,
+        sum(completion_tokens) as c, sum(cached_tokens) as ca, sum(reasoning_tokens) as r
+        from {{reader}} group by all''').fetchone()[0]
+    con.execute(f"delete from raw.call_log_daily where day = date '{{day}}'")
+    con.execute(f"insert into raw.call_log_daily select date '{{day}}', model, provider, n, 0, p, c, ca, r from _day")
+    rows = con.execute("select sum(n) from _day").fetchone()[0]
+    con.execute("commit")
+    con.close()
+elif kind == "bare":
     pattern = str(logs / "**" / ("*.parquet" if {fmt!r} == "parquet" else "*.csv"))
     reader = f"read_parquet('{{pattern}}')" if {fmt!r} == "parquet" else f"read_csv('{{pattern}}', ignore_errors = true)"
     # the aggregated rows are fetched (not wrapped in an outer sum(n), which would let DuckDB drop the
@@ -139,7 +158,7 @@ def main() -> int:
             continue
         logs, extra = _logs(work, fmt, rows, args.days, start)
         warehouse = work / f"warehouse_{fmt}.duckdb"
-        runs: dict[str, list[dict]] = {"bare": [], "full": [], "incremental": []}
+        runs: dict[str, list[dict]] = {"bare": [], "full": [], "incremental": [], "floor": []}
         # bare and full alternate, so that each pair meets the same machine load
         for _ in range(args.repeat):
             runs["bare"].append(step("bare", fmt, logs, warehouse))
@@ -148,9 +167,10 @@ def main() -> int:
         (extra / new_day.name).rename(logs / new_day.name)
         try:
             for _ in range(args.repeat):  # each round on a copy of the 30-day warehouse
-                scratch = _fresh(work / f"warehouse_{fmt}_incremental.duckdb")
-                shutil.copyfile(warehouse, scratch)
-                runs["incremental"].append(step("incremental", fmt, logs, scratch))
+                for kind in ("incremental", "floor"):
+                    scratch = _fresh(work / f"warehouse_{fmt}_incremental.duckdb")
+                    shutil.copyfile(warehouse, scratch)
+                    runs[kind].append(step(kind, fmt, logs, scratch))
         finally:
             (logs / new_day.name).rename(extra / new_day.name)
         medians = {}
@@ -165,8 +185,10 @@ def main() -> int:
         pairs = [f["wall_s"] / b["wall_s"] for b, f in zip(runs["bare"], runs["full"])]
         figures[f"{fmt}_ratio_full_vs_bare"] = statistics.median(pairs)
         figures[f"{fmt}_incremental_share"] = medians["incremental"] / medians["full"]
+        figures[f"{fmt}_floor_share"] = medians["floor"] / medians["full"]
         print(f"[{fmt}] pipeline/bare {figures[f'{fmt}_ratio_full_vs_bare']:.2f} (median of the rounds: "
-              f"{' '.join(f'{x:.2f}' for x in pairs)})  incremental/full {figures[f'{fmt}_incremental_share'] * 100:.1f}%")
+              f"{' '.join(f'{x:.2f}' for x in pairs)})  incremental/full {figures[f'{fmt}_incremental_share'] * 100:.1f}% "
+              f"(floor/full {figures[f'{fmt}_floor_share'] * 100:.1f}%)")
     print(" ".join(f"{k}={v:.4g}" for k, v in figures.items()))
     return 0
 

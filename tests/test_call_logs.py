@@ -141,6 +141,28 @@ def test_rerun_replaces_exactly_one_partition_and_runs_are_incremental(tmp_path,
     assert changed_days(con, day_files(logs, CFG, con)) == [day4]
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_fixed_day_reloads_clean_and_its_old_rejects_are_gone(tmp_path, con, fmt):
+    """A day with bad rows, then its file rewritten without them: the re-run replaces the day's rows and
+    clears its rejects (the clean load takes the path that builds no reject tables)."""
+    logs = tmp_path / "logs"
+    generate(2000, 2, logs, fmt, START, bad_fraction=0.05, seed=8, threads=1)
+    _load_all(con, logs)
+    assert con.execute(f"select count(*) from raw.call_log_rejects where day = '{START}'").fetchone()[0] > 0
+    other = con.execute(f"select * from raw.call_log_rejects where day <> '{START}' order by all").fetchall()
+    assert other
+    shutil.rmtree(logs / f"date={START}")
+    generate(700, 1, logs, fmt, START, bad_fraction=0.0, seed=9, threads=1)
+    assert changed_days(con, day_files(logs, CFG, con)) == [START]
+    result = _load_all(con, logs)[START]
+    assert result["rows_loaded"] == 700 and result["rows_rejected"] == 0
+    assert con.execute(f"select count(*) from raw.call_log_rejects where day = '{START}'").fetchone()[0] == 0
+    assert con.execute("select * from raw.call_log_rejects order by all").fetchall() == other
+    assert con.execute(f"select sum(requests) from raw.call_log_daily where day = '{START}'").fetchone()[0] == 700
+    assert con.execute(f"select rows_loaded, rows_rejected from meta.call_log_partitions where day = '{START}'"
+                       ).fetchone() == (700, 0)
+
+
 def test_flat_files_are_split_by_day(tmp_path, con):
     logs = tmp_path / "flat"
     generate(2000, 2, logs, "parquet", START, seed=2, flat=True, threads=1)
