@@ -10,7 +10,7 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-import assets.call_log_loading as loading
+import assets.call_log_csv as call_log_csv
 from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files, discover, load_day
 from assets.resources import ProjectSettings
 from tests.conftest import ROOT, build
@@ -100,14 +100,14 @@ def test_csv_day_files_reject_each_bad_row_once_at_its_line(tmp_path, con, monke
     lines = [",".join([*line.split(",")[:3], "u1", *line.split(",")[3:]]) for line, _ in CSV_ROWS]
     (day / "part-0.csv").write_text(CSV_HEADER + "\n".join(lines) + "\n")
     (day / "part-1.csv").write_text(CSV_HEADER + "\n".join(reversed(lines)) + "\n")
-    second_reads, original = [], loading._csv_second_read  # (text read?, agreed with pass 1?)
+    second_reads, original = [], call_log_csv._csv_second_read  # (text read?, agreed with pass 1?)
 
     def recording(*args):
         agreed = original(*args) and not (text_read_disagrees and args[-1] is not None)
         second_reads.append((args[-1] is not None, agreed))
         return agreed
 
-    monkeypatch.setattr("assets.call_log_loading._csv_second_read", recording)
+    monkeypatch.setattr("assets.call_log_csv._csv_second_read", recording)
     result = load_day(con, START, sorted(day.glob("*.csv")), CFG)
     # the cheap text re-read agrees with the typed first read; if it did not, the typed re-read decides
     assert second_reads == ([(True, False), (False, True)] if text_read_disagrees else [(True, True)])

@@ -1,0 +1,207 @@
+"""Call logs, CSV files in day folders of one header: pass 1 is one parallel typed scan grouped by a
+cheap per-row test, pass 2 re-reads only the files holding rows that test sets aside (see
+csv_day_passes). Other CSV layouts take the generic path (assets/call_log_generic.py)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+from pathlib import Path
+
+import duckdb
+
+from assets.call_log_config import (BAD_TABLE, CAST_BAD_TABLE, CSV_BUFFER_BYTES, REQUIRED, TOKENS, CallLogConfig,
+                                    CallLogError, sql_list)
+from assets.warehouse import quote_text
+
+
+def _csv_header(path: Path) -> list[str]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def csv_headers(files: list[Path]) -> dict[Path, list[str]]:
+    """Each CSV file's header fields, from its first line (read once per batch: asking DuckDB to describe
+    a union_by_name scan would sniff every file)."""
+    try:
+        return {path: _csv_header(path) for path in files}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CallLogError(f"cannot read the header of call-log file(s) {', '.join(str(f) for f in files)}: "
+                           f"{exc}") from None
+
+
+def csv_day_header(headers: dict[Path, list[str]]) -> list[str] | None:
+    """The one header of CSV day files that _csv_day_scan can read; None when the files' headers differ,
+    a header names a `date` column, or the files' hive keys differ: the generic text scan handles those."""
+    header = next(iter(headers.values()))
+    names = {h.lower() for h in header}
+    if any(h != header for h in headers.values()) or len(names) != len(header) or "date" in names:
+        return None
+    keys = {tuple(part.split("=", 1)[0].lower() for part in Path(f).parts if "=" in part) for f in headers}
+    if len(keys) != 1 or next(iter(keys)).count("date") != 1:
+        return None
+    return header
+
+
+def _csv_day_scan(files: list[Path], header: list[str], col: dict, cfg: CallLogConfig,
+                  rejects: str = "_call_log_rej", scan: str = "_call_log_scan", as_text: bool = False) -> str:
+    """A parallel typed scan of CSV day files of one `header` (timestamp TIMESTAMP, tokens DOUBLE, status
+    an ENUM of the configured values; the `date=` folder as a DATE column). Every cast failure
+    (unparseable timestamp, non-numeric count, unknown status) lands in DuckDB's rejects table with its
+    line number and never needs a second read. `as_text`: every column VARCHAR (only malformed lines
+    are rejected)."""
+    source = {src.strip('"'): name for name, src in col.items() if src != "null"}
+    statuses = ", ".join(quote_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
+    kinds = {} if as_text else {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
+                                **{t: "DOUBLE" for t in TOKENS}}
+    columns = ", ".join(f"{quote_text(h)}: {quote_text(kinds.get(source.get(h, ''), 'VARCHAR'))}" for h in header)
+    # no force_not_null: DuckDB 1.5 applies it by position among the columns a query reads, so with an
+    # unread column it hits the wrong ones; empty values stay NULL and fail the row checks instead
+    return (f"read_csv({sql_list(files)}, header = true, auto_detect = false, columns = {{{columns}}}, "
+            f"hive_partitioning = true, hive_types = {{'date': DATE}}, buffer_size = {CSV_BUFFER_BYTES}, "
+            f"store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scan}')")
+
+
+def _csv_row_tests(v: dict, tokens: list[str], unknown_row: str) -> tuple[str, str]:
+    """The per-row test of CSV day files and the reason a row fails it, over value expressions `v`
+    (typed columns, or try_casts of text ones). abs(x) - floor(x) is 0 for a non-negative integral
+    count, positive for a fraction or a negative count, NaN for NaN and infinities; the row total
+    bounds each count (all are non-negative). One sum compared once costs fewer operations than a
+    range-and-integrality test per column, and this runs on every row."""
+    deviation = " + ".join(f"(abs({v[t]}) - floor({v[t]}))" if t in REQUIRED
+                           else f"coalesce(abs({v[t]}) - floor({v[t]}), 0)" for t in tokens)
+    total = " + ".join(v[t] if t in REQUIRED else f"coalesce({v[t]}, 0)" for t in tokens)
+    clean = f"({deviation} = 0 and {total} < 9.2e18 and cast({v['timestamp']} as date) = \"date\") is true"
+    reason = (f"case when {v['timestamp']} is null then 'unparseable timestamp' "
+              f"when cast({v['timestamp']} as date) <> \"date\" then 'timestamp outside its day partition' "
+              f"when {v['model']} is null then 'missing model' "
+              f"when {v['prompt_tokens']} is null or {v['completion_tokens']} is null or "
+              f"{' or '.join(f'not (abs({v[t]}) < 9.2e18)' for t in tokens)} "
+              "then 'missing or non-numeric token count' "
+              f"when {' or '.join(f'{v[t]} <> floor({v[t]})' for t in tokens)} then 'non-integer token count' "
+              f"when {' or '.join(f'{v[t]} < 0' for t in tokens)} then 'negative token count' "
+              f"when {total} >= 9.2e18 then 'token counts out of range' "
+              f"when {unknown_row} then 'unknown status' end")
+    return clean, reason
+
+
+def csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: CallLogConfig, ok: str,
+                    failed: str) -> list[str]:
+    """CSV day files of one header (the scan of _csv_day_scan). Pass 1 groups every row by (file, model,
+    provider, status, clean), `clean` being one cheap test per row (_csv_row_tests); the clean groups are
+    the loaded totals as they are. Pass 2 (_csv_second_read) re-reads only the files holding unclean rows,
+    a missing model or an unknown status. Returns the temp tables that hold rejected rows."""
+    tokens = [t for t in TOKENS if col[t] != "null"]
+    clean, _ = _csv_row_tests(col, tokens, "false")
+    provider = col["provider"] if col["provider"] != "null" else "null::varchar"
+    status = col["status"] if col["status"] != "null" else "null::varchar"
+    unknown = f"(status is not null and cast(status as varchar) not in ({ok}, {failed}))"
+    sums = ", ".join(f"sum({col[t]}) as {t}" if col[t] != "null" else f"null::double as {t}" for t in TOKENS)
+    try:
+        con.execute(f"""create or replace temp table _call_log_batch as
+            select file_index, {col['model']} as model, {provider} as provider, {status} as status,
+                   not {clean} as unclean, count(*) as requests, {sums}
+            from {_csv_day_scan(files, header, col, cfg)} group by all""")
+    except duckdb.Error as exc:
+        raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
+                           f"{str(exc).splitlines()[0]}") from None
+    # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1), one per line
+    # (judged by the type named in the message: DuckDB 1.5 names the wrong column when a query does not
+    # read every column of the file; each checked field has its own type); skipped when the scan rejected
+    # nothing, the common case
+    cast_bad = con.execute("select count(*) from _call_log_rej").fetchone()[0] and con.execute(
+        """create or replace temp table _call_log_cast_bad as
+        select file_index, day, file, row_number, reason from (
+            select f.file_index, f.day, f.file, e.line - 1 as row_number,
+                   case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
+                        when e.error_message like '%to ''TIMESTAMP''%' then 'unparseable timestamp'
+                        when e.error_message like '%to ''ENUM%' then 'unknown status'
+                        when e.error_message like '%to ''DOUBLE''%' then 'missing or non-numeric token count'
+                        else 'unreadable value' end as reason,
+                   row_number() over (partition by f.file_index, e.line order by e.column_idx) as nth
+            from _call_log_rej e join _call_log_scan s using (scan_id, file_id)
+            join _file_day f on f.file = s.file_path)
+        where nth = 1""").fetchone()[0]
+    rejects = ["_call_log_cast_bad"] if cast_bad else []
+    # a view (the groups are read once, by _replace_days): cheaper than one more table
+    con.execute(f"""create or replace temp view _batch_days as
+        select b.file_index, null::date as row_day, b.model, b.provider, cast(b.status as varchar) as status,
+               b.requests, b.prompt_tokens, b.completion_tokens, b.cached_tokens, b.reasoning_tokens, f.day
+        from _call_log_batch b join _file_day f using (file_index)
+        where not b.unclean and b.model is not null and not {unknown}""")
+    set_aside = dict(con.execute(f"select file_index, sum(requests) from _call_log_batch "
+                                 f"where unclean or model is null or {unknown} group by 1 order by 1").fetchall())
+    if not set_aside:
+        return rejects
+    con.execute(BAD_TABLE)
+    if not cast_bad:  # pass 2 reads it
+        con.execute(CAST_BAD_TABLE)
+    models = [m for (m,) in con.execute(f"select distinct model from _call_log_batch where (unclean or {unknown}) "
+                                        "and model is not null").fetchall()]
+    # first a text scan (no conversions but for the rows of the groups set aside); if it disagrees with
+    # pass 1, the typed scan, which agrees by construction
+    if not _csv_second_read(con, files, header, set_aside, col, cfg, ok, failed, models):
+        con.execute(BAD_TABLE)
+        if not _csv_second_read(con, files, header, set_aside, col, cfg, ok, failed, None):
+            bad = [str(files[i]) for i in set_aside]
+            raise CallLogError(f"call-log file(s) {', '.join(bad)} changed while being loaded; load them again")
+    return [*rejects, "_call_log_bad"]
+
+
+def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[int, int], col: dict,
+                     cfg: CallLogConfig, ok: str, failed: str, models: list[str] | None) -> bool:
+    """Pass 2 of CSV day files: re-read the files of `set_aside` in parallel into a temp table (CREATE
+    TABLE AS keeps insertion order, so rowid numbers the rows), list the rows that fail the row test
+    with row number and reason in _call_log_bad, and say whether they are exactly the rows pass 1 set
+    aside. `models`: read the files as text and test only the rows of these models (and rows without
+    one), through try_cast (the casts the typed scan makes); None: the typed scan itself."""
+    for table in ("_call_log_p2", "_call_log_rej2", "_call_log_scan2"):
+        con.execute(f"drop table if exists {table}")
+    dirty = [files[i] for i in set_aside]
+    tokens = [t for t in TOKENS if col[t] != "null"]
+    status = col["status"] if col["status"] != "null" else "null::varchar"
+    text_status = col["status"] != "null" and not (cfg.status_ok or cfg.status_failed)
+    unknown_row = f"({status} is not null and {status} not in ({ok}, {failed}))" if text_status else "false"
+    if models is None:
+        values, candidate = dict(col), "true"
+    else:
+        values = {"timestamp": f"try_cast({col['timestamp']} as timestamp)", "model": col["model"],
+                  **{t: f"try_cast({col[t]} as double)" for t in tokens}}
+        listed_models = ", ".join(quote_text(m) for m in models) or "null"
+        candidate = f"({col['model']} is null or {col['model']} in ({listed_models}))"
+    clean, reason = _csv_row_tests(values, tokens, unknown_row)
+    reader = _csv_day_scan(dirty, header, col, cfg, "_call_log_rej2", "_call_log_scan2", as_text=models is not None)
+    # the typed scan reads status too, so it rejects the same lines as pass 1
+    keep_status = f", {status} as status" if models is None and col["status"] != "null" else ""
+    con.execute(f"""create temp table _call_log_p2 as
+        select file_index, case when {candidate} and (not {clean} or {col['model']} is null or {unknown_row})
+                                then {reason} end as reason {keep_status}
+        from {reader}""")
+    positions = ", ".join(f"({j}, {i})" for j, i in enumerate(set_aside))
+    con.execute(f"""insert into _call_log_bad (file_index, day, file, row_number, reason)
+        with numbered as (
+            select m.file_index, p.rowid - s.first_row + 1 as ordinal, p.reason
+            from _call_log_p2 p
+            join (select file_index, min(rowid) as first_row from _call_log_p2 group by all) s using (file_index)
+            join (values {positions}) m(dirty_index, file_index) on m.dirty_index = p.file_index
+            where p.reason is not null),
+        skipped as (  -- the lines this read rejected, ranked: a row's number is its ordinal plus those before it
+            select file_index, line - 1 as row_number, row_number() over (partition by file_index order by line) as rank
+            from (select distinct f.file_index, e.line from _call_log_rej2 e
+                  join _call_log_scan2 s using (scan_id, file_id) join _file_day f on f.file = s.file_path)),
+        found as (
+            select n.file_index, f.day, f.file,
+                   n.ordinal + (select count(*) from skipped k where k.file_index = n.file_index
+                                and k.row_number - k.rank < n.ordinal) as row_number, n.reason
+            from numbered n join _file_day f using (file_index))
+        -- a text read also meets the rows pass 1 could not cast: they are listed already
+        select * from found
+        where (file_index, row_number) not in (select file_index, row_number from _call_log_cast_bad)""")
+    listed = dict(con.execute("select file_index, count(*) from _call_log_bad group by 1").fetchall())
+    # and the lines this read rejected must be among those the first read rejected
+    extra = con.execute(f"""select count(*) from (
+        select distinct f.file_index, e.line - 1 from _call_log_rej2 e join _call_log_scan2 s using (scan_id, file_id)
+        join _file_day f on f.file = s.file_path
+        except select file_index, row_number from _call_log_cast_bad)""").fetchone()[0]
+    return extra == 0 and all(listed.get(i, 0) == n for i, n in set_aside.items())
