@@ -94,9 +94,12 @@ def day_files(root: Path, cfg: CallLogConfig, con: duckdb.DuckDBPyConnection) ->
 
 
 def changed_days(con: duckdb.DuckDBPyConnection, files_by_day: dict) -> list[dt.date]:
-    """Days whose files are new or changed since meta.call_log_partitions recorded them."""
-    ensure_schemas(con)
-    loaded = dict(con.execute("select day, fingerprint from meta.call_log_partitions").fetchall())
+    """Days whose files are new or changed since meta.call_log_partitions recorded them (read-only: a
+    warehouse without that table has loaded nothing yet)."""
+    try:
+        loaded = dict(con.execute("select day, fingerprint from meta.call_log_partitions").fetchall())
+    except duckdb.CatalogException:
+        loaded = {}
     return sorted(day for day, (files, _) in files_by_day.items() if loaded.get(day) != fingerprint(files))
 
 

@@ -125,6 +125,9 @@ def test_csv_day_files_reject_each_bad_row_once_at_its_line(tmp_path, con, monke
 def test_rerun_replaces_exactly_one_partition_and_runs_are_incremental(tmp_path, con):
     logs = tmp_path / "logs"
     generate(3000, 3, logs, "parquet", START, seed=1, threads=1)
+    fresh = duckdb.connect()  # nothing loaded yet: every day is new, and asking writes nothing
+    assert changed_days(fresh, day_files(logs, CFG, fresh)) == [START + dt.timedelta(days=i) for i in range(3)]
+    assert fresh.execute("select count(*) from duckdb_tables()").fetchone()[0] == 0
     _load_all(con, logs)
     before = con.execute("select * from raw.call_log_daily order by all").fetchall()
     assert changed_days(con, day_files(logs, CFG, con)) == []  # nothing new: nothing to do
