@@ -87,6 +87,9 @@ CSV_ROWS = [  # (line, expected reason or None for a valid row)
     ("2026-01-05 10:00:08,m/a,p,,5,0,0,success", "missing or non-numeric token count"),
     ("2026-01-05 10:00:09,m/a,p,10,5,nan,0,success", "missing or non-numeric token count"),
     ("2026-01-05 10:00:10,m/b,p,3,4,0,0,timeout", None),
+    # integral, so clean to pass 1's cheap test: the group's total sends pass 1 round again, strictly
+    ("2026-01-05 10:00:11,m/a,p,10000000000000000000,5,0,0,success", "missing or non-numeric token count"),
+    ("2026-01-05 10:00:12,m/a,p,5000000000000000000,5000000000000000000,0,0,success", "token counts out of range"),
 ]
 
 
