@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from assets.warehouse import quote_text
+
 CANONICAL = ("timestamp", "model", "provider", "prompt_tokens", "completion_tokens", "cached_tokens",
              "reasoning_tokens", "status")
 REQUIRED = ("timestamp", "model", "prompt_tokens", "completion_tokens")
@@ -61,11 +63,12 @@ def file_format(files: list[Path]) -> str:
 
 
 def sql_list(files: list[Path]) -> str:
-    return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in files) + "]"
+    return "[" + ", ".join(quote_text(str(p)) for p in files) + "]"
 
 
-def day_of(path: Path, days: dict[dt.date, list[Path]]) -> dt.date:
-    return next(d for d, fs in days.items() if path in fs)
+def day_by_file(days: dict[dt.date, list[Path]]) -> dict[Path, dt.date]:
+    """Each file's day-partition (a day folder's files belong to that day only)."""
+    return {path: day for day, files in days.items() for path in files}
 
 
 TEMP_TABLES = ("_call_log_batch", "_call_log_bad", "_call_log_cast_bad", "_file_day", "_call_log_p2",

@@ -153,16 +153,17 @@ def csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: Ca
                b.requests, b.prompt_tokens, b.completion_tokens, b.cached_tokens, b.reasoning_tokens, f.day
         from _call_log_batch b join _file_day f using (file_index)
         where {settled}""")
-    set_aside = dict(con.execute(f"select file_index, sum(requests) from _call_log_batch b join _file_day f "
-                                 f"using (file_index) where not ({settled}) is true group by 1 order by 1").fetchall())
-    if not set_aside:
+    # the groups set aside: their rows per file, and their models (pass 2 tests only rows of these)
+    aside = con.execute(f"select file_index, sum(requests), coalesce(list(distinct b.model) filter (b.model is not "
+                        f"null), []) from _call_log_batch b join _file_day f using (file_index) "
+                        f"where not ({settled}) is true group by 1 order by 1").fetchall()
+    if not aside:
         return rejects
+    set_aside = {i: n for i, n, _ in aside}
+    models = sorted({m for *_, file_models in aside for m in file_models})
     con.execute(BAD_TABLE)
     if not cast_bad:  # pass 2 reads it
         con.execute(CAST_BAD_TABLE)
-    models = [m for (m,) in con.execute(f"select distinct b.model from _call_log_batch b join _file_day f "
-                                        f"using (file_index) where not ({settled}) is true and b.model is not null"
-                                        ).fetchall()]
     # first a text scan (no conversions but for the rows of the groups set aside); if it disagrees with
     # pass 1, the typed scan, which agrees by construction
     if not _csv_second_read(con, files, header, set_aside, col, cfg, ok, failed, models):
@@ -180,8 +181,8 @@ def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[
     with row number and reason in _call_log_bad, and say whether they are exactly the rows pass 1 set
     aside. `models`: read the files as text and test only the rows of these models (and rows without
     one), through try_cast (the casts the typed scan makes); None: the typed scan itself."""
-    for table in ("_call_log_p2", "_call_log_rej2", "_call_log_scan2"):
-        con.execute(f"drop table if exists {table}")
+    con.execute("drop table if exists _call_log_p2; drop table if exists _call_log_rej2; "
+                "drop table if exists _call_log_scan2")
     dirty = [files[i] for i in set_aside]
     tokens = [t for t in TOKENS if col[t] != "null"]
     status = col["status"] if col["status"] != "null" else "null::varchar"

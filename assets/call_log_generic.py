@@ -10,8 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from assets.call_log_config import (BAD_TABLE, CSV_BUFFER_BYTES, INTEGER_TYPES, REQUIRED, TOKENS, CallLogError,
-                                    day_of, sql_list)
+from assets.call_log_config import BAD_TABLE, CSV_BUFFER_BYTES, INTEGER_TYPES, REQUIRED, TOKENS, CallLogError, sql_list
 from assets.warehouse import quote_text
 
 
@@ -43,18 +42,15 @@ def file_reader(files: list[Path], fmt: str) -> str:
            f"all_varchar = true, header = true, buffer_size = {CSV_BUFFER_BYTES})"
 
 
-def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str, ok: str, failed: str,
-             status_check: bool = True, where: str = "") -> str:
+def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str, ok: str, failed: str) -> str:
     """Every row of `reader` with its typed values, its day (`day_expr`: the partition day of its file, or
     the timestamp's day for flat files) and the reason it is rejected (null = valid).
 
     Type-aware: columns that arrive typed (Parquet BIGINT tokens, TIMESTAMP) skip the casts and the
-    numeric-format checks that only text needs. Without `status_check` statuses are left to be judged
-    per aggregated group (no per-row string comparison)."""
+    numeric-format checks that only text needs."""
     ts, tok, _, _ = _typed(col, types)
     status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
-    unknown = f"when status is not null and status not in ({ok}, {failed}) then 'unknown status'" \
-        if status_check else ""
+    unknown = f"when status is not null and status not in ({ok}, {failed}) then 'unknown status'"
     day = day_expr.format(ts=ts)
     # typed values are computed once per row (inner select); the reason reads them by name
     text_tokens = [t for t in TOKENS if col[t] != "null" and types.get(t) not in INTEGER_TYPES]
@@ -80,12 +76,11 @@ def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str
                    {tok['prompt_tokens']} as prompt_tokens, {tok['completion_tokens']} as completion_tokens,
                    {tok['cached_tokens']} as cached_tokens, {tok['reasoning_tokens']} as reasoning_tokens,
                    {status} as status {raw}
-            from {reader}
-            {where})"""
+            from {reader})"""
 
 
-def generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt: str, col: dict, types: dict,
-                    ok: str, failed: str, from_flat: bool) -> list[str]:
+def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: str, col: dict, types: dict,
+                   ok: str, failed: str, from_flat: bool) -> list[str]:
     """Parquet, flat files and CSV files of differing headers: pass 1 aggregates all rows by (file, day,
     model, provider, status) with counts and token sums (and, except on the typed-Parquet fast path, the
     timestamp range and the rows failing the cheap checks); pass 2 lists the bad rows, which
@@ -140,7 +135,7 @@ def generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt:
     unknown = con.execute(f"select distinct file_index, status from _batch_days where {unknown_status}").fetchall()
     unknown_values = ", ".join(sorted({quote_text(v) for _, v in unknown}))
     if fast:
-        suspects = _suspect_predicates(con, files, days, col)
+        suspects = _suspect_predicates(con, files, file_day, col)
         for i in sorted({i for i, _ in unknown}):
             suspects.setdefault(files[i], []).append(f"cast({col['status']} as varchar) in ({unknown_values})")
         dirty = sorted(suspects)
@@ -162,9 +157,9 @@ def generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt:
                    b.model, b.provider, b.status, r.prompt, r.completion, r.cached, r.reasoning
             from (select *, unnest(bad_rows) as r from _batch_days where n_bad > 0) b
             join (values {file_names}) n(file_index, file) using (file_index)""")
+    position = {path: i for i, path in enumerate(files)}
     for path in dirty:
-        index, quoted = files.index(path), str(path).replace("'", "''")
-        file_day = f"coalesce(cast({{ts}} as date), {first_day})" if from_flat else f"date '{day_of(path, days)}'"
+        day = f"coalesce(cast({{ts}} as date), {first_day})" if from_flat else f"date '{file_day[path]}'"
         if fast:
             # one scan per suspect predicate, each a single-column filter that DuckDB checks against the
             # row-group statistics, so only the row groups that may hold such rows are read
@@ -176,19 +171,19 @@ def generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt:
             # predicates that DuckDB pushes into the Parquet scan
             preds = []
             if not from_flat:
-                preds += [f"{ts} < {file_day}::timestamp", f"{ts} >= {file_day}::timestamp + interval 1 day"]
+                preds += [f"{ts} < {day}::timestamp", f"{ts} >= {day}::timestamp + interval 1 day"]
             if unknown_values:
                 preds.append(f"{status} in ({unknown_values})")
             one = (f"(select *, file_index from {file_reader([path], fmt)} "
                    f"where ({' or '.join(preds) or 'false'}) and not ({' or '.join(checks)}))")
             number = "file_row_number + 1"
         else:  # CSV has no row-number column: re-read the file in order, numbered
-            one = (f"read_csv(['{quoted}'], filename = true, all_varchar = true, header = true, parallel = false, "
-                   "hive_partitioning = false)")
+            one = (f"read_csv({sql_list([path])}, filename = true, all_varchar = true, header = true, "
+                   "parallel = false, hive_partitioning = false)")
             number = "row_number() over ()"
-        checked = _checked(one, number, col, types if parquet else {}, file_day, ok, failed)
+        checked = _checked(one, number, col, types if parquet else {}, day, ok, failed)
         try:
-            con.execute(f"""insert into _call_log_bad select {index}, day, filename, row_number, reason, model,
+            con.execute(f"""insert into _call_log_bad select {position[path]}, day, filename, row_number, reason, model,
                             provider, status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
                             from ({checked}) where reason is not null""")
         except duckdb.Error as exc:
@@ -196,11 +191,11 @@ def generic_passes(con, files: list[Path], days: dict[dt.date, list[Path]], fmt:
     return ["_call_log_bad"]
 
 
-def _suspect_predicates(con, files: list[Path], days: dict[dt.date, list[Path]], col: dict) -> dict[Path, list[str]]:
+def _suspect_predicates(con, files: list[Path], file_day: dict[Path, dt.date], col: dict) -> dict[Path, list[str]]:
     """Per file, the single-column predicates that may match bad rows, judged from the Parquet row-group
     statistics (null counts, min and max). A column without statistics is suspect on every count."""
     names = {name: src.strip('"') for name, src in col.items() if src != "null"}
-    wanted = ", ".join("'" + v.replace("'", "''") + "'" for v in names.values())
+    wanted = ", ".join(quote_text(v) for v in names.values())
     stats = con.execute(f"""
         select file_name, path_in_schema,
                sum(stats_null_count) filter (where stats_null_count is not null) as nulls,
@@ -218,7 +213,7 @@ def _suspect_predicates(con, files: list[Path], days: dict[dt.date, list[Path]],
                                                      min_ts, max_ts)
     out: dict[Path, list[str]] = {}
     for path in files:
-        day = day_of(path, days)
+        day = file_day[path]
         start, end = dt.datetime.combine(day, dt.time()), dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
         cols = by_file.get(str(path), {})
         preds = []

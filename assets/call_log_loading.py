@@ -29,8 +29,8 @@ from pathlib import Path
 
 import duckdb
 
-from assets.call_log_config import (CANONICAL, REQUIRED, SUFFIXES, TEMP_TABLES, CallLogConfig, CallLogError, day_of,
-                                    file_format)
+from assets.call_log_config import (CANONICAL, REQUIRED, SUFFIXES, TEMP_TABLES, CallLogConfig, CallLogError,
+                                    day_by_file, file_format)
 from assets.call_log_csv import csv_day_header, csv_day_passes, csv_headers
 from assets.call_log_generic import file_reader, generic_passes
 from assets.warehouse import ensure_schemas, quote_text
@@ -179,18 +179,19 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     ok = ", ".join(quote_text(s) for s in cfg.status_ok) or "''"
     failed = ", ".join(quote_text(s) for s in cfg.status_failed) or "''"
     day_header = csv_day_header(headers) if headers and not from_flat else None
+    file_day = day_by_file(days)
     # one transaction for the whole batch: the days are replaced at its commit (or not at all), and the
     # many small statements on temp tables skip a commit each
     con.execute("begin transaction")
     try:
         if not from_flat:
-            file_days = ", ".join(f"({i}, date '{day_of(f, days)}', {quote_text(str(f))})" for i, f in enumerate(files))
+            file_days = ", ".join(f"({i}, date '{file_day[f]}', {quote_text(str(f))})" for i, f in enumerate(files))
             con.execute(f"create or replace temp table _file_day as "
                         f"select * from (values {file_days}) t(file_index, day, file)")
         if day_header:
             rejects = csv_day_passes(con, files, day_header, col, cfg, ok, failed)
         else:
-            rejects = generic_passes(con, files, days, fmt, col, types, ok, failed, from_flat)
+            rejects = generic_passes(con, files, file_day, fmt, col, types, ok, failed, from_flat)
         results = _replace_days(con, days, prints, failed, rejects, subtract=not day_header, from_flat=from_flat,
                                 started=started)
         con.execute("commit")
