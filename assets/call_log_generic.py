@@ -108,7 +108,9 @@ def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: s
                                 f"count(*) filter (where {' or '.join(checks)}) as n_bad")
 
     def text(c: str) -> str:  # no cast where the column already is text
-        return col[c] if types.get(c) == "VARCHAR" or col[c] == "null" else f"cast({col[c]} as varchar)"
+        if col[c] == "null":
+            return "null::varchar"  # an absent optional column is text, not DuckDB's default INTEGER null
+        return col[c] if types.get(c) == "VARCHAR" else f"cast({col[c]} as varchar)"
 
     try:
         con.execute(f"""create or replace temp table _call_log_batch as

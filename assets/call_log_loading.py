@@ -236,7 +236,7 @@ def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, st
     con.execute(f"delete from raw.call_log_daily where day in ({wanted})")
     con.execute(f"delete from raw.call_log_rejects where day in ({wanted})")
     con.execute(f"""insert into raw.call_log_daily
-        select day, model, provider, sum(requests), coalesce(sum(requests) filter (where status in ({failed})), 0),
+        select day, model, provider, sum(requests), coalesce(sum(requests) filter (where cast(status as varchar) in ({failed})), 0),
                cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
                cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
         from ({valid_rows}) group by day, model, provider""")

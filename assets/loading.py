@@ -8,6 +8,7 @@ A good file is first built into a staging table and then swapped in within one t
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 from pathlib import Path
 
@@ -72,12 +73,32 @@ def _check_bytes(path: Path) -> list[str]:
     return header
 
 
+def closest(value: str, known, n: int = 3) -> str:
+    """' (closest: a, b)' for a misspelt name, or '' when nothing is close."""
+    near = difflib.get_close_matches(str(value), [str(k) for k in known], n=n, cutoff=0.5)
+    if not near:
+        lowered = {str(k).lower(): str(k) for k in known}
+        near = [lowered[m] for m in difflib.get_close_matches(str(value).lower(), list(lowered), n=n, cutoff=0.5)]
+    return f" (closest: {', '.join(near)})" if near else ""
+
+
 def _check_header(path: Path, source: Source, header: list[str]) -> None:
     expected = list(source.columns)
+    if len(header) == 1 and len(expected) > 1:
+        for sep in (";", "\t", "|"):
+            if sep in header[0]:
+                shown = "tab" if sep == "\t" else repr(sep)
+                raise InputFileError(path, 1, None, f"the header is one field holding {shown}: the file seems to be "
+                                     f"delimited by {shown}; save it comma-separated (expected columns {expected})")
     missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in source.columns]
+    if missing and extra:
+        hints = "; ".join(f"'{e}' may be '{difflib.get_close_matches(e, missing, 1, 0.5)[0]}'"
+                          for e in extra if difflib.get_close_matches(e, missing, 1, 0.5))
+        raise InputFileError(path, 1, extra[0], f"unexpected column(s) {extra} and missing column(s) {missing}"
+                             + (f"; {hints}" if hints else "") + f"; expected {expected}")
     if missing:
         raise InputFileError(path, 1, missing[0], f"missing column(s) {missing}; expected {expected}")
-    extra = [c for c in header if c not in source.columns]
     if extra:
         raise InputFileError(path, 1, extra[0], f"unexpected column(s) {extra}; expected {expected}")
     dupes = sorted({c for c in header if header.count(c) > 1})
@@ -89,6 +110,33 @@ def _first_violation(con: duckdb.DuckDBPyConnection, table: str, where: str, sel
     return con.execute(
         f"select rowid + 2 as line, {select} from {table} where {where} order by rowid limit 1"
     ).fetchone()
+
+
+def _check_references(con: duckdb.DuckDBPyConnection, path: Path, tmp: str, col: str,
+                      targets: tuple[tuple[str, str], ...]) -> None:
+    """Every value of `col` must appear in one of the referenced columns of the other source files in the
+    same directory (a file that is absent is skipped: its own asset reports it)."""
+    parts = []
+    for stem, target in targets:
+        other = path.parent / f"{stem}.csv"
+        if other.is_file():
+            parts.append(f"select cast({quote_ident(target)} as varchar) as v from read_csv({quote_text(str(other))}, "
+                         "header = true, all_varchar = true)")
+    if not parts:
+        return
+    try:
+        known = [r[0] for r in con.execute(f"select distinct v from ({' union all '.join(parts)}) "
+                                           "where v is not null").fetchall()]
+    except duckdb.Error:  # a broken referenced file fails its own load with file, line and column
+        return
+    con.execute("create or replace temp table _known_values (v varchar)")
+    con.executemany("insert into _known_values values (?)", [(k,) for k in known])
+    hit = _first_violation(con, tmp, f"{quote_ident(col)} is not null and {quote_ident(col)} not in "
+                           "(select v from _known_values)", quote_ident(col))
+    con.execute("drop table if exists _known_values")
+    if hit:
+        where = " or ".join(f"{stem}.csv ({target})" for stem, target in targets)
+        raise InputFileError(path, hit[0], col, f"unknown value {hit[1]!r}: not in {where}{closest(hit[1], known)}")
 
 
 def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> int:
@@ -117,7 +165,8 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
         line, column, error_type, csv_line, message, column_idx = reject
         error_type = str(error_type)
         if error_type == "CAST":
-            fields = next(csv.reader(io.StringIO(csv_line or "")), [])
+            # with CRLF line endings DuckDB's rejected-line text starts with the previous line's \n
+            fields = next(csv.reader(io.StringIO((csv_line or "").lstrip("\r\n"))), [])
             idx = header.index(column) if column in header else (column_idx or 0)
             value = fields[idx] if idx < len(fields) else ""
             expected = source.columns.get(column, "?")
@@ -164,6 +213,8 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
         )
         if hit:
             raise InputFileError(path, hit[0], col, f"unknown value {hit[1]!r}; allowed: {list(allowed)}")
+    for col, targets in source.references.items():
+        _check_references(con, path, tmp, col, targets)
     key = ", ".join(quote_ident(c) for c in source.key)
     dup = con.execute(
         f"""select line, first_line from (

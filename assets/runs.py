@@ -44,17 +44,45 @@ def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> pl.DataFrame
     return pl.DataFrame(rows, schema=schema)
 
 
+def step_label(step_key: str) -> str:
+    """A step as users see assets: `raw__chip_shipments_quarterly` -> `raw/chip_shipments_quarterly`."""
+    return step_key.replace("__", "/")
+
+
+def error_text(error) -> str:
+    """The user's message of a Dagster error: the innermost cause, without Dagster's class prefix."""
+    if error is None:
+        return "failed"
+    while getattr(error, "cause", None) is not None and error.cls_name in (
+            "DagsterExecutionStepExecutionError", "DagsterUserCodeExecutionError"):
+        error = error.cause
+    message = (error.message or "").strip()
+    if ": " in message and message.split(": ", 1)[0].startswith(("dagster.", "dagster._")):
+        message = message.split(": ", 1)[1]
+    if message.endswith(":") and error.cause is not None:  # e.g. "blocking asset check failed ...:"
+        message += " " + error_text(error.cause)
+    return message or error.cls_name or "failed"
+
+
+def steps_not_run(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Steps of the run's plan that never started (skipped because an upstream step or check failed)."""
+    run = instance.get_run_by_id(run_id)
+    if run is None or not run.execution_plan_snapshot_id:
+        return []
+    plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+    started = {r.event_log_entry.dagster_event.step_key for r in
+               instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START, limit=10_000).records}
+    return sorted(step_label(s.key) for s in plan.steps if s.key not in started)
+
+
 def run_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """One line per failed step (`step: message`), or the run-level failure message."""
+    """One line per failed step (`asset: message`), or the run-level failure message."""
     lines = []
     for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE, limit=100).records:
         event = record.event_log_entry.dagster_event
         error = getattr(event.event_specific_data, "error", None)
-        message = error.message.strip() if error is not None else (event.message or "failed")
-        user_error = getattr(error, "cause", None)
-        if error is not None and error.cls_name == "DagsterExecutionStepExecutionError" and user_error is not None:
-            message = user_error.message.strip()
-        lines.append(f"{event.step_key}: {message.splitlines()[0] if message else 'failed'}")
+        message = error_text(error) if error is not None else (event.message or "failed")
+        lines.append(f"{step_label(event.step_key)}: {message.splitlines()[0] if message else 'failed'}")
     if not lines:
         for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.RUN_FAILURE, limit=1).records:
             lines.append(record.event_log_entry.dagster_event.message or "run failed")

@@ -25,6 +25,9 @@ class Source:
     non_negative: tuple[str, ...] = ()
     allowed: dict[str, tuple[str, ...]] = field(default_factory=dict)
     observed: str | None = None  # date column whose newest value the freshness check reads
+    # column -> ((stem, column), ...): its values must appear in one of those columns of other sources
+    # (read from the same data directory), e.g. a shipment's chip must be a spec row or an alias
+    references: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     @property
     def file_name(self) -> str:
@@ -90,6 +93,7 @@ SOURCES: tuple[Source, ...] = (
         non_negative=("units_p5", "units_median", "units_p95"),
         allowed={"confidence": CONFIDENCE_VALUES},
         observed="quarter_start",
+        references={"chip": (("accelerator_specs", "chip"), ("chip_aliases", "alias"))},
     ),
     Source(
         stem="chip_aliases",

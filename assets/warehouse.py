@@ -31,6 +31,25 @@ def published_copy(warehouse: Path) -> Path:
     return warehouse.with_name(warehouse.stem + ".published" + warehouse.suffix)
 
 
+def not_a_database(path: str | Path) -> str | None:
+    """Why `path` cannot be a warehouse (a directory, or a file without DuckDB's header), else None.
+    A path that does not exist yet is fine: the run creates it."""
+    path = Path(path)
+    if path.is_dir():
+        return f"the warehouse {path} is a directory, not a DuckDB file"
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        return f"the warehouse {path} cannot be read ({exc.strerror or exc})"
+    if len(head) < 12 or head[8:12] != b"DUCK":
+        return (f"{path} exists but is not a DuckDB database file; point --warehouse at a .duckdb file "
+                "(or a path that does not exist yet, which the run creates)")
+    return None
+
+
 def connect(database: str | Path, *, read_only: bool = False, config: dict | None = None,
             wait_s: float = 30.0) -> duckdb.DuckDBPyConnection:
     """Open the warehouse, waiting up to `wait_s` seconds while another process holds its lock.

@@ -67,6 +67,10 @@ class EngineConfig:
     sparse_slope_sd_per_year: float = 1.0  # llt_prior: s.d. of the annual growth rate's change per year
     sparse_growth_halflife_years: float = 1.0  # llt_prior: the growth rate halves over this many years
     calibration_prior: float = 8.0  # pseudo-errors pulling the interval calibration factor toward 1
+    # a model that fits the history perfectly still has parameter and model uncertainty: the predictive
+    # s.d. at step h is at least min_sd x sqrt(h) (log units on positive series; on other series the
+    # same fraction of the series' mean absolute level)
+    min_sd: float = 0.01
 
 
 @dataclass
@@ -95,6 +99,16 @@ def _quantiles(pred: Prediction, levels: tuple[int, ...], log_scale: bool) -> di
     if log_scale:
         return {k: np.exp(v) for k, v in out.items()}
     return {k: (np.maximum(v, 0.0) if k.startswith("lo") or k == "value" else v) for k, v in out.items()}
+
+
+def _floor_sd(sd: np.ndarray, observed: np.ndarray, log_scale: bool, min_sd: float) -> np.ndarray:
+    """The predictive s.d. never collapses to zero on real-valued data (a perfect in-sample fit is
+    not certainty): at least `min_sd` x sqrt(step), on the log scale for positive series, else as a
+    fraction of the series' mean absolute level (1 when the series is all zeros)."""
+    unit = 1.0 if log_scale else (float(np.mean(np.abs(observed))) or 1.0)
+    floor = min_sd * unit * np.sqrt(np.arange(1, len(sd) + 1))
+    sd = np.asarray(sd, dtype=float)
+    return np.where(np.isnan(sd) | (sd < floor), floor, sd)
 
 
 def _mase_scale(y: np.ndarray, season: int | None) -> float:
@@ -276,7 +290,8 @@ def _series(task: dict) -> dict:
             reason += f"; {name} failed on the full history ({type(exc).__name__}), used the next"
     score = scores.get(chosen, {})
     widen = score.get("interval_scale", 1.0)
-    q = _quantiles(Prediction(pred.mean, pred.sd * widen), levels, log_scale)
+    sd = _floor_sd(pred.sd * widen, observed, log_scale, cfg.min_sd)
+    q = _quantiles(Prediction(pred.mean, sd), levels, log_scale)
     forecast_rows = {"series_id": [sid] * horizon, "period_start": dates[n:],
                      **{k: v.astype(float).tolist() for k, v in q.items()}, "model_name": [chosen] * horizon}
     selection = {"series_id": sid, "model_name": chosen, "mase": score.get("mase"), "smape": score.get("smape"),

@@ -24,6 +24,11 @@ def _preflight(paths: Paths) -> str | None:
         flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
     except AssumptionsError as exc:
         return str(exc)
+    from assets.warehouse import not_a_database
+
+    problem = not_a_database(paths.warehouse)
+    if problem:
+        return problem
     directory = paths.warehouse.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -69,7 +74,7 @@ def _run_locked(paths: Paths) -> int:
 
     import dagster as dg
 
-    from assets.runs import record_run, run_failures
+    from assets.runs import record_run, run_failures, steps_not_run
     from assets.warehouse import WarehouseError, connect, publish
     from pipelines.definitions import build_resources, refresh_all_job
 
@@ -89,6 +94,7 @@ def _run_locked(paths: Paths) -> int:
             raise_on_error=False,
         )
         failures = run_failures(instance, result.run_id)
+        skipped = steps_not_run(instance, result.run_id) if not result.success else []
         try:
             con = connect(paths.warehouse)
             try:
@@ -110,6 +116,8 @@ def _run_locked(paths: Paths) -> int:
               "version or holds its new one; the published copy is unchanged", file=sys.stderr)
         for failure in failures:
             print(f"  {failure}", file=sys.stderr)
+        if skipped:
+            print(f"  not run because of the failure ({len(skipped)}): {', '.join(skipped)}", file=sys.stderr)
         return 1
     try:
         published = publish(paths.warehouse)
@@ -118,6 +126,10 @@ def _run_locked(paths: Paths) -> int:
               file=sys.stderr)
         return 1
     print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}); published {published}")
+    as_of = build_resources()["settings"].as_of_date()
+    report = paths.reports_dir / as_of.isoformat() / "report.html"
+    if report.exists():
+        print(f"report: {report}\n        {report.with_name('report.md')}")
     return 0
 
 
@@ -255,15 +267,24 @@ def _read_target(warehouse_arg: str | None) -> Path:
     return published_copy(default) if published_copy(default).exists() else default
 
 
+def _unreadable(path: Path) -> str | None:
+    from assets.warehouse import not_a_database
+
+    if not path.exists():
+        return f"warehouse {path} does not exist; run `tokens2chips run` first"
+    return not_a_database(path)
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
     from assets.warehouse import WarehouseError
-    from pipelines.query import QueryRefused, open_read_only, run_query
+    from pipelines.query import QueryRefused, flatten_nested, format_table, open_read_only, rewrite_show_tables, run_query
 
     path = _read_target(args.warehouse)
-    if not path.exists():
-        print(f"error: warehouse {path} does not exist; run `tokens2chips run` first", file=sys.stderr)
+    problem = _unreadable(path)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         con = open_read_only(path)
@@ -271,7 +292,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
-        frame = run_query(con, args.sql)
+        frame = run_query(con, rewrite_show_tables(args.sql))
     except QueryRefused as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 2
@@ -281,15 +302,12 @@ def cmd_query(args: argparse.Namespace) -> int:
     finally:
         con.close()
     if args.format == "csv":
+        frame = flatten_nested(frame)
         sys.stdout.write((frame if args.raw else _formula_safe(frame)).write_csv())
     elif args.format == "json":
         sys.stdout.write(frame.write_json() + "\n")
     else:
-        import polars as pl
-
-        with pl.Config(tbl_rows=args.max_rows, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=200,
-                       tbl_hide_dataframe_shape=False, thousands_separator=False):
-            print(frame)
+        print(format_table(frame, args.max_rows))
     return 0
 
 
@@ -369,8 +387,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
         return 2
     source = _read_target(args.warehouse)
-    if not source.exists():
-        print(f"error: warehouse {source} does not exist; run `tokens2chips run` first", file=sys.stderr)
+    problem = _unreadable(source)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     try:
         con = connect(source, read_only=True, wait_s=10)
@@ -388,9 +407,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' to an option's help unless it has no default or already names it."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("tokens2chips")
+    except PackageNotFoundError:
+        release = "unknown (not installed)"
     parser = argparse.ArgumentParser(prog="tokens2chips", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tokens2chips {release}")
     sub = parser.add_subparsers(dest="command", required=True)
+    _add = sub.add_parser
+
+    def add_parser(*a, **k):
+        return _add(*a, formatter_class=_DefaultsFormatter, **k)
+
+    sub.add_parser = add_parser
 
     run = sub.add_parser("run", help="materialise every asset as a Dagster run")
     run.add_argument("--data-dir", help="input CSV directory (env T2C_DATA_DIR, default data/)")
@@ -404,10 +446,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     query = sub.add_parser("query", help="read-only SQL on the warehouse")
-    query.add_argument("sql")
+    query.add_argument("sql", help="one SELECT / WITH / SHOW / DESCRIBE / SUMMARIZE / EXPLAIN statement, quoted, "
+                       "e.g. \"select * from marts.hardware_demand limit 5\" (`show all tables` lists the tables)")
     query.add_argument("--warehouse", help="DuckDB file (default: the published copy of var/warehouse.duckdb)")
-    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    query.add_argument("--max-rows", type=int, default=50, help="rows shown in table format")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="table: aligned text for reading; csv/json: every row, for other tools")
+    query.add_argument("--max-rows", type=int, default=50, help="rows shown in table format (the footer says "
+                       "how many there are)")
     query.add_argument("--raw", action="store_true",
                        help="csv: keep text cells starting with = + - @ as they are (default: prefix them with ' "
                        "so that spreadsheets do not run them as formulas)")

@@ -6,6 +6,8 @@ import logging
 import sys
 
 import dagster as dg
+
+from assets.runs import step_label
 from dagster._core.log_manager import LOG_RECORD_METADATA_ATTR
 
 
@@ -28,17 +30,10 @@ class _ProgressHandler(logging.Handler):
                 label = "WARN " if ev.severity == dg.AssetCheckSeverity.WARN else "FAIL "
                 print(f"  {label} check {ev.asset_key.to_user_string()}:{ev.check_name}", flush=True)
         elif kind == dg.DagsterEventType.STEP_FAILURE:
-            error = event.event_specific_data.error
-            message = error.message.strip() if error else "step failed"
-            if message.startswith("dagster.") and ": " in message:
-                message = message.split(": ", 1)[1]
-            cause = error.cause if error else None
-            while cause is not None:  # show the underlying exception, not only Dagster's wrapper
-                message += f" <- {cause.message.strip()}"
-                cause = cause.cause
-            print(f"  FAIL  {event.step_key}: {message}", file=sys.stdout, flush=True)
+            # the name only: the message is printed once, in the run's summary
+            print(f"  FAIL  {step_label(event.step_key)}", file=sys.stdout, flush=True)
         elif kind == dg.DagsterEventType.STEP_SKIPPED:
-            print(f"  skip  {event.step_key} (an upstream step or blocking check failed)", flush=True)
+            print(f"  skip  {step_label(event.step_key)} (an upstream step or blocking check failed)", flush=True)
 
 
 @dg.logger(description="One line per materialised asset, failed check and failed step (tokens2chips CLI).")

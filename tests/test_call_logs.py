@@ -2,7 +2,6 @@
 
 import datetime as dt
 import shutil
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -13,10 +12,8 @@ from dagster_duckdb import DuckDBResource
 import assets.call_log_csv as call_log_csv
 from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files, discover, load_day
 from assets.resources import ProjectSettings
+from bench.make_call_logs import generate
 from tests.conftest import ROOT, build
-
-sys.path.insert(0, str(ROOT / "bench"))
-from make_call_logs import generate  # noqa: E402
 
 CFG = CallLogConfig.load(ROOT / "config" / "call_logs.yaml")
 START = dt.date(2026, 1, 5)
@@ -246,3 +243,34 @@ def test_missing_directory_and_mapping_errors(tmp_path, con):
     cfg = CallLogConfig({**CFG.columns, "prompt_tokens": "tokens_in"}, CFG.status_ok, CFG.status_failed)
     with pytest.raises(CallLogError, match="tokens_in"):
         load_day(con, START, discover(logs).by_day[START], cfg)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("flat", [False, True], ids=["hive", "flat"])
+@pytest.mark.parametrize("absent", ["status", "cached_tokens", "reasoning_tokens"])
+def test_optional_columns_may_be_absent(tmp_path, con, fmt, flat, absent):
+    src, logs = tmp_path / "src", tmp_path / "logs"
+    generate(400, 2, src, fmt, START, seed=11, flat=flat, threads=1)
+    scratch = duckdb.connect()
+    for f in src.rglob(f"*.{fmt}"):
+        dst = logs / f.relative_to(src)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        reader = f"read_parquet('{f}')" if fmt == "parquet" else f"read_csv('{f}', all_varchar = true)"
+        options = "(format parquet)" if fmt == "parquet" else "(header true)"
+        scratch.execute(f"copy (select * exclude ({absent}) from {reader}) to '{dst}' {options}")
+    results = _load_all(con, logs)
+    assert sum(r["rows_rejected"] for r in results.values()) == 0
+    requests, failed, cached, reasoning, prompt = con.execute(
+        "select sum(requests), sum(failed_requests), sum(cached_tokens), sum(reasoning_tokens), sum(prompt_tokens) "
+        "from raw.call_log_daily").fetchone()
+    assert requests == 400
+    reader = f"read_parquet('{src}/**/*.parquet')" if fmt == "parquet" else f"read_csv('{src}/**/*.csv')"
+    expected = scratch.execute(f"select sum(prompt_tokens), sum(cached_tokens), sum(reasoning_tokens), "
+                               f"count(*) filter (where status in ('error', 'timeout')) from {reader}").fetchone()
+    assert prompt == expected[0]
+    if absent == "status":
+        assert failed == 0  # an absent status means every request succeeded
+    else:
+        assert failed == expected[3] and failed > 0
+    assert cached == (None if absent == "cached_tokens" else expected[1])
+    assert reasoning == (None if absent == "reasoning_tokens" else expected[2])

@@ -88,3 +88,47 @@ def test_columns_in_another_order_load_by_name(con, tmp_path):
     path = _write(tmp_path / "t.csv", ",".join(reordered) + "\n" + ",".join(values[c] for c in reordered) + "\n")
     load_source(con, TOKENS, path)
     assert con.execute("select platform, value from raw.token_volume_observations").fetchone() == ("acme", 5e12)
+
+
+SHIPMENTS = SOURCES_BY_STEM["chip_shipments_quarterly"]
+
+
+def test_unknown_shipment_chip_fails_at_ingest_with_the_closest_names(con, data_dir):
+    path = data_dir / SHIPMENTS.file_name
+    lines = path.read_bytes().split(b"\n")
+    target = next(i for i, line in enumerate(lines) if b",A100," in line)
+    lines[target] = lines[target].replace(b",A100,", b",A1OO,")
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputFileError) as err:
+        load_source(con, SHIPMENTS, path)
+    assert (err.value.line, err.value.column) == (target + 1, "chip")
+    assert "'A1OO'" in str(err.value) and "accelerator_specs.csv" in str(err.value)
+    assert "closest: " in str(err.value) and "A100" in str(err.value).split("closest: ")[1]
+
+
+def test_crlf_file_keeps_the_bad_value_in_the_message(con, data_dir):
+    path = data_dir / SHIPMENTS.file_name
+    text = path.read_bytes().replace(b"\r\n", b"\n").decode()
+    lines = text.split("\n")
+    fields = lines[3].split(",")
+    fields[4] = "lots"  # units_median
+    lines[3] = ",".join(fields)
+    path.write_bytes("\r\n".join(lines).encode())
+    with pytest.raises(InputFileError) as err:
+        load_source(con, SHIPMENTS, path)
+    assert (err.value.line, err.value.column) == (4, "units_median")
+    assert "value 'lots' is not a valid DOUBLE" in str(err.value)
+
+
+def test_semicolon_file_gets_a_delimiter_hint(con, tmp_path):
+    path = _write(tmp_path / "t.csv", HEADER.replace(",", ";") + GOOD.replace(",", ";"))
+    with pytest.raises(InputFileError, match="delimited by ';'") as err:
+        load_source(con, TOKENS, path)
+    assert err.value.line == 1
+
+
+def test_misspelt_header_names_the_expected_column(con, tmp_path):
+    path = _write(tmp_path / "t.csv", HEADER.replace("platform", "platfrom") + GOOD)
+    with pytest.raises(InputFileError, match="'platfrom' may be 'platform'") as err:
+        load_source(con, TOKENS, path)
+    assert (err.value.line, err.value.column) == (1, "platfrom")

@@ -242,7 +242,6 @@ def test_sigkill_during_table_replacement_leaves_each_table_old_or_new_and_the_p
                          "marts.b": "select range as k, 0 as v from range(1000)"})
     con.close()
     rng = random.Random(7)
-    outcomes = set()
     for _ in range(6):
         proc = subprocess.Popen([PY, "-c", REPLACER, str(wh)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "start"
@@ -258,8 +257,6 @@ def test_sigkill_during_table_replacement_leaves_each_table_old_or_new_and_the_p
         assert a[1] == a[2] == b[1] == b[2], (a, b)  # each table one version, both the same version
         assert a[0] == 200000 + a[1] and b[0] == 1000 + b[1]
         assert leftovers in (0, 1, 2)  # a staged copy may remain; it is dropped by the next replace
-        outcomes.add(a[1])
-    assert outcomes  # at least one trial reopened (all six did, or an assertion above failed)
 
 
 def test_disk_full_during_a_load_keeps_the_previous_table(tmp_path):

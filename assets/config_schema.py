@@ -1,0 +1,220 @@
+"""The schema of config/assumptions.yaml (pydantic), checked before a run starts.
+
+Every section is a model that forbids unknown keys, so a misspelt key is an error naming the key, its
+line and the nearest known key; a missing section or leaf, a wrong type or `low <= value <= high`
+broken is an error naming the key and line. Structured sections (segments, scenarios) are checked for
+shape here and for meaning by the hardware library (which names scenario, segment, phase and chip).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+STRICT = ConfigDict(extra="forbid")
+
+
+class Leaf(BaseModel):
+    """One numeric assumption: a value and/or a low/high range, its unit, rationale and source."""
+    model_config = STRICT
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    unit: str
+    rationale: str
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _range(self) -> "Leaf":
+        for label in ("value", "low", "high"):
+            v = getattr(self, label)
+            if v is not None and not math.isfinite(v):
+                raise ValueError(f"{label} {v!r} is not a finite number")
+        if self.value is None and (self.low is None or self.high is None):
+            raise ValueError("needs a value or both low and high")
+        value = self.value if self.value is not None else (self.low + self.high) / 2
+        low = value if self.low is None else self.low
+        high = value if self.high is None else self.high
+        if not low <= value <= high:
+            raise ValueError(f"needs low <= value <= high (low {low:g}, value {value:g}, high {high:g})")
+        if not self.rationale.strip():
+            raise ValueError("has no rationale")
+        return self
+
+
+class H100e(BaseModel):
+    model_config = STRICT
+    h100_8bit_tops: Leaf
+
+
+class InstalledBase(BaseModel):
+    model_config = STRICT
+    service_life_years: Leaf
+
+
+class Freshness(BaseModel):
+    model_config = STRICT
+    max_age_days: Leaf
+
+
+class Composite(BaseModel):
+    model_config = STRICT
+    series_id: str
+    components: list[str]
+
+
+class Forecast(BaseModel):
+    model_config = STRICT
+    horizon_end_year: Leaf
+    backtest_origins: Leaf
+    min_backtest_obs: Leaf
+    fallback_sigma_per_year: Leaf
+    sparse_irregular_sd: Leaf
+    sparse_slope_sd_per_year: Leaf
+    sparse_growth_halflife_years: Leaf
+    composite_draws: Leaf
+    global_demand: Composite
+    composites: list[Composite] = []
+
+
+class Hardware(BaseModel):
+    model_config = STRICT
+    mfu: Leaf
+    mbu: Leaf
+    decode_batch: Leaf
+    user_speed_tokens_per_s: Leaf
+    max_replica_chips: Leaf
+    memory_usable_fraction: Leaf
+
+
+class Workload(BaseModel):
+    model_config = STRICT
+    input_tokens: Leaf
+    output_share: Leaf
+    cached_share: Leaf
+    cache_hit_retention_without_ssd: Leaf
+
+
+class Fleet(BaseModel):
+    model_config = STRICT
+    peak_to_average: Leaf
+    utilisation: Leaf
+    redundancy: Leaf
+    pue: Leaf
+    electricity_usd_per_mwh: Leaf
+    mc_draws: Leaf
+    inference_share_of_installed_base: Leaf
+
+
+class Cowos(BaseModel):
+    model_config = STRICT
+    packages_per_wafer: Leaf
+
+
+class Calibration(BaseModel):
+    model_config = STRICT
+    h100_llama70b_measured_tokens_per_s_per_gpu: Leaf
+
+
+class ChipOverride(BaseModel):
+    model_config = STRICT
+    tdp_w: float | None = None
+    unit_price_usd: float | None = None
+    rationale: str
+
+
+class Segment(BaseModel):
+    model_config = STRICT
+    demand_series: str
+    region: str
+    model_mix: str | dict[str, float]
+
+
+class Scenario(BaseModel):
+    model_config = STRICT
+    description: str = ""
+    precision: str = "fp8"
+    kv_cache_on_ssd: bool = False
+    segments: dict[str, dict[str, dict[str, float]]]
+
+
+class Report(BaseModel):
+    model_config = STRICT
+    change_threshold: Leaf
+
+
+class Assumptions(BaseModel):
+    """The whole file; every section is required."""
+    model_config = STRICT
+    h100e: H100e
+    installed_base: InstalledBase
+    freshness: Freshness
+    forecast: Forecast
+    hardware: Hardware
+    workload: Workload
+    fleet: Fleet
+    cowos: Cowos
+    calibration: Calibration
+    chip_overrides: dict[str, ChipOverride] = {}
+    segments: dict[str, Segment]
+    scenarios: dict[str, Scenario]
+    report: Report
+
+
+def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys the schema allows at `loc` (the parent of an unknown key)."""
+    node: Any = model
+    for part in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel) and part in node.model_fields:
+            node = node.model_fields[part].annotation
+        else:
+            return []
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
+def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
+    """1-based line of the key at `loc` in the composed YAML (the deepest part that exists)."""
+    node, line = root, None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if hit is None:
+                break
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
+def validate(data: dict, path: Path | str, text: str | None = None) -> Assumptions:
+    """The typed assumptions, or a ValueError naming key, line and (for unknown keys) the nearest known key."""
+    try:
+        return Assumptions.model_validate(data)
+    except ValidationError as exc:
+        root = yaml.compose(text) if text is not None else None
+        messages = []
+        # an unknown key first: a misspelling also makes the intended key 'missing'
+        for err in sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden"):
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-"))))
+            key = ".".join(str(p) for p in loc) or "(top level)"
+            line = _line_of(root, loc)
+            where = f"{path}" + (f", line {line}" if line else "") + f": '{key}'"
+            if err["type"] == "extra_forbidden":
+                near = difflib.get_close_matches(str(loc[-1]), _known_keys(Assumptions, loc[:-1]), n=1, cutoff=0.6)
+                hint = f"; did you mean '{near[0]}'?" if near else ""
+                messages.append(f"{where} is not a known key{hint}")
+            elif err["type"] == "missing":
+                where = f"{path}" + (f", line {line}" if line else "") + f": '{key}'"
+                messages.append(f"{where} is missing")
+            else:
+                messages.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
+        raise ValueError(messages[0] + (f" (and {len(messages) - 1} more problem(s))" if len(messages) > 1 else "")) \
+            from None

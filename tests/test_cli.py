@@ -1,0 +1,94 @@
+"""The CLI's doors, in process: pre-flight checks, the assumptions schema, query output, --version."""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import polars as pl
+import pytest
+
+from assets.assumptions import AssumptionsError, load_assumptions
+from pipelines.cli import main
+from pipelines.query import format_table
+from tests.conftest import ASSUMPTIONS
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert re.match(r"tokens2chips \d+\.\d+", capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("command", ["run", "query", "report"])
+def test_a_warehouse_that_is_not_duckdb_is_one_line_and_exit_2(tmp_path, capsys, dagster_env, command):
+    bogus = tmp_path / "warehouse.csv"
+    bogus.write_text("a,b\n1,2\n")
+    args = {"run": ["run"], "query": ["query", "select 1"], "report": ["report"]}[command]
+    assert main([*args, "--warehouse", str(bogus)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a DuckDB database" in err[0] and str(bogus) in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("warehouse")) == ["warehouse.csv"]
+
+
+def _edited(tmp_path, old: str, new: str):
+    text = ASSUMPTIONS.read_text()
+    assert old in text
+    path = tmp_path / "assumptions.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_misspelt_assumption_names_key_line_and_nearest(tmp_path):
+    path = _edited(tmp_path, "  service_life_years:", "  service_lif_years:")
+    line = next(i for i, t in enumerate(path.read_text().splitlines(), 1) if "service_lif_years" in t)
+    with pytest.raises(AssumptionsError) as err:
+        load_assumptions(path)
+    assert f"line {line}" in str(err.value) and "'installed_base.service_lif_years'" in str(err.value)
+    assert "did you mean 'service_life_years'" in str(err.value)
+
+
+def test_missing_section_and_broken_range_are_errors(tmp_path):
+    text = ASSUMPTIONS.read_text()
+    start = text.index("\nfreshness:")
+    end = text.index("\nforecast:")
+    path = tmp_path / "no_freshness.yaml"
+    path.write_text(text[:start] + text[end:])
+    with pytest.raises(AssumptionsError, match="'freshness' is missing"):
+        load_assumptions(path)
+    path = _edited(tmp_path, "    value: 0.6\n    low: 0.4\n    high: 0.7", "    value: 0.9\n    low: 0.4\n    high: 0.7")
+    with pytest.raises(AssumptionsError, match=r"'hardware.mfu'.*low <= value <= high"):
+        load_assumptions(path)
+
+
+def test_run_stops_before_starting_on_a_misspelt_key(tmp_path, capsys, dagster_env):
+    path = _edited(tmp_path, "  service_life_years:", "  service_lif_years:")
+    assert main(["run", "--assumptions", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'service_life_years'" in err and err.count("\n") == 1
+
+
+def test_query_table_output_is_aligned_readable_and_counts_rows():
+    frame = pl.DataFrame({"chip": ["H100", "a-very-long-name-" * 5], "units": [33_844_000.0, 0.5],
+                          "n": [1_000_000, 2]})
+    text = format_table(frame, max_rows=1)
+    lines = text.splitlines()
+    assert "shape:" not in text and "e7" not in text
+    assert "33,844,000" in lines[2] and "1,000,000" in lines[2]
+    assert lines[-1].startswith("2 rows (1 shown; --max-rows")
+    assert len({len(lines[0]), len(lines[1])}) == 1  # header and rule aligned
+    full = format_table(frame, max_rows=10)
+    assert "…" in full and full.splitlines()[-1] == "2 rows"
+
+
+def test_query_show_tables_and_nested_csv(tmp_path, capsys):
+    wh = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(wh))
+    con.execute("create schema marts; create table marts.t as select [1, 2] as l, {'a': 1} as s")
+    con.close()
+    assert main(["query", "show tables", "--warehouse", str(wh)]) == 0
+    out = capsys.readouterr().out
+    assert "marts" in out and "1 row" in out
+    assert main(["query", "select * from marts.t", "--warehouse", str(wh), "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["l,s", '"[1, 2]","{""a"": 1}"']
