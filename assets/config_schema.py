@@ -92,6 +92,20 @@ class Hardware(BaseModel):
     memory_usable_fraction: Leaf
 
 
+class Serving(BaseModel):
+    model_config = STRICT
+    mfu: Leaf
+    mbu: Leaf
+    layer_latency_us: Leaf
+    hop_latency_us: Leaf
+    scaleout_layer_latency_us: Leaf
+    moe_prefill_efficiency: Leaf
+    prefill_chunk_tokens: Leaf
+    max_batch_per_chip: Leaf
+    max_replica_chips: Leaf
+    scaleup_chips: Leaf
+
+
 class Workload(BaseModel):
     model_config = STRICT
     input_tokens: Leaf
@@ -125,6 +139,7 @@ class ChipOverride(BaseModel):
     model_config = STRICT
     tdp_w: float | None = None
     unit_price_usd: float | None = None
+    scaleup_chips: float | None = None
     rationale: str
 
 
@@ -156,6 +171,7 @@ class Assumptions(BaseModel):
     freshness: Freshness
     forecast: Forecast
     hardware: Hardware
+    serving: Serving
     workload: Workload
     fleet: Fleet
     cowos: Cowos

@@ -44,6 +44,7 @@ class Chip:
     tdp_w: float | None = None
     unit_price_usd: float | None = None
     h100e: float | None = None
+    scaleup_chips: float | None = None  # chips in its scale-up domain (NVLink box/rack); None: the default
 
     @property
     def sram_only(self) -> bool:

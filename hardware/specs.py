@@ -32,6 +32,7 @@ def chips_from_frame(specs: pl.DataFrame, overrides: dict | None = None) -> dict
             tdp_w=_num(extra.get("tdp_w", row.get("tdp_w"))),
             unit_price_usd=_num(extra.get("unit_price_usd", row.get("unit_price_usd"))),
             h100e=_num(row.get("h100e_per_chip")),
+            scaleup_chips=_num(extra.get("scaleup_chips")),
         )
     return out
 
@@ -51,14 +52,23 @@ def models_from_frame(catalog: pl.DataFrame) -> dict[str, Model]:
 
 def resolve(name: str, names: dict, what: str, slug_map: pl.DataFrame | None = None) -> str:
     """A catalog/spec name, case-insensitively, or (models) a provider slug through the slug map."""
+    return resolve_with_reason(name, names, what, slug_map)[0]
+
+
+def resolve_with_reason(name: str, names: dict, what: str, slug_map: pl.DataFrame | None = None) -> tuple[str, str]:
+    """(catalog name, how it was found): exact, case-insensitive, or the first matching slug pattern."""
     if name in names:
-        return name
+        return name, "exact name"
     lowered = {k.lower(): k for k in names}
     if name.lower() in lowered:
-        return lowered[name.lower()]
+        return lowered[name.lower()], "name, ignoring case"
     if slug_map is not None:
         # SQL LIKE patterns in file order, first match wins (as staging.model_slug_map does in SQL)
-        for pattern, model in slug_map.select("slug_pattern", "model").iter_rows():
-            if fnmatch.fnmatchcase(name.lower(), pattern.replace("%", "*").replace("_", "?")):
-                return model
-    raise ValueError(f"unknown {what} {name!r}; known: {', '.join(sorted(names))}")
+        for line, (pattern, model) in enumerate(slug_map.select("slug_pattern", "model").iter_rows(), start=2):
+            if fnmatch.fnmatchcase(name.lower(), pattern.lower().replace("%", "*").replace("_", "?")):
+                return model, f"slug pattern {pattern!r} (data/model_slug_map.csv line {line}: first match wins)"
+    import difflib
+
+    near = difflib.get_close_matches(name, list(names), n=3, cutoff=0.4)
+    hint = f" (closest: {', '.join(near)})" if near else f"; known: {', '.join(sorted(names))}"
+    raise ValueError(f"unknown {what} {name!r}{hint}")

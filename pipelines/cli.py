@@ -323,56 +323,6 @@ def _formula_safe(frame):
     )
 
 
-def cmd_throughput(args: argparse.Namespace) -> int:
-    import json
-
-    import polars as pl
-
-    from assets.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
-    from hardware.roofline import throughput
-    from hardware.specs import chips_from_frame, models_from_frame, resolve
-
-    paths = Paths.from_env(data_dir=args.data_dir, assumptions=args.assumptions)
-    try:
-        config = load_assumptions(paths.assumptions)
-        values = dict(flatten_assumptions(config, paths.assumptions).select("name", "value").iter_rows())
-        specs = pl.read_csv(paths.data_dir / "accelerator_specs.csv", infer_schema_length=None)
-        catalog = pl.read_csv(paths.data_dir / "model_catalog.csv", infer_schema_length=None)
-        slugs = pl.read_csv(paths.data_dir / "model_slug_map.csv")
-    except (AssumptionsError, OSError, pl.exceptions.PolarsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    overrides = {c: {k: v for k, v in o.items() if k != "rationale"} for c, o in (config.get("chip_overrides") or {}).items()}
-    chips = chips_from_frame(specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip")), overrides)
-    models = models_from_frame(catalog)
-    try:
-        chip = chips[resolve(args.chip, chips, "chip")]
-        model = models[resolve(args.model, models, "model", slugs)]
-        mfu = values["hardware.mfu"] if args.mfu is None else args.mfu
-        mbu = values["hardware.mbu"] if args.mbu is None else args.mbu
-        usable = values.get("hardware.memory_usable_fraction", 1.0)
-        r = throughput(chip, model, args.precision, args.input_tokens, args.output_tokens, args.batch, mfu, mbu,
-                       usable_fraction=usable)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    out = {
-        "chip": chip.name, "chip_class": chip.chip_class, "model": model.name, "precision": args.precision,
-        "input_tokens": args.input_tokens, "output_tokens": args.output_tokens, "batch": args.batch,
-        "mfu": mfu, "mbu": mbu, "memory_usable_fraction": usable,
-        "min_chips_per_replica": int(r["chips_per_replica"]),
-        "prefill": {"tokens_per_s_per_replica": float(r["prefill_tokens_per_s"]),
-                    "tokens_per_s_per_chip": float(r["prefill_tokens_per_s_per_chip"]),
-                    "bound": str(r["prefill_bound"]), "flops_per_token": float(r["prefill_flops_per_token"])},
-        "decode": {"tokens_per_s_per_replica": float(r["decode_tokens_per_s"]),
-                   "tokens_per_s_per_chip": float(r["decode_tokens_per_s_per_chip"]),
-                   "tokens_per_s_per_user": float(r["decode_tokens_per_s_per_user"]),
-                   "bound": str(r["decode_bound"]), "bytes_per_step": float(r["decode_bytes_per_step"])},
-    }
-    print(json.dumps(out, indent=2))
-    return 0
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     import duckdb
 
@@ -465,18 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reports-dir", help="report directory (env T2C_REPORTS_DIR, default var/reports/)")
     report.set_defaults(func=cmd_report)
 
-    tp = sub.add_parser("throughput", help="roofline calculator: prefill/decode tokens/s of a model on a chip (JSON)")
-    tp.add_argument("--chip", required=True, help="a chip of accelerator_specs.csv, e.g. H100")
-    tp.add_argument("--model", required=True, help="a catalog model or a provider slug, e.g. deepseek/deepseek-v3.2")
-    tp.add_argument("--precision", choices=("bf16", "fp8", "fp4"), default="fp8")
-    tp.add_argument("--input-tokens", type=int, default=1024)
-    tp.add_argument("--output-tokens", type=int, default=256)
-    tp.add_argument("--batch", type=int, default=1)
-    tp.add_argument("--mfu", type=float, help="override hardware.mfu of the assumptions file")
-    tp.add_argument("--mbu", type=float, help="override hardware.mbu of the assumptions file")
-    tp.add_argument("--data-dir", help="directory with accelerator_specs.csv and model_catalog.csv")
-    tp.add_argument("--assumptions", help="assumptions YAML (MFU, MBU, usable memory)")
-    tp.set_defaults(func=cmd_throughput)
+    from pipelines.hardware_cli import add_parsers
+
+    add_parsers(sub)
     return parser
 
 

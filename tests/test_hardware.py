@@ -178,22 +178,34 @@ def test_every_assumption_has_unit_value_and_rationale():
         flatten_assumptions(broken)
 
 
-def test_throughput_cli_json():
+def test_throughput_cli_json_and_input_checks():
     import json
     import subprocess
     import sys
 
     from tests.conftest import ROOT
 
-    proc = subprocess.run([sys.executable, "-m", "pipelines", "throughput", "--chip", "Groq LPU v1", "--model",
-                           "meta-llama/llama-3.3-70b-instruct", "--precision", "fp8", "--batch", "1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pipelines", "throughput", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    proc = cli("--chip", "Groq LPU v1", "--model", "meta-llama/llama-3.3-70b-instruct", "--precision", "fp8",
+               "--batch", "1")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert out["model"] == "Llama-3.1-70B" and out["min_chips_per_replica"] > 300
-    assert out["decode"]["bound"] == "memory" and out["prefill"]["bound"] == "compute"
+    assert "slug pattern" in out["resolved"]["model"]["how"]
+    # a pipelined SRAM replica: per-user speed in the hundreds (published: ~300 tokens/s), not 300,000
+    assert 100 < out["decode"]["tokens_per_s_per_user"] < 1500
     assert out["decode"]["tokens_per_s_per_chip"] == pytest.approx(
-        out["decode"]["tokens_per_s_per_replica"] / out["min_chips_per_replica"])
-    bad = subprocess.run([sys.executable, "-m", "pipelines", "throughput", "--chip", "H100", "--model", "nope"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "unknown model 'nope'" in bad.stderr
+        out["decode"]["tokens_per_s_per_replica"] / out["replica_chips"])
+    fp4 = json.loads(cli("--chip", "H100", "--model", "Llama-3.1-70B", "--precision", "fp4").stdout)
+    assert any("no fp4 peak" in n for n in fp4["notes"])
+    for bad, message in ((("--batch", "0"), "--batch 0 is out of range"), (("--input-tokens", "-5"), "--input-tokens"),
+                         (("--mfu", "5"), "--mfu 5 is out of range"), (("--model", "nope"), "unknown model 'nope'")):
+        args = {"--chip": "H100", "--model": "Llama-3.1-70B"}
+        args.update(dict([bad]))
+        proc = cli(*[x for kv in args.items() for x in kv])
+        assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
+            proc.stderr
+        assert proc.stdout == ""

@@ -1,0 +1,321 @@
+"""Serving model: tokens/s per chip and per user for one model on one chip type, the replica size and
+batch a server would choose, and the calibration of the few efficiency parameters on measurements.
+
+One code path serves `tokens2chips throughput`, `tokens2chips size`, the calibration mart and the fleet.
+
+Replica. A model replica spans n chips: at least what holds its weights (+ KV for one sequence), at
+most the scale-up domain (`max_replica_chips`, or the chips of a measured system). HBM parts split
+each layer across the replica (tensor/expert parallel: bandwidth and FLOP/s add up, each layer pays a
+fixed latency for its kernels and all-reduce). SRAM parts (Groq LPU, Cerebras wafer) hold a few layers
+per chip and pipeline a token through every chip in turn: a token's time is the sum of the stages'
+times plus one hop per chip boundary, so per-user speed is set by one chip's bandwidth, not the sum.
+
+Decode step of a replica at batch B (context c = prompt + output / 2, KV per token k):
+    HBM:  t(B) = max((W(B) + B c k) / (n BW mbu), B F / (n peak mfu)) + L tau_layer
+    SRAM: t(B) = n max((W(B)/n + b c k) / (BW mbu), b F / (peak mfu)) + (n - 1) tau_hop + L tau_layer,
+          b = max(1, B / n) sequences per pipeline micro-batch
+    per-user tokens/s = 1 / t(B); per-chip tokens/s = B / (n t(B))
+W(B) is the weight bytes read per step (MoE: shared weights + the experts B tokens touch), F the FLOPs
+per token (2 x active params + attention). The batch is the largest that fits the replica's memory
+(weights + B sequences of KV, `memory_usable_fraction`), stays within `max_batch_per_chip` x n and keeps
+per-user speed at or above the target; the replica size is the one (n_min x 2^k) with the highest
+per-chip throughput under those limits.
+Prefill is chunked: C tokens per chip per forward pass (`prefill_chunk_tokens`, all the replica's
+prompts together), so the weights are read once per chunk and long and short prompts cost the same per token:
+    t = max(C F_p / (n peak mfu m), W(C) / (n BW mbu)) + L tau_layer;  tokens/s per chip = C / (n t)
+with m = `moe_prefill_efficiency` for mixture-of-experts models (expert-parallel all-to-all and
+load imbalance) and 1 for dense models.
+A mixed workload (both phases on the same chips, as in MLPerf) gives output tokens/s per chip
+    O / (P / prefill + O / decode)  per request of P prompt and O output tokens.
+
+Efficiency parameters (mfu, mbu, tau_layer, tau_hop, m) are per chip group (hbm: GPUs, TPUs, ASICs,
+CPUs; lpu; wafer_scale), bounded, fitted on `data/throughput_measurements.csv` by least squares on
+log(predicted / measured) with a weak pull toward the configured prior (see `calibrate`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import polars as pl
+
+from hardware.roofline import Chip, Model
+
+SRAM_GROUPS = ("lpu", "wafer_scale")
+PARAMS = ("mfu", "mbu", "layer_us", "hop_us", "moe", "scaleout_us")
+# which parameters each group's measurements can inform (the others stay at the prior)
+FITTED = {"hbm": ("mfu", "mbu", "layer_us", "moe", "scaleout_us"), "lpu": ("mbu", "layer_us", "hop_us"),
+          "wafer_scale": ("mbu", "layer_us", "hop_us")}
+BATCH_GRID = np.unique(np.round(np.geomspace(1, 8192, 40))).astype(float)
+
+
+def group_of(chip: Chip) -> str:
+    return chip.chip_class if chip.chip_class in SRAM_GROUPS else "hbm"
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    mfu: float = 0.5
+    mbu: float = 0.8
+    layer_us: float = 20.0
+    hop_us: float = 2.0
+    moe: float = 0.5
+    scaleout_us: float = 500.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Serving limits from the assumptions file."""
+    memory_usable_fraction: float = 0.9
+    max_batch_per_chip: float = 256.0
+    max_replica_chips: float = 64.0
+    prefill_chunk_tokens: float = 8192.0
+    scaleup_chips: float = 8.0  # chips in one scale-up domain (NVLink box / rack); per chip via overrides
+
+
+def _scaleup(chip: Chip, limits: Limits) -> float:
+    return float(chip.scaleup_chips or limits.scaleup_chips)
+
+
+def _chips_needed(chip: Chip, model: Model, precision: str, limits: Limits, context: float) -> int:
+    if chip.memory_bytes <= 0:
+        raise ValueError(f"chip {chip.name!r} has no memory capacity in the spec sheet")
+    need = model.weight_bytes(precision) + context * model.kv_bytes_per_token(precision)
+    return int(np.ceil(need / (chip.memory_bytes * limits.memory_usable_fraction) - 1e-9))
+
+
+def decode_curve(chip: Chip, model: Model, precision: str, n: float, batch, context: float,
+                 eff: Efficiency, scaleup: float = 8.0):
+    """Per-chip tokens/s, per-user tokens/s and the bound of decode at each batch (arrays)."""
+    batch = np.asarray(batch, dtype=float)
+    kv = model.kv_bytes_per_token(precision) * context
+    flops = model.flops_per_token(context)
+    bw, peak = chip.bandwidth * eff.mbu, chip.peak_flops(precision) * eff.mfu
+    fixed = model.n_layers * eff.layer_us * 1e-6
+    if group_of(chip) in SRAM_GROUPS:
+        # each of the n stages holds 1/n of the layers (weights and KV) and works on a micro-batch of b
+        b = np.maximum(1.0, batch / n)
+        t_mem = (model.weight_bytes_read(precision, b) + b * kv) / bw
+        t_cmp = b * flops / peak
+        latency = fixed + (n - 1) * eff.hop_us * 1e-6
+    else:
+        t_mem = (model.weight_bytes_read(precision, batch) + batch * kv) / (n * bw)
+        t_cmp = batch * flops / (n * peak)
+        # a replica wider than the scale-up domain crosses the scale-out network in every layer
+        latency = fixed + (model.n_layers * eff.scaleout_us * 1e-6 if n > scaleup else 0.0)
+    step = np.maximum(t_mem, t_cmp) + latency
+    bound = np.where(latency >= np.maximum(t_mem, t_cmp), "latency",
+                     np.where(t_mem >= t_cmp, "memory", "compute"))
+    return batch / (n * step), 1.0 / step, bound
+
+
+def prefill_rate(chip: Chip, model: Model, precision: str, n: float, prompt_tokens: float,
+                 eff: Efficiency, limits: Limits):
+    """Prefill tokens/s per chip (chunked prefill) and its bound."""
+    chunk = limits.prefill_chunk_tokens * n  # each chip of the replica works on its own chunk of tokens
+    m = eff.moe if model.is_moe or model.active_params_b < model.total_params_b else 1.0
+    flops = chunk * model.flops_per_token(prompt_tokens / 2.0)
+    t_cmp = flops / (n * chip.peak_flops(precision) * eff.mfu * m)
+    t_mem = float(model.weight_bytes_read(precision, chunk)) / (n * chip.bandwidth * eff.mbu)
+    latency = model.n_layers * (eff.layer_us + (eff.scaleout_us if n > _scaleup(chip, limits) else 0.0)) * 1e-6
+    t = max(t_cmp, t_mem) + latency
+    bound = "latency" if latency >= max(t_cmp, t_mem) else ("compute" if t_cmp >= t_mem else "memory")
+    return chunk / (n * t), bound
+
+
+def serve(chip: Chip, model: Model, precision: str, prompt_tokens: float, output_tokens: float,
+          eff: Efficiency, limits: Limits, user_speed: float | None = None, batch: float | None = None,
+          max_chips: float | None = None) -> dict:
+    """The replica a server would run and its rates.
+
+    `user_speed`: minimum decode tokens/s per user (None: no target). `batch`: a fixed decode batch
+    per replica (None: the largest allowed). `max_chips`: the most chips a replica may span."""
+    if chip.memory_bytes <= 0 or not (chip.sram_tbps if chip.sram_only else chip.mem_tbps):
+        raise ValueError(f"chip {chip.name!r} lacks memory capacity or bandwidth in the spec sheet")
+    context = prompt_tokens + output_tokens / 2.0
+    n_min = _chips_needed(chip, model, precision, limits, context)
+    cap = max(float(max_chips or limits.max_replica_chips), n_min)
+    sizes = [float(n_min)]
+    while sizes[-1] * 2 <= cap and group_of(chip) not in SRAM_GROUPS:
+        sizes.append(sizes[-1] * 2)
+    best = None
+    for n in sizes:
+        free = n * chip.memory_bytes * limits.memory_usable_fraction - model.weight_bytes(precision)
+        fits = np.floor(free / (model.kv_bytes_per_token(precision) * max(context, 1.0)))
+        top = max(1.0, min(fits, limits.max_batch_per_chip * n))
+        grid = np.array([batch], dtype=float) if batch else BATCH_GRID[BATCH_GRID <= top]
+        if not batch and (grid.size == 0 or grid[-1] < top):
+            grid = np.append(grid, top)
+        per_chip, per_user, bound = decode_curve(chip, model, precision, n, grid, context, eff,
+                                                 _scaleup(chip, limits))
+        ok = per_user >= (user_speed or 0.0)
+        i = int(np.max(np.flatnonzero(ok))) if ok.any() else 0
+        cand = {"n": n, "batch": float(grid[i]), "decode_per_chip": float(per_chip[i]),
+                "decode_per_user": float(per_user[i]), "decode_bound": str(bound[i]),
+                "meets_speed": bool(ok[i]), "max_batch_memory": float(fits)}
+        if best is None or (cand["meets_speed"], cand["decode_per_chip"]) > (best["meets_speed"], best["decode_per_chip"]):
+            best = cand
+    prefill, prefill_bound = prefill_rate(chip, model, precision, best["n"], prompt_tokens, eff, limits)
+    best.update(prefill_per_chip=float(prefill), prefill_bound=prefill_bound, min_chips=n_min,
+                per_user_latency_ms=1000.0 / best["decode_per_user"])
+    mixed = output_tokens / (prompt_tokens / prefill + output_tokens / best["decode_per_chip"]) \
+        if output_tokens > 0 else 0.0
+    best["mixed_output_per_chip"] = float(mixed)
+    return best
+
+
+# ---------------------------------------------------------------- calibration on measurements
+
+def efficiencies_from(values: dict[tuple[str, str], float]) -> dict[str, Efficiency]:
+    return {g: Efficiency(**{p: values[(g, p)] for p in PARAMS}) for g in FITTED}
+
+
+def predict_row(row: dict, chips: dict[str, Chip], models: dict[str, Model], effs: dict[str, Efficiency],
+                limits: Limits) -> tuple[float, str]:
+    """The model's figure for one measurement row, in the row's measured unit: (value, metric)."""
+    chip, model = chips[row["chip"]], models[row["model"]]
+    eff = effs[group_of(chip)]
+    prompt = row["prompt_tokens"] or 1000.0
+    output = row["output_tokens"] or 500.0
+    max_chips = row["chips"] if row["chips"] and group_of(chip) not in SRAM_GROUPS else None
+    res = serve(chip, model, row["precision"], prompt, output, eff, limits, row["user_tokens_per_s_target"],
+                row["concurrency"], max_chips)
+    if row["tokens_per_s_per_chip"] is None:
+        return res["decode_per_user"], "tokens_per_s_per_user"
+    if row["phase"] == "prefill":
+        return res["prefill_per_chip"], "tokens_per_s_per_chip"
+    if row["phase"] == "decode":
+        return res["decode_per_chip"], "tokens_per_s_per_chip"
+    return res["mixed_output_per_chip"], "tokens_per_s_per_chip"
+
+
+def _measured(row: dict) -> float:
+    return row["tokens_per_s_per_chip"] if row["tokens_per_s_per_chip"] is not None else row["tokens_per_s_per_user"]
+
+
+@dataclass(frozen=True)
+class Prior:
+    value: float
+    low: float
+    high: float
+
+
+def calibrate(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[str, Model],
+              priors: dict[str, Prior], limits: Limits, prior_weight: float = 0.5,
+              exclude_source: str | None = None) -> dict[tuple[str, str], float]:
+    """Fit the efficiency parameters of each chip group on the measurement rows (bounded least
+    squares on log errors, plus `prior_weight` x log(param / prior) per fitted parameter)."""
+    from scipy.optimize import least_squares
+
+    rows = [r for r in measurements.iter_rows(named=True) if r["source_id"] != exclude_source and r["in_fit"]]
+    keys = [(g, p) for g, names in FITTED.items() for p in names]
+    x0 = np.log([priors[p].value for _, p in keys])
+    lo = np.log([priors[p].low for _, p in keys])
+    hi = np.log([priors[p].high for _, p in keys])
+    base = {(g, p): priors[p].value for g in FITTED for p in PARAMS}
+
+    def values(x):
+        return {**base, **{k: float(np.exp(v)) for k, v in zip(keys, x)}}
+
+    def residuals(x):
+        effs = efficiencies_from(values(x))
+        out = [np.log(predict_row(r, chips, models, effs, limits)[0] / _measured(r)) for r in rows]
+        return np.concatenate([out, prior_weight * (x - x0)])
+
+    fit = least_squares(residuals, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), diff_step=1e-3,
+                        max_nfev=200)
+    return values(fit.x)
+
+
+def calibration_table(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[str, Model],
+                      priors: dict[str, Prior], limits: Limits) -> tuple[pl.DataFrame, dict]:
+    """marts.throughput_calibration rows (fit on all rows, and leave-one-source-out) and the fitted values."""
+    fitted = calibrate(measurements, chips, models, priors, limits)
+    effs = efficiencies_from(fitted)
+    loso: dict[str, float] = {}
+    for source in measurements["source_id"].unique().to_list():
+        held = efficiencies_from(calibrate(measurements, chips, models, priors, limits, exclude_source=source))
+        for r in measurements.filter(pl.col("source_id") == source).iter_rows(named=True):
+            loso[r["measurement_id"]] = predict_row(r, chips, models, held, limits)[0]
+    out = []
+    for r in measurements.iter_rows(named=True):
+        predicted, metric = predict_row(r, chips, models, effs, limits)
+        measured = _measured(r)
+        out.append({"measurement_id": r["measurement_id"], "chip": r["chip"], "chip_group": group_of(chips[r["chip"]]),
+                    "model_name": r["model"], "precision": r["precision"], "phase": r["phase"], "metric": metric,
+                    "measured": measured, "predicted": predicted, "ratio": predicted / measured,
+                    "abs_log_error": abs(float(np.log(predicted / measured))), "in_fit": bool(r["in_fit"]),
+                    "predicted_leave_source_out": loso[r["measurement_id"]],
+                    "ratio_leave_source_out": loso[r["measurement_id"]] / measured,
+                    "source_id": r["source_id"]})
+    return pl.DataFrame(out), fitted
+
+
+def measurements_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """The measurement file with numeric columns as floats (empty = null)."""
+    numeric = ["chips", "prompt_tokens", "output_tokens", "concurrency", "user_tokens_per_s_target",
+               "tokens_per_s_per_chip", "tokens_per_s_per_user"]
+    return frame.with_columns(pl.col(c).cast(pl.Float64) for c in numeric)
+
+
+def with_efficiency(eff: Efficiency, **changes) -> Efficiency:
+    return replace(eff, **changes)
+
+
+PRIOR_NAMES = {"mfu": "serving.mfu", "mbu": "serving.mbu", "layer_us": "serving.layer_latency_us",
+               "hop_us": "serving.hop_latency_us", "moe": "serving.moe_prefill_efficiency",
+               "scaleout_us": "serving.scaleout_layer_latency_us"}
+
+
+def priors_and_limits(assumptions: pl.DataFrame) -> tuple[dict[str, Prior], Limits]:
+    """Priors of the efficiency parameters and the serving limits from meta.assumptions rows."""
+    rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
+    needed = [*PRIOR_NAMES.values(), "hardware.memory_usable_fraction", "serving.max_replica_chips",
+              "serving.max_batch_per_chip", "serving.prefill_chunk_tokens", "serving.scaleup_chips"]
+    missing = [n for n in needed if n not in rows]
+    if missing:
+        raise KeyError(f"assumption(s) {missing} missing from the assumptions file")
+    priors = {p: Prior(rows[n]["value"], rows[n]["low"], rows[n]["high"]) for p, n in PRIOR_NAMES.items()}
+    limits = Limits(memory_usable_fraction=rows["hardware.memory_usable_fraction"]["value"],
+                    max_batch_per_chip=rows["serving.max_batch_per_chip"]["value"],
+                    max_replica_chips=rows["serving.max_replica_chips"]["value"],
+                    prefill_chunk_tokens=rows["serving.prefill_chunk_tokens"]["value"],
+                    scaleup_chips=rows["serving.scaleup_chips"]["value"])
+    return priors, limits
+
+
+def size(chip: Chip, model: Model, precision: str, input_tokens_per_day: float, output_tokens_per_day: float,
+         cached_share: float, prompt_tokens: float, output_tokens: float, eff: Efficiency, limits: Limits,
+         user_speed: float, prefill_chip: Chip | None = None, prefill_eff: Efficiency | None = None,
+         peak_to_average: float = 1.0, utilisation: float = 1.0, redundancy: float = 0.0) -> dict:
+    """Chips to serve a daily load: prefill and decode sized apart (disaggregated), each at its
+    calibrated per-chip rate; average load x peak_to_average / utilisation x (1 + redundancy)."""
+    overhead = peak_to_average / utilisation * (1.0 + redundancy)
+    decode = serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed)
+    pchip = prefill_chip or chip
+    prefill = serve(pchip, model, precision, prompt_tokens, output_tokens, prefill_eff or eff, limits, user_speed) \
+        if prefill_chip is not None else decode
+    prefill_tps = input_tokens_per_day * (1.0 - cached_share) / 86_400.0
+    decode_tps = output_tokens_per_day / 86_400.0
+
+    def chips(load, rate, replica):
+        if load <= 0:
+            return 0.0
+        return float(max(np.ceil(load / rate * overhead), replica))
+
+    p_chips = chips(prefill_tps, prefill["prefill_per_chip"], prefill["min_chips"])
+    d_chips = chips(decode_tps, decode["decode_per_chip"], decode["n"])
+    return {
+        "chips": p_chips + d_chips,
+        "overhead_factor": overhead,
+        "prefill": {"chip": pchip.name, "chips": p_chips, "tokens_per_s": prefill_tps,
+                    "tokens_per_s_per_chip": prefill["prefill_per_chip"], "bound": prefill["prefill_bound"],
+                    "batch": limits.prefill_chunk_tokens, "batch_unit": "tokens per chip per forward pass"},
+        "decode": {"chip": chip.name, "chips": d_chips, "tokens_per_s": decode_tps,
+                   "tokens_per_s_per_chip": decode["decode_per_chip"],
+                   "tokens_per_s_per_user": decode["decode_per_user"], "bound": decode["decode_bound"],
+                   "batch": decode["batch"], "replica_chips": decode["n"],
+                   "meets_user_speed": decode["meets_speed"],
+                   "per_user_latency_ms": decode["per_user_latency_ms"]},
+    }
