@@ -55,3 +55,51 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     for name in OUTPUTS:
         yield dg.MaterializeResult(asset_key=["marts", name],
                                    metadata={"row_count": dg.MetadataValue.int(counts[f"marts.{name}"])})
+
+
+@dg.asset(
+    key=["marts", "throughput_calibration"],
+    deps=[dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey(["staging", "accelerator_specs"]),
+          dg.AssetKey(["raw", "model_catalog"]), dg.AssetKey(["meta", "assumptions"])],
+    group_name="hardware",
+    kinds={"duckdb", "scipy"},
+    pool=POOL,
+    description="The serving model's efficiency parameters fitted on data/throughput_measurements.csv: per "
+    "measurement, predicted vs measured, ratio, in/out of the fit, and the prediction with the row's source "
+    "left out of the fit (hardware/serving.py).",
+)
+def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+    import time
+
+    import polars as pl
+
+    from hardware.serving import calibration_table, measurements_frame, priors_and_limits
+    from hardware.specs import chips_from_frame, models_from_frame
+
+    started = time.perf_counter()
+    config = load_assumptions(settings.assumptions_path)
+    overrides = {c: {k: v for k, v in o.items() if k != "rationale"}
+                 for c, o in (config.get("chip_overrides") or {}).items()}
+    with warehouse.get_connection() as con:
+        specs = con.execute("select * from staging.accelerator_specs").pl()
+        catalog = con.execute("select * from raw.model_catalog").pl()
+        measured = con.execute("select * exclude (_line, _source_file, _loaded_at) "
+                               "from raw.throughput_measurements").pl()
+        assumptions = con.execute("select * from meta.assumptions").pl()
+    if "h100e_per_chip" not in specs.columns:
+        specs = specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip"))
+    priors, limits = priors_and_limits(assumptions)
+    table, fitted = calibration_table(measurements_frame(measured), chips_from_frame(specs, overrides),
+                                      models_from_frame(catalog), priors, limits)
+    with warehouse.get_connection() as con:
+        counts = replace_tables_from_frames(con, {"marts.throughput_calibration": table})
+    fit = table.filter(pl.col("in_fit"))
+    seconds = time.perf_counter() - started
+    context.log.info(f"calibration: median |log error| {fit['abs_log_error'].median():.3f} over {fit.height} fitted rows")
+    return dg.MaterializeResult(metadata={
+        "row_count": dg.MetadataValue.int(counts["marts.throughput_calibration"]),
+        "median_abs_log_error_fitted": dg.MetadataValue.float(float(fit["abs_log_error"].median())),
+        "worst_ratio_fitted": dg.MetadataValue.float(float(fit["ratio"].max())),
+        "fitted_parameters": dg.MetadataValue.json({f"{g}.{p}": v for (g, p), v in fitted.items()}),
+        "seconds": dg.MetadataValue.float(seconds),
+    })
