@@ -103,7 +103,8 @@ def _private(pipeline, tmp_path) -> dict:
     old, new = str(pipeline["root"]), str(root)
     config = root / "dagster_home" / "dagster.yaml"
     config.write_text(config.read_text().replace(old, new))
-    env = {k: v.replace(old, new) for k, v in pipeline["env"].items()}
+    # the call logs stay where they were (read-only): their recorded fingerprints include the paths
+    env = {k: (v if k == "T2C_CALL_LOGS" else v.replace(old, new)) for k, v in pipeline["env"].items()}
     return {**pipeline, "root": root, "original_root": pipeline["root"], "env": env, "data": root / "data", "warehouse": root / "var" / "warehouse.duckdb",
             "reports": root / "var" / "reports"}
 
