@@ -124,18 +124,15 @@ def _check_references(con: duckdb.DuckDBPyConnection, path: Path, tmp: str, col:
                          "header = true, all_varchar = true)")
     if not parts:
         return
+    known_sql = f"select v from ({' union all '.join(parts)}) where v is not null"
     try:
-        known = [r[0] for r in con.execute(f"select distinct v from ({' union all '.join(parts)}) "
-                                           "where v is not null").fetchall()]
+        hit = _first_violation(con, tmp, f"{quote_ident(col)} is not null and {quote_ident(col)} not in ({known_sql})",
+                               quote_ident(col))
     except duckdb.Error:  # a broken referenced file fails its own load with file, line and column
         return
-    con.execute("create or replace temp table _known_values (v varchar)")
-    con.executemany("insert into _known_values values (?)", [(k,) for k in known])
-    hit = _first_violation(con, tmp, f"{quote_ident(col)} is not null and {quote_ident(col)} not in "
-                           "(select v from _known_values)", quote_ident(col))
-    con.execute("drop table if exists _known_values")
     if hit:
         where = " or ".join(f"{stem}.csv ({target})" for stem, target in targets)
+        known = [r[0] for r in con.execute(f"select distinct v from ({known_sql})").fetchall()]
         raise InputFileError(path, hit[0], col, f"unknown value {hit[1]!r}: not in {where}{closest(hit[1], known)}")
 
 

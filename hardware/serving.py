@@ -35,7 +35,7 @@ log(predicted / measured) with a weak pull toward the configured prior (see `cal
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -257,10 +257,6 @@ def measurements_frame(frame: pl.DataFrame) -> pl.DataFrame:
     numeric = ["chips", "prompt_tokens", "output_tokens", "concurrency", "user_tokens_per_s_target",
                "tokens_per_s_per_chip", "tokens_per_s_per_user"]
     return frame.with_columns(pl.col(c).cast(pl.Float64) for c in numeric)
-
-
-def with_efficiency(eff: Efficiency, **changes) -> Efficiency:
-    return replace(eff, **changes)
 
 
 PRIOR_NAMES = {"mfu": "serving.mfu", "mbu": "serving.mbu", "layer_us": "serving.layer_latency_us",

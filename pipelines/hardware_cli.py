@@ -5,6 +5,7 @@ on bad input."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -100,8 +101,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         eff = effs[group_of(chip)]
         changes = {k: v for k, v in (("mfu", args.mfu), ("mbu", args.mbu)) if v is not None}
         if changes:
-            from hardware.serving import with_efficiency
-            eff = with_efficiency(eff, **changes)
+            eff = dataclasses.replace(eff, **changes)
         speed = args.user_speed if args.user_speed is not None else values["hardware.user_speed_tokens_per_s"]
         r = serve(chip, model, args.precision, args.input_tokens, args.output_tokens, eff, limits,
                   user_speed=None if args.batch else speed, batch=args.batch)
