@@ -84,11 +84,7 @@ class Forecast(BaseModel):
 
 class Hardware(BaseModel):
     model_config = STRICT
-    mfu: Leaf
-    mbu: Leaf
-    decode_batch: Leaf
     user_speed_tokens_per_s: Leaf
-    max_replica_chips: Leaf
     memory_usable_fraction: Leaf
 
 
@@ -112,11 +108,14 @@ class Workload(BaseModel):
     output_share: Leaf
     cached_share: Leaf
     cache_hit_retention_without_ssd: Leaf
+    agentic_share: Leaf
 
 
 class Fleet(BaseModel):
     model_config = STRICT
     peak_to_average: Leaf
+    festival_peak_to_average: Leaf
+    workload_points: Leaf
     utilisation: Leaf
     redundancy: Leaf
     pue: Leaf
@@ -130,9 +129,9 @@ class Cowos(BaseModel):
     packages_per_wafer: Leaf
 
 
-class Calibration(BaseModel):
+class CpuLayer(BaseModel):
     model_config = STRICT
-    h100_llama70b_measured_tokens_per_s_per_gpu: Leaf
+    cpus_per_agentic_accelerator: Leaf
 
 
 class ChipOverride(BaseModel):
@@ -148,6 +147,8 @@ class Segment(BaseModel):
     demand_series: str
     region: str
     model_mix: str | dict[str, float]
+    model_mix_rationale: str = ""
+    model_mix_source: str = ""
 
 
 class Scenario(BaseModel):
@@ -155,12 +156,18 @@ class Scenario(BaseModel):
     description: str = ""
     precision: str = "fp8"
     kv_cache_on_ssd: bool = False
+    orchestration_cpu: str | None = None
+    placement: dict[str, dict[str, dict[str, float]]] = {}
     segments: dict[str, dict[str, dict[str, float]]]
 
 
 class Report(BaseModel):
     model_config = STRICT
     change_threshold: Leaf
+    interactivity_reading: Leaf
+    interactivity_chat: Leaf
+    interactivity_agentic: Leaf
+    curve_models: list[str] = []
 
 
 class Assumptions(BaseModel):
@@ -175,7 +182,7 @@ class Assumptions(BaseModel):
     workload: Workload
     fleet: Fleet
     cowos: Cowos
-    calibration: Calibration
+    cpu_layer: CpuLayer
     chip_overrides: dict[str, ChipOverride] = {}
     segments: dict[str, Segment]
     scenarios: dict[str, Scenario]

@@ -1,6 +1,9 @@
-"""Hardware assets: the warehouse's demand forecasts, specs and assumptions -> hardware.model.build ->
-marts.hardware_demand, supplier_exposure, supplier_concentration, supply_demand_gap, sensitivity,
-cross_checks (written together in one transaction)."""
+"""Hardware assets: the measurements -> hardware.serving calibration -> marts.throughput_calibration and
+marts.serving_efficiency; then the warehouse's demand forecasts, specs, assumptions and the calibrated
+efficiencies -> hardware.model.build -> marts.hardware_demand, supplier_exposure, supplier_concentration,
+supply_demand_gap, sensitivity, cross_checks, interactivity_curves (written together in one transaction)."""
+
+import time
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -22,16 +25,21 @@ INPUTS = {
     "installed_base": "marts.installed_base",
     "forecast": "marts.forecast",
     "supply_metrics": "marts.supply_metrics",
+    "serving_efficiency": "marts.serving_efficiency",
 }
 OUTPUTS = {
     "hardware_demand": "Chips, H100e, MW and capex needed per quarter, scenario, segment, phase and chip "
                        "(p5/median/p95 over the Monte Carlo draws).",
     "supplier_exposure": "USD content of the required fleet per supplier and role (p5/median/p95), share of role.",
     "supplier_concentration": "Herfindahl-Hirschman index of each supplier role per quarter and scenario.",
-    "supply_demand_gap": "Required H100e vs the inference share of the installed base, China-market vs rest.",
+    "supply_demand_gap": "Required vs the inference share of the installed base, China-market vs rest, per "
+                         "resource a phase consumes (prefill: 8-bit compute; decode: memory bandwidth; all: H100e).",
     "sensitivity": "Swing in total chips at the horizon when each assumption moves across its range (tornado).",
     "cross_checks": "Implied spend and CoWoS/2.5D demand vs Nvidia data-center revenue, CoWoS capacity and "
                     "domestic 2.5D packaging revenue, as ratios.",
+    "interactivity_curves": "Decode tokens/s per chip against tokens/s per user (InferenceX's axes) for each "
+                            "scenario's decode chips and main model, with batch, replica and cost per million "
+                            "output tokens.",
 }
 DEPS = [dg.AssetKey(t.split(".")) for t in INPUTS.values()]
 
@@ -42,6 +50,7 @@ DEPS = [dg.AssetKey(t.split(".")) for t in INPUTS.values()]
     pool=POOL,
 )
 def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+    started = time.perf_counter()
     config = load_assumptions(settings.assumptions_path)
     with warehouse.get_connection() as con:
         inputs = {key: con.execute(f"select * from {table}").pl() for key, table in INPUTS.items()}
@@ -52,28 +61,34 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         raise dg.Failure(description=f"{settings.assumptions_path}: {exc}", allow_retries=False) from None
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {f"marts.{name}": frame for name, frame in frames.items()})
+    seconds = time.perf_counter() - started
+    context.log.info(f"hardware model: {seconds:.1f} s")
     for name in OUTPUTS:
         yield dg.MaterializeResult(asset_key=["marts", name],
-                                   metadata={"row_count": dg.MetadataValue.int(counts[f"marts.{name}"])})
+                                   metadata={"row_count": dg.MetadataValue.int(counts[f"marts.{name}"]),
+                                             "seconds": dg.MetadataValue.float(seconds)})
 
 
-@dg.asset(
-    key=["marts", "throughput_calibration"],
-    deps=[dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey(["staging", "accelerator_specs"]),
-          dg.AssetKey(["raw", "model_catalog"]), dg.AssetKey(["meta", "assumptions"])],
-    group_name="hardware",
-    kinds={"duckdb", "scipy"},
+CALIBRATION_DEPS = [dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey(["staging", "accelerator_specs"]),
+                    dg.AssetKey(["raw", "model_catalog"]), dg.AssetKey(["meta", "assumptions"])]
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(["marts", "throughput_calibration"], deps=CALIBRATION_DEPS, group_name="hardware",
+                        kinds={"duckdb", "scipy"},
+                        description="The serving model's efficiency parameters fitted on "
+                        "data/throughput_measurements.csv: per measurement, predicted vs measured, ratio, in/out of "
+                        "the fit, and the prediction with the row's source left out of the fit (hardware/serving.py)."),
+           dg.AssetSpec(["marts", "serving_efficiency"], deps=CALIBRATION_DEPS, group_name="hardware",
+                        kinds={"duckdb", "scipy"},
+                        description="The fitted efficiency parameters per chip group (hbm, lpu, wafer_scale) and "
+                        "the calibration's leave-one-source-out error, which the fleet model uses.")],
     pool=POOL,
-    description="The serving model's efficiency parameters fitted on data/throughput_measurements.csv: per "
-    "measurement, predicted vs measured, ratio, in/out of the fit, and the prediction with the row's source "
-    "left out of the fit (hardware/serving.py).",
 )
 def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    import time
-
     import polars as pl
 
-    from hardware.serving import calibration_table, measurements_frame, priors_and_limits
+    from hardware.serving import calibration_table, efficiency_table, measurements_frame, priors_and_limits
     from hardware.specs import chips_from_frame, models_from_frame
 
     started = time.perf_counter()
@@ -86,20 +101,28 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
         measured = con.execute("select * exclude (_line, _source_file, _loaded_at) "
                                "from raw.throughput_measurements").pl()
         assumptions = con.execute("select * from meta.assumptions").pl()
-    if "h100e_per_chip" not in specs.columns:
-        specs = specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip"))
     priors, limits = priors_and_limits(assumptions)
     table, fitted = calibration_table(measurements_frame(measured), chips_from_frame(specs, overrides),
                                       models_from_frame(catalog), priors, limits)
+    efficiency = efficiency_table(table, fitted)
     with warehouse.get_connection() as con:
-        counts = replace_tables_from_frames(con, {"marts.throughput_calibration": table})
+        counts = replace_tables_from_frames(con, {"marts.throughput_calibration": table,
+                                                  "marts.serving_efficiency": efficiency})
     fit = table.filter(pl.col("in_fit"))
     seconds = time.perf_counter() - started
-    context.log.info(f"calibration: median |log error| {fit['abs_log_error'].median():.3f} over {fit.height} fitted rows")
-    return dg.MaterializeResult(metadata={
+    context.log.info(f"calibration: median |log error| {fit['abs_log_error'].median():.3f} over {fit.height} "
+                     f"fitted rows ({seconds:.1f} s)")
+    yield dg.MaterializeResult(asset_key=["marts", "throughput_calibration"], metadata={
         "row_count": dg.MetadataValue.int(counts["marts.throughput_calibration"]),
         "median_abs_log_error_fitted": dg.MetadataValue.float(float(fit["abs_log_error"].median())),
         "worst_ratio_fitted": dg.MetadataValue.float(float(fit["ratio"].max())),
+        "lowest_ratio_fitted": dg.MetadataValue.float(float(fit["ratio"].min())),
+        "loso_median_abs_log_error": dg.MetadataValue.float(
+            float(fit["ratio_leave_source_out"].log().abs().median())),
+        "seconds": dg.MetadataValue.float(seconds),
+    })
+    yield dg.MaterializeResult(asset_key=["marts", "serving_efficiency"], metadata={
+        "row_count": dg.MetadataValue.int(counts["marts.serving_efficiency"]),
         "fitted_parameters": dg.MetadataValue.json({f"{g}.{p}": v for (g, p), v in fitted.items()}),
         "seconds": dg.MetadataValue.float(seconds),
     })

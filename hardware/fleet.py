@@ -1,22 +1,28 @@
-"""Fleet sizing: tokens/day per segment -> chips, H100e, MW and capex per scenario, with Monte Carlo
-over the demand forecast and every assumption range, and a one-at-a-time sensitivity.
+"""Fleet sizing: tokens/day per segment -> chips, H100e, MW and capex per scenario, on the serving model
+(hardware/serving.py, the code path of `tokens2chips size`), with Monte Carlo over the demand forecast,
+the workload assumptions and the calibration's own error.
 
 Per draw d, period t, segment s, phase p, chip x (share of the phase in the scenario) and model m
 (share of the segment's tokens):
 
-    prefill tokens/s = T[d,t,s] / 86,400 x (1 - output share) x (1 - cached share) x peak factor
-    decode tokens/s  = T[d,t,s] / 86,400 x output share x peak factor
-    chips[x]         = sum over m of  tokens/s x share[x] x mix[m] / (per-chip tokens/s of m on x)
-                       / utilisation x (1 + redundancy)
+    prefill tokens/s = T[d,t,s] / 86,400 x (1 - output share) x (1 - cached share)
+    decode tokens/s  = T[d,t,s] / 86,400 x output share
+    chips[x]         = sum over m of  max(tokens/s x share[x] x mix[m] / rate[x, m, p, d], replica[x, m])
+                       x peak_to_average / utilisation x (1 + redundancy)
     H100e = chips x H100e per chip;  MW = chips x TDP x PUE / 1e6;  capex = chips x unit price
 
-Per-chip tokens/s comes from hardware.roofline with the draw's MFU, MBU, prompt length and decode
-batch; the decode batch is capped so that each user still sees at least the per-user speed target, with the
-replica spread over up to `hardware.max_replica_chips` chips (per-chip throughput does not depend on
-the spread; per-user speed grows with it).
-With MFU = MBU = 1, batch 1, peak factor 1, utilisation 1 and no redundancy this is the plain
-roofline arithmetic. Cached prompt tokens cost no prefill compute (their KV is read from the cache);
-in scenarios without an SSD KV tier only part of the measured cache hits survive (an assumption).
+rate[x, m, p, d] is the serving model's calibrated tokens/s per chip (replica, batch and latency chosen
+as a server would at the draw's prompt length, output length and per-user speed target) times
+exp(sigma_g z[d, g]): the calibration's leave-one-source-out error for chip group g, so the bands say how
+far the calibrated rates may be off. The serving model runs exactly at `fleet.workload_points` workload
+draws; draw d uses point d mod that number.
+Overheads: peak_to_average is the time-aligned daily peak (festival peaks are a stress case in the
+sensitivity table), utilisation only what calibrated per-chip rates do not hold (pooling, queueing
+headroom), redundancy spare nodes.
+Orchestration CPUs (scenarios with `orchestration_cpu`): chips of every phase x agentic share x
+cpu_layer.cpus_per_agentic_accelerator, as phase 'orchestration'. CPUs never decode a model whose
+per-user speed they cannot reach: a scenario that puts a model on a chip that cannot meet the target is a
+ScenarioError naming scenario, segment, chip and model.
 """
 
 from __future__ import annotations
@@ -26,11 +32,11 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from hardware.roofline import Chip, Model, throughput
+from hardware.roofline import Chip, Model
+from hardware.serving import Efficiency, Limits, group_of, serve
 
 PHASES = ("prefill", "decode")
 PRECISIONS = ("bf16", "fp8", "fp4")
-BATCH_GRID = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], dtype=float)
 SECONDS_PER_DAY = 86_400.0
 
 
@@ -45,6 +51,25 @@ class Scenario:
     precision: str
     kv_cache_on_ssd: bool
     mix: dict  # segment -> phase -> {chip: share}
+    orchestration_cpu: str | None = None
+    placement: dict | None = None  # model -> phase -> {chip: share}: overrides the segment's mix for that model
+
+    def shares(self, segment: str, phase: str, model: str) -> dict[str, float]:
+        """The chips (and their shares) that serve `model`'s `phase` in `segment`."""
+        return ((self.placement or {}).get(model) or {}).get(phase) or self.mix[segment][phase]
+
+    def chips_of(self, segment: str, phase: str, models) -> list[str]:
+        out = []
+        for model in models:
+            out += [c for c in self.shares(segment, phase, model) if c not in out]
+        return out
+
+
+def _check_costed(chip: Chip, where: str) -> None:
+    for attr in ("tdp_w", "unit_price_usd", "h100e"):
+        if getattr(chip, attr) is None:
+            raise ScenarioError(f"{where}, chip '{chip.name}': no {attr} in the spec sheet; add it under "
+                                "chip_overrides")
 
 
 def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], source: str = "assumptions") \
@@ -77,11 +102,7 @@ def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], sour
                     if not isinstance(share, (int, float)) or share < 0:
                         raise ScenarioError(f"{where}, segment '{segment}', phase '{phase}', chip '{chip}': share "
                                             f"{share!r} must be a non-negative number")
-                    spec_chip = chips[chip]
-                    for attr in ("tdp_w", "unit_price_usd", "h100e"):
-                        if getattr(spec_chip, attr) is None:
-                            raise ScenarioError(f"{where}, segment '{segment}', phase '{phase}', chip '{chip}': "
-                                                f"no {attr} in the spec sheet; add it under chip_overrides")
+                    _check_costed(chips[chip], f"{where}, segment '{segment}', phase '{phase}'")
                 total = sum(shares.values())
                 if abs(total - 1.0) > 1e-6:
                     raise ScenarioError(f"{where}, segment '{segment}', phase '{phase}': shares sum to {total:g}, "
@@ -90,8 +111,27 @@ def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], sour
         unknown = set(spec["segments"]) - set(segments)
         if unknown:
             raise ScenarioError(f"{where}: unknown segment(s) {sorted(unknown)}; known: {segments}")
+        placement = {}
+        for model, phases in (spec.get("placement") or {}).items():
+            placement[model] = {}
+            for phase, shares in (phases or {}).items():
+                at = f"{where}, placement of '{model}', phase '{phase}'"
+                if phase not in PHASES or not isinstance(shares, dict) or not shares:
+                    raise ScenarioError(f"{at}: needs prefill/decode -> chip: share entries")
+                for chip in shares:
+                    if chip not in chips:
+                        raise ScenarioError(f"{at}: unknown chip '{chip}' (not in accelerator_specs.csv)")
+                    _check_costed(chips[chip], at)
+                if abs(sum(shares.values()) - 1.0) > 1e-6:
+                    raise ScenarioError(f"{at}: shares sum to {sum(shares.values()):g}, not 1")
+                placement[model][phase] = {c: float(v) for c, v in shares.items() if v > 0}
+        cpu = spec.get("orchestration_cpu")
+        if cpu is not None:
+            if cpu not in chips:
+                raise ScenarioError(f"{where}: orchestration_cpu '{cpu}' is not in accelerator_specs.csv")
+            _check_costed(chips[cpu], f"{where}, orchestration_cpu")
         out[name] = Scenario(name, str(spec.get("description", "")), precision,
-                             bool(spec.get("kv_cache_on_ssd", False)), mix)
+                             bool(spec.get("kv_cache_on_ssd", False)), mix, cpu, placement)
     return out
 
 
@@ -111,38 +151,80 @@ def draw_assumptions(assumptions: pl.DataFrame, names: list[str], draws: int, rn
     return out
 
 
+# workload assumptions the serving model reads (evaluated at `fleet.workload_points` points)
+WORKLOAD = ["hardware.user_speed_tokens_per_s", "workload.input_tokens", "workload.output_share"]
 # the assumptions the fleet model reads, by their dotted names in meta.assumptions
-FLEET_ASSUMPTIONS = [
-    "hardware.mfu", "hardware.mbu", "hardware.decode_batch", "hardware.user_speed_tokens_per_s",
-    "hardware.memory_usable_fraction", "hardware.max_replica_chips", "workload.input_tokens", "workload.output_share",
-    "workload.cached_share", "workload.cache_hit_retention_without_ssd", "fleet.peak_to_average",
-    "fleet.utilisation", "fleet.redundancy", "fleet.pue",
+FLEET_ASSUMPTIONS = WORKLOAD + [
+    "workload.cached_share", "workload.cache_hit_retention_without_ssd", "workload.agentic_share",
+    "fleet.peak_to_average", "fleet.utilisation", "fleet.redundancy", "fleet.pue",
+    "cpu_layer.cpus_per_agentic_accelerator",
 ]
 
 
-def per_chip_rates(chip: Chip, model: Model, precision: str, a: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-chip prefill and decode tokens/s for every draw; decode batch capped by the speed target."""
-    input_tokens = a["workload.input_tokens"]
-    share = a["workload.output_share"]
-    output_tokens = input_tokens * share / (1 - share)
-    usable = a["hardware.memory_usable_fraction"]
-    # evaluate decode over the batch grid, pick the largest batch within the draw's batch and speed target
-    grid = BATCH_GRID[:, None]
-    res = throughput(chip, model, precision, input_tokens[None, :], output_tokens[None, :], grid,
-                     a["hardware.mfu"][None, :], a["hardware.mbu"][None, :], usable_fraction=usable[None, :])
-    # a replica may spread over up to max_replica_chips chips (a scale-up domain); per-chip throughput
-    # does not change with the spread, per-user speed grows with it
-    spread = np.maximum(1.0, a["hardware.max_replica_chips"][None, :] / res["chips_per_replica"])
-    ok = (grid <= a["hardware.decode_batch"][None, :]) & \
-         (res["decode_tokens_per_s_per_user"] * spread >= a["hardware.user_speed_tokens_per_s"][None, :])
-    ok[0, :] = True  # batch 1 is always allowed (it is the fastest a user can be served)
-    pick = np.max(np.where(ok, np.arange(len(BATCH_GRID))[:, None], 0), axis=0)
-    cols = np.arange(input_tokens.shape[0])
-    decode = res["decode_tokens_per_s_per_chip"][pick, cols]
-    prefill = throughput(chip, model, precision, input_tokens, output_tokens, 1.0, a["hardware.mfu"],
-                         a["hardware.mbu"], usable_fraction=usable)["prefill_tokens_per_s_per_chip"]
-    return {"prefill": np.asarray(prefill, dtype=float), "decode": np.asarray(decode, dtype=float),
-            "batch": BATCH_GRID[pick]}
+@dataclass(frozen=True)
+class Serving:
+    """What the fleet needs from the serving model: calibrated efficiency per chip group, limits, and
+    the log-s.d. of the calibration's error per chip group (0 for a point estimate)."""
+    efficiency: dict[str, Efficiency]
+    limits: Limits
+    error_sd: dict[str, float]
+
+
+def tie_workload(a: dict[str, np.ndarray], points: int) -> dict[str, np.ndarray]:
+    """Draw d of each workload assumption repeats point d mod `points` (the serving model runs once per point)."""
+    out = dict(a)
+    for name in WORKLOAD:
+        values = a[name]
+        k = max(1, min(int(points), values.shape[0]))
+        out[name] = np.resize(values[:k], values.shape[0])
+    return out
+
+
+def output_tokens_per_request(prompt_tokens, output_share):
+    """Mean output tokens per request from the prompt length and the output share of all tokens."""
+    return prompt_tokens * output_share / (1.0 - output_share)
+
+
+def rates(chip: Chip, model: Model, precision: str, a: dict[str, np.ndarray], serving: Serving) -> dict:
+    """Per-chip prefill and decode tokens/s, decode batch, replica chips, per-user speed and whether the
+    speed target is met, for every draw (the serving model runs once per distinct workload point)."""
+    eff = serving.efficiency[group_of(chip)]
+    speed, prompt, share = (a[n] for n in WORKLOAD)
+    keys = np.stack([speed, prompt, share], axis=1)
+    unique, index = np.unique(keys, axis=0, return_inverse=True)
+    fields = ("prefill_per_chip", "decode_per_chip", "batch", "n", "decode_per_user", "meets_speed")
+    table = {f: np.empty(len(unique)) for f in fields}
+    for i, (s, p, o) in enumerate(unique):
+        r = serve(chip, model, precision, float(p), float(output_tokens_per_request(p, o)), eff, serving.limits,
+                  user_speed=float(s))
+        for f in fields:
+            table[f][i] = float(r[f])
+    index = np.asarray(index).reshape(-1)
+    out = {f: table[f][index] for f in fields}
+    return {"prefill": out["prefill_per_chip"], "decode": out["decode_per_chip"], "batch": out["batch"],
+            "replica": out["n"], "per_user": out["decode_per_user"], "meets_speed": out["meets_speed"] > 0.5}
+
+
+def check_speed(scenarios: dict[str, Scenario], chips: dict[str, Chip], models: dict[str, Model],
+                model_mix: dict[str, dict[str, float]], point: dict[str, float], serving: Serving) -> None:
+    """A decode chip that cannot serve a model of its segment at the per-user speed target (at the
+    assumptions' point values) is a ScenarioError naming scenario, segment, chip and model."""
+    target = point["hardware.user_speed_tokens_per_s"]
+    prompt = point["workload.input_tokens"]
+    output = output_tokens_per_request(prompt, point["workload.output_share"])
+    for scen in scenarios.values():
+        for segment in scen.mix:
+            for model_name in model_mix[segment]:
+                for chip_name in scen.shares(segment, "decode", model_name):
+                    chip = chips[chip_name]
+                    r = serve(chip, models[model_name], scen.precision, prompt, output,
+                              serving.efficiency[group_of(chip)], serving.limits, user_speed=target)
+                    if not r["meets_speed"]:
+                        raise ScenarioError(
+                            f"scenario '{scen.name}', segment '{segment}': chip '{chip_name}' cannot decode model "
+                            f"'{model_name}' at the per-user speed target of {target:g} tokens/s (it reaches "
+                            f"{r['decode_per_user']:.1f} at batch 1 on {r['n']:g} chips). Move that decode share "
+                            "to a faster chip (placement) or take the model out of the segment's mix.")
 
 
 def size_fleet(
@@ -153,14 +235,26 @@ def size_fleet(
     model_mix: dict[str, dict[str, float]],
     a: dict[str, np.ndarray],
     demand_z: dict[str, np.ndarray],
-) -> pl.DataFrame:
+    serving: Serving,
+    error_z: dict[str, np.ndarray] | None = None,
+) -> list[dict]:
     """Chips per draw for every (period, scenario, segment, phase, chip).
 
     `demand` has period_start, segment, value, lo95, hi95 (tokens/day; log-normal between the 95%
-    bounds); `demand_z` holds one standard-normal draw per Monte Carlo draw and segment.
-    Returns long rows with numpy arrays of draws in `chips` and `tokens_per_day`.
-    """
+    bounds); `demand_z` holds one standard-normal draw per Monte Carlo draw and segment, `error_z` one per
+    draw and chip group (the calibration error; None: none). Returns long rows with numpy arrays of draws
+    in `chips` and `tokens_per_day`."""
+    draws = len(next(iter(a.values())))
     rates_cache: dict[tuple, dict] = {}
+    factor = {g: np.exp(sd * (error_z[g] if error_z else np.zeros(draws))) for g, sd in serving.error_sd.items()}
+
+    def rate(chip_name, model_name, precision):
+        key = (chip_name, model_name, precision)
+        if key not in rates_cache:
+            rates_cache[key] = rates(chips[chip_name], models[model_name], precision, a, serving)
+        return rates_cache[key]
+
+    overhead = a["fleet.peak_to_average"] / a["fleet.utilisation"] * (1.0 + a["fleet.redundancy"])
     rows = []
     for period, segment, value, lo, hi in demand.select(
             "period_start", "segment", "value", "lo95", "hi95").iter_rows():
@@ -169,30 +263,38 @@ def size_fleet(
         for scen in scenarios.values():
             cached = a["workload.cached_share"] * (1.0 if scen.kv_cache_on_ssd
                                                    else a["workload.cache_hit_retention_without_ssd"])
-            peak = a["fleet.peak_to_average"]
-            phase_tps = {
-                "prefill": tokens_per_day / SECONDS_PER_DAY * (1 - a["workload.output_share"]) * (1 - cached) * peak,
-                "decode": tokens_per_day / SECONDS_PER_DAY * a["workload.output_share"] * peak,
-            }
-            overhead = (1 + a["fleet.redundancy"]) / a["fleet.utilisation"]
+            share_out = a["workload.output_share"]
+            phase_tps = {"prefill": tokens_per_day / SECONDS_PER_DAY * (1 - share_out) * (1 - cached),
+                         "decode": tokens_per_day / SECONDS_PER_DAY * share_out}
+            accelerators = np.zeros_like(tokens_per_day)
             for phase in PHASES:
-                for chip_name, share in scen.mix[segment][phase].items():
-                    chip = chips[chip_name]
-                    need = np.zeros_like(tokens_per_day)
-                    flops = np.zeros_like(tokens_per_day)
-                    for model_name, weight in model_mix[segment].items():
-                        key = (chip_name, model_name, scen.precision)
-                        if key not in rates_cache:
-                            rates_cache[key] = per_chip_rates(chip, models[model_name], scen.precision, a)
+                need: dict[str, np.ndarray] = {}
+                flops: dict[str, np.ndarray] = {}
+                tokens: dict[str, np.ndarray] = {}
+                context = a["workload.input_tokens"] / 2 if phase == "prefill" else a["workload.input_tokens"]
+                for model_name, weight in model_mix[segment].items():
+                    for chip_name, share in scen.shares(segment, phase, model_name).items():
+                        r = rate(chip_name, model_name, scen.precision)
                         tps = phase_tps[phase] * share * weight
-                        need += tps / rates_cache[key][phase]
-                        model = models[model_name]
-                        context = a["workload.input_tokens"] / 2 if phase == "prefill" else a["workload.input_tokens"]
-                        flops += tps / peak * SECONDS_PER_DAY * model.flops_per_token(context)
+                        per_chip = r[phase] * factor[group_of(chips[chip_name])]
+                        need[chip_name] = need.get(chip_name, 0.0) + np.where(
+                            tps > 0, np.maximum(tps / per_chip, r["replica"]), 0.0)
+                        flops[chip_name] = flops.get(chip_name, 0.0) + \
+                            tps * SECONDS_PER_DAY * models[model_name].flops_per_token(context)
+                        tokens[chip_name] = tokens.get(chip_name, 0.0) + tps * SECONDS_PER_DAY
+                for chip_name, chip_need in need.items():
+                    n = chip_need * overhead
+                    accelerators = accelerators + n
                     rows.append({"period_start": period, "scenario": scen.name, "segment": segment, "phase": phase,
-                                 "chip": chip_name, "chip_class": chip.chip_class,
-                                 "chips": need * overhead, "tokens_per_day": phase_tps[phase] * share / peak
-                                 * SECONDS_PER_DAY, "flops_per_day": flops})
+                                 "chip": chip_name, "chip_class": chips[chip_name].chip_class, "chips": n,
+                                 "tokens_per_day": tokens[chip_name], "flops_per_day": flops[chip_name]})
+            if scen.orchestration_cpu:
+                cpu = chips[scen.orchestration_cpu]
+                agentic = a["workload.agentic_share"]
+                rows.append({"period_start": period, "scenario": scen.name, "segment": segment,
+                             "phase": "orchestration", "chip": cpu.name, "chip_class": cpu.chip_class,
+                             "chips": accelerators * agentic * a["cpu_layer.cpus_per_agentic_accelerator"],
+                             "tokens_per_day": tokens_per_day * agentic, "flops_per_day": np.zeros_like(tokens_per_day)})
     return rows
 
 

@@ -2,11 +2,12 @@
 
     build(inputs, config, seed=0) -> dict of polars frames:
         hardware_demand, supplier_exposure, supplier_concentration, supply_demand_gap, sensitivity,
-        cross_checks
+        cross_checks, interactivity_curves
 
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
 workload_mix, demand (staging.quarterly_demand), assumptions (meta.assumptions), installed_base,
-forecast (marts.forecast, for revenue and packaging series) and supply_metrics.
+forecast (marts.forecast, for revenue and packaging series), supply_metrics and serving_efficiency
+(marts.serving_efficiency: the calibrated efficiency and error of each chip group).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import numpy as np
 import polars as pl
 
 from hardware.exposure import concentration, supplier_exposure
-from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, draw_assumptions, parse_scenarios, size_fleet, summarise
+from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, check_speed, draw_assumptions,
+                            parse_scenarios, size_fleet, summarise, tie_workload)
+from hardware.serving import interactivity_curves, priors_and_limits, serving_from_table
 from hardware.specs import chips_from_frame, models_from_frame
 
 Z80 = 1.2815516
@@ -107,6 +110,11 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     scenarios = parse_scenarios(config.get("scenarios"), chips, segments)
     mix = model_mix(config, inputs["workload_mix"], models)
     demand = _segment_demand(config, inputs["demand"])
+    _, limits = priors_and_limits(assumptions)
+    efficiency, error_sd = serving_from_table(inputs["serving_efficiency"])
+    serving = Serving(efficiency, limits, error_sd)
+    point = dict(assumptions.select("name", "value").iter_rows())
+    check_speed(scenarios, chips, models, mix, point, serving)
 
     draws = int(_value(assumptions, "fleet.mc_draws"))
     rng = np.random.default_rng(seed)
@@ -114,15 +122,19 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
                                                            "installed_base.service_life_years",
                                                            "cowos.packages_per_wafer",
                                                            "fleet.electricity_usd_per_mwh"], draws, rng)
+    a = tie_workload(a, int(_value(assumptions, "fleet.workload_points")))
     demand_z = {s: rng.standard_normal(draws) for s in segments}
-    rows = size_fleet(demand, scenarios, chips, models, mix, a, demand_z)
+    error_z = {g: rng.standard_normal(draws) for g in error_sd}
+    rows = size_fleet(demand, scenarios, chips, models, mix, a, demand_z, serving, error_z)
     hardware_demand = summarise(rows, chips, a)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
     region = {s: spec["region"] for s, spec in config["segments"].items()}
     gap = _supply_demand_gap(rows, chips, region, inputs["installed_base"], a)
-    sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions)
+    sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving)
     checks = _cross_checks(rows, chips, designer, inputs, a)
+    curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips), serving.efficiency,
+                                  limits, point)
     return {
         "hardware_demand": hardware_demand,
         "supplier_exposure": exposure,
@@ -130,76 +142,117 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
         "supply_demand_gap": gap,
         "sensitivity": sensitivity,
         "cross_checks": checks,
+        "interactivity_curves": curves,
     }
 
 
+def _curve_pairs(config, scenarios, mix, chips) -> list[tuple[str, str, str]]:
+    """(chip, model, precision) for the interactivity curves: each decode chip of each scenario with the
+    largest model share of its segment (report.curve_models adds models to every chip)."""
+    extra = list((config.get("report") or {}).get("curve_models") or [])
+    pairs = []
+    for scen in scenarios.values():
+        for segment, phases in scen.mix.items():
+            top = max(mix[segment], key=mix[segment].get)
+            for chip in phases["decode"]:
+                for model in [top, *extra]:
+                    if (chip, model, scen.precision) not in pairs and chips[chip].chip_class != "cpu":
+                        pairs.append((chip, model, scen.precision))
+    return pairs
+
+
+GAP_RESOURCES = {
+    # resource: (unit, phases it covers, per-chip amount, installed-base column, what it compares)
+    "prefill_compute": ("H100e (8-bit OP/s)", ("prefill",), lambda c: c.h100e, "h100e_median",
+                        "prefill is compute-bound: 8-bit compute of the prefill chips vs installed compute"),
+    "decode_bandwidth": ("TB/s of HBM/DDR bandwidth", ("decode",), lambda c: c.mem_tbps or 0.0, "mem_tbps_median",
+                         "decode is bandwidth-bound: memory bandwidth of the decode chips vs installed bandwidth"),
+    "all_h100e": ("H100e (8-bit OP/s)", ("prefill", "decode"), lambda c: c.h100e, "h100e_median",
+                  "Epoch AI's unit for all phases; decode on bandwidth-rich, compute-poor parts (H20) inflates "
+                  "the installed side: read with the two rows above"),
+}
+
+
 def _supply_demand_gap(rows, chips, region, installed_base: pl.DataFrame, a) -> pl.DataFrame:
-    """Required H100e (all phases) vs the installed base's inference share, China-market vs rest."""
-    required = _per_draw_totals(rows, lambda r: (r["period_start"], r["scenario"], region[r["segment"]]),
-                                lambda r: chips[r["chip"]].h100e)
+    """Required vs the installed base's inference share, per region and per resource a phase consumes
+    (prefill: 8-bit compute; decode: memory bandwidth), so the conclusion does not depend on the unit."""
     base = (installed_base.with_columns(pl.when(pl.col("china_market")).then(pl.lit("china"))
                                         .otherwise(pl.lit("rest")).alias("region"))
-            .group_by("quarter_end", "region").agg(pl.col("h100e_median").sum()).sort("quarter_end"))
+            .group_by("quarter_end", "region").agg(pl.col("h100e_median", "mem_tbps_median").sum())
+            .sort("quarter_end"))
     share = a["fleet.inference_share_of_installed_base"]
     out = []
-    for (period, scenario, reg), need in required.items():
-        quarter_end = (dt.date(period.year + (period.month + 2) // 12, (period.month + 2) % 12 + 1, 1)
-                       - dt.timedelta(days=1))
-        hist = base.filter((pl.col("region") == reg) & (pl.col("quarter_end") <= quarter_end))
-        if hist.height == 0:
-            continue
-        installed_at, installed = hist["quarter_end"][-1], float(hist["h100e_median"][-1])
-        serving = installed * share
-        out.append({"period_start": period, "scenario": scenario, "region": reg,
-                    "required_h100e_p5": float(np.percentile(need, 5)),
-                    "required_h100e_median": float(np.median(need)),
-                    "required_h100e_p95": float(np.percentile(need, 95)),
-                    "installed_h100e_median": installed,
-                    "installed_inference_h100e_median": float(np.median(serving)),
-                    "installed_quarter_end": installed_at,
-                    "ratio": float(np.median(need / serving)) if installed > 0 else None})
-    return pl.DataFrame(out).sort("period_start", "scenario", "region")
+    for resource, (unit, phases, amount, column, note) in GAP_RESOURCES.items():
+        required = _per_draw_totals(
+            rows, lambda r: (r["period_start"], r["scenario"], region[r["segment"]]) if r["phase"] in phases else None,
+            lambda r: amount(chips[r["chip"]]))
+        sram = sorted({r["chip"] for r in rows if r["phase"] in phases and chips[r["chip"]].sram_only})
+        extra = f"; SRAM-only decode chips ({', '.join(sram)}) have no HBM and are not in this row" \
+            if sram and resource == "decode_bandwidth" else ""
+        for (period, scenario, reg), need in required.items():
+            quarter_end = (dt.date(period.year + (period.month + 2) // 12, (period.month + 2) % 12 + 1, 1)
+                           - dt.timedelta(days=1))
+            hist = base.filter((pl.col("region") == reg) & (pl.col("quarter_end") <= quarter_end))
+            if hist.height == 0:
+                continue
+            installed_at, installed = hist["quarter_end"][-1], float(hist[column][-1])
+            serving = installed * share
+            out.append({"period_start": period, "scenario": scenario, "region": reg, "resource": resource,
+                        "unit": unit, "required_p5": float(np.percentile(need, 5)),
+                        "required_median": float(np.median(need)),
+                        "required_p95": float(np.percentile(need, 95)),
+                        "installed_median": installed,
+                        "installed_inference_median": float(np.median(serving)),
+                        "installed_quarter_end": installed_at,
+                        "ratio": float(np.median(need / serving)) if installed > 0 else None,
+                        "note": note + extra})
+    return pl.DataFrame(out).sort("period_start", "scenario", "region", "resource")
 
 
-def _total_chips(demand, scenarios, chips, models, mix, point: dict, z: float) -> dict[str, float]:
+def _total_chips(demand, scenarios, chips, models, mix, point: dict, z: float, serving: Serving,
+                 error: float = 0.0) -> dict[str, float]:
     rows = size_fleet(demand, scenarios, chips, models, mix, point,
-                      {s: np.full(1, z) for s in demand["segment"].unique().to_list()})
+                      {s: np.full(1, z) for s in demand["segment"].unique().to_list()}, serving,
+                      {g: np.full(1, error) for g in serving.error_sd})
     totals: dict[str, float] = {}
     for r in rows:
         totals[r["scenario"]] = totals.get(r["scenario"], 0.0) + float(r["chips"][0])
     return totals
 
 
-def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame) -> pl.DataFrame:
+def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: Serving) -> pl.DataFrame:
     """Total chips at the horizon's last quarter when one assumption moves to its low or high end with
-    the others at their values; the demand forecast moves across its 80% interval."""
+    the others at their values; the demand forecast and the calibration error move across their 80%
+    intervals; the festival peak is a stress case (low = high = the festival peak-to-average)."""
     last = demand.filter(pl.col("period_start") == demand["period_start"].max())
     rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
     point = {n: np.full(1, rows[n]["value"]) for n in FLEET_ASSUMPTIONS}
-    base = _total_chips(last, scenarios, chips, models, mix, point, 0.0)
-    lo_d = _total_chips(last, scenarios, chips, models, mix, point, -Z80)
-    hi_d = _total_chips(last, scenarios, chips, models, mix, point, Z80)
-    out = []
-    for scen in scenarios:
-        out.append({"scenario": scen, "assumption": "demand (forecast 80% interval)", "unit": "tokens/day",
-                    "low_value": float((last["value"] * np.exp(-Z80 * (np.log(last["hi95"]) - np.log(last["lo95"]))
-                                        / (2 * 1.959964))).sum()),
-                    "value": float(last["value"].sum()),
-                    "high_value": float((last["value"] * np.exp(Z80 * (np.log(last["hi95"]) - np.log(last["lo95"]))
-                                         / (2 * 1.959964))).sum()),
-                    "chips_at_low": lo_d[scen], "chips_at_value": base[scen], "chips_at_high": hi_d[scen]})
+
+    def total(moved: dict | None = None, z: float = 0.0, error: float = 0.0):
+        return _total_chips(last, scenarios, chips, models, mix, {**point, **(moved or {})}, z, serving, error)
+
+    base = total()
+    spread = (np.log(last["hi95"]) - np.log(last["lo95"])) / (2 * 1.959964)
+    moves = [("demand (forecast 80% interval)", "tokens/day", float((last["value"] * np.exp(-Z80 * spread)).sum()),
+              float(last["value"].sum()), float((last["value"] * np.exp(Z80 * spread)).sum()),
+              total(z=-Z80), total(z=Z80)),
+             ("calibration error (leave-one-source-out, 80% interval)", "per-chip rate factor", float(np.exp(-Z80)),
+              1.0, float(np.exp(Z80)), total(error=Z80), total(error=-Z80))]
+    festival = rows["fleet.festival_peak_to_average"]["value"]
+    stressed = total({"fleet.peak_to_average": np.full(1, festival)})
+    moves.append(("stress: festival peak (fleet.festival_peak_to_average)", rows["fleet.peak_to_average"]["unit"],
+                  rows["fleet.peak_to_average"]["value"], rows["fleet.peak_to_average"]["value"], festival,
+                  base, stressed))
     for name in FLEET_ASSUMPTIONS:
         r = rows[name]
         if r["high"] <= r["low"]:
             continue
-        at = {}
-        for end in ("low", "high"):
-            moved = {**point, name: np.full(1, r[end])}
-            at[end] = _total_chips(last, scenarios, chips, models, mix, moved, 0.0)
-        for scen in scenarios:
-            out.append({"scenario": scen, "assumption": name, "unit": r["unit"], "low_value": r["low"],
-                        "value": r["value"], "high_value": r["high"], "chips_at_low": at["low"][scen],
-                        "chips_at_value": base[scen], "chips_at_high": at["high"][scen]})
+        moves.append((name, r["unit"], r["low"], r["value"], r["high"],
+                      total({name: np.full(1, r["low"])}), total({name: np.full(1, r["high"])})))
+    out = [{"scenario": scen, "assumption": name, "unit": unit, "low_value": low, "value": value,
+            "high_value": high, "chips_at_low": at_low[scen], "chips_at_value": base[scen],
+            "chips_at_high": at_high[scen]}
+           for name, unit, low, value, high, at_low, at_high in moves for scen in scenarios]
     frame = pl.DataFrame(out).with_columns(
         (pl.col("chips_at_high") - pl.col("chips_at_low")).abs().alias("swing_chips"),
         pl.lit(last["period_start"][0]).alias("period_start"))

@@ -4,16 +4,17 @@ batch a server would choose, and the calibration of the few efficiency parameter
 One code path serves `tokens2chips throughput`, `tokens2chips size`, the calibration mart and the fleet.
 
 Replica. A model replica spans n chips: at least what holds its weights (+ KV for one sequence), at
-most the scale-up domain (`max_replica_chips`, or the chips of a measured system). HBM parts split
-each layer across the replica (tensor/expert parallel: bandwidth and FLOP/s add up, each layer pays a
-fixed latency for its kernels and all-reduce). SRAM parts (Groq LPU, Cerebras wafer) hold a few layers
-per chip and pipeline a token through every chip in turn: a token's time is the sum of the stages'
-times plus one hop per chip boundary, so per-user speed is set by one chip's bandwidth, not the sum.
+most `max_replica_chips` (or the chips of a measured system). Layouts (`modes`):
+  tp  every layer split over the n chips (tensor/expert parallel: bandwidth and FLOP/s add up, each
+      layer pays a fixed latency tau_layer; wider than the scale-up domain each layer also pays the
+      scale-out latency tau_so, as wide expert parallelism does);
+  pp  S pipeline stages of n/S chips (SRAM parts: S = n, a few layers per chip; HBM parts wider than
+      the scale-up domain: one stage per domain). A token passes every stage in turn, so per-user speed
+      is set by one stage's chips, not the sum; S micro-batches of b = max(1, B/S) are in flight.
 
 Decode step of a replica at batch B (context c = prompt + output / 2, KV per token k):
-    HBM:  t(B) = max((W(B) + B c k) / (n BW mbu), B F / (n peak mfu)) + L tau_layer
-    SRAM: t(B) = n max((W(B)/n + b c k) / (BW mbu), b F / (peak mfu)) + (n - 1) tau_hop + L tau_layer,
-          b = max(1, B / n) sequences per pipeline micro-batch
+    tp:  t(B) = max((W(B) + B c k) / (n BW mbu), B F / (n peak mfu)) + L tau_layer [+ L tau_so if n > scale-up]
+    pp:  t(B) = S max((W(b) + b c k) / (n BW mbu), b F / (n peak mfu)) + (S - 1) tau_hop + L tau_layer
     per-user tokens/s = 1 / t(B); per-chip tokens/s = B / (n t(B))
 W(B) is the weight bytes read per step (MoE: shared weights + the experts B tokens touch), F the FLOPs
 per token (2 x active params + attention). The batch is the largest that fits the replica's memory
@@ -86,19 +87,28 @@ def _chips_needed(chip: Chip, model: Model, precision: str, limits: Limits, cont
 
 
 def decode_curve(chip: Chip, model: Model, precision: str, n: float, batch, context: float,
-                 eff: Efficiency, scaleup: float = 8.0):
-    """Per-chip tokens/s, per-user tokens/s and the bound of decode at each batch (arrays)."""
+                 eff: Efficiency, scaleup: float = 8.0, mode: str = "tp"):
+    """Per-chip tokens/s, per-user tokens/s and the bound of decode at each batch (arrays).
+
+    mode "tp": every layer split over the n chips (one stage); wider than the scale-up domain it is
+    expert/tensor parallel across nodes and each layer pays the scale-out latency.
+    mode "pp": S pipeline stages of n/S chips (S = n for SRAM parts, the scale-up domains otherwise); a
+    token passes every stage in turn, the replica keeps S micro-batches of b = max(1, B/S) in flight, and
+    each stage boundary is one hop."""
     batch = np.asarray(batch, dtype=float)
     kv = model.kv_bytes_per_token(precision) * context
     flops = model.flops_per_token(context)
     bw, peak = chip.bandwidth * eff.mbu, chip.peak_flops(precision) * eff.mfu
     fixed = model.n_layers * eff.layer_us * 1e-6
-    if group_of(chip) in SRAM_GROUPS:
-        # each of the n stages holds 1/n of the layers (weights and KV) and works on a micro-batch of b
-        b = np.maximum(1.0, batch / n)
-        t_mem = (model.weight_bytes_read(precision, b) + b * kv) / bw
-        t_cmp = b * flops / peak
-        latency = fixed + (n - 1) * eff.hop_us * 1e-6
+    if mode == "pp":
+        stages = n if group_of(chip) in SRAM_GROUPS else float(np.ceil(n / scaleup))
+        per_stage = n / stages
+        b = np.maximum(1.0, batch / stages)
+        # a stage holds 1/S of the layers (weights and KV) and runs a micro-batch of b on n/S chips
+        stage_mem = (model.weight_bytes_read(precision, b) + b * kv) / (stages * per_stage * bw)
+        stage_cmp = b * flops / (stages * per_stage * peak)
+        t_mem, t_cmp = stages * stage_mem, stages * stage_cmp
+        latency = fixed + (stages - 1) * eff.hop_us * 1e-6
     else:
         t_mem = (model.weight_bytes_read(precision, batch) + batch * kv) / (n * bw)
         t_cmp = batch * flops / (n * peak)
@@ -108,6 +118,14 @@ def decode_curve(chip: Chip, model: Model, precision: str, n: float, batch, cont
     bound = np.where(latency >= np.maximum(t_mem, t_cmp), "latency",
                      np.where(t_mem >= t_cmp, "memory", "compute"))
     return batch / (n * step), 1.0 / step, bound
+
+
+def modes(chip: Chip, n: float, scaleup: float) -> tuple[str, ...]:
+    """How a replica of n chips may be laid out: SRAM parts pipeline; HBM parts split layers inside a
+    scale-up domain and, wider than that, either split across nodes (EP/TP) or pipeline across them."""
+    if group_of(chip) in SRAM_GROUPS:
+        return ("pp",)
+    return ("tp", "pp") if n > scaleup else ("tp",)
 
 
 def prefill_rate(chip: Chip, model: Model, precision: str, n: float, prompt_tokens: float,
@@ -137,9 +155,13 @@ def serve(chip: Chip, model: Model, precision: str, prompt_tokens: float, output
     n_min = _chips_needed(chip, model, precision, limits, context)
     cap = max(float(max_chips or limits.max_replica_chips), n_min)
     sizes = [float(n_min)]
+    if group_of(chip) in SRAM_GROUPS:
+        # an SRAM pipeline may span up to twice the chips that hold the weights, so that the KV of a full
+        # pipeline (a sequence per stage) fits
+        sizes.append(float(2 * n_min))
     while sizes[-1] * 2 <= cap and group_of(chip) not in SRAM_GROUPS:
         sizes.append(sizes[-1] * 2)
-    best = None
+    best, best_key = None, None
     for n in sizes:
         free = n * chip.memory_bytes * limits.memory_usable_fraction - model.weight_bytes(precision)
         fits = np.floor(free / (model.kv_bytes_per_token(precision) * max(context, 1.0)))
@@ -147,15 +169,18 @@ def serve(chip: Chip, model: Model, precision: str, prompt_tokens: float, output
         grid = np.array([batch], dtype=float) if batch else BATCH_GRID[BATCH_GRID <= top]
         if not batch and (grid.size == 0 or grid[-1] < top):
             grid = np.append(grid, top)
-        per_chip, per_user, bound = decode_curve(chip, model, precision, n, grid, context, eff,
-                                                 _scaleup(chip, limits))
-        ok = per_user >= (user_speed or 0.0)
-        i = int(np.max(np.flatnonzero(ok))) if ok.any() else 0
-        cand = {"n": n, "batch": float(grid[i]), "decode_per_chip": float(per_chip[i]),
-                "decode_per_user": float(per_user[i]), "decode_bound": str(bound[i]),
-                "meets_speed": bool(ok[i]), "max_batch_memory": float(fits)}
-        if best is None or (cand["meets_speed"], cand["decode_per_chip"]) > (best["meets_speed"], best["decode_per_chip"]):
-            best = cand
+        for mode in modes(chip, n, _scaleup(chip, limits)):
+            per_chip, per_user, bound = decode_curve(chip, model, precision, n, grid, context, eff,
+                                                     _scaleup(chip, limits), mode)
+            ok = per_user >= (user_speed or 0.0)
+            # the fastest layout at batch 1 when no batch meets the target
+            i = int(np.max(np.flatnonzero(ok))) if ok.any() else 0
+            cand = {"n": n, "batch": float(grid[i]), "decode_per_chip": float(per_chip[i]),
+                    "decode_per_user": float(per_user[i]), "decode_bound": str(bound[i]), "layout": mode,
+                    "meets_speed": bool(ok[i]), "max_batch_memory": float(fits)}
+            key = (cand["meets_speed"], cand["decode_per_chip"] if cand["meets_speed"] else cand["decode_per_user"])
+            if best is None or key > best_key:
+                best, best_key = cand, key
     prefill, prefill_bound = prefill_rate(chip, model, precision, best["n"], prompt_tokens, eff, limits)
     best.update(prefill_per_chip=float(prefill), prefill_bound=prefill_bound, min_chips=n_min,
                 per_user_latency_ms=1000.0 / best["decode_per_user"])
@@ -315,3 +340,77 @@ def size(chip: Chip, model: Model, precision: str, input_tokens_per_day: float, 
                    "meets_user_speed": decode["meets_speed"],
                    "per_user_latency_ms": decode["per_user_latency_ms"]},
     }
+
+
+# ---------------------------------------------------------------- fitted values as a table, and curves
+
+EFFICIENCY_COLUMNS = {"mfu": "mfu", "mbu": "mbu", "layer_us": "layer_latency_us", "hop_us": "hop_latency_us",
+                      "moe": "moe_prefill_efficiency", "scaleout_us": "scaleout_layer_latency_us"}
+ROBUST_SD = 1.4826  # s.d. of a normal = 1.4826 x its median absolute deviation
+
+
+def efficiency_table(table: pl.DataFrame, fitted: dict[tuple[str, str], float]) -> pl.DataFrame:
+    """marts.serving_efficiency: one row per chip group with its fitted parameters, the fit's errors and
+    error_log_sd (1.4826 x the median |log error| with each row's source left out of the fit; groups with
+    fewer than 3 fitted rows take the pooled value), which the fleet's Monte Carlo draws from."""
+    fit = table.filter(pl.col("in_fit")).with_columns(
+        pl.col("ratio_leave_source_out").log().abs().alias("loso_abs_log_error"))
+    pooled = float(fit["loso_abs_log_error"].median()) if fit.height else 0.0
+    out = []
+    for group in FITTED:
+        part = fit.filter(pl.col("chip_group") == group)
+        loso = float(part["loso_abs_log_error"].median()) if part.height >= 3 else pooled
+        out.append({"chip_group": group, **{col: fitted[(group, p)] for p, col in EFFICIENCY_COLUMNS.items()},
+                    "fitted_rows": part.height,
+                    "median_abs_log_error": float(part["abs_log_error"].median()) if part.height else None,
+                    "loso_median_abs_log_error": loso, "error_log_sd": ROBUST_SD * loso,
+                    "fitted_parameters": ", ".join(EFFICIENCY_COLUMNS[p] for p in FITTED[group])})
+    return pl.DataFrame(out)
+
+
+def serving_from_table(frame: pl.DataFrame) -> tuple[dict[str, Efficiency], dict[str, float]]:
+    """Efficiency per chip group and the log-s.d. of its calibration error, from marts.serving_efficiency."""
+    effs, sd = {}, {}
+    for row in frame.iter_rows(named=True):
+        effs[row["chip_group"]] = Efficiency(**{p: float(row[col]) for p, col in EFFICIENCY_COLUMNS.items()})
+        sd[row["chip_group"]] = float(row["error_log_sd"] or 0.0)
+    missing = sorted(set(FITTED) - set(effs))
+    if missing:
+        raise KeyError(f"marts.serving_efficiency has no row for chip group(s) {missing}")
+    return effs, sd
+
+
+SPEED_GRID = np.geomspace(5.0, 2000.0, 25)
+
+
+def interactivity_curves(chips: dict[str, Chip], models: dict[str, Model], pairs: list[tuple[str, str, str]],
+                         effs: dict[str, Efficiency], limits: Limits, point: dict[str, float]) -> pl.DataFrame:
+    """Throughput vs interactivity (as InferenceX plots it): for each (chip, model, precision), decode
+    tokens/s per chip at each per-user speed target the chip can reach, with the batch and replica chosen,
+    and cost per million output tokens = (unit price / service life + TDP x PUE x electricity price)
+    per second / tokens/s per chip x 1e6, at the workload's point values."""
+    prompt = point["workload.input_tokens"]
+    share = point["workload.output_share"]
+    output = prompt * share / (1.0 - share)
+    life_s = point["installed_base.service_life_years"] * 365.25 * 86_400.0
+    usd_per_joule = point["fleet.electricity_usd_per_mwh"] / 3.6e9
+    out = []
+    for chip_name, model_name, precision in pairs:
+        chip, model = chips[chip_name], models[model_name]
+        usd_per_s = (chip.unit_price_usd or 0.0) / life_s + (chip.tdp_w or 0.0) * point["fleet.pue"] * usd_per_joule
+        seen = set()
+        for target in SPEED_GRID:
+            r = serve(chip, model, precision, prompt, output, effs[group_of(chip)], limits, user_speed=float(target))
+            if not r["meets_speed"] or (r["n"], r["batch"]) in seen:
+                continue
+            seen.add((r["n"], r["batch"]))
+            out.append({"chip": chip_name, "chip_class": chip.chip_class, "model_name": model_name,
+                        "precision": precision, "user_speed_target": float(target),
+                        "tokens_per_s_per_user": r["decode_per_user"], "tokens_per_s_per_chip": r["decode_per_chip"],
+                        "batch": r["batch"], "replica_chips": r["n"], "bound": r["decode_bound"],
+                        "usd_per_million_output_tokens": usd_per_s / r["decode_per_chip"] * 1e6})
+    schema = {"chip": pl.Utf8, "chip_class": pl.Utf8, "model_name": pl.Utf8, "precision": pl.Utf8,
+              "user_speed_target": pl.Float64, "tokens_per_s_per_user": pl.Float64,
+              "tokens_per_s_per_chip": pl.Float64, "batch": pl.Float64, "replica_chips": pl.Float64,
+              "bound": pl.Utf8, "usd_per_million_output_tokens": pl.Float64}
+    return pl.DataFrame(out, schema=schema)

@@ -55,8 +55,9 @@ def resolve(name: str, names: dict, what: str, slug_map: pl.DataFrame | None = N
     return resolve_with_reason(name, names, what, slug_map)[0]
 
 
-def resolve_with_reason(name: str, names: dict, what: str, slug_map: pl.DataFrame | None = None) -> tuple[str, str]:
-    """(catalog name, how it was found): exact, case-insensitive, or the first matching slug pattern."""
+def resolve_with_reason(name: str, names: dict, what: str, slug_map=None) -> tuple[str, str]:
+    """(catalog name, how it was found): exact, case-insensitive, or the first matching slug pattern.
+    `slug_map`: the slug-map frame (slug_pattern, model) or a list of (pattern, model) pairs in file order."""
     if name in names:
         return name, "exact name"
     lowered = {k.lower(): k for k in names}
@@ -64,7 +65,8 @@ def resolve_with_reason(name: str, names: dict, what: str, slug_map: pl.DataFram
         return lowered[name.lower()], "name, ignoring case"
     if slug_map is not None:
         # SQL LIKE patterns in file order, first match wins (as staging.model_slug_map does in SQL)
-        for line, (pattern, model) in enumerate(slug_map.select("slug_pattern", "model").iter_rows(), start=2):
+        pairs = slug_map.select("slug_pattern", "model").iter_rows() if isinstance(slug_map, pl.DataFrame) else slug_map
+        for line, (pattern, model) in enumerate(pairs, start=2):
             if fnmatch.fnmatchcase(name.lower(), pattern.lower().replace("%", "*").replace("_", "?")):
                 return model, f"slug pattern {pattern!r} (data/model_slug_map.csv line {line}: first match wins)"
     import difflib

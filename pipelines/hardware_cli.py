@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 
 from pipelines.settings import Paths
@@ -38,15 +39,61 @@ def _check(name: str, value, low: float, high: float | None = None, low_open: bo
         raise InputError(f"--{name} {value:g} is out of range (must be {span})")
 
 
+CACHE_DIR = "hardware-context"
+
+
+def _cache_key(paths) -> str:
+    """Hash of everything the context depends on: the four data files, the assumptions file and the
+    serving model's code (so an edit to any of them refits)."""
+    import hashlib
+
+    from pipelines.settings import PROJECT_ROOT
+
+    digest = hashlib.sha256()
+    files = [paths.data_dir / name for name in ("accelerator_specs.csv", "model_catalog.csv", "model_slug_map.csv",
+                                                "throughput_measurements.csv")]
+    files += [paths.assumptions, *sorted((PROJECT_ROOT / "hardware").glob("*.py"))]
+    for f in files:
+        digest.update(str(f).encode())
+        digest.update(f.read_bytes() if f.is_file() else b"<missing>")
+    return digest.hexdigest()[:32]
+
+
 def _context(args):
-    """Chips, models, slug map, calibrated efficiencies and limits, from the data dir and assumptions."""
+    """Chips, models, slug map, calibrated efficiencies, limits and assumption values, from the data dir
+    and assumptions; fitted once per content of those files and kept in var/cache (pickle) so later calls
+    answer without refitting."""
+    import pickle
+
+    paths = Paths.from_env(data_dir=args.data_dir, assumptions=args.assumptions)
+    try:
+        key = _cache_key(paths)
+    except OSError as exc:
+        raise InputError(str(exc)) from None
+    cache = paths.warehouse.parent / "cache" / CACHE_DIR / f"{key}.pkl"
+    if cache.is_file():
+        try:
+            return pickle.loads(cache.read_bytes())
+        except Exception:  # a damaged or incompatible cache file is rebuilt
+            pass
+    context = _build_context(paths)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(context))
+        os.replace(tmp, cache)
+    except OSError:
+        pass  # a read-only checkout still answers, only slower
+    return context
+
+
+def _build_context(paths):
     import polars as pl
 
     from assets.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
     from hardware.serving import calibrate, efficiencies_from, measurements_frame, priors_and_limits
     from hardware.specs import chips_from_frame, models_from_frame
 
-    paths = Paths.from_env(data_dir=args.data_dir, assumptions=args.assumptions)
     try:
         config = load_assumptions(paths.assumptions)
         assumptions = flatten_assumptions(config, paths.assumptions)
@@ -64,7 +111,8 @@ def _context(args):
     priors, limits = priors_and_limits(assumptions)
     effs = efficiencies_from(calibrate(measured, chips, models, priors, limits))
     values = dict(assumptions.select("name", "value").iter_rows())
-    return chips, models, slugs, effs, limits, values
+    slug_pairs = list(slugs.select("slug_pattern", "model").iter_rows())
+    return chips, models, slug_pairs, effs, limits, values
 
 
 def _resolve(args, chips, models, slugs):

@@ -111,24 +111,52 @@ def chips_by_class(hardware: pl.DataFrame, scenarios: list[str]) -> bytes:
 
 
 def required_vs_installed(gap: pl.DataFrame, scenario: str) -> bytes:
-    part = gap.filter(pl.col("scenario") == scenario).sort("period_start")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.4))
-    for ax, region in zip(axes, ("rest", "china")):
-        p = part.filter(pl.col("region") == region)
-        x = p["period_start"].to_list()
-        ax.fill_between(x, p["required_h100e_p5"], p["required_h100e_p95"], alpha=0.2, color="#C44E52",
-                        label="required p5-p95")
-        ax.plot(x, p["required_h100e_median"], color="#C44E52", label="required (median)")
-        ax.plot(x, p["installed_inference_h100e_median"], color="#4C72B0", ls="--",
-                label="installed base x inference share")
-        ax.set_yscale("log")
-        ax.set_title(f"{'China market' if region == 'china' else 'Rest of world'} ({scenario})")
-        ax.set_ylabel("H100-equivalents (log)")
-        ax.yaxis.set_major_formatter(_SHORT_FMT)
-        _dates(ax)
-        ax.legend(fontsize=7)
-    fig.suptitle("Required H100e vs the installed base serving inference")
+    """Required vs installed per region and per resource a phase consumes (prefill: 8-bit compute,
+    decode: memory bandwidth), so the conclusion does not hang on one unit."""
+    part = gap.filter((pl.col("scenario") == scenario) & pl.col("resource").is_in(["prefill_compute",
+                                                                                   "decode_bandwidth"]))
+    fig, axes = plt.subplots(2, 2, figsize=(11, 6))
+    for row, resource in enumerate(("prefill_compute", "decode_bandwidth")):
+        for col, region in enumerate(("rest", "china")):
+            ax = axes[row][col]
+            p = part.filter((pl.col("region") == region) & (pl.col("resource") == resource)).sort("period_start")
+            x = p["period_start"].to_list()
+            if p.height:
+                ax.fill_between(x, p["required_p5"], p["required_p95"], alpha=0.2, color="#C44E52",
+                                label="required p5-p95")
+                ax.plot(x, p["required_median"], color="#C44E52", label="required (median)")
+                ax.plot(x, p["installed_inference_median"], color="#4C72B0", ls="--",
+                        label="installed base x inference share")
+                ax.set_yscale("log")
+                ax.set_ylabel(p["unit"][0] + " (log)", fontsize=7)
+            ax.set_title(f"{'China market' if region == 'china' else 'Rest of world'}: {resource.replace('_', ' ')}")
+            ax.yaxis.set_major_formatter(_SHORT_FMT)
+            _dates(ax)
+            ax.legend(fontsize=6)
+    fig.suptitle(f"Required vs installed, per resource the phase consumes ({scenario})")
     return _png(fig, "Data: Epoch AI (shipments, installed base); tokens2chips (marts.supply_demand_gap)")
+
+
+def interactivity(curves: pl.DataFrame) -> bytes:
+    """Decode tokens/s per chip against tokens/s per user, per model (one panel each), a line per chip."""
+    models = curves.group_by("model_name").agg(pl.len()).sort("len", descending=True)["model_name"].head(4).to_list()
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(12, 3.6), squeeze=False)
+    for ax, model in zip(axes[0], models):
+        part = curves.filter(pl.col("model_name") == model)
+        for chip in sorted(part["chip"].unique().to_list()):
+            p = part.filter(pl.col("chip") == chip).sort("tokens_per_s_per_user")
+            ax.plot(p["tokens_per_s_per_user"], p["tokens_per_s_per_chip"], marker=".", ms=3, label=chip,
+                    color=CLASS_COLORS.get(p["chip_class"][0]) if p["chip_class"][0] in ("lpu", "cpu") else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tokens/s per user (interactivity)")
+        ax.set_ylabel("output tokens/s per chip")
+        ax.set_title(model, fontsize=9)
+        ax.yaxis.set_major_formatter(_SHORT_FMT)
+        ax.legend(fontsize=6)
+    fig.suptitle("Throughput vs interactivity (decode, calibrated serving model)")
+    return _png(fig, "Source: tokens2chips serving model calibrated on data/throughput_measurements.csv "
+                     "(marts.interactivity_curves)")
 
 
 def phase_split(hardware: pl.DataFrame, period) -> bytes:

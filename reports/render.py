@@ -31,6 +31,8 @@ REPORT_TABLES = {
     "cross_checks": "marts.cross_checks", "sources": "marts.source_inventory", "assumptions": "meta.assumptions",
     "call_rejects": "marts.call_log_rejects_summary", "call_unknown": "marts.call_log_unknown_models",
     "call_volume": "marts.call_volume_daily", "token_cost": "marts.token_cost",
+    "calibration": "marts.throughput_calibration", "serving_efficiency": "marts.serving_efficiency",
+    "curves": "marts.interactivity_curves", "cost_levels": "marts.cost_at_interactivity",
 }
 GLOBAL = "tokens/global"
 HEADLINE_SCENARIO = "gpu_centric"
@@ -112,6 +114,7 @@ def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
         "origin_share": charts.origin_share(frames["weekly"]),
         "chips_by_class": charts.chips_by_class(hw, scenarios),
         "required_vs_installed": charts.required_vs_installed(frames["gap"], HEADLINE_SCENARIO),
+        "interactivity": charts.interactivity(frames["curves"]),
         "phase_split": charts.phase_split(hw, horizon),
         "three_layer": charts.three_layer_classes(hw),
         "suppliers": charts.supplier_bars(_at(frames["exposure"], horizon)
@@ -154,11 +157,30 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "moved": [{"name": m["name"], "before": short(m["before"]), "after": short(m["after"]),
                    "change": f"{m['change'] * 100:+.0f}%"} for m in moved],
         "threshold": pct(threshold),
-        "gap_rows": [{"scenario": r["scenario"], "region": r["region"],
-                      "required": short(r["required_h100e_median"]),
-                      "installed": short(r["installed_inference_h100e_median"]),
-                      "installed_at": str(r["installed_quarter_end"]), "ratio": f"{r['ratio']:.2f}"}
-                     for r in gap.iter_rows(named=True)],
+        "gap_rows": [{"scenario": r["scenario"], "region": r["region"], "resource": r["resource"], "unit": r["unit"],
+                      "required": short(r["required_median"]),
+                      "installed": short(r["installed_inference_median"]),
+                      "installed_at": str(r["installed_quarter_end"]),
+                      "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"}
+                     for r in gap.sort("scenario", "region", "resource").iter_rows(named=True)],
+        "calibration_rows": [{"id": r["measurement_id"], "chip": r["chip"], "model": r["model_name"],
+                              "phase": r["phase"], "metric": r["metric"].replace("tokens_per_s_per_", "per "),
+                              "measured": _num(r["measured"]), "predicted": _num(r["predicted"]),
+                              "ratio": f"{r['ratio']:.2f}", "loso": f"{r['ratio_leave_source_out']:.2f}",
+                              "in_fit": "yes" if r["in_fit"] else "no (held out)", "source": r["source_id"]}
+                             for r in frames["calibration"].sort("chip_group", "chip", "measurement_id")
+                             .iter_rows(named=True)],
+        "calibration_summary": _calibration_summary(frames["calibration"]),
+        "efficiency_rows": [{"group": r["chip_group"], "mfu": f"{r['mfu']:.2f}", "mbu": f"{r['mbu']:.2f}",
+                             "layer_us": f"{r['layer_latency_us']:.1f}", "hop_us": f"{r['hop_latency_us']:.2f}",
+                             "moe": f"{r['moe_prefill_efficiency']:.2f}",
+                             "scaleout_us": f"{r['scaleout_layer_latency_us']:.0f}",
+                             "error_sd": f"{r['error_log_sd']:.2f}", "rows": r["fitted_rows"]}
+                            for r in frames["serving_efficiency"].iter_rows(named=True)],
+        "cost_level_rows": _cost_levels(frames["cost_levels"]),
+        "cost_level_names": [f"{r['level']} (>= {r['min_tokens_per_s_per_user']:g} tokens/s per user)" for r in
+                             frames["cost_levels"].select("level", "min_tokens_per_s_per_user").unique()
+                             .sort("min_tokens_per_s_per_user").iter_rows(named=True)],
         "exposure_rows": [{"supplier": r["supplier"], "role": r["role"], "p5": usd(r["usd_p5"]),
                            "median": usd(r["usd_median"]), "p95": usd(r["usd_p95"]),
                            "share": pct(r["share_of_role"])} for r in exposure.iter_rows(named=True)],
@@ -194,6 +216,28 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                              "unit": r["unit"], "rationale": r["rationale"], "source": r["source"]}
                             for r in frames["assumptions"].iter_rows(named=True)],
     }
+
+
+def _calibration_summary(table: pl.DataFrame) -> dict:
+    fit = table.filter(pl.col("in_fit"))
+    worst = fit.with_columns(pl.col("ratio").log().abs().alias("e")).sort("e")[-1].row(0, named=True)
+    return {"rows": table.height, "fitted": fit.height, "median": f"{fit['abs_log_error'].median():.2f}",
+            "worst": f"{worst['ratio']:.2f}x ({worst['measurement_id']})",
+            "loso": f"{fit['ratio_leave_source_out'].log().abs().median():.2f}"}
+
+
+def _cost_levels(frame: pl.DataFrame) -> list[dict]:
+    """One row per chip x model: cost per million output tokens at the three interactivity levels."""
+    if frame.height == 0:
+        return []
+    wide = frame.pivot(on="level", index=["chip", "model_name", "precision"], values="usd_per_million_output_tokens")
+    levels = frame.select("level", "min_tokens_per_s_per_user").unique().sort("min_tokens_per_s_per_user")
+    out = []
+    for r in wide.sort("model_name", "chip").iter_rows(named=True):
+        out.append({"chip": r["chip"], "model": r["model_name"], "precision": r["precision"],
+                    "levels": [f"${r[lv]:,.2f}" if r.get(lv) is not None else "cannot reach"
+                               for lv in levels["level"].to_list()]})
+    return out
 
 
 def _call_log_summary(frames: dict[str, pl.DataFrame]) -> dict | None:

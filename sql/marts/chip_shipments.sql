@@ -1,6 +1,6 @@
 -- marts.chip_shipments: quarterly accelerator shipments (Data: Epoch AI) with H100-equivalents,
 -- power and capex. h100e = units x chip 8-bit OP/s / 1,979 TOPS; power_mw = units x TDP;
--- capex_usd = units x unit price. A chip with no TDP or price in the spec sheet gets null there.
+-- capex_usd = units x unit price; mem_tbps = units x HBM/DDR bandwidth (TB/s; SRAM-only parts 0). A chip with no TDP or price in the spec sheet gets null there.
 with final as (
     select
         s.quarter_start,
@@ -16,6 +16,7 @@ with final as (
         s.units_median * p.h100e_per_chip as h100e_median,
         s.units_p95 * p.h100e_per_chip as h100e_p95,
         s.units_median * p.tdp_w / 1e6 as power_mw_median,
+        s.units_median * coalesce(p.mem_tbps, 0) as mem_tbps_median,
         s.units_median * p.unit_price_usd as capex_usd_median,
         s.incomplete,
         s.source_id,

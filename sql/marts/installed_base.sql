@@ -2,7 +2,8 @@
 -- less retirements: a quarter's shipments count for meta.assumptions
 -- installed_base.service_life_years after their shipment quarter, then retire.
 -- p5 and p95 are sums of the per-chip percentiles (errors treated as fully correlated, which
--- gives the widest, most cautious band). Data: Epoch AI.
+-- gives the widest, most cautious band). mem_tbps_median: the installed HBM/DDR bandwidth (TB/s),
+-- the resource decode consumes. Data: Epoch AI.
 with life as (
     select cast(round(value * 12) as integer) as months
     from meta.assumptions where name = 'installed_base.service_life_years'
@@ -30,7 +31,8 @@ final as (
         coalesce(sum(s.h100e_p5), 0) as h100e_p5,
         coalesce(sum(s.h100e_p95), 0) as h100e_p95,
         coalesce(sum(s.units_median), 0) as units_median,
-        coalesce(sum(s.power_mw_median), 0) as power_mw_median
+        coalesce(sum(s.power_mw_median), 0) as power_mw_median,
+        coalesce(sum(s.mem_tbps_median), 0) as mem_tbps_median
     from quarters as q
     cross join groups as g
     cross join life as l
