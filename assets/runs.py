@@ -15,8 +15,10 @@ RUNS_DDL = """create table if not exists meta.runs (
     run_id varchar primary key, job_name varchar, status varchar,
     started_at timestamp, finished_at timestamp, as_of date,
     data_dir varchar, warehouse varchar, assumptions varchar,
-    row_counts json, checks_passed integer, checks_failed integer, checks_warned integer, error varchar)"""
-RUNS_MIGRATE = "alter table meta.runs add column if not exists error varchar"
+    row_counts json, checks_passed integer, checks_failed integer, checks_warned integer, error varchar,
+    step_seconds json)"""
+RUNS_MIGRATE = ("alter table meta.runs add column if not exists error varchar; "
+                "alter table meta.runs add column if not exists step_seconds json")
 CHECKS_DDL = """create table if not exists meta.check_results (
     run_id varchar, asset varchar, check_name varchar, passed boolean, severity varchar,
     metadata json)"""
@@ -111,6 +113,9 @@ def record_run(
     ).fetchall()
     counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for (t,) in tables}
     failed = checks.filter(~pl.col("passed"))
+    # wall time of each step (e.g. hardware_marts: the fleet model; marts/throughput_calibration: the fit)
+    step_seconds = {step_label(s.step_key): round(s.end_time - s.start_time, 3)
+                    for s in instance.get_run_step_stats(run_id) if s.start_time and s.end_time}
     row = {
         "run_id": run_id,
         "job_name": run.job_name if run else None,
@@ -128,6 +133,7 @@ def record_run(
         "checks_failed": int(failed.filter(pl.col("severity") == "ERROR").height),
         "checks_warned": int(failed.filter(pl.col("severity") == "WARN").height),
         "error": "\n".join(run_failures(instance, run_id) if failures is None else failures) or None,
+        "step_seconds": json.dumps(step_seconds),
     }
     ensure_schemas(con)
     con.execute(RUNS_DDL)

@@ -336,7 +336,7 @@ def size(chip: Chip, model: Model, precision: str, input_tokens_per_day: float, 
         "decode": {"chip": chip.name, "chips": d_chips, "tokens_per_s": decode_tps,
                    "tokens_per_s_per_chip": decode["decode_per_chip"],
                    "tokens_per_s_per_user": decode["decode_per_user"], "bound": decode["decode_bound"],
-                   "batch": decode["batch"], "replica_chips": decode["n"],
+                   "batch": decode["batch"], "replica_chips": decode["n"], "layout": decode["layout"],
                    "meets_user_speed": decode["meets_speed"],
                    "per_user_latency_ms": decode["per_user_latency_ms"]},
     }

@@ -130,7 +130,19 @@ def _run_locked(paths: Paths) -> int:
     report = paths.reports_dir / as_of.isoformat() / "report.html"
     if report.exists():
         print(f"report: {report}\n        {report.with_name('report.md')}")
+    _warm_hardware_cache(paths)
     return 0
+
+
+def _warm_hardware_cache(paths: Paths) -> None:
+    """Fit the serving model for `size`/`throughput` on this run's data and assumptions now, so those
+    commands answer from the cache (var/cache/hardware-context) without refitting."""
+    from pipelines.hardware_cli import InputError, _context
+
+    try:
+        _context(argparse.Namespace(data_dir=str(paths.data_dir), assumptions=str(paths.assumptions)))
+    except (InputError, ValueError, KeyError, OSError):
+        pass  # the commands report their own errors when called
 
 
 POOL_NAME = "duckdb"  # assets/ingest.POOL (not imported here: that would load Dagster for every command)

@@ -169,6 +169,8 @@ def cmd_throughput(args: argparse.Namespace) -> int:
                        "moe_prefill_efficiency": eff.moe, "scaleout_layer_latency_us": eff.scaleout_us,
                        "from": "calibrated on data/throughput_measurements.csv" + (" (overridden)" if changes else "")},
         "min_chips_per_replica": r["min_chips"], "replica_chips": r["n"],
+        "layout": {"tp": "layers split over the replica's chips (tensor/expert parallel)",
+                   "pp": "pipeline: stages of chips in turn"}[r["layout"]],
         "per_user_latency_ms": r["per_user_latency_ms"],
         "prefill": {"tokens_per_s_per_replica": r["prefill_per_chip"] * r["n"],
                     "tokens_per_s_per_chip": r["prefill_per_chip"], "bound": r["prefill_bound"]},

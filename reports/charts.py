@@ -149,6 +149,8 @@ def interactivity(curves: pl.DataFrame) -> bytes:
                     color=CLASS_COLORS.get(p["chip_class"][0]) if p["chip_class"][0] in ("lpu", "cpu") else None)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(_SHORT_FMT)
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xlabel("tokens/s per user (interactivity)")
         ax.set_ylabel("output tokens/s per chip")
         ax.set_title(model, fontsize=9)

@@ -57,8 +57,8 @@ def test_missing_section_and_broken_range_are_errors(tmp_path):
     path.write_text(text[:start] + text[end:])
     with pytest.raises(AssumptionsError, match="'freshness' is missing"):
         load_assumptions(path)
-    path = _edited(tmp_path, "    value: 0.6\n    low: 0.4\n    high: 0.7", "    value: 0.9\n    low: 0.4\n    high: 0.7")
-    with pytest.raises(AssumptionsError, match=r"'hardware.mfu'.*low <= value <= high"):
+    path = _edited(tmp_path, "  mfu:\n    value: 0.5\n    low: 0.2\n    high: 0.8", "  mfu:\n    value: 0.9\n    low: 0.2\n    high: 0.8")
+    with pytest.raises(AssumptionsError, match=r"'serving.mfu'.*low <= value <= high"):
         load_assumptions(path)
 
 

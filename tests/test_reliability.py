@@ -299,6 +299,12 @@ def _cli(*args: str, env: dict) -> subprocess.CompletedProcess:
                           env={**os.environ, **env})
 
 
+def _replaced(old: str, new: str) -> str:
+    text = ASSUMPTIONS.read_text()
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
 def test_malformed_assumptions_give_one_clear_error_and_touch_nothing(tmp_path, dagster_env):
     wh = Path(dagster_env["T2C_WAREHOUSE"])
     wh.parent.mkdir(parents=True)
@@ -307,8 +313,8 @@ def test_malformed_assumptions_give_one_clear_error_and_touch_nothing(tmp_path, 
     cases = {
         "tabs.yaml": "hardware:\n\tmfu: 1\n",
         "not_a_mapping.yaml": "- just\n- a list\n",
-        "nan.yaml": ASSUMPTIONS.read_text().replace("value: 0.6", "value: .nan", 1),
-        "text.yaml": ASSUMPTIONS.read_text().replace("value: 0.6", "value: sixty percent", 1),
+        "nan.yaml": _replaced("  pue:\n    value: 1.3", "  pue:\n    value: .nan"),
+        "text.yaml": _replaced("  pue:\n    value: 1.3", "  pue:\n    value: one point three"),
         "binary.yaml": None,
     }
     for name, text in cases.items():
