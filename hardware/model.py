@@ -236,8 +236,9 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
     moves = [("demand (forecast 80% interval)", "tokens/day", float((last["value"] * np.exp(-Z80 * spread)).sum()),
               float(last["value"].sum()), float((last["value"] * np.exp(Z80 * spread)).sum()),
               total(z=-Z80), total(z=Z80)),
-             ("calibration error (leave-one-source-out, 80% interval)", "per-chip rate factor", float(np.exp(-Z80)),
-              1.0, float(np.exp(Z80)), total(error=Z80), total(error=-Z80))]
+             ("calibration error (leave-one-source-out, 80% interval)",
+              "z: per-chip rates x exp(z x error_log_sd of the chip group)", -Z80, 0.0, Z80,
+              total(error=-Z80), total(error=Z80))]
     festival = rows["fleet.festival_peak_to_average"]["value"]
     stressed = total({"fleet.peak_to_average": np.full(1, festival)})
     moves.append(("stress: festival peak (fleet.festival_peak_to_average)", rows["fleet.peak_to_average"]["unit"],

@@ -115,7 +115,9 @@ def decode_curve(chip: Chip, model: Model, precision: str, n: float, batch, cont
         # a replica wider than the scale-up domain crosses the scale-out network in every layer
         latency = fixed + (model.n_layers * eff.scaleout_us * 1e-6 if n > scaleup else 0.0)
     step = np.maximum(t_mem, t_cmp) + latency
-    bound = np.where(latency >= np.maximum(t_mem, t_cmp), "latency",
+    # "interconnect" when the scale-out crossings are most of the fixed time, "latency" otherwise
+    slow = "interconnect" if mode == "tp" and n > scaleup and latency > 2 * fixed else "latency"
+    bound = np.where(latency >= np.maximum(t_mem, t_cmp), slow,
                      np.where(t_mem >= t_cmp, "memory", "compute"))
     return batch / (n * step), 1.0 / step, bound
 

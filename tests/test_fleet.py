@@ -102,7 +102,7 @@ def test_wide_hbm_replica_is_bounded_by_latency_not_summed_bandwidth():
     summed = 64 * GPU.bandwidth * EFF.mbu / (BIG.weight_bytes("fp8"))
     _, tp_user, tp_bound = decode_curve(GPU, BIG, "fp8", 64, [1.0], 1000.0, EFF, 8, "tp")
     _, pp_user, _ = decode_curve(GPU, BIG, "fp8", 64, [1.0], 1000.0, EFF, 8, "pp")
-    assert tp_user[0] < 1 / (BIG.n_layers * EFF.scaleout_us * 1e-6) and str(tp_bound[0]) == "latency"
+    assert tp_user[0] < 1 / (BIG.n_layers * EFF.scaleout_us * 1e-6) and str(tp_bound[0]) == "interconnect"
     assert pp_user[0] < summed / 4
     one_domain = 8 * GPU.bandwidth * EFF.mbu / (BIG.weight_bytes("fp8") / 8)
     assert pp_user[0] < one_domain
