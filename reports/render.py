@@ -165,7 +165,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                      for r in gap.sort("scenario", "region", "resource").iter_rows(named=True)],
         "calibration_rows": [{"id": r["measurement_id"], "chip": r["chip"], "model": r["model_name"],
                               "phase": r["phase"], "metric": r["metric"].replace("tokens_per_s_per_", "per "),
-                              "measured": _num(r["measured"]), "predicted": _num(r["predicted"]),
+                              "measured": short(r["measured"], 3), "predicted": short(r["predicted"], 3),
                               "ratio": f"{r['ratio']:.2f}", "loso": f"{r['ratio_leave_source_out']:.2f}",
                               "in_fit": "yes" if r["in_fit"] else "no (held out)", "source": r["source_id"]}
                              for r in frames["calibration"].sort("chip_group", "chip", "measurement_id")
