@@ -58,12 +58,6 @@ class Scenario:
         """The chips (and their shares) that serve `model`'s `phase` in `segment`."""
         return ((self.placement or {}).get(model) or {}).get(phase) or self.mix[segment][phase]
 
-    def chips_of(self, segment: str, phase: str, models) -> list[str]:
-        out = []
-        for model in models:
-            out += [c for c in self.shares(segment, phase, model) if c not in out]
-        return out
-
 
 def _check_costed(chip: Chip, where: str) -> None:
     for attr in ("tdp_w", "unit_price_usd", "h100e"):

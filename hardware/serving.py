@@ -102,12 +102,11 @@ def decode_curve(chip: Chip, model: Model, precision: str, n: float, batch, cont
     fixed = model.n_layers * eff.layer_us * 1e-6
     if mode == "pp":
         stages = n if group_of(chip) in SRAM_GROUPS else float(np.ceil(n / scaleup))
-        per_stage = n / stages
         b = np.maximum(1.0, batch / stages)
-        # a stage holds 1/S of the layers (weights and KV) and runs a micro-batch of b on n/S chips
-        stage_mem = (model.weight_bytes_read(precision, b) + b * kv) / (stages * per_stage * bw)
-        stage_cmp = b * flops / (stages * per_stage * peak)
-        t_mem, t_cmp = stages * stage_mem, stages * stage_cmp
+        # a stage holds 1/S of the layers (weights and KV) on n/S chips and runs a micro-batch of b;
+        # a token passes all S stages in turn
+        t_mem = stages * (model.weight_bytes_read(precision, b) + b * kv) / (n * bw)
+        t_cmp = stages * b * flops / (n * peak)
         latency = fixed + (stages - 1) * eff.hop_us * 1e-6
     else:
         t_mem = (model.weight_bytes_read(precision, batch) + batch * kv) / (n * bw)
