@@ -68,6 +68,29 @@ class Composite(BaseModel):
     components: list[str]
 
 
+class Demand(BaseModel):
+    model_config = STRICT
+    halflife_years: Leaf
+    growth_prior: Leaf
+    disclosure_noise: Leaf
+    growth_spread: Leaf
+    panel_prefix: str = "openrouter_top10/"
+
+
+class HierarchyEntry(BaseModel):
+    model_config = STRICT
+    total: str
+    parts: list[str]
+    scale: float = 1.0
+    note: str = ""
+
+
+class VintageBacktest(BaseModel):
+    model_config = STRICT
+    start: str
+    step_months: int = 1
+
+
 class Forecast(BaseModel):
     model_config = STRICT
     horizon_end_year: Leaf
@@ -80,6 +103,9 @@ class Forecast(BaseModel):
     composite_draws: Leaf
     global_demand: Composite
     composites: list[Composite] = []
+    demand: Demand
+    hierarchy: list[HierarchyEntry] = []
+    vintage_backtest: VintageBacktest
 
 
 class Hardware(BaseModel):
@@ -145,8 +171,10 @@ class ChipOverride(BaseModel):
 class Segment(BaseModel):
     model_config = STRICT
     demand_series: str
+    demand_fallback: str | None = None
     region: str
     model_mix: str | dict[str, float]
+    model_mix_fallback: dict[str, float] | None = None
     model_mix_rationale: str = ""
     model_mix_source: str = ""
 

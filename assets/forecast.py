@@ -12,11 +12,19 @@ from assets.assumptions import load_assumptions
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from assets.warehouse import replace_tables_from_frames
+from forecasts.demand import DemandConfig, clip_to_totals, compose_draws, fit_demand
 from forecasts.grid import date_range
+from forecasts.vintage import POOLED, replay, summarise, vintages
+
+FORECAST_COLUMNS = ["series_id", "period_start", "value", "lo80", "hi80", "lo95", "hi95", "model_name"]
+FLAG_SCHEMA = {"series_id": pl.Utf8, "flag": pl.Utf8, "message": pl.Utf8}
 
 FORECAST = dg.AssetKey(["marts", "forecast"])
 BACKTEST = dg.AssetKey(["marts", "forecast_backtest"])
 SELECTION = dg.AssetKey(["marts", "forecast_selection"])
+FLAGS = dg.AssetKey(["marts", "forecast_flags"])
+VINTAGE_ERRORS = dg.AssetKey(["marts", "forecast_vintage_errors"])
+VINTAGE_POINTS = dg.AssetKey(["marts", "forecast_vintage_points"])
 
 
 def _assumption(config: dict, name: str) -> float:
@@ -38,10 +46,81 @@ def composite_specs(config: dict) -> list[dict]:
     return [config["forecast"]["global_demand"], *config["forecast"].get("composites", [])]
 
 
+def horizon_end(config: dict) -> dt.date:
+    return dt.date(int(_assumption(config, "horizon_end_year")), 12, 31)
+
+
+def demand_config(config: dict, draws: int | None = None) -> DemandConfig:
+    """The pooled demand model's settings from config/assumptions.yaml (forecast.demand)."""
+    d = config["forecast"]["demand"]
+    prior = d["growth_prior"]
+    return DemandConfig(
+        halflife_low=float(d["halflife_years"]["low"]), halflife_high=float(d["halflife_years"]["high"]),
+        growth_prior=float(prior["value"]), growth_prior_sd=(float(prior["high"]) - float(prior["low"])) / 3.92,
+        sigma_low=float(d["disclosure_noise"]["low"]), sigma_high=float(d["disclosure_noise"]["high"]),
+        tau_low=float(d["growth_spread"]["low"]), tau_high=float(d["growth_spread"]["high"]),
+        draws=draws or int(_assumption(config, "composite_draws")),
+    )
+
+
+def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """(token disclosures for the pooled model, the dense panel as monthly tokens/day, everything else)."""
+    prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
+    is_token = pl.col("series_id").str.starts_with("tokens/")
+    tokens = history.filter(is_token)
+    weekly = history.filter(pl.col("series_id").str.starts_with(prefix))
+    panel = (weekly.group_by("period_start").agg(pl.col("value").sum())
+             .group_by(pl.col("period_start").dt.truncate("1mo"))
+             .agg((pl.col("value").mean() / 7).alias("value"))
+             .with_columns(pl.lit("panel/" + prefix.rstrip("/")).alias("series_id")))
+    return tokens, panel, history.filter(~is_token)
+
+
+def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, seed: int = 0):
+    """The pooled demand model on the token series of `history` (staging.forecast_history rows)."""
+    tokens, panel, _ = split_history(history, config)
+    if tokens.height == 0:
+        return None
+    return fit_demand(tokens.select("series_id", "period_start", "value"), horizon_end(config),
+                      hierarchy=config["forecast"].get("hierarchy", []), panel=panel, seed=seed,
+                      config=demand_config(config, draws))
+
+
+def composites(fit, config: dict) -> tuple[pl.DataFrame, list[dict]]:
+    """Every configured composite from the joint draws; partial composites are flagged."""
+    frames, flags = [], []
+    for spec in composite_specs(config):
+        frame, missing = compose_draws(fit, spec["components"], spec["series_id"])
+        if missing:
+            flags.append({"series_id": spec["series_id"], "flag": "partial_composite",
+                          "message": f"{spec['series_id']} is partial: no disclosure of {', '.join(missing)} "
+                                     f"in this data vintage; it sums {len(spec['components']) - len(missing)} of "
+                                     f"{len(spec['components'])} components"})
+        if frame.height:
+            frames.append(frame)
+    return (pl.concat(frames) if frames else pl.DataFrame()), flags
+
+
+def segment_flags(config: dict, series: set[str]) -> list[dict]:
+    """Segments whose demand series has no forecast in this vintage fall back to `demand_fallback`."""
+    flags = []
+    for segment, spec in config.get("segments", {}).items():
+        if spec["demand_series"] in series:
+            continue
+        fallback = spec.get("demand_fallback")
+        message = (f"segment '{segment}': no forecast of {spec['demand_series']} in this data vintage; "
+                   + (f"sized from {fallback} instead (a lower bound)" if fallback in series
+                      else "no fallback series either"))
+        flags.append({"series_id": spec["demand_series"], "flag": "segment_demand_fallback", "message": message})
+    return flags
+
+
 def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None) -> forecasts.ForecastResult:
-    """Fit every series of staging.forecast_history, per frequency, to the configured horizon, and add the
-    global-demand composite. Pure function of its inputs (used by the asset and the tests)."""
-    end = dt.date(int(_assumption(config, "horizon_end_year")), 12, 31)
+    """Fit every series of staging.forecast_history to the configured horizon: token disclosures with the
+    pooled demand model (reconciled, composites drawn jointly), the other series with the per-series
+    engine. Pure function of its inputs (used by the asset and the tests); `result.flags` lists partial
+    composites and segment fallbacks."""
+    end = horizon_end(config)
     cfg = forecasts.EngineConfig(
         max_origins=int(_assumption(config, "backtest_origins")),
         min_backtest_obs=int(_assumption(config, "min_backtest_obs")),
@@ -50,8 +129,9 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
         sparse_slope_sd_per_year=_assumption(config, "sparse_slope_sd_per_year"),
         sparse_growth_halflife_years=_assumption(config, "sparse_growth_halflife_years"),
     )
+    _, _, dense = split_history(history, config)
     results = []
-    for (freq,), part in history.group_by("freq", maintain_order=True):
+    for (freq,), part in dense.group_by("freq", maintain_order=True):
         last = part.group_by("series_id").agg(pl.col("period_start").max())["period_start"].min()
         horizon = horizon_for(last, freq, end)
         if horizon < 1:
@@ -60,19 +140,67 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
                             workers=workers, config=cfg)
         res.forecast = res.forecast.filter(pl.col("period_start") <= end)
         results.append(res)
-    fc = pl.concat([r.forecast for r in results])
-    selection = pl.concat([r.selection for r in results])
-    draws = int(_assumption(config, "composite_draws"))
-    for composite in composite_specs(config):
-        fc = pl.concat([fc, forecasts.compose(fc, composite["components"], composite["series_id"], draws=draws)])
-        selection = pl.concat([selection, pl.DataFrame([{
-            "series_id": composite["series_id"], "model_name": "composite", "n_obs": 0, "n_origins": 0,
-            "interval_scale": 1.0, "log_scale": True, "warnings": "",
-            "reason": "sum of " + ", ".join(composite["components"]) + " (config/assumptions.yaml forecast "
-                      "composites), independent Monte Carlo draws; periods where every component has a forecast",
-        }], schema=selection.schema)])
-    return forecasts.ForecastResult(forecast=fc, backtest=pl.concat([r.backtest for r in results]),
-                                    selection=selection)
+    fc = [r.forecast for r in results]
+    selection = [r.selection for r in results]
+    schema = results[0].selection.schema if results else forecasts.engine.SELECTION_SCHEMA
+    flags: list[dict] = []
+    fit = fit_tokens(history, config)
+    if fit is not None:
+        fc.append(fit.forecast)
+        selection.append(fit.selection.with_columns(pl.lit(True).alias("log_scale"), pl.lit(0).alias("n_origins"),
+                                                    pl.lit(1.0).alias("interval_scale"), pl.lit("").alias("warnings")))
+        comp, flags = composites(fit, config)
+        if comp.height:
+            fc.append(comp)
+        for spec in composite_specs(config):
+            if spec["series_id"] in set(comp["series_id"].to_list() if comp.height else []):
+                partial = [f for f in flags if f["series_id"] == spec["series_id"]]
+                selection.append(pl.DataFrame([{
+                    "series_id": spec["series_id"], "model_name": "composite", "n_obs": 0, "n_origins": 0,
+                    "interval_scale": 1.0, "log_scale": True, "warnings": "",
+                    "reason": ("sum of " + ", ".join(spec["components"]) + " (config/assumptions.yaml forecast "
+                               "composites), joint draws of the pooled demand model (correlated through the "
+                               "common growth rate); periods where every available component is forecast"
+                               + ("; PARTIAL: " + partial[0]["message"] if partial else "")),
+                }]))
+    forecast = pl.concat([f.select(FORECAST_COLUMNS) for f in fc], how="vertical_relaxed").filter(pl.col("period_start") <= end)
+    # parts forecast by the per-series engine (OpenRouter's weekly top-10 by origin) kept within their totals
+    forecast, clipped = clip_to_totals(forecast, config["forecast"].get("hierarchy", []))
+    selection = pl.concat([s.select([c for c in schema]).cast(schema) for s in
+                           [x.with_columns([pl.lit(None).alias(c) for c in schema if c not in x.columns]) for x in selection]])
+    flags += segment_flags(config, set(forecast["series_id"].unique().to_list()))
+    result = forecasts.ForecastResult(forecast=forecast,
+                                      backtest=pl.concat([r.backtest for r in results]) if results else
+                                      pl.DataFrame(schema=forecasts.engine.BACKTEST_SCHEMA),
+                                      selection=selection)
+    result.flags = pl.DataFrame(flags, schema=FLAG_SCHEMA)
+    result.demand_summary = {**fit.summary, "reconciled": fit.summary["reconciled"] + clipped} if fit is not None else {}
+    return result
+
+
+def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start: dt.date | None = None,
+                     end: dt.date | None = None, step_months: int | None = None,
+                     draws: int = 1000) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Replay the token forecasts of every vintage and score them against later disclosures:
+    (per-point errors, per-series + pooled summary). Only data known on `as_of` take part."""
+    spec = config["forecast"]["vintage_backtest"]
+    start = start or dt.date.fromisoformat(str(spec["start"]))
+    end = min(end or as_of, as_of)
+    step = step_months or int(spec.get("step_months", 1))
+    known = history.filter(pl.col("known_on") <= as_of)
+    tokens, panel_rows, _ = split_history(known, config)
+    prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
+    weekly = known.filter(pl.col("series_id").str.starts_with(prefix))
+
+    def forecaster(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
+        vintage_history = pl.concat([rows.drop("known_on"),
+                                     weekly.filter(pl.col("known_on") <= vintage).select(rows.drop("known_on").columns)])
+        fit = fit_tokens(vintage_history, config, draws=draws)
+        return fit.forecast if fit is not None else pl.DataFrame()
+
+    points = replay(tokens.select("series_id", "freq", "period_start", "value", "unit", "known_on"),
+                    vintages(start, end, step), forecaster)
+    return points, summarise(points)
 
 
 @dg.multi_asset(
@@ -86,6 +214,10 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
         dg.AssetSpec(SELECTION, deps=[dg.AssetKey(["staging", "forecast_history"])],
                      description="The model chosen per series, its backtest scores and the reason.",
                      group_name="forecast", kinds={"duckdb", "statsmodels"}),
+        dg.AssetSpec(FLAGS, deps=[dg.AssetKey(["staging", "forecast_history"])],
+                     description="What this data vintage lacks: partial composites (a component without any "
+                     "disclosure yet) and segments sized from their fallback demand series.",
+                     group_name="forecast", kinds={"duckdb"}),
     ],
     pool=POOL,
 )
@@ -110,11 +242,65 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
                                       "predicted", "abs_error", "lo80", "hi80", "lo95", "hi95")
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {"marts.forecast": forecast, "marts.forecast_backtest": backtest,
-                                                  "marts.forecast_selection": result.selection})
+                                                  "marts.forecast_selection": result.selection,
+                                                  "marts.forecast_flags": result.flags})
     warned = result.selection.filter(pl.col("warnings") != "")
     for row in warned.iter_rows(named=True):
         context.log.warning(f"{row['series_id']}: {row['warnings']}")
+    for row in result.flags.iter_rows(named=True):
+        context.log.warning(row["message"])
+    summary = result.demand_summary
+    if summary:
+        context.log.info(f"pooled demand model: growth-rate half-life {summary['halflife_mean']:.2f} yr, common growth "
+                         f"{summary['common_growth']:.2f} log units/yr at {summary['t0']:.2f}; "
+                         + ("; ".join(summary["reconciled"]) or "no reconciliation needed"))
     context.log.info(f"{n_series} series forecast; {warned.height} with convergence or other warnings")
     for key, table in ((FORECAST, "marts.forecast"), (BACKTEST, "marts.forecast_backtest"),
-                       (SELECTION, "marts.forecast_selection")):
+                       (SELECTION, "marts.forecast_selection"), (FLAGS, "marts.forecast_flags")):
+        yield dg.MaterializeResult(asset_key=key, metadata={"row_count": dg.MetadataValue.int(counts[table])})
+
+
+class VintageConfig(dg.Config):
+    """Range of the vintage backtest; empty = config/assumptions.yaml forecast.vintage_backtest to the as-of date."""
+
+    start: str = ""
+    end: str = ""
+    step_months: int = 0
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(VINTAGE_ERRORS, deps=[dg.AssetKey(["staging", "forecast_history"]), dg.AssetKey(["meta", "assumptions"])],
+                     description="How past token-demand forecasts did: per series and pooled, the bias (mean log "
+                     "error), median |log error| and 80/95% coverage of every vintage's forecasts against the "
+                     "disclosures published after it.", group_name="forecast", kinds={"duckdb", "statsmodels"}),
+        dg.AssetSpec(VINTAGE_POINTS, deps=[dg.AssetKey(["staging", "forecast_history"])],
+                     description="One row per (vintage, later disclosure): forecast, interval, actual, log error.",
+                     group_name="forecast", kinds={"duckdb"}),
+    ],
+    pool=POOL,
+)
+def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, warehouse: DuckDBResource,
+                     settings: ProjectSettings):
+    assumptions = load_assumptions(settings.assumptions_path)
+    with warehouse.get_connection() as con:
+        history = con.execute("select * from staging.forecast_history").pl()
+    as_of = settings.as_of_date()
+    try:
+        start = dt.date.fromisoformat(config.start) if config.start else None
+        end = dt.date.fromisoformat(config.end) if config.end else None
+    except ValueError as exc:
+        raise dg.Failure(description=f"vintage backtest: {exc}", allow_retries=False) from None
+    context.log.info(f"replaying token-demand vintages up to {end or as_of}")
+    points, summary = vintage_backtest(history, assumptions, as_of, start, end, config.step_months or None)
+    with warehouse.get_connection() as con:
+        counts = replace_tables_from_frames(con, {"marts.forecast_vintage_errors": summary,
+                                                  "marts.forecast_vintage_points": points})
+    pooled = summary.filter(pl.col("series_id") == POOLED)
+    if pooled.height:
+        row = pooled.row(0, named=True)
+        context.log.info(f"vintage backtest: {row['n_forecasts']} forecasts from {row['n_vintages']} vintages; bias "
+                         f"{row['bias']:+.2f}, median |log error| {row['median_abs_log_error']:.2f}, coverage 80% "
+                         f"{row['coverage80']:.0%}, 95% {row['coverage95']:.0%}")
+    for key, table in ((VINTAGE_ERRORS, "marts.forecast_vintage_errors"), (VINTAGE_POINTS, "marts.forecast_vintage_points")):
         yield dg.MaterializeResult(asset_key=key, metadata={"row_count": dg.MetadataValue.int(counts[table])})

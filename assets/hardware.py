@@ -4,6 +4,7 @@ efficiencies -> hardware.model.build -> marts.hardware_demand, supplier_exposure
 supply_demand_gap, sensitivity, cross_checks, interactivity_curves (written together in one transaction)."""
 
 import time
+import warnings
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -56,7 +57,11 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         inputs = {key: con.execute(f"select * from {table}").pl() for key, table in INPUTS.items()}
     context.log.info(f"sizing fleets for {len(config.get('scenarios') or {})} scenarios")
     try:
-        frames = build(inputs, config)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            frames = build(inputs, config)
+        for message in sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)}):
+            context.log.warning(message)
     except (ScenarioError, KeyError) as exc:
         raise dg.Failure(description=f"{settings.assumptions_path}: {exc}", allow_retries=False) from None
     with warehouse.get_connection() as con:

@@ -28,11 +28,12 @@ def _raw_asset(source: Source) -> dg.AssetsDefinition:
         path = settings.data_path(source.file_name)
         with warehouse.get_connection() as con:
             try:
-                rows = load_source(con, source, path)
+                rows = load_source(con, source, path, as_of=settings.as_of_date())
             except InputFileError as exc:
                 raise dg.Failure(description=str(exc), allow_retries=False) from None
             preview = table_preview(con, source.table)
-        context.log.info(f"{source.table}: {rows} rows from {path}")
+        vintage = f" known on {settings.as_of_date()}" if source.known_on else ""
+        context.log.info(f"{source.table}: {rows} rows{vintage} from {path}")
         return dg.MaterializeResult(
             metadata={
                 "row_count": dg.MetadataValue.int(rows),

@@ -8,6 +8,7 @@ A good file is first built into a staging table and then swapped in within one t
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import difflib
 import io
 from pathlib import Path
@@ -84,6 +85,7 @@ def closest(value: str, known, n: int = 3) -> str:
 
 def _check_header(path: Path, source: Source, header: list[str]) -> None:
     expected = list(source.columns)
+    header = [c for c in header if c not in source.optional]
     if len(header) == 1 and len(expected) > 1:
         for sep in (";", "\t", "|"):
             if sep in header[0]:
@@ -92,6 +94,8 @@ def _check_header(path: Path, source: Source, header: list[str]) -> None:
                                      f"delimited by {shown}; save it comma-separated (expected columns {expected})")
     missing = [c for c in expected if c not in header]
     extra = [c for c in header if c not in source.columns]
+    if extra and source.optional:
+        expected = expected + [f"optionally {c}" for c in source.optional]
     if missing and extra:
         hints = "; ".join(f"'{e}' may be '{difflib.get_close_matches(e, missing, 1, 0.5)[0]}'"
                           for e in extra if difflib.get_close_matches(e, missing, 1, 0.5))
@@ -136,15 +140,19 @@ def _check_references(con: duckdb.DuckDBPyConnection, path: Path, tmp: str, col:
         raise InputFileError(path, hit[0], col, f"unknown value {hit[1]!r}: not in {where}{closest(hit[1], known)}")
 
 
-def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> int:
-    """Validate `path` against `source` and replace `raw.<stem>` with it. Returns the row count."""
+def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path, as_of: dt.date | None = None) -> int:
+    """Validate `path` against `source` and replace `raw.<stem>` with it. Returns the row count loaded.
+
+    With `as_of`, every row is validated but only the rows known on that date (`source.known_on_sql`)
+    are loaded: a point-in-time run sees the data of its vintage."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, None, None, f"file not found (source '{source.stem}' expects {source.file_name})")
     header = _check_bytes(path)
     _check_header(path, source, header)
 
-    columns = ", ".join(f"{quote_text(c)}: {quote_text(source.columns[c])}" for c in header)
+    types = {**source.columns, **source.optional}
+    columns = ", ".join(f"{quote_text(c)}: {quote_text(types[c])}" for c in header)
     tmp = f"_load_{source.stem}"
     con.execute(f"drop table if exists {tmp}")
     con.execute("drop table if exists reject_errors; drop table if exists reject_scans")
@@ -185,6 +193,9 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
     if n_rows == 0:
         raise InputFileError(path, 2, None, "the file has a header but no data rows")
 
+    for col in source.optional:
+        if col not in header:
+            con.execute(f"alter table {tmp} add column {quote_ident(col)} {source.optional[col]}")
     for col, kind in source.columns.items():
         if kind == "DOUBLE":
             hit = _first_violation(con, tmp, f"not isfinite({quote_ident(col)})", f"cast({quote_ident(col)} as varchar)")
@@ -224,13 +235,15 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path) -> i
             f"duplicate natural key ({', '.join(source.key)}): same as line {dup[1]}",
         )
 
-    cols = ", ".join(quote_ident(c) for c in source.columns)
-    replace_table(
+    cols = ", ".join(quote_ident(c) for c in [*source.columns, *source.optional])
+    known = source.known_on_sql
+    where = f"where {known} <= {quote_text(as_of.isoformat())}::date" if as_of and known else ""
+    n_loaded = replace_table(
         con,
         source.table,
         f"""select {cols}, cast(rowid + 2 as integer) as _line, {quote_text(str(path))} as _source_file,
                    current_timestamp as _loaded_at
-            from {tmp} order by rowid""",
+            from {tmp} {where} order by rowid""",
     )
     con.execute(f"drop table if exists {tmp}")
-    return int(n_rows)
+    return int(n_loaded)

@@ -28,6 +28,22 @@ class Source:
     # column -> ((stem, column), ...): its values must appear in one of those columns of other sources
     # (read from the same data directory), e.g. a shipment's chip must be a spec row or an alias
     references: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    # point-in-time runs (`run --as-of DATE`): SQL expression over a row giving the date it became known;
+    # rows known after the as-of date are left out of raw.<stem>. None = reference data, always loaded.
+    # Every dated source accepts an optional `published_on` column (DATE) for figures published after
+    # the period they describe (or projections published before it); `known_on` falls back to it first.
+    known_on: str | None = None
+
+    @property
+    def optional(self) -> dict[str, str]:
+        """Columns a file may add at its end: `published_on` on every dated source."""
+        return {"published_on": "DATE"} if self.known_on and "published_on" not in self.columns else {}
+
+    @property
+    def known_on_sql(self) -> str | None:
+        if not self.known_on:
+            return None
+        return self.known_on if "published_on" in self.columns else f"coalesce(published_on, {self.known_on})"
 
     @property
     def file_name(self) -> str:
@@ -73,6 +89,7 @@ SOURCES: tuple[Source, ...] = (
         non_negative=("value",),
         allowed={"unit": TOKEN_UNITS, "basis": TOKEN_BASES, "confidence": CONFIDENCE_VALUES},
         observed="observed_on",
+        known_on="observed_on",
     ),
     Source(
         stem="chip_shipments_quarterly",
@@ -93,6 +110,7 @@ SOURCES: tuple[Source, ...] = (
         non_negative=("units_p5", "units_median", "units_p95"),
         allowed={"confidence": CONFIDENCE_VALUES},
         observed="quarter_start",
+        known_on="quarter_start + interval 3 month - interval 1 day",  # a quarter is known at its end
         references={"chip": (("accelerator_specs", "chip"), ("chip_aliases", "alias"))},
     ),
     Source(
@@ -152,6 +170,7 @@ SOURCES: tuple[Source, ...] = (
         non_negative=("revenue_usd",),
         allowed={"confidence": CONFIDENCE_VALUES},
         observed="period_end",
+        known_on="period_end",
     ),
     Source(
         stem="packaging_and_supply_metrics",
@@ -179,6 +198,7 @@ SOURCES: tuple[Source, ...] = (
             "confidence": CONFIDENCE_VALUES,
         },
         observed="period_end",
+        known_on="period_end",
     ),
     Source(
         stem="fx_rates_annual",
@@ -267,6 +287,7 @@ SOURCES: tuple[Source, ...] = (
                       "cached_tokens", "request_count"),
         allowed={"confidence": CONFIDENCE_VALUES},
         observed="week_end",
+        known_on="week_end",
     ),
     Source(
         stem="supply_chain",
@@ -313,6 +334,7 @@ SOURCES: tuple[Source, ...] = (
                       "tokens_per_s_per_chip", "tokens_per_s_per_user"),
         allowed={"precision": ("bf16", "fp8", "fp4"), "phase": ("prefill", "decode", "mixed")},
         references={"chip": (("accelerator_specs", "chip"),), "model": (("model_catalog", "model"),)},
+        known_on="published_on",
     ),
 )
 

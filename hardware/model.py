@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import warnings
+
 import numpy as np
 import polars as pl
 
@@ -40,9 +42,16 @@ def model_mix(config: dict, workload_mix: pl.DataFrame, models: dict) -> dict[st
         if isinstance(mix, str) and mix.startswith("measured:"):
             group = mix.split(":", 1)[1]
             rows = workload_mix.filter(pl.col("origin_group") == group)
-            if rows.height == 0:
-                raise ScenarioError(f"segment '{segment}': no measured model mix for origin group '{group}'")
-            mix = dict(rows.select("catalog_model", "token_share").iter_rows())
+            if rows.height:
+                mix = dict(rows.select("catalog_model", "token_share").iter_rows())
+            elif spec.get("model_mix_fallback"):
+                # a data vintage without OpenRouter rankings of this group: the configured mix, flagged
+                warnings.warn(f"segment '{segment}': no measured model mix for origin group '{group}' in this "
+                              "data vintage; using model_mix_fallback")
+                mix = spec["model_mix_fallback"]
+            else:
+                raise ScenarioError(f"segment '{segment}': no measured model mix for origin group '{group}' "
+                                    "(add model_mix_fallback to the segment for data vintages without one)")
         if not isinstance(mix, dict) or not mix:
             raise ScenarioError(f"segment '{segment}': model_mix must be 'measured:<group>' or {{model: share}}")
         unknown = sorted(set(mix) - set(models))
@@ -59,8 +68,13 @@ def _segment_demand(config: dict, demand: pl.DataFrame) -> pl.DataFrame:
     frames = []
     for segment, spec in config["segments"].items():
         part = demand.filter(pl.col("series_id") == spec["demand_series"])
+        if part.height == 0 and spec.get("demand_fallback"):
+            # a data vintage before the series' first disclosure: the configured fallback (flagged in
+            # marts.forecast_flags by the forecast step)
+            part = demand.filter(pl.col("series_id") == spec["demand_fallback"])
         if part.height == 0:
-            raise ScenarioError(f"segment '{segment}': no forecast for demand series '{spec['demand_series']}'")
+            raise ScenarioError(f"segment '{segment}': no forecast for demand series '{spec['demand_series']}'"
+                                + (f" nor its fallback '{spec['demand_fallback']}'" if spec.get("demand_fallback") else ""))
         frames.append(part.with_columns(pl.lit(segment).alias("segment")))
     out = pl.concat(frames)
     n_segments = len(config["segments"])

@@ -7,7 +7,7 @@ import dagster as dg
 
 from assets.call_logs import call_log_daily, call_logs_job
 from assets.checks import contract_checks, forecast_checks, freshness_checks
-from assets.forecast import forecast_marts
+from assets.forecast import forecast_marts, forecast_vintage
 from assets.hardware import hardware_marts, throughput_calibration
 from assets.report import analyst_report
 from assets.ingest import assumptions_table, raw_assets
@@ -16,7 +16,7 @@ from pipelines.progress import progress_logger
 from pipelines.resources import build_resources
 from pipelines.settings import Paths
 
-all_assets = [call_log_daily, *raw_assets, assumptions_table, *sql_assets, forecast_marts, hardware_marts, throughput_calibration, analyst_report]
+all_assets = [call_log_daily, *raw_assets, assumptions_table, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
 all_checks = [*contract_checks, *freshness_checks, *forecast_checks]
 
 refresh_all = dg.define_asset_job(

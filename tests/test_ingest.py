@@ -13,7 +13,7 @@ def test_each_source_loads(con, data_dir, source):
     n_lines = sum(1 for _ in path.open(encoding="utf-8")) - 1
     assert rows == n_lines
     cols = [r[0] for r in con.execute(f"describe {source.table}").fetchall()]
-    assert cols == [*source.columns, "_line", "_source_file", "_loaded_at"]
+    assert cols == [*source.columns, *source.optional, "_line", "_source_file", "_loaded_at"]
     assert con.execute(f"select count(distinct _source_file) from {source.table}").fetchone()[0] == 1
 
 

@@ -81,8 +81,8 @@ def pipeline(tmp_path_factory):
     data = root / "data"
     shutil.copytree(ROOT / "data", data)
     with (data / "token_volume_observations.csv").open("a") as fh:
-        fh.write(f'2025-06-30,"{HOSTILE}",all,1e12,tokens_per_day,average,test,low,hostile name\n')
-        fh.write(f'2025-12-31,"{HOSTILE}",all,2e12,tokens_per_day,average,test,low,hostile name\n')
+        fh.write(f'2025-06-30,"{HOSTILE}",all,1e12,tokens_per_day,average,test,low,hostile name,\n')
+        fh.write(f'2025-12-31,"{HOSTILE}",all,2e12,tokens_per_day,average,test,low,hostile name,\n')
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text().replace("var/dagster", str(root / "dg")))

@@ -13,7 +13,8 @@ with final as (
         value_original,
         unit_original,
         source_id,
-        confidence
+        confidence,
+        known_on
     from staging.token_volume
     where not is_peak
 )

@@ -10,6 +10,8 @@
 --   packaging_revenue/<company>/<segment>  Y  usd_per_year  full calendar-year figures
 --   calls/all, calls/origin/<origin>  D  tokens_per_day  request-level call logs (when loaded): prompt +
 --                                                       completion tokens per day (weekly seasonality)
+-- known_on: when the value became public (token disclosures: published_on or observed_on; others: the
+-- end of their period), used by the vintage backtest (marts.forecast_vintage_errors).
 with tokens as (
     select
         'tokens/' || platform || '/' || segment as series_id,
@@ -17,6 +19,7 @@ with tokens as (
         cast(date_trunc('month', observed_on) as date) as period_start,
         tokens_per_day as value,
         'tokens_per_day' as unit,
+        known_on,
         row_number() over (
             partition by platform, segment, date_trunc('month', observed_on)
             order by period_start desc, observed_on desc) as pick
@@ -30,6 +33,7 @@ openrouter as (
         cast(date_trunc('week', week_start + interval 1 day) as date) as period_start,
         sum(total_tokens) as value,
         'tokens_per_week' as unit,
+        max(week_end) as known_on,
         1 as pick
     from marts.model_call_volume_weekly
     group by all
@@ -42,6 +46,7 @@ revenue as (
         quarter_start as period_start,
         revenue_usd as value,
         'usd_per_quarter' as unit,
+        cast(quarter_start + interval 3 month - interval 1 day as date) as known_on,
         1 as pick
     from marts.vendor_revenue
     where is_complete
@@ -54,6 +59,7 @@ shipments as (
         quarter_start as period_start,
         sum(h100e_median) as value,
         'h100e_per_quarter' as unit,
+        cast(quarter_start + interval 3 month - interval 1 day as date) as known_on,
         1 as pick
     from marts.chip_shipments
     group by all
@@ -67,6 +73,7 @@ packaging as (
         period_start,
         revenue_usd as value,
         'usd_per_year' as unit,
+        period_end as known_on,
         1 as pick
     from marts.packaging_revenue
     where month(period_start) = 1 and day(period_start) = 1
@@ -76,23 +83,24 @@ packaging as (
 
 calls as (
     select 'calls/all' as series_id, 'D' as freq, day as period_start,
-           cast(sum(prompt_tokens + completion_tokens) as double) as value, 'tokens_per_day' as unit, 1 as pick
+           cast(sum(prompt_tokens + completion_tokens) as double) as value, 'tokens_per_day' as unit,
+           day as known_on, 1 as pick
     from marts.call_volume_daily
     group by day
     union all
     select 'calls/origin/' || origin, 'D', day, cast(sum(prompt_tokens + completion_tokens) as double),
-           'tokens_per_day', 1
+           'tokens_per_day', day, 1
     from marts.call_volume_daily
     group by origin, day
 ),
 
 final as (
-    select series_id, freq, period_start, value, unit from tokens where pick = 1
-    union all select series_id, freq, period_start, value, unit from calls
-    union all select series_id, freq, period_start, value, unit from openrouter
-    union all select series_id, freq, period_start, value, unit from revenue
-    union all select series_id, freq, period_start, value, unit from shipments
-    union all select series_id, freq, period_start, value, unit from packaging
+    select series_id, freq, period_start, value, unit, known_on from tokens where pick = 1
+    union all select series_id, freq, period_start, value, unit, known_on from calls
+    union all select series_id, freq, period_start, value, unit, known_on from openrouter
+    union all select series_id, freq, period_start, value, unit, known_on from revenue
+    union all select series_id, freq, period_start, value, unit, known_on from shipments
+    union all select series_id, freq, period_start, value, unit, known_on from packaging
 )
 
 select * from final

@@ -4,6 +4,7 @@
 --   average   : a rate; value x (days per unit)^-1, e.g. tokens_per_minute x 1,440
 --   run_rate  : an annualised rate; tokens_per_year / 365.25
 --   peak      : a peak rate, converted like an average but flagged is_peak (kept apart downstream)
+-- known_on: when the figure became public (published_on where the file gives it, else observed_on).
 with units as (
     select * from (values
         ('tokens_per_minute',    1.0 / 1440, interval 1 minute),
@@ -28,6 +29,7 @@ typed as (
         o.source_id,
         o.confidence,
         o.note,
+        coalesce(o.published_on, o.observed_on) as known_on,
         u.nominal_days,
         case when o.basis = 'total'
              then cast(o.observed_on - u.period + interval 1 day as date)
@@ -53,7 +55,8 @@ final as (
              else value / nominal_days end as tokens_per_day,
         source_id,
         confidence,
-        note
+        note,
+        known_on
     from typed
 )
 

@@ -1,0 +1,97 @@
+"""Vintage replay of the token-demand forecasts: the pooled demand model against the per-series engine.
+
+Reads staging.forecast_history from the published warehouse (run `make run` first), replays every
+monthly vintage from 2025-01 to the as-of date and scores each vintage's forecasts against the
+disclosures published after it (forecasts/vintage.py). Variants:
+  engine        the per-series engine on each token series alone (what the pipeline did before issue 15)
+  pooled        the pooled adoption model with the OpenRouter panel (the pipeline's default)
+  pooled_nopanel the pooled model on the disclosures only
+
+    python bench/vintage_bench.py [--warehouse var/warehouse.published.duckdb] [--as-of 2026-11-30]
+
+Prints a table per variant and one key=value line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import duckdb  # noqa: E402
+import polars as pl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import forecasts  # noqa: E402
+from assets.assumptions import load_assumptions  # noqa: E402
+from assets.forecast import _assumption, fit_tokens, horizon_end, split_history  # noqa: E402
+from forecasts.vintage import log_scores, replay, summarise, vintages  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--warehouse", default=str(ROOT / "var" / "warehouse.published.duckdb"))
+    parser.add_argument("--as-of", default=dt.date.today().isoformat())
+    parser.add_argument("--from", dest="start", default="2025-01-01")
+    args = parser.parse_args()
+    config = load_assumptions(ROOT / "config" / "assumptions.yaml")
+    as_of = dt.date.fromisoformat(args.as_of)
+    con = duckdb.connect(args.warehouse, read_only=True)
+    history = con.execute("select * from staging.forecast_history").pl().filter(pl.col("known_on") <= as_of)
+    con.close()
+    tokens, _, _ = split_history(history, config)
+    prefix = config["forecast"]["demand"]["panel_prefix"]
+    weekly = history.filter(pl.col("series_id").str.starts_with(prefix))
+    end = horizon_end(config)
+    engine_cfg = forecasts.EngineConfig(
+        max_origins=int(_assumption(config, "backtest_origins")),
+        min_backtest_obs=int(_assumption(config, "min_backtest_obs")),
+        fallback_sigma_per_year=_assumption(config, "fallback_sigma_per_year"),
+        sparse_irregular_sd=_assumption(config, "sparse_irregular_sd"),
+        sparse_slope_sd_per_year=_assumption(config, "sparse_slope_sd_per_year"),
+        sparse_growth_halflife_years=_assumption(config, "sparse_growth_halflife_years"),
+    )
+
+    def engine(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
+        last = rows["period_start"].min()
+        n = (end.year - last.year) * 12 + end.month - last.month
+        fc = forecasts.run(rows.select("series_id", "period_start", "value"), n, "M", workers=1,
+                           config=engine_cfg).forecast
+        return fc
+
+    def pooled(panel: bool):
+        def run(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
+            extra = weekly.filter(pl.col("known_on") <= vintage) if panel else weekly.clear()
+            hist = pl.concat([rows.drop("known_on"), extra.select(rows.drop("known_on").columns)])
+            fit = fit_tokens(hist, config, draws=1000)
+            return fit.forecast if fit is not None else pl.DataFrame()
+        return run
+
+    dates = vintages(dt.date.fromisoformat(args.start), as_of, 1)
+    rows = tokens.select("series_id", "freq", "period_start", "value", "unit", "known_on")
+    figures = {}
+    for name, fn in (("engine", engine), ("pooled", pooled(True)), ("pooled_nopanel", pooled(False))):
+        started = time.perf_counter()
+        points = replay(rows, dates, fn)
+        seconds = time.perf_counter() - started
+        print(f"\n== {name}: {len(dates)} vintages, {seconds:.1f} s")
+        with pl.Config(tbl_rows=40, tbl_width_chars=160, float_precision=2):
+            print(summarise(points).select("series_id", "n_forecasts", "bias", "median_abs_log_error", "coverage80",
+                                           "coverage95"))
+        s = log_scores(points)
+        figures.update({f"{name}_{k}": (f"{v:.3f}" if isinstance(v, float) else v) for k, v in s.items()})
+        figures[f"{name}_seconds"] = f"{seconds:.1f}"
+    print(" ".join(f"{k}={v}" for k, v in figures.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Token demand from sparse disclosures: one pooled adoption curve, coherent subsets, correlated sums.
+
+Why a separate model: a platform discloses its token volume a handful of times, months apart. No
+per-series model can identify a growth curve from three points (the per-series engine extrapolated
+2024's 10-30x growth rates and printed 95% bounds of 10^16 tokens a day). Every platform rides the
+same adoption cycle, so the disclosures are fitted together.
+
+The model (a hierarchical Gompertz curve, fitted in closed form):
+
+    log y_it = L_i + c_i * F(t; b) + e_it,   F(t; b) = (exp(b (t - t0)) - 1) / b,   b = -ln 2 / h
+    c_i = c + u_i,   u_i ~ N(0, tau^2),   c ~ N(c_prior, c_prior_sd^2),   e_it ~ N(0, sigma^2)
+
+`t` is in years, `t0` the newest observation of the vintage. `c_i` is platform i's log-growth rate
+per year at t0; it decays with half-life `h` (years), common to all platforms: growth slows as an
+adoption curve matures (a Gompertz curve: growth proportional to the log-distance to saturation), and
+the total growth still to come from t0 is bounded by c_i * h / ln 2. `L_i` is the platform's level
+(flat prior). Each platform's growth shrinks toward the common rate `c` by how much its own
+disclosures say (none: the common rate; many: mostly its own). Dense panels (OpenRouter's weekly
+rankings, averaged per month) enter the fit as further members and inform `c` and `h`; they are not
+forecast here.
+
+Estimation: for each half-life on a grid over the configured range, sigma and tau are estimated by
+maximising the restricted (REML) likelihood (scipy) within their configured ranges; the
+half-lives are then averaged with weights proportional to their likelihoods (Bayesian model
+averaging over a log-uniform prior). Given (h, sigma, tau) the posterior of all L_i, c, u_i is
+Gaussian (conjugate linear model), so forecasts are exact draws: the common rate c is one draw shared
+by every platform in a draw, which makes the platforms' forecasts correlated (one adoption cycle), and
+sums of platforms (composites) are taken per draw. Predictions are of what the next disclosure will
+say: they include the disclosure noise sigma.
+
+Coherence: `hierarchy` entries say that the parts' sum cannot exceed the total (e.g. Doubao inside
+China's national total). Per draw, where the parts' sum exceeds the total, both move to the same
+value, the better-determined side (smaller predictive log-variance in that period) moving less; parts
+that shrink take their own parts with them. Per-draw coherence makes every quantile coherent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy.optimize import minimize
+
+from forecasts.grid import date_range
+
+MODEL_NAME = "pooled_gompertz"
+
+
+@dataclass(frozen=True)
+class DemandConfig:
+    """Tunables of the pooled model; the assets fill them from config/assumptions.yaml (forecast.demand)."""
+
+    halflife_low: float = 0.5  # years: fastest decay of the growth rate considered
+    halflife_high: float = 3.0  # years: slowest decay considered (bounds the total growth to come)
+    halflife_points: int = 11  # grid points between them (log-spaced)
+    growth_prior: float = 1.0  # log units per year: prior mean of the common growth rate at t0
+    growth_prior_sd: float = 2.0  # its prior s.d. (weak: data dominate as soon as one platform has 2 points)
+    sigma_low: float = 0.1  # log units: disclosure noise (rounding, drifting definitions) is estimated in [low, high]
+    sigma_high: float = 0.5
+    tau_low: float = 0.3  # log units per year: spread of platforms' growth rates around the common one,
+    tau_high: float = 1.0  # estimated in [low, high] (unidentified when few platforms have two disclosures)
+    draws: int = 4000
+
+
+@dataclass
+class DemandFit:
+    series: list[str]  # forecast members (the panel members are fitted but not forecast)
+    forecast: pl.DataFrame  # engine forecast format
+    selection: pl.DataFrame  # one row per forecast member
+    draws: dict[str, np.ndarray]  # series -> (draws, periods) tokens/day on `periods`, reconciled
+    periods: list[dt.date]
+    summary: dict  # posterior of the half-life and variance components, for the report and the note
+
+
+def _years(dates) -> np.ndarray:
+    """Mid-month decimal years of period-start dates."""
+    return np.array([d.year + (d.month - 0.5) / 12 for d in dates], dtype=float)
+
+
+def _design(members: list[str], sid: np.ndarray, t: np.ndarray, t0: float, b: float):
+    index = {m: i for i, m in enumerate(members)}
+    g = np.array([index[s] for s in sid])
+    f = np.expm1(b * (t - t0)) / b
+    n, p = len(t), len(members)
+    dummies = np.zeros((n, p))
+    dummies[np.arange(n), g] = 1.0
+    return dummies, f, g
+
+
+def _reml(y: np.ndarray, dummies: np.ndarray, f: np.ndarray, sigma: float, tau: float, prior_sd: float,
+          prior_mean: float) -> float:
+    """Restricted log-likelihood of y with flat levels, the common rate and slopes integrated out."""
+    z = dummies * f[:, None]  # per-platform slope columns
+    v = sigma**2 * np.eye(len(y)) + tau**2 * z @ z.T + prior_sd**2 * np.outer(f, f)
+    r0 = y - prior_mean * f
+    try:
+        chol = np.linalg.cholesky(v)
+    except np.linalg.LinAlgError:
+        return -np.inf
+    vinv_x = np.linalg.solve(v, dummies)
+    xtvx = dummies.T @ vinv_x
+    sign, logdet_x = np.linalg.slogdet(xtvx)
+    if sign <= 0:
+        return -np.inf
+    beta = np.linalg.solve(xtvx, vinv_x.T @ r0)
+    r = r0 - dummies @ beta
+    return float(-0.5 * (2 * np.sum(np.log(np.diag(chol))) + logdet_x + r @ np.linalg.solve(v, r)))
+
+
+def _posterior(y, dummies, f, sigma, tau, prior_mean, prior_sd):
+    """Gaussian posterior of theta = [L_1..L_P, c, u_1..u_P] (flat prior on the levels)."""
+    p = dummies.shape[1]
+    x = np.hstack([dummies, f[:, None], dummies * f[:, None]])
+    prior_prec = np.zeros(2 * p + 1)
+    prior_prec[p] = 1 / prior_sd**2
+    prior_prec[p + 1:] = 1 / tau**2
+    prior_mu = np.zeros(2 * p + 1)
+    prior_mu[p] = prior_mean
+    prec = x.T @ x / sigma**2 + np.diag(prior_prec)
+    cov = np.linalg.inv(prec)
+    cov = (cov + cov.T) / 2
+    mu = cov @ (x.T @ y / sigma**2 + prior_prec * prior_mu)
+    return mu, cov
+
+
+def _fit_components(y, dummies, f, cfg: DemandConfig) -> tuple[float, float, float]:
+    def bounded(x: float, low: float, high: float) -> float:
+        return low + (high - low) / (1 + np.exp(-x))
+
+    def components(params) -> tuple[float, float]:
+        return (bounded(params[0], cfg.sigma_low, cfg.sigma_high), bounded(params[1], cfg.tau_low, cfg.tau_high))
+
+    def loss(params):
+        ll = _reml(y, dummies, f, *components(params), cfg.growth_prior_sd, cfg.growth_prior)
+        return -ll if np.isfinite(ll) else 1e12
+
+    best = None
+    for start in ((-1.0, -1.0), (1.0, 1.0)):
+        res = minimize(loss, np.array(start), method="Nelder-Mead", options={"xatol": 1e-3, "fatol": 1e-4})
+        if best is None or res.fun < best.fun:
+            best = res
+    sigma, tau = components(best.x)
+    return float(sigma), float(tau), float(-best.fun)
+
+
+def _reconcile(draws: dict[str, np.ndarray], hierarchy: list[dict]) -> list[str]:
+    """Make every draw coherent in place; returns notes of the entries that had to move."""
+    # bottom-up: an entry whose total is a part of another entry goes first
+    parts_of = {}
+    for entry in hierarchy:
+        parts_of.setdefault(entry["total"], []).extend(entry["parts"])
+
+    def depth(series: str, seen=()) -> int:
+        if series in seen:
+            raise ValueError(f"forecast hierarchy has a cycle through {series!r}")
+        return 1 + max((depth(p, (*seen, series)) for p in parts_of.get(series, [])), default=0)
+
+    def shrink(series: str, factor: np.ndarray) -> None:
+        draws[series] = draws[series] * factor
+        for part in parts_of.get(series, []):
+            if part in draws:
+                shrink(part, factor)
+
+    notes = []
+    for entry in sorted(hierarchy, key=lambda e: depth(e["total"])):
+        total, parts = entry["total"], [p for p in entry["parts"] if p in draws]
+        if total not in draws or not parts:
+            continue
+        s = sum(draws[p] for p in parts)
+        t = draws[total]
+        over = s > t
+        if not over.any():
+            continue
+        ls, lt = np.log(s), np.log(t)
+        # weights: the inverse predictive log-variance of each side, per period
+        ws = 1 / np.maximum(np.var(ls, axis=0), 1e-6)
+        wt = 1 / np.maximum(np.var(lt, axis=0), 1e-6)
+        meet = (ws * ls + wt * lt) / (ws + wt)
+        factor_parts = np.where(over, np.exp(meet - ls), 1.0)
+        draws[total] = np.where(over, np.exp(meet), t)
+        for part in parts:
+            shrink(part, factor_parts)
+        notes.append(f"{'+'.join(parts)} exceeded {total} in {over.mean():.0%} of draws; reconciled")
+    return notes
+
+
+def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict] | None = None,
+               panel: pl.DataFrame | None = None, levels=(80, 95), seed: int = 0,
+               config: DemandConfig | None = None) -> DemandFit:
+    """Fit the pooled model to monthly `history` (series_id, period_start, value in tokens/day) and
+    forecast every series from the month after its last observation to `horizon_end`.
+    `panel` (same columns) adds dense members that inform the common curve but are not forecast."""
+    cfg = config or DemandConfig()
+    frames = [history.select("series_id", "period_start", "value").with_columns(pl.lit(False).alias("panel"))]
+    if panel is not None and panel.height:
+        frames.append(panel.select("series_id", "period_start", "value").with_columns(pl.lit(True).alias("panel")))
+    data = (pl.concat(frames).filter(pl.col("value") > 0)
+            .with_columns(pl.col("period_start").cast(pl.Date).dt.truncate("1mo"))
+            .sort("series_id", "period_start"))
+    if data.height == 0:
+        raise ValueError("no positive token observations to fit")
+    series = sorted(data.filter(~pl.col("panel"))["series_id"].unique().to_list())
+    members = sorted(data["series_id"].unique().to_list())
+    sid = data["series_id"].to_numpy()
+    t = _years(data["period_start"].to_list())
+    y = np.log(data["value"].to_numpy())
+    t0 = float(t.max())
+
+    # 1. half-life grid: variance components and likelihood per point
+    grid = np.exp(np.linspace(np.log(cfg.halflife_low), np.log(cfg.halflife_high), cfg.halflife_points))
+    fits = []
+    for h in grid:
+        b = -math.log(2) / h
+        dummies, f, _ = _design(members, sid, t, t0, b)
+        sigma, tau, ll = _fit_components(y, dummies, f, cfg)
+        mu, cov = _posterior(y, dummies, f, sigma, tau, cfg.growth_prior, cfg.growth_prior_sd)
+        fits.append({"h": float(h), "b": b, "sigma": sigma, "tau": tau, "ll": ll, "mu": mu, "cov": cov})
+    lls = np.array([fit["ll"] for fit in fits])
+    weights = np.exp(lls - lls.max())
+    weights /= weights.sum()
+
+    # 2. joint draws of every member's path on the monthly grid
+    last = data.group_by("series_id").agg(pl.col("period_start").max())
+    last = dict(zip(last["series_id"].to_list(), last["period_start"].to_list()))
+    start = min(last[s] for s in series)
+    n_periods = (horizon_end.year - start.year) * 12 + horizon_end.month - start.month + 1
+    periods = date_range(start, n_periods, "M")[1:]
+    tf = _years(periods)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 2024]))
+    pick = rng.choice(len(fits), size=cfg.draws, p=weights)
+    p = len(members)
+    log_draws = {s: np.empty((cfg.draws, len(periods))) for s in series}
+    for k, fit in enumerate(fits):
+        rows = np.flatnonzero(pick == k)
+        if len(rows) == 0:
+            continue
+        theta = rng.multivariate_normal(fit["mu"], fit["cov"], size=len(rows), method="eigh")
+        ff = np.expm1(fit["b"] * (tf - t0)) / fit["b"]
+        noise = rng.standard_normal((len(rows), len(periods))) * fit["sigma"]
+        for s in series:
+            i = members.index(s)
+            level, rate = theta[:, i], theta[:, p] + theta[:, p + 1 + i]
+            log_draws[s][rows] = level[:, None] + rate[:, None] * ff[None, :] + noise
+    draws = {s: np.exp(v) for s, v in log_draws.items()}
+    notes = _reconcile(draws, hierarchy or [])
+
+    # 3. quantiles per series, from the month after its last observation
+    out, selection = [], []
+    mean_h = float(np.sum(weights * grid))
+    for s in series:
+        keep = np.array([d > last[s] for d in periods])
+        q = {"value": np.median(draws[s][:, keep], axis=0)}
+        for level in levels:
+            q[f"lo{level}"] = np.quantile(draws[s][:, keep], 0.5 - level / 200, axis=0)
+            q[f"hi{level}"] = np.quantile(draws[s][:, keep], 0.5 + level / 200, axis=0)
+        n_keep = int(keep.sum())
+        out.append(pl.DataFrame({"series_id": [s] * n_keep, "period_start": [d for d, k in zip(periods, keep) if k],
+                                 **{k: v.astype(float) for k, v in q.items()}, "model_name": [MODEL_NAME] * n_keep}))
+        i = members.index(s)
+        best = fits[int(np.argmax(weights))]
+        rate = best["mu"][p] + best["mu"][p + 1 + i]
+        n_obs = int((sid == s).sum())
+        selection.append({
+            "series_id": s, "model_name": MODEL_NAME, "n_obs": n_obs,
+            "reason": (f"pooled adoption curve over {len(members)} members ({n_obs} of this series' disclosures): "
+                       f"growth rate at {t0:.2f} {rate:.2f} log units/yr (common {best['mu'][p]:.2f}), decaying with "
+                       f"half-life {mean_h:.2f} yr (posterior mean over {cfg.halflife_low}-{cfg.halflife_high}); "
+                       f"disclosure noise {best['sigma']:.2f}, spread of platform growth {best['tau']:.2f}"),
+        })
+    summary = {"t0": t0, "halflife_mean": mean_h, "weights": dict(zip(grid.round(3).tolist(), weights.round(4).tolist())),
+               "sigma": float(np.sum(weights * [f["sigma"] for f in fits])),
+               "tau": float(np.sum(weights * [f["tau"] for f in fits])),
+               "common_growth": float(np.sum(weights * [f["mu"][p] for f in fits])), "reconciled": notes}
+    forecast = pl.concat(out) if out else pl.DataFrame()
+    return DemandFit(series=series, forecast=forecast, selection=pl.DataFrame(selection), draws=draws,
+                     periods=periods, summary=summary)
+
+
+def compose_draws(fit: DemandFit, components: list[str], series_id: str, levels=(80, 95)) -> tuple[pl.DataFrame, list[str]]:
+    """The per-draw sum of `components` (correlated through the common growth draw), from the first
+    period every available component is forecast. Returns the forecast rows and the missing components
+    (a partial composite when any are missing; empty frame when none is available)."""
+    present = [c for c in components if c in fit.draws]
+    missing = [c for c in components if c not in fit.draws]
+    if not present:
+        return pl.DataFrame(), missing
+    first = max(fit.forecast.filter(pl.col("series_id") == c)["period_start"].min() for c in present)
+    keep = np.array([d >= first for d in fit.periods])
+    total = sum(fit.draws[c][:, keep] for c in present)
+    q = {"value": np.median(total, axis=0)}
+    for level in levels:
+        q[f"lo{level}"] = np.quantile(total, 0.5 - level / 200, axis=0)
+        q[f"hi{level}"] = np.quantile(total, 0.5 + level / 200, axis=0)
+    n = int(keep.sum())
+    frame = pl.DataFrame({"series_id": [series_id] * n, "period_start": [d for d, k in zip(fit.periods, keep) if k],
+                          **{k: v.astype(float) for k, v in q.items()}, "model_name": ["composite"] * n})
+    return frame, missing
+
+
+QUANTILE_COLUMNS = ("value", "lo80", "hi80", "lo95", "hi95")
+
+
+def clip_to_totals(forecast: pl.DataFrame, hierarchy: list[dict]) -> tuple[pl.DataFrame, list[str]]:
+    """Quantile-level coherence for parts forecast outside the pooled draws (e.g. OpenRouter's weekly
+    top-10 volume by origin, a per-series engine forecast in tokens/week, inside OpenRouter's monthly
+    volume by origin in tokens/day): in each period and at each quantile the parts' sum is scaled down
+    to at most `scale` x the total's quantile of that month (`scale` converts units, e.g. 7 days a week).
+    This equals per-draw coherence when the parts and total move together (comonotone draws), the
+    assumption of the scaling. Parts and totals already reconciled per draw are unchanged."""
+    notes = []
+    for entry in hierarchy:
+        scale = float(entry.get("scale", 1.0))
+        total = (forecast.filter(pl.col("series_id") == entry["total"])
+                 .select(pl.col("period_start").dt.truncate("1mo").alias("month"),
+                         *[(pl.col(c) * scale).alias(f"total_{c}") for c in QUANTILE_COLUMNS]))
+        parts = forecast.filter(pl.col("series_id").is_in(entry["parts"]))
+        if total.height == 0 or parts.height == 0:
+            continue
+        parts = parts.with_columns(pl.col("period_start").dt.truncate("1mo").alias("month")).join(total, on="month")
+        factors = (parts.group_by("period_start")
+                   .agg([(pl.col(f"total_{c}").first() / pl.col(c).sum()).clip(upper_bound=1.0).fill_nan(1.0)
+                         .alias(f"f_{c}") for c in QUANTILE_COLUMNS]))
+        scaled = (parts.join(factors, on="period_start")
+                  .with_columns([pl.col(c) * pl.col(f"f_{c}") for c in QUANTILE_COLUMNS]))
+        # quantiles scaled by different factors stay ordered: each row's five values, sorted
+        ordered = np.sort(scaled.select("lo95", "lo80", "value", "hi80", "hi95").to_numpy(), axis=1)
+        scaled = scaled.with_columns([pl.Series(c, ordered[:, i]) for i, c in
+                                      enumerate(("lo95", "lo80", "value", "hi80", "hi95"))])
+        moved = scaled.filter(pl.any_horizontal([pl.col(f"f_{c}") < 1 - 1e-9 for c in QUANTILE_COLUMNS]))
+        if moved.height == 0:
+            continue
+        notes.append(f"{'+'.join(entry['parts'])} scaled to within {entry['total']}"
+                     + (f" x {scale:g}" if scale != 1 else "") + f" in {moved['period_start'].n_unique()} periods")
+        keep = forecast.join(scaled.select("series_id", "period_start"), on=["series_id", "period_start"], how="anti")
+        forecast = pl.concat([keep, scaled.select(forecast.columns)]).sort("series_id", "period_start")
+    return forecast, notes
