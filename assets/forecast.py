@@ -12,7 +12,7 @@ from assets.assumptions import load_assumptions
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from assets.warehouse import replace_tables_from_frames
-from forecasts.demand import DemandConfig, clip_to_totals, compose_draws, fit_demand
+from forecasts.demand import DemandConfig, clip_to_totals, compose_draws, fit_demand, monthly_to_weekly
 from forecasts.grid import date_range
 from forecasts.vintage import POOLED, replay, summarise, vintages
 
@@ -64,26 +64,54 @@ def demand_config(config: dict, draws: int | None = None) -> DemandConfig:
 
 
 def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """(token disclosures for the pooled model, the dense panel as monthly tokens/day, everything else)."""
+    """(token disclosures, the dense OpenRouter panel as monthly tokens/day per series, everything else).
+
+    The panel (weekly top-10 volume by origin) joins the pooled demand model as members in tokens/day
+    (the monthly mean of its weeks / 7); their forecasts go back to weeks in tokens/week (weekly_rows)."""
     prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
     is_token = pl.col("series_id").str.starts_with("tokens/")
+    is_panel = pl.col("series_id").str.starts_with(prefix)
     tokens = history.filter(is_token)
-    weekly = history.filter(pl.col("series_id").str.starts_with(prefix))
-    panel = (weekly.group_by("period_start").agg(pl.col("value").sum())
-             .group_by(pl.col("period_start").dt.truncate("1mo"))
-             .agg((pl.col("value").mean() / 7).alias("value"))
-             .with_columns(pl.lit("panel/" + prefix.rstrip("/")).alias("series_id")))
-    return tokens, panel, history.filter(~is_token)
+    panel = (history.filter(is_panel)
+             .group_by("series_id", pl.col("period_start").dt.truncate("1mo"))
+             .agg((pl.col("value").mean() / 7).alias("value")))
+    return tokens, panel, history.filter(~is_token & ~is_panel)
 
 
 def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, seed: int = 0):
-    """The pooled demand model on the token series of `history` (staging.forecast_history rows)."""
+    """The pooled demand model on the token series and the OpenRouter panel of `history`
+    (staging.forecast_history rows)."""
     tokens, panel, _ = split_history(history, config)
-    if tokens.height == 0:
+    if tokens.height == 0 and panel.height == 0:
         return None
-    return fit_demand(tokens.select("series_id", "period_start", "value"), horizon_end(config),
-                      hierarchy=config["forecast"].get("hierarchy", []), panel=panel, seed=seed,
+    # the panel's total informs the common curve; its per-origin series are satellites (top-10 churn)
+    total = (panel.group_by("period_start").agg(pl.col("value").sum())
+             .with_columns(pl.lit("panel/openrouter_top10_total").alias("series_id")))
+    members = tokens.select("series_id", "period_start", "value")
+    if members.height == 0:  # no disclosure yet: the panel's total carries the curve
+        members, total = total.select("series_id", "period_start", "value"), None
+    return fit_demand(members, horizon_end(config), hierarchy=config["forecast"].get("hierarchy", []),
+                      panel=total, satellites=panel.select("series_id", "period_start", "value"), seed=seed,
                       config=demand_config(config, draws))
+
+
+def weekly_rows(fit, history: pl.DataFrame, config: dict) -> pl.DataFrame:
+    """The panel members' forecasts as weeks in tokens/week: every week after the last observed one, the
+    forecast of its month (tokens/day) x 7."""
+    prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
+    weekly = history.filter(pl.col("series_id").str.starts_with(prefix))
+    if weekly.height == 0:
+        return pl.DataFrame()
+    end = horizon_end(config)
+    frames = []
+    for (sid,), part in weekly.group_by("series_id"):
+        if sid not in fit.draws:
+            continue
+        last = part["period_start"].max()
+        weeks = [last + dt.timedelta(weeks=k) for k in range(1, 60 * 5)]
+        weeks = [w for w in weeks if w <= end]
+        frames.append(monthly_to_weekly(fit, sid, weeks))
+    return pl.concat(frames) if frames else pl.DataFrame()
 
 
 def composites(fit, config: dict) -> tuple[pl.DataFrame, list[dict]]:
@@ -146,7 +174,11 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
     flags: list[dict] = []
     fit = fit_tokens(history, config)
     if fit is not None:
-        fc.append(fit.forecast)
+        prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
+        fc.append(fit.forecast.filter(~pl.col("series_id").str.starts_with(prefix)))
+        weeks = weekly_rows(fit, history, config)
+        if weeks.height:
+            fc.append(weeks)
         selection.append(fit.selection.with_columns(pl.lit(True).alias("log_scale"), pl.lit(0).alias("n_origins"),
                                                     pl.lit(1.0).alias("interval_scale"), pl.lit("").alias("warnings")))
         comp, flags = composites(fit, config)
@@ -188,7 +220,7 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
     end = min(end or as_of, as_of)
     step = step_months or int(spec.get("step_months", 1))
     known = history.filter(pl.col("known_on") <= as_of)
-    tokens, panel_rows, _ = split_history(known, config)
+    tokens, _, _ = split_history(known, config)
     prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
     weekly = known.filter(pl.col("series_id").str.starts_with(prefix))
 

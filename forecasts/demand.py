@@ -187,12 +187,26 @@ def _reconcile(draws: dict[str, np.ndarray], hierarchy: list[dict]) -> list[str]
     return notes
 
 
+def _satellite(y: np.ndarray, f: np.ndarray, common: float, sigma: float, tau: float):
+    """Posterior of (level, own growth deviation) of a satellite given the common rate: a two-parameter
+    conjugate regression of y - common * F on [1, F] with u ~ N(0, tau^2) and a flat level."""
+    x = np.column_stack([np.ones_like(f), f])
+    prec = x.T @ x / sigma**2 + np.diag([0.0, 1 / tau**2])
+    cov = np.linalg.inv(prec)
+    cov = (cov + cov.T) / 2
+    return cov @ (x.T @ (y - common * f) / sigma**2), cov
+
+
 def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict] | None = None,
-               panel: pl.DataFrame | None = None, levels=(80, 95), seed: int = 0,
-               config: DemandConfig | None = None) -> DemandFit:
+               panel: pl.DataFrame | None = None, satellites: pl.DataFrame | None = None, levels=(80, 95),
+               seed: int = 0, config: DemandConfig | None = None) -> DemandFit:
     """Fit the pooled model to monthly `history` (series_id, period_start, value in tokens/day) and
     forecast every series from the month after its last observation to `horizon_end`.
-    `panel` (same columns) adds dense members that inform the common curve but are not forecast."""
+    `panel` (same columns) adds dense members that inform the common curve but are not forecast.
+    `satellites` (same columns) are forecast on the fitted curve -- each with its own level and a growth
+    deviation shrunk toward the common rate, drawn with the same common rate -- but do not inform the
+    curve, its half-life or the variance components (noisy series such as OpenRouter's weekly top-10
+    volume by origin, whose membership churns)."""
     cfg = config or DemandConfig()
     frames = [history.select("series_id", "period_start", "value").with_columns(pl.lit(False).alias("panel"))]
     if panel is not None and panel.height:
@@ -202,6 +216,10 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
             .sort("series_id", "period_start"))
     if data.height == 0:
         raise ValueError("no positive token observations to fit")
+    sat = (satellites.select("series_id", "period_start", "value").filter(pl.col("value") > 0)
+           .with_columns(pl.col("period_start").cast(pl.Date).dt.truncate("1mo")).sort("series_id", "period_start")
+           if satellites is not None and satellites.height else None)
+    sat_names = sorted(sat["series_id"].unique().to_list()) if sat is not None else []
     series = sorted(data.filter(~pl.col("panel"))["series_id"].unique().to_list())
     members = sorted(data["series_id"].unique().to_list())
     sid = data["series_id"].to_numpy()
@@ -223,7 +241,8 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
     weights /= weights.sum()
 
     # 2. joint draws of every member's path on the monthly grid
-    last = data.group_by("series_id").agg(pl.col("period_start").max())
+    last = (pl.concat([data.select("series_id", "period_start"), sat.select("series_id", "period_start")])
+            if sat is not None else data).group_by("series_id").agg(pl.col("period_start").max())
     last = dict(zip(last["series_id"].to_list(), last["period_start"].to_list()))
     start = min(last[s] for s in series)
     n_periods = (horizon_end.year - start.year) * 12 + horizon_end.month - start.month + 1
@@ -232,25 +251,33 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2024]))
     pick = rng.choice(len(fits), size=cfg.draws, p=weights)
     p = len(members)
-    log_draws = {s: np.empty((cfg.draws, len(periods))) for s in series}
+    log_draws = {s: np.empty((cfg.draws, len(periods))) for s in [*series, *sat_names]}
     for k, fit in enumerate(fits):
         rows = np.flatnonzero(pick == k)
         if len(rows) == 0:
             continue
         theta = rng.multivariate_normal(fit["mu"], fit["cov"], size=len(rows), method="eigh")
         ff = np.expm1(fit["b"] * (tf - t0)) / fit["b"]
-        noise = rng.standard_normal((len(rows), len(periods))) * fit["sigma"]
+        common = theta[:, p]  # one common growth rate per draw, shared by every series: correlated paths
         for s in series:
             i = members.index(s)
-            level, rate = theta[:, i], theta[:, p] + theta[:, p + 1 + i]
+            level, rate = theta[:, i], common + theta[:, p + 1 + i]
+            noise = rng.standard_normal((len(rows), len(periods))) * fit["sigma"]
             log_draws[s][rows] = level[:, None] + rate[:, None] * ff[None, :] + noise
+        for s in sat_names:
+            part = sat.filter(pl.col("series_id") == s)
+            fs = np.expm1(fit["b"] * (_years(part["period_start"].to_list()) - t0)) / fit["b"]
+            mu, cov = _satellite(np.log(part["value"].to_numpy()), fs, float(fit["mu"][p]), fit["sigma"], fit["tau"])
+            own = rng.multivariate_normal(mu, cov, size=len(rows), method="eigh")
+            noise = rng.standard_normal((len(rows), len(periods))) * fit["sigma"]
+            log_draws[s][rows] = own[:, [0]] + (common + own[:, 1])[:, None] * ff[None, :] + noise
     draws = {s: np.exp(v) for s, v in log_draws.items()}
     notes = _reconcile(draws, hierarchy or [])
 
     # 3. quantiles per series, from the month after its last observation
     out, selection = [], []
     mean_h = float(np.sum(weights * grid))
-    for s in series:
+    for s in [*series, *sat_names]:
         keep = np.array([d > last[s] for d in periods])
         q = {"value": np.median(draws[s][:, keep], axis=0)}
         for level in levels:
@@ -259,14 +286,19 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
         n_keep = int(keep.sum())
         out.append(pl.DataFrame({"series_id": [s] * n_keep, "period_start": [d for d, k in zip(periods, keep) if k],
                                  **{k: v.astype(float) for k, v in q.items()}, "model_name": [MODEL_NAME] * n_keep}))
-        i = members.index(s)
         best = fits[int(np.argmax(weights))]
-        rate = best["mu"][p] + best["mu"][p + 1 + i]
-        n_obs = int((sid == s).sum())
+        if s in members:
+            i = members.index(s)
+            rate, n_obs, role = best["mu"][p] + best["mu"][p + 1 + i], int((sid == s).sum()), "member"
+        else:
+            part = sat.filter(pl.col("series_id") == s)
+            fs = np.expm1(best["b"] * (_years(part["period_start"].to_list()) - t0)) / best["b"]
+            mu, _ = _satellite(np.log(part["value"].to_numpy()), fs, float(best["mu"][p]), best["sigma"], best["tau"])
+            rate, n_obs, role = best["mu"][p] + mu[1], part.height, "satellite (follows the curve, does not shape it)"
         selection.append({
             "series_id": s, "model_name": MODEL_NAME, "n_obs": n_obs,
-            "reason": (f"pooled adoption curve over {len(members)} members ({n_obs} of this series' disclosures): "
-                       f"growth rate at {t0:.2f} {rate:.2f} log units/yr (common {best['mu'][p]:.2f}), decaying with "
+            "reason": (f"pooled adoption curve over {len(members)} members; this series a {role} with {n_obs} "
+                       f"monthly points: growth rate at {t0:.2f} {rate:.2f} log units/yr (common {best['mu'][p]:.2f}), decaying with "
                        f"half-life {mean_h:.2f} yr (posterior mean over {cfg.halflife_low}-{cfg.halflife_high}); "
                        f"disclosure noise {best['sigma']:.2f}, spread of platform growth {best['tau']:.2f}"),
         })
@@ -301,6 +333,23 @@ def compose_draws(fit: DemandFit, components: list[str], series_id: str, levels=
 
 
 QUANTILE_COLUMNS = ("value", "lo80", "hi80", "lo95", "hi95")
+
+
+def monthly_to_weekly(fit: DemandFit, series_id: str, weeks: list[dt.date], levels=(80, 95)) -> pl.DataFrame:
+    """Weekly forecast rows (tokens/week) of a member fitted on its monthly mean in tokens/day: each week
+    takes its month's draws x 7 (within-month variation is not modelled)."""
+    months = {d: i for i, d in enumerate(fit.periods)}
+    weeks = [w for w in weeks if dt.date(w.year, w.month, 1) in months]
+    if not weeks:
+        return pl.DataFrame()
+    cols = [months[dt.date(w.year, w.month, 1)] for w in weeks]
+    draws = fit.draws[series_id][:, cols] * 7
+    q = {"value": np.median(draws, axis=0)}
+    for level in levels:
+        q[f"lo{level}"] = np.quantile(draws, 0.5 - level / 200, axis=0)
+        q[f"hi{level}"] = np.quantile(draws, 0.5 + level / 200, axis=0)
+    return pl.DataFrame({"series_id": [series_id] * len(weeks), "period_start": weeks,
+                         **{k: v.astype(float) for k, v in q.items()}, "model_name": [MODEL_NAME] * len(weeks)})
 
 
 def clip_to_totals(forecast: pl.DataFrame, hierarchy: list[dict]) -> tuple[pl.DataFrame, list[str]]:

@@ -35,7 +35,8 @@ import polars as pl
 from scipy.stats import norm
 
 from forecasts.grid import SEASON, check_freq, date_range, period_index, snap
-from forecasts.models import COMBINATION, MODELS, SIMPLICITY, Prediction, candidates, llt_prior
+from forecasts.models import (COMBINATION, MODELS, SEASONAL_MODELS, SIMPLICITY, Prediction, Warm, candidates, llt_prior,
+                              seasonal_indices, seasonality_test)
 
 FORECAST_SCHEMA = {
     "series_id": pl.Utf8, "period_start": pl.Date, "value": pl.Float64, "lo80": pl.Float64,
@@ -67,6 +68,7 @@ class EngineConfig:
     sparse_slope_sd_per_year: float = 1.0  # llt_prior: s.d. of the annual growth rate's change per year
     sparse_growth_halflife_years: float = 1.0  # llt_prior: the growth rate halves over this many years
     calibration_prior: float = 8.0  # pseudo-errors pulling the interval calibration factor toward 1
+    selection_z: float = 1.645  # a single model replaces the default combination only when it wins by this many s.e.
     # a model that fits the history perfectly still has parameter and model uncertainty: the predictive
     # s.d. at step h is at least min_sd x sqrt(h) (log units on positive series; on other series the
     # same fraction of the series' mean absolute level)
@@ -203,16 +205,25 @@ def _series(task: dict) -> dict:
     dates = date_range(start, n + horizon, freq)
     scale = _mase_scale(y, season)
 
-    def predict(name: str, data: np.ndarray, h: int, params=None) -> Prediction:
-        return _predict(name, data, h, season, floor_sigma, cfg, freq, params)
+    seasonal = seasonality_test(y, season)
 
-    names = [m for m in candidates(n_obs, n, season) if log_scale or m != "llt_prior"]
+    def predict(name: str, data: np.ndarray, h: int, params=None) -> Prediction:
+        if not seasonal or name in SEASONAL_MODELS or name == "llt_prior":
+            return _predict(name, data, h, season, floor_sigma, cfg, freq, params)
+        # seasonally adjust (indices from this window only), forecast, put the last season's indices back
+        idx = seasonal_indices(data, season)
+        pred = _predict(name, data - idx, h, season, floor_sigma, cfg, freq, params)
+        future = idx[len(data) - season + np.arange(h) % season]
+        return Prediction(pred.mean + future, pred.sd, pred.params)
+
+    names = [m for m in candidates(n_obs, n, season, seasonal) if log_scale or m != "llt_prior"]
     h_bt = cfg.backtest_horizon or min(horizon, max(season or 4, 4) if freq != "W" else 13)
     origins = _origins(y, h_bt, cfg)
 
     # 1. every candidate's forecasts from every origin; parameters are estimated at the first origin
     #    and reused (filtered, not refitted) at the later ones: no look-ahead, one fit per candidate
     preds: dict[str, list[Prediction]] = {}
+    estimates: dict[str, object] = {}  # each candidate's parameters at the first origin: the final fit's warm start
     if n_obs >= cfg.min_backtest_obs and origins:
         for name in names:
             params, per_origin = None, []
@@ -224,6 +235,7 @@ def _series(task: dict) -> dict:
             except Exception:  # a candidate that cannot fit this window is out of the running
                 continue
             preds[name] = per_origin
+            estimates[name] = params
         members = [m for m in COMBINATION if m in preds]
         if len(members) == len(COMBINATION):
             preds["combo"] = [_combine([preds[m][i] for m in members]) for i in range(len(origins))]
@@ -231,9 +243,12 @@ def _series(task: dict) -> dict:
     # 2. score them on the observed actuals
     bt_rows: list[dict] = []
     scores: dict[str, dict] = {}
+    per_origin_mase: dict[str, list[float]] = {}
     for name, per_origin in preds.items():
         errs, ape, in80, in95, z2 = [], [], [], [], []
+        origin_means = []
         for o, pred in zip(origins, per_origin):
+            first_err = len(errs)
             q = _quantiles(pred, (80, 95), log_scale)
             for k in range(h_bt):
                 t = o + 1 + k
@@ -255,6 +270,9 @@ def _series(task: dict) -> dict:
                     "lo95": float(q["lo95"][k]), "hi95": float(q["hi95"][k]), "scale": scale,
                     "log_scale": log_scale,
                 })
+            if len(errs) > first_err:
+                origin_means.append(float(np.nanmean(errs[first_err:])))
+        per_origin_mase[name] = origin_means
         if errs:
             # interval calibration: the backtest's mean squared standardised error, shrunk toward 1
             # with `calibration_prior` pseudo-errors; intervals are only ever widened
@@ -265,13 +283,27 @@ def _series(task: dict) -> dict:
                             "coverage80": float(np.mean(in80)), "coverage95": float(np.mean(in95)),
                             "interval_scale": float(np.sqrt(max(1.0, (np.sum(z2) + k0) / (len(z2) + k0))))}
 
-    # 3. select
+    # 3. select: the combination unless a single model beats it by more than the backtest's noise
     if scores:
         order = SIMPLICITY + ["combo"]
         ranking = sorted(scores, key=lambda m: (round(scores[m]["mase"], 9),
                                                 abs(scores[m]["coverage95"] - 0.95), order.index(m)))
         reason = (f"lowest backtest MASE of {len(scores)} candidates over {len(origins)} origins "
                   f"(horizon {h_bt}); ties -> 95% coverage closest to nominal -> simpler model")
+        if "combo" in scores and ranking[0] != "combo":
+            best = ranking[0]
+            diff = np.asarray(per_origin_mase["combo"]) - np.asarray(per_origin_mase[best])
+            noise = (cfg.selection_z * float(np.std(diff, ddof=1)) / np.sqrt(len(diff))) if len(diff) > 1 else np.inf
+            if not float(np.mean(diff)) > noise:
+                ranking = ["combo"] + [m for m in ranking if m != "combo"]
+                reason = (f"combination of {', '.join(COMBINATION)} (the default): the best single model, {best}, "
+                          f"beat it by {float(np.mean(diff)):.3f} MASE over {len(diff)} origins, within the "
+                          f"backtest's noise ({noise:.3f} = {cfg.selection_z} standard errors)")
+            else:
+                reason += (f"; beats the combination by {float(np.mean(diff)):.3f} MASE, more than the backtest's "
+                           f"noise ({noise:.3f})")
+        if seasonal:
+            reason += f"; seasonal at lag {season} (90% autocorrelation test): non-seasonal models on the adjusted series"
     else:
         first, reason = _fallback(n_obs, cfg, log_scale)
         if n_obs >= cfg.min_backtest_obs:
@@ -282,8 +314,10 @@ def _series(task: dict) -> dict:
     chosen, pred = None, None
     for name in ranking:
         try:
-            pred = (_combine([predict(m, y, horizon) for m in COMBINATION]) if name == "combo"
-                    else predict(name, y, horizon))
+            def final(m: str) -> Prediction:
+                return predict(m, y, horizon, Warm(estimates[m]) if estimates.get(m) is not None else None)
+
+            pred = _combine([final(m) for m in COMBINATION]) if name == "combo" else final(name)
             chosen = name
             break
         except Exception as exc:  # try the next-ranked model, and say so

@@ -19,6 +19,14 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
+class Warm:
+    """Parameters of an earlier fit used as the starting point of a new fit (the final fit on the whole
+    history starts from the backtest's estimate: same model structure, fewer optimiser steps)."""
+
+    params: object
+
+
+@dataclass(frozen=True)
 class Prediction:
     mean: np.ndarray
     sd: np.ndarray
@@ -94,6 +102,15 @@ def seasonal_naive(y: np.ndarray, h: int, season: int | None = None, params=None
     return Prediction(mean, sigma * np.sqrt(k // s + 1))
 
 
+def _fit_or_smooth(mod, params):
+    """Fit (params None), fit from a warm start (Warm), or filter with fixed parameters (an array)."""
+    if params is None:
+        return mod.fit(disp=False, maxiter=200)
+    if isinstance(params, Warm):
+        return mod.fit(start_params=np.asarray(params.params), disp=False, maxiter=200)
+    return mod.smooth(params)
+
+
 def _ets(trend: str | None, damped: bool, seasonal: str | None = None) -> ModelFn:
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
 
@@ -101,7 +118,7 @@ def _ets(trend: str | None, damped: bool, seasonal: str | None = None) -> ModelF
         z = _interpolated(y)
         mod = ETSModel(z, error="add", trend=trend, damped_trend=damped, seasonal=seasonal,
                        seasonal_periods=season if seasonal else None)
-        res = mod.fit(disp=False, maxiter=200) if params is None else mod.smooth(params)
+        res = _fit_or_smooth(mod, params)
         pred = res.get_prediction(start=len(z), end=len(z) + h - 1)
         return Prediction(np.asarray(pred.predicted_mean), np.sqrt(np.asarray(pred.forecast_variance)),
                           np.asarray(res.params))
@@ -110,50 +127,88 @@ def _ets(trend: str | None, damped: bool, seasonal: str | None = None) -> ModelF
 
 
 def _arima(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
-    """ARIMA(p,1,q) with drift (SARIMAX, trend 't' on the levels = a constant on the differences),
-    order chosen by AIC among (0,1,1) and (1,1,0); missing values are handled by the Kalman filter."""
+    """ARIMA(p,1,q) with drift (SARIMAX trend 't' on the levels = a constant on the differences), order
+    chosen by AIC among (0,1,1) and (1,1,0); the drift is kept only when significant at 5% (else the
+    chosen order is refitted without it), so a short series does not extrapolate a spurious trend.
+    Missing values are handled by the Kalman filter."""
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     z = pd.Series(y)
-    if params is not None:
-        order, values = params
-        best = SARIMAX(z, order=order, trend="t").smooth(values)
+    if isinstance(params, Warm):  # same order and trend, fitted from the earlier estimate
+        order, trend, values = params.params
+        best = SARIMAX(z, order=order, trend=trend).fit(start_params=values, disp=False, maxiter=50)
+    elif params is not None:
+        order, trend, values = params
+        best = SARIMAX(z, order=order, trend=trend).smooth(values)
     else:
         best = None
         for order in ((0, 1, 1), (1, 1, 0)):
             res = SARIMAX(z, order=order, trend="t").fit(disp=False, maxiter=50)
             if best is None or res.aic < best.aic:
                 best = res
+        pvalue = float(np.asarray(best.pvalues)[0])  # the drift is the first parameter
+        if not pvalue < 0.05:
+            best = SARIMAX(z, order=best.model.order, trend="n").fit(
+                start_params=np.asarray(best.params)[1:], disp=False, maxiter=50)
     fc = best.get_forecast(h)
     return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)),
-                      (best.model.order, np.asarray(best.params)))
+                      (best.model.order, best.model.trend, np.asarray(best.params)))
 
 
 def _theta(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
     """Theta method as Hyndman & Billah (2003) state it: simple exponential smoothing plus half the
-    slope of the linear trend, on the seasonally adjusted series (classical additive decomposition of
-    the modelling scale when a season is given and at least two seasons are observed). SES comes
-    from statsmodels' ETSModel (A,N,N), whose variance gives the intervals."""
+    slope of the linear trend. Seasonality is handled by the engine (seasonally adjusted input when the
+    seasonality test passes, as in the M3/M4 Theta benchmark). SES comes from statsmodels' ETSModel
+    (A,N,N), whose variance gives the intervals."""
     from statsmodels.tsa.exponential_smoothing.ets import ETSModel
-    from statsmodels.tsa.seasonal import seasonal_decompose
 
     z = _interpolated(y)
     n = len(z)
-    seasonal_future = np.zeros(h)
-    if season and season > 1 and n >= 2 * season:
-        component = np.asarray(seasonal_decompose(z, model="additive", period=season).seasonal)
-        z = z - component
-        seasonal_future = component[n - season + np.arange(h) % season]  # repeat the last season
     t = np.arange(n)
     slope = float(np.polyfit(t, z.to_numpy(), 1)[0])
     mod = ETSModel(z, error="add", trend=None)
-    res = mod.fit(disp=False, maxiter=200) if params is None else mod.smooth(params)
+    res = _fit_or_smooth(mod, params)
     pred = res.get_prediction(start=n, end=n + h - 1)
     alpha = float(res.params[0])
     steps = np.arange(1, h + 1)
     drift_term = slope / 2 * (steps - 1 + 1 / max(alpha, 1e-6) - ((1 - alpha) ** n) / max(alpha, 1e-6))
-    mean = np.asarray(pred.predicted_mean) + drift_term + seasonal_future
+    mean = np.asarray(pred.predicted_mean) + drift_term
     return Prediction(mean, np.sqrt(np.asarray(pred.forecast_variance)), np.asarray(res.params))
+
+
+def seasonality_test(y: np.ndarray, season: int | None, z: float = 1.645) -> bool:
+    """The M4 competition benchmarks' test -- the autocorrelation at the seasonal lag is significant at 90%
+    (|r_m| > z * sqrt((1 + 2 * sum_{k<m} r_k^2) / n)) -- on the first differences of a gap-free stretch of
+    at least three seasons (on the levels, a trend or a random walk correlates at every lag and passes)."""
+    if not season or season <= 1:
+        return False
+    idx = np.flatnonzero(~np.isnan(y))
+    if len(idx) < 3 * season or (idx[-1] - idx[0] + 1) - len(idx) > 0.2 * len(idx):
+        return False
+    x = np.diff(_interpolated(y).to_numpy())  # on the changes: a trend or random walk is not a season
+    x = x - x.mean()
+    denom = float(np.sum(x**2))
+    if denom == 0:
+        return False
+    acf = np.array([np.sum(x[k:] * x[:-k]) / denom for k in range(1, season + 1)])
+    limit = z * np.sqrt((1 + 2 * np.sum(acf[:-1] ** 2)) / len(x))
+    return bool(abs(acf[-1]) > limit)
+
+
+def seasonal_indices(y: np.ndarray, season: int) -> np.ndarray:
+    """Classical additive decomposition (moving averages) of the modelling scale -- multiplicative on the
+    original scale of log-modelled series; returns one index per grid period (NaN gaps interpolated),
+    indices normalised to sum to zero over a season."""
+    from statsmodels.tsa.seasonal import seasonal_decompose
+
+    z = _interpolated(y)
+    component = np.asarray(seasonal_decompose(z, model="additive", period=season).seasonal)
+    first = int(np.flatnonzero(~np.isnan(y))[0])
+    out = np.zeros(len(y))
+    out[first:first + len(component)] = component
+    if first:  # leading NaN periods (cannot be interior: the grid starts at the first observation)
+        out[:first] = component[(np.arange(first) - first) % season]
+    return out
 
 
 def _llt(y: np.ndarray, h: int, season: int | None = None, params=None) -> Prediction:
@@ -161,7 +216,7 @@ def _llt(y: np.ndarray, h: int, season: int | None = None, params=None) -> Predi
     from statsmodels.tsa.statespace.structural import UnobservedComponents
 
     mod = UnobservedComponents(pd.Series(y), "local linear trend")
-    res = mod.fit(disp=False, maxiter=200) if params is None else mod.smooth(params)
+    res = _fit_or_smooth(mod, params)
     fc = res.get_forecast(h)
     return Prediction(np.asarray(fc.predicted_mean), np.sqrt(np.asarray(fc.var_pred_mean)), np.asarray(res.params))
 
@@ -207,15 +262,20 @@ MODELS: dict[str, ModelFn] = {
     "llt": _llt,
     "llt_prior": llt_prior,
 }
-# the equal-weight combination offered when all three are candidates (see engine._combine)
+# the equal-weight combination offered when all three are candidates (see engine._combine); the default
+# unless a single model beats it by more than the backtest's noise
 COMBINATION = ("ets_AAdN", "theta", "arima")
+# models that model the season themselves; the others see the seasonally adjusted series when the
+# seasonality test passes
+SEASONAL_MODELS = ("seasonal_naive", "ets_AAdA")
 # simpler first: the tie-break order when backtest scores are equal
 SIMPLICITY = ["naive", "drift", "local_drift", "seasonal_naive", "theta", "ets_AAN", "ets_AAdN", "ets_AAdA",
               "arima", "llt_prior", "llt"]
 
 
-def candidates(n_obs: int, n_periods: int, season: int | None) -> list[str]:
-    """Which models a series can support, by its observed points and gaps."""
+def candidates(n_obs: int, n_periods: int, season: int | None, seasonal: bool = True) -> list[str]:
+    """Which models a series can support, by its observed points and gaps; seasonal models only when
+    `seasonal` (the seasonality test passed)."""
     missing_share = 1 - n_obs / n_periods
     names = ["naive", "drift"]
     if missing_share > 0.2:
@@ -227,9 +287,9 @@ def candidates(n_obs: int, n_periods: int, season: int | None) -> list[str]:
     if n_obs >= 8:
         names.append("arima")
     if missing_share <= 0.2 and n_obs >= 8:
-        names += ["ets_AAN", "ets_AAdN", "theta"]
-        if season and season <= 24 and n_periods >= 3 * season:
+        names += ["ets_AAdN", "theta"]
+        if seasonal and season and season <= 24 and n_periods >= 3 * season:
             names += ["seasonal_naive", "ets_AAdA"]
-        elif season and n_periods >= 2 * season:
+        elif seasonal and season and n_periods >= 2 * season:
             names.append("seasonal_naive")
     return [m for m in SIMPLICITY if m in names]
