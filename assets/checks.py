@@ -1,4 +1,5 @@
-"""Asset checks: the mart contracts of sql/contracts.yaml (blocking) and source freshness (WARN)."""
+"""Asset checks: the mart contracts of sql/contracts.yaml (blocking), findings tables (WARN when they have
+rows, `warn_if_rows` in sql/contracts.yaml) and source freshness (WARN)."""
 
 
 from functools import cache
@@ -91,10 +92,35 @@ def _freshness_check(source: Source) -> dg.AssetChecksDefinition:
     return _check
 
 
+def _warn_check(table: str, name: str, spec: dict) -> dg.AssetChecksDefinition:
+    """WARN (non-blocking) when `table` has rows: they are findings to read, not broken data."""
+    @dg.asset_check(
+        asset=dg.AssetKey(table.split(".")),
+        name=name,
+        blocking=False,
+        pool=POOL,
+        description=f"{table}: WARN when it has rows -- {spec['description']} (sql/contracts.yaml)",
+    )
+    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+        with warehouse.get_connection() as con:
+            rows = con.execute(f"select {spec['show']} from {table} limit 5").fetchall()
+            count = int(con.execute(f"select count(*) from {table}").fetchone()[0])
+        return dg.AssetCheckResult(
+            passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
+            metadata={"rows": count, "first_rows": dg.MetadataValue.md("\n".join(f"- {r[0]}" for r in rows) or "none")},
+        )
+
+    return _check
+
+
 contract_checks = [
     _contract_check(table, name, sql)
     for table, contract in contracts().items()
     for name, sql in contract_violations(table, contract).items()
+] + [
+    _warn_check(table, name, spec)
+    for table, contract in contracts().items()
+    for name, spec in contract.get("warn_if_rows", {}).items()
 ]
 freshness_checks = [_freshness_check(s) for s in SOURCES if s.observed]
 

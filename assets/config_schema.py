@@ -91,6 +91,11 @@ class VintageBacktest(BaseModel):
     step_months: int = 1
 
 
+class EstimatedComponent(BaseModel):
+    model_config = STRICT
+    usd_per_million_tokens: Leaf
+
+
 class Forecast(BaseModel):
     model_config = STRICT
     horizon_end_year: Leaf
@@ -106,6 +111,7 @@ class Forecast(BaseModel):
     demand: Demand
     hierarchy: list[HierarchyEntry] = []
     vintage_backtest: VintageBacktest
+    estimated_components: dict[str, EstimatedComponent] = {}
 
 
 class Hardware(BaseModel):

@@ -2,6 +2,7 @@
 marts.forecast_selection (written together in one transaction)."""
 
 import datetime as dt
+import math
 
 import dagster as dg
 import polars as pl
@@ -87,12 +88,23 @@ def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, se
     # the panel's total informs the common curve; its per-origin series are satellites (top-10 churn)
     total = (panel.group_by("period_start").agg(pl.col("value").sum())
              .with_columns(pl.lit("panel/openrouter_top10_total").alias("series_id")))
-    members = tokens.select("series_id", "period_start", "value")
+    # estimated series (revenue / price per token) follow the curve without shaping it, with the price's
+    # range as a level uncertainty
+    is_estimated = pl.col("series_id").str.contains("_estimated/")
+    members = tokens.filter(~is_estimated).select("series_id", "period_start", "value")
+    satellites = pl.concat([panel.select("series_id", "period_start", "value"),
+                            tokens.filter(is_estimated).select("series_id", "period_start", "value")])
     if members.height == 0:  # no disclosure yet: the panel's total carries the curve
         members, total = total.select("series_id", "period_start", "value"), None
+    if members.height == 0:
+        return None
+    level_sd = {}
+    for platform, spec in config["forecast"].get("estimated_components", {}).items():
+        price = spec["usd_per_million_tokens"]
+        level_sd[f"tokens/{platform}_estimated/all"] = math.log(float(price["high"]) / float(price["low"])) / 3.92
     return fit_demand(members, horizon_end(config), hierarchy=config["forecast"].get("hierarchy", []),
-                      panel=total, satellites=panel.select("series_id", "period_start", "value"), seed=seed,
-                      config=demand_config(config, draws))
+                      panel=total, satellites=satellites, seed=seed, config=demand_config(config, draws),
+                      level_sd=level_sd)
 
 
 def weekly_rows(fit, history: pl.DataFrame, config: dict) -> pl.DataFrame:
@@ -230,6 +242,8 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
         fit = fit_tokens(vintage_history, config, draws=draws)
         return fit.forecast if fit is not None else pl.DataFrame()
 
+    # estimates (revenue / price) are not disclosures: they are neither scored nor used
+    tokens = tokens.filter(~pl.col("series_id").str.contains("_estimated/"))
     points = replay(tokens.select("series_id", "freq", "period_start", "value", "unit", "known_on"),
                     vintages(start, end, step), forecaster)
     return points, summarise(points)

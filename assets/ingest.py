@@ -3,6 +3,7 @@ plus meta.assumptions from config/assumptions.yaml."""
 
 
 import dagster as dg
+import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from assets.assumptions import flatten_assumptions, load_assumptions
@@ -64,4 +65,26 @@ def assumptions_table(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     with warehouse.get_connection() as con:
         rows = replace_table_from_frame(con, "meta.assumptions", frame)
     context.log.info(f"meta.assumptions: {rows} assumptions from {settings.assumptions_path}")
+    return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})
+
+
+@dg.asset(
+    key=["meta", "forecast_hierarchy"],
+    group_name="ingest",
+    kinds={"duckdb", "yaml"},
+    pool=POOL,
+    description="The demand hierarchy of config/assumptions.yaml (forecast.hierarchy): one row per (entry, part) "
+    "-- disjoint parts inside a total, with the unit scale from the total to the parts.",
+)
+def forecast_hierarchy(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+    entries = load_assumptions(settings.assumptions_path)["forecast"].get("hierarchy", [])
+    frame = pl.DataFrame(
+        [{"entry": i + 1, "total": e["total"], "part": part, "parts": "+".join(e["parts"]),
+          "scale": float(e.get("scale", 1.0)), "note": e.get("note", "")}
+         for i, e in enumerate(entries) for part in e["parts"]],
+        schema={"entry": pl.Int64, "total": pl.Utf8, "part": pl.Utf8, "parts": pl.Utf8, "scale": pl.Float64,
+                "note": pl.Utf8})
+    with warehouse.get_connection() as con:
+        rows = replace_table_from_frame(con, "meta.forecast_hierarchy", frame)
+    context.log.info(f"meta.forecast_hierarchy: {rows} (entry, part) rows")
     return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})

@@ -92,6 +92,25 @@ SOURCES: tuple[Source, ...] = (
         known_on="observed_on",
     ),
     Source(
+        stem="platform_revenue_run_rate",
+        description="annualised revenue run rates of platforms that publish no token counts (turned into estimated "
+        "token volumes with the price per token of config/assumptions.yaml forecast.estimated_components)",
+        columns={
+            "observed_on": "DATE",
+            "platform": "VARCHAR",
+            "run_rate_usd": "DOUBLE",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("observed_on", "platform"),
+        required=("observed_on", "platform", "run_rate_usd", "source_id", "confidence"),
+        non_negative=("run_rate_usd",),
+        allowed={"confidence": CONFIDENCE_VALUES},
+        observed="observed_on",
+        known_on="observed_on",
+    ),
+    Source(
         stem="chip_shipments_quarterly",
         description="accelerator unit shipments per calendar quarter with p5/median/p95 (Epoch AI)",
         columns={

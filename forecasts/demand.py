@@ -67,7 +67,7 @@ class DemandConfig:
 
 @dataclass
 class DemandFit:
-    series: list[str]  # forecast members (the panel members are fitted but not forecast)
+    series: list[str]  # forecast series: members and satellites (panel members are fitted but not forecast)
     forecast: pl.DataFrame  # engine forecast format
     selection: pl.DataFrame  # one row per forecast member
     draws: dict[str, np.ndarray]  # series -> (draws, periods) tokens/day on `periods`, reconciled
@@ -199,14 +199,16 @@ def _satellite(y: np.ndarray, f: np.ndarray, common: float, sigma: float, tau: f
 
 def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict] | None = None,
                panel: pl.DataFrame | None = None, satellites: pl.DataFrame | None = None, levels=(80, 95),
-               seed: int = 0, config: DemandConfig | None = None) -> DemandFit:
+               seed: int = 0, config: DemandConfig | None = None,
+               level_sd: dict[str, float] | None = None) -> DemandFit:
     """Fit the pooled model to monthly `history` (series_id, period_start, value in tokens/day) and
     forecast every series from the month after its last observation to `horizon_end`.
     `panel` (same columns) adds dense members that inform the common curve but are not forecast.
     `satellites` (same columns) are forecast on the fitted curve -- each with its own level and a growth
     deviation shrunk toward the common rate, drawn with the same common rate -- but do not inform the
     curve, its half-life or the variance components (noisy series such as OpenRouter's weekly top-10
-    volume by origin, whose membership churns)."""
+    volume by origin, whose membership churns). `level_sd` adds a per-series level uncertainty (log
+    s.d., one draw per path): the method error of an estimated series (e.g. revenue / price per token)."""
     cfg = config or DemandConfig()
     frames = [history.select("series_id", "period_start", "value").with_columns(pl.lit(False).alias("panel"))]
     if panel is not None and panel.height:
@@ -271,6 +273,9 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
             own = rng.multivariate_normal(mu, cov, size=len(rows), method="eigh")
             noise = rng.standard_normal((len(rows), len(periods))) * fit["sigma"]
             log_draws[s][rows] = own[:, [0]] + (common + own[:, 1])[:, None] * ff[None, :] + noise
+    for s, sd in (level_sd or {}).items():
+        if s in log_draws:
+            log_draws[s] += sd * rng.standard_normal((cfg.draws, 1))
     draws = {s: np.exp(v) for s, v in log_draws.items()}
     notes = _reconcile(draws, hierarchy or [])
 
@@ -307,7 +312,7 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
                "tau": float(np.sum(weights * [f["tau"] for f in fits])),
                "common_growth": float(np.sum(weights * [f["mu"][p] for f in fits])), "reconciled": notes}
     forecast = pl.concat(out) if out else pl.DataFrame()
-    return DemandFit(series=series, forecast=forecast, selection=pl.DataFrame(selection), draws=draws,
+    return DemandFit(series=[*series, *sat_names], forecast=forecast, selection=pl.DataFrame(selection), draws=draws,
                      periods=periods, summary=summary)
 
 

@@ -68,6 +68,8 @@ class EngineConfig:
     sparse_slope_sd_per_year: float = 1.0  # llt_prior: s.d. of the annual growth rate's change per year
     sparse_growth_halflife_years: float = 1.0  # llt_prior: the growth rate halves over this many years
     calibration_prior: float = 8.0  # pseudo-errors pulling the interval calibration factor toward 1
+    log_positive: bool = True  # model all-positive series on the log scale (growth compounds)
+    final_fit: str = "warm"  # the final fit on the whole history: warm | fresh | filter (see _series)
     selection_z: float = 1.645  # a single model replaces the default combination only when it wins by this many s.e.
     # a model that fits the history perfectly still has parameter and model uncertainty: the predictive
     # s.d. at step h is at least min_sd x sqrt(h) (log units on positive series; on other series the
@@ -198,7 +200,7 @@ def _series(task: dict) -> dict:
     horizon, levels, cfg = task["horizon"], task["levels"], task["cfg"]
     season = SEASON[freq]
     observed = y_raw[~np.isnan(y_raw)]
-    log_scale = bool(np.all(observed > 0))
+    log_scale = bool(np.all(observed > 0)) and cfg.log_positive
     y = np.log(y_raw) if log_scale else y_raw.copy()
     n_obs, n = int(len(observed)), len(y)
     floor_sigma = cfg.fallback_sigma_per_year / np.sqrt(PERIODS_PER_YEAR[freq]) if n_obs <= 3 else 0.0
@@ -294,11 +296,13 @@ def _series(task: dict) -> dict:
             best = ranking[0]
             diff = np.asarray(per_origin_mase["combo"]) - np.asarray(per_origin_mase[best])
             noise = (cfg.selection_z * float(np.std(diff, ddof=1)) / np.sqrt(len(diff))) if len(diff) > 1 else np.inf
-            if not float(np.mean(diff)) > noise:
+            # a clear win: better on average by more than the noise, and better at every origin
+            if not (float(np.mean(diff)) > noise and bool(np.all(diff > 0))):
                 ranking = ["combo"] + [m for m in ranking if m != "combo"]
                 reason = (f"combination of {', '.join(COMBINATION)} (the default): the best single model, {best}, "
-                          f"beat it by {float(np.mean(diff)):.3f} MASE over {len(diff)} origins, within the "
-                          f"backtest's noise ({noise:.3f} = {cfg.selection_z} standard errors)")
+                          f"beat it by {float(np.mean(diff)):.3f} MASE over {len(diff)} origins, not clearly (needs "
+                          f"more than the backtest's noise, {noise:.3f} = {cfg.selection_z} standard errors, and a "
+                          "win at every origin)")
             else:
                 reason += (f"; beats the combination by {float(np.mean(diff)):.3f} MASE, more than the backtest's "
                            f"noise ({noise:.3f})")
@@ -315,7 +319,13 @@ def _series(task: dict) -> dict:
     for name in ranking:
         try:
             def final(m: str) -> Prediction:
-                return predict(m, y, horizon, Warm(estimates[m]) if estimates.get(m) is not None else None)
+                # "warm": ETS-type fits start from the backtest's estimate, ARIMA chooses its order and drift
+                # afresh on the whole history; "fresh": every fit from scratch; "filter": no refit, the
+                # backtest's parameters filtered over the whole history (fastest)
+                est = estimates.get(m)
+                if est is None or cfg.final_fit == "fresh" or (cfg.final_fit == "warm" and m == "arima"):
+                    return predict(m, y, horizon)
+                return predict(m, y, horizon, Warm(est) if cfg.final_fit == "warm" else est)
 
             pred = _combine([final(m) for m in COMBINATION]) if name == "combo" else final(name)
             chosen = name

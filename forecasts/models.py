@@ -262,9 +262,12 @@ MODELS: dict[str, ModelFn] = {
     "llt": _llt,
     "llt_prior": llt_prior,
 }
-# the equal-weight combination offered when all three are candidates (see engine._combine); the default
-# unless a single model beats it by more than the backtest's noise
-COMBINATION = ("ets_AAdN", "theta", "arima")
+# the equal-weight combination offered when all members are candidates (see engine._combine); the default
+# unless a single model beats it by more than the backtest's noise. ETS (damped), Theta and ARIMA as in the
+# M4 benchmarks, plus the two random walks (naive, drift) that anchor it on short and noisy series: on the
+# M3 competition's yearly and quarterly series this set beats Theta, where ETS/Theta/ARIMA alone did not
+# (bench/competition_bench.py).
+COMBINATION = ("ets_AAdN", "theta", "arima", "naive", "drift")
 # models that model the season themselves; the others see the seasonally adjusted series when the
 # seasonality test passes
 SEASONAL_MODELS = ("seasonal_naive", "ets_AAdA")

@@ -427,8 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--reports-dir", help="report directory (env T2C_REPORTS_DIR, default var/reports/)")
     report.set_defaults(func=cmd_report)
 
+    from pipelines.backtest_cli import add_parser as add_backtest
     from pipelines.hardware_cli import add_parsers
 
+    add_backtest(sub)
     add_parsers(sub)
     return parser
 

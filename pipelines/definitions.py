@@ -10,19 +10,26 @@ from assets.checks import contract_checks, forecast_checks, freshness_checks
 from assets.forecast import forecast_marts, forecast_vintage
 from assets.hardware import hardware_marts, throughput_calibration
 from assets.report import analyst_report
-from assets.ingest import assumptions_table, raw_assets
+from assets.ingest import assumptions_table, forecast_hierarchy, raw_assets
 from assets.transform import sql_assets
 from pipelines.progress import progress_logger
 from pipelines.resources import build_resources
 from pipelines.settings import Paths
 
-all_assets = [call_log_daily, *raw_assets, assumptions_table, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
+all_assets = [call_log_daily, *raw_assets, assumptions_table, forecast_hierarchy, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
 all_checks = [*contract_checks, *freshness_checks, *forecast_checks]
 
 refresh_all = dg.define_asset_job(
     name="refresh_all",
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(call_log_daily),
     description="Ingest every source, rebuild staging and marts, run every check.",
+    executor_def=dg.in_process_executor,
+)
+
+backtest = dg.define_asset_job(
+    name="backtest",
+    selection=dg.AssetSelection.assets(forecast_vintage),
+    description="Replay past data vintages of the token-demand forecasts (`tokens2chips backtest`).",
     executor_def=dg.in_process_executor,
 )
 
@@ -121,7 +128,7 @@ def _record(context, publish_snapshot: bool = False) -> None:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[refresh_all, call_logs_job],
+    jobs=[refresh_all, call_logs_job, backtest],
     schedules=[weekly_refresh],
     sensors=[data_dir_sensor, call_logs_sensor, record_successful_run, record_failed_run],
     resources=build_resources(),
@@ -137,3 +144,8 @@ def refresh_all_job() -> dg.JobDefinition:
 def call_logs_job_def() -> dg.JobDefinition:
     """Module-level accessor of the partitioned call_logs job (for `dagster.reconstructable`)."""
     return defs.resolve_job_def("call_logs")
+
+
+def backtest_job_def() -> dg.JobDefinition:
+    """Module-level accessor of the backtest job (for `dagster.reconstructable`)."""
+    return defs.resolve_job_def("backtest")

@@ -33,8 +33,11 @@ REPORT_TABLES = {
     "call_volume": "marts.call_volume_daily", "token_cost": "marts.token_cost",
     "calibration": "marts.throughput_calibration", "serving_efficiency": "marts.serving_efficiency",
     "curves": "marts.interactivity_curves", "cost_levels": "marts.cost_at_interactivity",
+    "vintage": "marts.forecast_vintage_errors", "flags": "marts.forecast_flags",
+    "coherence": "marts.demand_coherence",
 }
 GLOBAL = "tokens/global"
+GLOBAL_ESTIMATED = "tokens/global_estimated"
 HEADLINE_SCENARIO = "gpu_centric"
 
 
@@ -60,8 +63,13 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     lw = weekly.filter(pl.col("week_start") == last_week)
     total = float(lw["total_tokens"].sum())
     share = {o: float(lw.filter(pl.col("origin") == o)["total_tokens"].sum()) / total for o in ("cn", "us")}
+    est = frames["forecast"].filter((pl.col("series_id") == GLOBAL_ESTIMATED) & pl.col("is_forecast"))
+    est_now = est.filter(pl.col("period_start") == now["period_start"])
+    est_end = est.filter(pl.col("period_start") == end["period_start"])
     return {
         "as_of": as_of.isoformat(),
+        "estimated_now": est_now.row(0, named=True)["value"] if est_now.height else None,
+        "estimated_horizon": est_end.row(0, named=True)["value"] if est_end.height else None,
         "global_now": {"period": str(now["period_start"]), "value": now["value"], "lo80": now["lo80"],
                        "hi80": now["hi80"]},
         "global_horizon": {"period": str(end["period_start"]), "value": end["value"], "lo80": end["lo80"],
@@ -103,7 +111,7 @@ def changes(current: dict, previous: dict | None, threshold: float) -> list[dict
 def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
     fc = frames["forecast"]
     token_series = sorted(s for s in fc["series_id"].unique().to_list()
-                          if s.startswith("tokens/") and s not in (GLOBAL, "tokens/rest_of_world"))
+                          if s.startswith("tokens/") and s not in (GLOBAL, GLOBAL_ESTIMATED, "tokens/rest_of_world"))
     hw = frames["hardware"]
     scenarios = sorted(hw["scenario"].unique().to_list())
     horizon = hw["period_start"].max()
@@ -150,6 +158,21 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "global_end": {"period": g_end["period"], "day": tokens_per_day(g_end["value"]),
                        "month": tokens_per_month(g_end["value"]),
                        "band": f"{words(g_end['lo80'])} to {words(g_end['hi80'])}"},
+        "estimated": ({"now": tokens_per_day(numbers["estimated_now"]), "end": tokens_per_day(numbers["estimated_horizon"])}
+                      if numbers.get("estimated_now") and numbers.get("estimated_horizon") else None),
+        "vintage_rows": [{"series": r["series_id"], "n": r["n_forecasts"], "vintages": r["n_vintages"],
+                          "bias": f"{r['bias']:+.2f}", "mae": f"{r['median_abs_log_error']:.2f}",
+                          "c80": pct(r["coverage80"]), "c95": pct(r["coverage95"]),
+                          "horizon": f"{r['median_horizon_months']:.0f}"}
+                         for r in frames["vintage"].sort(pl.col("series_id").str.starts_with("("), "series_id")
+                         .iter_rows(named=True)],
+        "vintage_span": (f"{frames['vintage']['first_vintage'].min()} to {frames['vintage']['last_vintage'].max()}"
+                         if frames["vintage"].height else ""),
+        "flag_rows": [r["message"] for r in frames["flags"].iter_rows(named=True)],
+        "coherence_rows": [f"{r['parts']} {r['period_start']}: {words(r['parts_value'])} above {r['total']} "
+                           f"{words(r['total_value'] * r['scale'])}"
+                           + (f" (x{r['scale']:g}: weekly parts of a daily total)" if r["scale"] != 1 else "")
+                           for r in frames["coherence"].iter_rows(named=True)],
         "horizon": str(horizon), "first_quarter": str(first), "scenario_rows": scen_rows,
         "top_suppliers": [{"supplier": t["supplier"], "usd": usd(t["usd_median"])} for t in numbers["top_suppliers"]],
         "openrouter": {"week": numbers["openrouter_week"], "cn": pct(numbers["openrouter_share"]["cn"]),

@@ -154,3 +154,25 @@ def test_interval_never_collapses_on_a_noise_free_series():
         width = (part["hi95"] - part["lo95"]).to_numpy()
         assert (width > 1e-3 * np.abs(part["value"].to_numpy()).clip(1.0)).all(), sid
         assert np.all(np.diff(width) > 0), sid
+
+
+def test_seasonality_test_separates_seasons_from_trends_and_walks():
+    from forecasts.models import seasonality_test
+
+    rng = np.random.default_rng(21)
+    t = np.arange(96)
+    seasonal = np.log(100 + 20 * np.sin(2 * np.pi * t / 12) + rng.normal(0, 1, 96))
+    walk = np.cumsum(rng.normal(0, 0.05, 96))
+    trend = 0.02 * t + rng.normal(0, 0.01, 96)
+    assert seasonality_test(seasonal, 12)
+    assert not seasonality_test(walk, 12) and not seasonality_test(trend, 12)
+    assert not seasonality_test(seasonal[:30], 12)  # fewer than three seasons: no test, no seasonal model
+
+
+def test_combination_is_the_default_unless_a_model_wins_clearly():
+    rng = np.random.default_rng(22)
+    noisy = {f"n{i}": np.exp(5 + np.cumsum(rng.normal(0.01, 0.05, 40))) for i in range(3)}
+    result = forecasts.run(_frame(noisy, "Q"), 8, "Q", workers=1)
+    reasons = result.selection["reason"].to_list()
+    for model, reason in zip(result.selection["model_name"].to_list(), reasons):
+        assert model == "combo" or "beats the combination" in reason, reason

@@ -279,3 +279,40 @@ def test_bad_file_fails_the_run_and_keeps_every_table(pipeline, tmp_path):
 def test_run_rejects_bad_as_of(dagster_env, bad):
     proc = _cli("run", "--as-of", bad, check=False)
     assert proc.returncode == 2 and "not a date" in proc.stderr
+
+
+def test_backtest_replays_vintages_and_publishes(pipeline, tmp_path):
+    pipeline = _private(pipeline, tmp_path)
+    out = _cli("backtest", "--from", "2025-06-01", "--to", "2026-03-31", "--step", "quarter", env=pipeline["env"])
+    assert "(all series)" in out.stdout and "bias" in out.stdout
+    con = duckdb.connect(str(pipeline["warehouse"].with_name("warehouse.published.duckdb")), read_only=True)
+    try:
+        vintages = [v for (v,) in con.execute(
+            "select distinct vintage from marts.forecast_vintage_points order by 1").fetchall()]
+        pooled = con.execute("select n_forecasts, coverage80 from marts.forecast_vintage_errors "
+                             "where series_id = '(all series)'").fetchone()
+        leaked = con.execute("select count(*) from marts.forecast_vintage_points where known_on <= vintage "
+                             "or period_start <= vintage - interval 400 day").fetchone()[0]
+    finally:
+        con.close()
+    assert vintages and min(vintages) >= dt.date(2025, 6, 1) and max(vintages) <= dt.date(2026, 3, 31)
+    assert pooled[0] > 0 and 0 <= pooled[1] <= 1
+    assert leaked == 0  # only disclosures published after each vintage are scored
+    bad = _cli("backtest", "--step", "fortnight", check=False, env=pipeline["env"])
+    assert bad.returncode != 0 and "--step" in bad.stderr
+
+
+def test_early_vintage_runs_with_partial_composites_flagged(pipeline, tmp_path):
+    pipeline = _private(pipeline, tmp_path)
+    out = _cli("run", "--as-of", "2025-06-30", env=pipeline["env"])
+    assert "WARN" in out.stdout + out.stderr
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    try:
+        flags = dict(con.execute("select series_id, flag from marts.forecast_flags").fetchall())
+        newest = con.execute("select max(observed_on) from raw.token_volume_observations").fetchone()[0]
+        hw = con.execute("select count(*) from marts.hardware_demand where segment = 'china'").fetchone()[0]
+    finally:
+        con.close()
+    assert newest <= dt.date(2025, 6, 30)
+    assert flags.get("tokens/global") == "partial_composite"  # OpenAI's API figure came in October 2025
+    assert flags.get("tokens/china_national/all") == "segment_demand_fallback" and hw > 0

@@ -10,6 +10,7 @@
 --   packaging_revenue/<company>/<segment>  Y  usd_per_year  full calendar-year figures
 --   calls/all, calls/origin/<origin>  D  tokens_per_day  request-level call logs (when loaded): prompt +
 --                                                       completion tokens per day (weekly seasonality)
+--   tokens/<platform>_estimated/all  M  tokens_per_day  estimated from revenue run rates (staging.token_estimates)
 -- known_on: when the value became public (token disclosures: published_on or observed_on; others: the
 -- end of their period), used by the vintage backtest (marts.forecast_vintage_errors).
 with tokens as (
@@ -24,6 +25,18 @@ with tokens as (
             partition by platform, segment, date_trunc('month', observed_on)
             order by period_start desc, observed_on desc) as pick
     from marts.token_observations
+),
+
+estimated as (
+    select
+        'tokens/' || platform || '_estimated/all' as series_id,
+        'M' as freq,
+        cast(date_trunc('month', observed_on) as date) as period_start,
+        tokens_per_day as value,
+        'tokens_per_day' as unit,
+        known_on,
+        row_number() over (partition by platform, date_trunc('month', observed_on) order by observed_on desc) as pick
+    from staging.token_estimates
 ),
 
 openrouter as (
@@ -96,6 +109,7 @@ calls as (
 
 final as (
     select series_id, freq, period_start, value, unit, known_on from tokens where pick = 1
+    union all select series_id, freq, period_start, value, unit, known_on from estimated where pick = 1
     union all select series_id, freq, period_start, value, unit, known_on from calls
     union all select series_id, freq, period_start, value, unit, known_on from openrouter
     union all select series_id, freq, period_start, value, unit, known_on from revenue
