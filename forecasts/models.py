@@ -19,14 +19,6 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
-class Warm:
-    """Parameters of an earlier fit used as the starting point of a new fit (the final fit on the whole
-    history starts from the backtest's estimate: same model structure, fewer optimiser steps)."""
-
-    params: object
-
-
-@dataclass(frozen=True)
 class Prediction:
     mean: np.ndarray
     sd: np.ndarray
@@ -103,12 +95,8 @@ def seasonal_naive(y: np.ndarray, h: int, season: int | None = None, params=None
 
 
 def _fit_or_smooth(mod, params):
-    """Fit (params None), fit from a warm start (Warm), or filter with fixed parameters (an array)."""
-    if params is None:
-        return mod.fit(disp=False, maxiter=200)
-    if isinstance(params, Warm):
-        return mod.fit(start_params=np.asarray(params.params), disp=False, maxiter=200)
-    return mod.smooth(params)
+    """Fit (params None) or filter with fixed parameters (an array: a later backtest origin)."""
+    return mod.fit(disp=False, maxiter=200) if params is None else mod.smooth(params)
 
 
 def _ets(trend: str | None, damped: bool, seasonal: str | None = None) -> ModelFn:
@@ -134,10 +122,7 @@ def _arima(y: np.ndarray, h: int, season: int | None = None, params=None) -> Pre
     from statsmodels.tsa.statespace.sarimax import SARIMAX
 
     z = pd.Series(y)
-    if isinstance(params, Warm):  # same order and trend, fitted from the earlier estimate
-        order, trend, values = params.params
-        best = SARIMAX(z, order=order, trend=trend).fit(start_params=values, disp=False, maxiter=50)
-    elif params is not None:
+    if params is not None:
         order, trend, values = params
         best = SARIMAX(z, order=order, trend=trend).smooth(values)
     else:
@@ -262,12 +247,12 @@ MODELS: dict[str, ModelFn] = {
     "llt": _llt,
     "llt_prior": llt_prior,
 }
-# the equal-weight combination offered when all members are candidates (see engine._combine); the default
-# unless a single model beats it by more than the backtest's noise. ETS (damped), Theta and ARIMA as in the
-# M4 benchmarks, plus the two random walks (naive, drift) that anchor it on short and noisy series: on the
-# M3 competition's yearly and quarterly series this set beats Theta, where ETS/Theta/ARIMA alone did not
-# (bench/competition_bench.py).
-COMBINATION = ("ets_AAdN", "theta", "arima", "naive", "drift")
+# the equal-weight combination offered when all members are candidates (see engine._combine), the default
+# (EngineConfig.selection_z). Damped ETS and Theta as in the M4 benchmarks, plus the two random walks
+# (naive, drift) that anchor it on short and noisy series. ARIMA stays a candidate but not a member: on the
+# M3 competition's quarterly series adding it raised sMAPE from 9.19 to 9.28 (Theta: 9.26), on yearly
+# from 16.15 to 16.09 (Theta: 16.62) (bench/competition_bench.py, issue 15 note).
+COMBINATION = ("ets_AAdN", "theta", "naive", "drift")
 # models that model the season themselves; the others see the seasonally adjusted series when the
 # seasonality test passes
 SEASONAL_MODELS = ("seasonal_naive", "ets_AAdA")

@@ -43,9 +43,18 @@ def test_recovers_growth_rate_and_volatility():
     assert (pred.mean[-1] - logs[-1]) / 12 == pytest.approx(mu, abs=0.01)
     # one-step s.d. = sigma * sqrt(1 + 1/T)
     assert pred.sd[0] == pytest.approx(sigma, rel=0.2)
-    fc = forecasts.forecast(_frame({"g": np.exp(logs)}, "M"), 12, "M", workers=1)
+    # with overrides allowed, the backtest sees drift win at every origin and the engine recovers the rate
+    selective = forecasts.EngineConfig(selection_z=1.645, selection_margin=0.1)
+    fc = forecasts.forecast(_frame({"g": np.exp(logs)}, "M"), 12, "M", workers=1, config=selective)
     growth = np.log(fc["value"][-1] / np.exp(logs[-1])) / 12
     assert growth == pytest.approx(mu, abs=0.015)
+    _check_intervals(fc)
+    # the default combination (damped ETS, Theta, naive, drift) is deliberately conservative: growth between
+    # the naive forecast's and the drift's, and the drift path inside its 95% interval
+    fc = forecasts.forecast(_frame({"g": np.exp(logs)}, "M"), 12, "M", workers=1)
+    growth = np.log(fc["value"][-1] / np.exp(logs[-1])) / 12
+    assert 0.0 < growth < mu
+    assert fc["lo95"][-1] <= np.exp(logs[-1] + 12 * mu) <= fc["hi95"][-1]
     _check_intervals(fc)
 
 
