@@ -60,6 +60,7 @@ def demand_config(config: dict, draws: int | None = None) -> DemandConfig:
         growth_prior=float(prior["value"]), growth_prior_sd=(float(prior["high"]) - float(prior["low"])) / 3.92,
         sigma_low=float(d["disclosure_noise"]["low"]), sigma_high=float(d["disclosure_noise"]["high"]),
         tau_low=float(d["growth_spread"]["low"]), tau_high=float(d["growth_spread"]["high"]),
+        sigma_prior=float(d["disclosure_noise"]["value"]), tau_prior=float(d["growth_spread"]["value"]),
         draws=draws or int(_assumption(config, "composite_draws")),
     )
 

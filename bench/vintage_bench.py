@@ -48,6 +48,8 @@ def main() -> int:
     history = con.execute("select * from staging.forecast_history").pl().filter(pl.col("known_on") <= as_of)
     con.close()
     tokens, _, _ = split_history(history, config)
+    estimated = tokens.filter(pl.col("series_id").str.contains("_estimated/"))  # not disclosures: not scored
+    tokens = tokens.filter(~pl.col("series_id").str.contains("_estimated/"))
     prefix = config["forecast"]["demand"]["panel_prefix"]
     weekly = history.filter(pl.col("series_id").str.starts_with(prefix))
     end = horizon_end(config)
@@ -70,7 +72,8 @@ def main() -> int:
     def pooled(panel: bool):
         def run(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
             extra = weekly.filter(pl.col("known_on") <= vintage) if panel else weekly.clear()
-            hist = pl.concat([rows.drop("known_on"), extra.select(rows.drop("known_on").columns)])
+            hist = pl.concat([rows.drop("known_on"), extra.select(rows.drop("known_on").columns),
+                              estimated.filter(pl.col("known_on") <= vintage).select(rows.drop("known_on").columns)])
             fit = fit_tokens(hist, config, draws=1000)
             return fit.forecast if fit is not None else pl.DataFrame()
         return run

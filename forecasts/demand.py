@@ -20,7 +20,9 @@ rankings, averaged per month) enter the fit as further members and inform `c` an
 forecast here.
 
 Estimation: for each half-life on a grid over the configured range, sigma and tau are estimated by
-maximising the restricted (REML) likelihood (scipy) within their configured ranges; the
+maximising the restricted (REML) likelihood (scipy) within their configured ranges, penalised toward
+their configured central values (log-normal priors: a vintage with little data cannot push them to an
+end of the range); the
 half-lives are then averaged with weights proportional to their likelihoods (Bayesian model
 averaging over a log-uniform prior). Given (h, sigma, tau) the posterior of all L_i, c, u_i is
 Gaussian (conjugate linear model), so forecasts are exact draws: the common rate c is one draw shared
@@ -62,6 +64,9 @@ class DemandConfig:
     sigma_high: float = 0.5
     tau_low: float = 0.3  # log units per year: spread of platforms' growth rates around the common one,
     tau_high: float = 1.0  # estimated in [low, high] (unidentified when few platforms have two disclosures)
+    sigma_prior: float = 0.2  # prior medians of sigma and tau (log-normal, s.d. `component_prior_sd` in log):
+    tau_prior: float = 0.6  # the likelihood is penalised toward them, so a vintage with little data does not
+    component_prior_sd: float = 0.5  # push a variance component to the end of its range
     draws: int = 4000
 
 
@@ -134,8 +139,11 @@ def _fit_components(y, dummies, f, cfg: DemandConfig) -> tuple[float, float, flo
         return (bounded(params[0], cfg.sigma_low, cfg.sigma_high), bounded(params[1], cfg.tau_low, cfg.tau_high))
 
     def loss(params):
-        ll = _reml(y, dummies, f, *components(params), cfg.growth_prior_sd, cfg.growth_prior)
-        return -ll if np.isfinite(ll) else 1e12
+        sigma, tau = components(params)
+        ll = _reml(y, dummies, f, sigma, tau, cfg.growth_prior_sd, cfg.growth_prior)
+        penalty = ((math.log(sigma / cfg.sigma_prior)) ** 2 + (math.log(tau / cfg.tau_prior)) ** 2) \
+            / (2 * cfg.component_prior_sd**2)
+        return -ll + penalty if np.isfinite(ll) else 1e12
 
     best = None
     for start in ((-1.0, -1.0), (1.0, 1.0)):

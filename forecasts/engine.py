@@ -3,11 +3,15 @@
 Per series:
 1. Put the observations on a regular grid (gaps = NaN); model on log scale when every value is
    positive (token volumes, revenue and shipments grow multiplicatively), else on the raw scale.
+   Seasonality test (models.seasonality_test); when it passes, non-seasonal models see the seasonally
+   adjusted series and get the last season's indices back.
 2. Rolling-origin backtest with an expanding window: for each origin (the last `max_origins`
    observed points that leave at least `min_train` observations before them), fit every candidate
    on the data up to the origin and forecast `backtest_horizon` periods; score the observed actuals.
-3. Select the candidate with the lowest mean MASE; ties (within 1e-9) go to the better 95% coverage
-   (closest to nominal), then to the simpler model (models.SIMPLICITY order).
+3. Select: the equal-weight combination (models.COMBINATION) wherever its members can be fitted -- a
+   single model replaces it only on a clear backtest win (EngineConfig.selection_z/_margin; by default
+   never: see there). Otherwise the candidate with the lowest mean MASE; ties (within 1e-9) go to the
+   better 95% coverage (closest to nominal), then to the simpler model (models.SIMPLICITY order).
    A series with too few observations to backtest falls back by a fixed hierarchy (see `_fallback`),
    and the reason is recorded.
 4. Refit the chosen model on the whole history and forecast `horizon` periods. The point forecast is

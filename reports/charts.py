@@ -83,7 +83,11 @@ def origin_share(weekly: pl.DataFrame) -> bytes:
                     marker="." if part.height < 20 else None)
     ax.set_ylabel("% of weekly top-10 tokens")
     ax.set_title("OpenRouter: share of top-model tokens by model origin")
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no OpenRouter snapshot in this data vintage", ha="center", va="center",
+                transform=ax.transAxes)
     return _png(fig, "Source: OpenRouter weekly rankings snapshots (openrouter_weekly_top_models.csv)")
 
 

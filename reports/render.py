@@ -59,10 +59,11 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO)
     top = exposure.group_by("supplier").agg(pl.col("usd_median").sum()).sort("usd_median", descending=True).head(3)
     weekly = frames["weekly"]
-    last_week = weekly["week_start"].max()
-    lw = weekly.filter(pl.col("week_start") == last_week)
+    last_week = weekly["week_start"].max()  # None in a data vintage before the first OpenRouter snapshot
+    lw = weekly.filter(pl.col("week_start") == last_week) if last_week is not None else weekly
     total = float(lw["total_tokens"].sum())
-    share = {o: float(lw.filter(pl.col("origin") == o)["total_tokens"].sum()) / total for o in ("cn", "us")}
+    share = ({o: float(lw.filter(pl.col("origin") == o)["total_tokens"].sum()) / total for o in ("cn", "us")}
+             if total else {})
     est = frames["forecast"].filter((pl.col("series_id") == GLOBAL_ESTIMATED) & pl.col("is_forecast"))
     est_now = est.filter(pl.col("period_start") == now["period_start"])
     est_end = est.filter(pl.col("period_start") == end["period_start"])
@@ -175,8 +176,8 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                            for r in frames["coherence"].iter_rows(named=True)],
         "horizon": str(horizon), "first_quarter": str(first), "scenario_rows": scen_rows,
         "top_suppliers": [{"supplier": t["supplier"], "usd": usd(t["usd_median"])} for t in numbers["top_suppliers"]],
-        "openrouter": {"week": numbers["openrouter_week"], "cn": pct(numbers["openrouter_share"]["cn"]),
-                       "us": pct(numbers["openrouter_share"]["us"])},
+        "openrouter": ({"week": numbers["openrouter_week"], "cn": pct(numbers["openrouter_share"]["cn"]),
+                        "us": pct(numbers["openrouter_share"]["us"])} if numbers["openrouter_share"] else None),
         "moved": [{"name": m["name"], "before": short(m["before"]), "after": short(m["after"]),
                    "change": f"{m['change'] * 100:+.0f}%"} for m in moved],
         "threshold": pct(threshold),
