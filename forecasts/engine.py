@@ -39,7 +39,7 @@ import polars as pl
 from scipy.stats import norm
 
 from forecasts.grid import SEASON, check_freq, date_range, period_index, snap
-from forecasts.models import (COMBINATION, MODELS, SEASONAL_MODELS, SIMPLICITY, Prediction, candidates, llt_prior,
+from forecasts.models import (COMBINATION, MODELS, SEASONAL_MODELS, SIMPLICITY, Prediction, Refit, candidates, llt_prior,
                               seasonal_indices, seasonality_test)
 
 FORECAST_SCHEMA = {
@@ -220,7 +220,8 @@ def _series(task: dict) -> dict:
     seasonal = seasonality_test(y, season)
 
     def predict(name: str, data: np.ndarray, h: int, params=None) -> Prediction:
-        if not seasonal or name in SEASONAL_MODELS or name == "llt_prior":
+        if not seasonal or name in SEASONAL_MODELS or name == "llt_prior" \
+                or np.count_nonzero(~np.isnan(data)) < 2 * season:  # a window too short to decompose
             return _predict(name, data, h, season, floor_sigma, cfg, freq, params)
         # seasonally adjust (indices from this window only), forecast, put the last season's indices back
         idx = seasonal_indices(data, season)
@@ -237,20 +238,31 @@ def _series(task: dict) -> dict:
     # 1. every candidate's forecasts from every origin; parameters are estimated at the first origin
     #    and reused (filtered, not refitted) at the later ones: no look-ahead, one fit per candidate
     preds: dict[str, list[Prediction]] = {}
+
+    first_origin: dict[str, object] = {}  # parameters estimated at the first origin
+
+    def backtest_candidate(name: str) -> None:
+        params, per_origin = None, []
+        try:
+            for o in origins:
+                pred = predict(name, y[: o + 1], h_bt, params)
+                params = pred.params
+                per_origin.append(pred)
+        except Exception:  # a candidate that cannot fit this window is out of the running
+            return
+        preds[name] = per_origin
+        first_origin[name] = params
+
     if n_obs >= cfg.min_backtest_obs and origins:
         for name in names:
-            params, per_origin = None, []
-            try:
-                for o in origins:
-                    pred = predict(name, y[: o + 1], h_bt, params)
-                    params = pred.params
-                    per_origin.append(pred)
-            except Exception:  # a candidate that cannot fit this window is out of the running
-                continue
-            preds[name] = per_origin
+            backtest_candidate(name)
         members = [m for m in COMBINATION if m in preds]
         if len(members) == len(COMBINATION):
             preds["combo"] = [_combine([preds[m][i] for m in members]) for i in range(len(origins))]
+        elif names == list(COMBINATION):  # a member failed: the other candidates compete after all
+            for name in candidates(n_obs, n, season, seasonal):
+                if name not in names and (log_scale or name != "llt_prior"):
+                    backtest_candidate(name)
 
     # 2. score them on the observed actuals
     bt_rows: list[dict] = []
@@ -330,6 +342,8 @@ def _series(task: dict) -> dict:
     for name in ranking:
         try:
             def final(m: str) -> Prediction:
+                if m == "arima" and first_origin.get(m) is not None:  # skip the order search: re-estimate
+                    return predict(m, y, horizon, Refit(first_origin[m]))
                 return predict(m, y, horizon)
 
             pred = _combine([final(m) for m in COMBINATION]) if name == "combo" else final(name)

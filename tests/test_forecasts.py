@@ -49,7 +49,7 @@ def test_recovers_growth_rate_and_volatility():
     growth = np.log(fc["value"][-1] / np.exp(logs[-1])) / 12
     assert growth == pytest.approx(mu, abs=0.015)
     _check_intervals(fc)
-    # the default combination (damped ETS, Theta, naive, drift) is deliberately conservative: growth between
+    # the default combination (damped ETS, Theta, ARIMA, naive, drift) is deliberately conservative: growth between
     # the naive forecast's and the drift's, and the drift path inside its 95% interval
     fc = forecasts.forecast(_frame({"g": np.exp(logs)}, "M"), 12, "M", workers=1)
     growth = np.log(fc["value"][-1] / np.exp(logs[-1])) / 12
