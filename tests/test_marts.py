@@ -112,3 +112,44 @@ def test_packaging_revenue_converted_with_fx(con, tmp_path):
     got = dict(con.execute("select fx_year, revenue_usd from marts.packaging_revenue").fetchall())
     assert got[2024] == pytest.approx(0.14e9)
     assert got[2025] is None  # no rate: left null for the blocking not-null check to catch
+
+
+def test_token_estimates_from_revenue_run_rate_by_hand(con, tmp_path):
+    load_assumptions_table(con)  # forecast.estimated_components.anthropic.usd_per_million_tokens: 2.5 (1.0-6.0)
+    _load(con, tmp_path, "platform_revenue_run_rate",
+          "observed_on,platform,run_rate_usd,source_id,confidence,note,published_on\n"
+          "2026-02-12,anthropic,14e9,s,medium,,\n"
+          "2025-08-31,anthropic,5e9,s,high,,2025-09-02\n"
+          "2026-01-01,unpriced,1e9,s,low,,\n")
+    build(con, "staging.token_estimates")
+    got = {d: (k, v, lo, hi) for d, k, v, lo, hi in con.execute(
+        "select observed_on, known_on, tokens_per_day, tokens_per_day_low, tokens_per_day_high "
+        "from staging.token_estimates").fetchall()}
+    # $14 B a year / $2.5 per million tokens / 365.25 days = 15.33 T tokens/day; range at $6 and $1
+    assert got[dt.date(2026, 2, 12)][1:] == (pytest.approx(14e9 / 2.5e-6 / 365.25), pytest.approx(14e9 / 6e-6 / 365.25),
+                                             pytest.approx(14e9 / 1e-6 / 365.25))
+    assert got[dt.date(2025, 8, 31)][0] == dt.date(2025, 9, 2)  # known when published
+    assert len(got) == 2  # a platform without a configured price is not estimated
+
+
+def test_demand_coherence_names_parts_above_their_total(con, tmp_path):
+    import polars as pl
+
+    from assets.warehouse import replace_table_from_frame
+
+    replace_table_from_frame(con, "meta.forecast_hierarchy", pl.DataFrame({
+        "entry": [1, 1, 2], "total": ["t", "t", "d"], "part": ["a", "b", "w"], "parts": ["a+b", "a+b", "w"],
+        "scale": [1.0, 1.0, 7.0], "note": ["", "", ""]}))
+    day = dt.date(2026, 3, 1)
+    replace_table_from_frame(con, "staging.forecast_history", pl.DataFrame({
+        "series_id": ["t", "a", "b", "t", "a", "d", "w", "w"],
+        "freq": ["M"] * 6 + ["W", "W"],
+        "period_start": [day, day, day, dt.date(2026, 4, 1), dt.date(2026, 4, 1), day, dt.date(2026, 3, 2),
+                         dt.date(2026, 3, 9)],
+        "value": [10.0, 6.0, 5.0, 10.0, 9.0, 1.0, 6.0, 8.0],
+        "unit": ["x"] * 8, "known_on": [day] * 8}))
+    build(con, "marts.demand_coherence")
+    rows = con.execute("select total, parts, period_start, parts_value, total_value, scale from marts.demand_coherence "
+                       "order by 1, 3").fetchall()
+    # March: a + b = 11 > t = 10; April: a alone 9 <= 10; weekly w = 8 > 7 x d (1 a day) in the week of 9 Mar only
+    assert rows == [("d", "w", dt.date(2026, 3, 9), 8.0, 1.0, 7.0), ("t", "a+b", day, 11.0, 10.0, 1.0)]
