@@ -121,8 +121,7 @@ def weekly_rows(fit, history: pl.DataFrame, config: dict) -> pl.DataFrame:
         if sid not in fit.draws:
             continue
         last = part["period_start"].max()
-        weeks = [last + dt.timedelta(weeks=k) for k in range(1, 60 * 5)]
-        weeks = [w for w in weeks if w <= end]
+        weeks = [last + dt.timedelta(weeks=k) for k in range(1, (end - last).days // 7 + 1)]
         frames.append(monthly_to_weekly(fit, sid, weeks))
     return pl.concat(frames) if frames else pl.DataFrame()
 
