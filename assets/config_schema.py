@@ -113,6 +113,16 @@ class Forecast(BaseModel):
     vintage_backtest: VintageBacktest
     estimated_components: dict[str, EstimatedComponent] = {}
 
+    @model_validator(mode="after")
+    def _hierarchy_in_the_pooled_model(self) -> "Forecast":
+        # reconciliation works on the pooled model's joint draws: token series and the OpenRouter panel
+        for entry in self.hierarchy:
+            for series in (entry.total, *entry.parts):
+                if not series.startswith(("tokens/", self.demand.panel_prefix)):
+                    raise ValueError(f"hierarchy series {series!r} is not a token series (tokens/...) nor a panel "
+                                     f"series ({self.demand.panel_prefix}...): only those are reconciled")
+        return self
+
 
 class Hardware(BaseModel):
     model_config = STRICT

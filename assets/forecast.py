@@ -13,7 +13,7 @@ from assets.assumptions import load_assumptions
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from assets.warehouse import replace_tables_from_frames
-from forecasts.demand import DemandConfig, clip_to_totals, compose_draws, fit_demand, monthly_to_weekly
+from forecasts.demand import DemandConfig, compose_draws, fit_demand, monthly_to_weekly
 from forecasts.grid import date_range
 from forecasts.vintage import POOLED, replay, summarise, vintages
 
@@ -47,6 +47,23 @@ def composite_specs(config: dict) -> list[dict]:
     return [config["forecast"]["global_demand"], *config["forecast"].get("composites", [])]
 
 
+def engine_config(config: dict) -> forecasts.EngineConfig:
+    """The per-series engine's settings from config/assumptions.yaml (forecast)."""
+    return forecasts.EngineConfig(
+        max_origins=int(_assumption(config, "backtest_origins")),
+        min_backtest_obs=int(_assumption(config, "min_backtest_obs")),
+        fallback_sigma_per_year=_assumption(config, "fallback_sigma_per_year"),
+        sparse_irregular_sd=_assumption(config, "sparse_irregular_sd"),
+        sparse_slope_sd_per_year=_assumption(config, "sparse_slope_sd_per_year"),
+        sparse_growth_halflife_years=_assumption(config, "sparse_growth_halflife_years"),
+    )
+
+
+def panel_prefix(config: dict) -> str:
+    """Series ids of the dense OpenRouter panel (weekly top-10 volume by origin)."""
+    return config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
+
+
 def horizon_end(config: dict) -> dt.date:
     return dt.date(int(_assumption(config, "horizon_end_year")), 12, 31)
 
@@ -70,7 +87,7 @@ def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl
 
     The panel (weekly top-10 volume by origin) joins the pooled demand model as members in tokens/day
     (the monthly mean of its weeks / 7); their forecasts go back to weeks in tokens/week (weekly_rows)."""
-    prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
+    prefix = panel_prefix(config)
     is_token = pl.col("series_id").str.starts_with("tokens/")
     is_panel = pl.col("series_id").str.starts_with(prefix)
     tokens = history.filter(is_token)
@@ -111,8 +128,7 @@ def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, se
 def weekly_rows(fit, history: pl.DataFrame, config: dict) -> pl.DataFrame:
     """The panel members' forecasts as weeks in tokens/week: every week after the last observed one, the
     forecast of its month (tokens/day) x 7."""
-    prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
-    weekly = history.filter(pl.col("series_id").str.starts_with(prefix))
+    weekly = history.filter(pl.col("series_id").str.starts_with(panel_prefix(config)))
     if weekly.height == 0:
         return pl.DataFrame()
     end = horizon_end(config)
@@ -161,14 +177,7 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
     engine. Pure function of its inputs (used by the asset and the tests); `result.flags` lists partial
     composites and segment fallbacks."""
     end = horizon_end(config)
-    cfg = forecasts.EngineConfig(
-        max_origins=int(_assumption(config, "backtest_origins")),
-        min_backtest_obs=int(_assumption(config, "min_backtest_obs")),
-        fallback_sigma_per_year=_assumption(config, "fallback_sigma_per_year"),
-        sparse_irregular_sd=_assumption(config, "sparse_irregular_sd"),
-        sparse_slope_sd_per_year=_assumption(config, "sparse_slope_sd_per_year"),
-        sparse_growth_halflife_years=_assumption(config, "sparse_growth_halflife_years"),
-    )
+    cfg = engine_config(config)
     _, _, dense = split_history(history, config)
     results = []
     for (freq,), part in dense.group_by("freq", maintain_order=True):
@@ -182,12 +191,10 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
         results.append(res)
     fc = [r.forecast for r in results]
     selection = [r.selection for r in results]
-    schema = results[0].selection.schema if results else forecasts.engine.SELECTION_SCHEMA
     flags: list[dict] = []
     fit = fit_tokens(history, config)
     if fit is not None:
-        prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
-        fc.append(fit.forecast.filter(~pl.col("series_id").str.starts_with(prefix)))
+        fc.append(fit.forecast.filter(~pl.col("series_id").str.starts_with(panel_prefix(config))))
         weeks = weekly_rows(fit, history, config)
         if weeks.height:
             fc.append(weeks)
@@ -208,18 +215,13 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
                                + ("; PARTIAL: " + partial[0]["message"] if partial else "")),
                 }]))
     forecast = pl.concat([f.select(FORECAST_COLUMNS) for f in fc], how="vertical_relaxed").filter(pl.col("period_start") <= end)
-    # parts forecast by the per-series engine (OpenRouter's weekly top-10 by origin) kept within their totals
-    forecast, clipped = clip_to_totals(forecast, config["forecast"].get("hierarchy", []))
-    selection = pl.concat([s.select([c for c in schema]).cast(schema) for s in
-                           [x.with_columns([pl.lit(None).alias(c) for c in schema if c not in x.columns]) for x in selection]])
+    schema = forecasts.engine.SELECTION_SCHEMA
+    selection = pl.concat(selection, how="diagonal_relaxed").select(list(schema)).cast(schema)
     flags += segment_flags(config, set(forecast["series_id"].unique().to_list()))
-    result = forecasts.ForecastResult(forecast=forecast,
-                                      backtest=pl.concat([r.backtest for r in results]) if results else
-                                      pl.DataFrame(schema=forecasts.engine.BACKTEST_SCHEMA),
-                                      selection=selection)
-    result.flags = pl.DataFrame(flags, schema=FLAG_SCHEMA)
-    result.demand_summary = {**fit.summary, "reconciled": fit.summary["reconciled"] + clipped} if fit is not None else {}
-    return result
+    return forecasts.ForecastResult(
+        forecast=forecast, selection=selection,
+        backtest=pl.concat([r.backtest for r in results]) if results else pl.DataFrame(schema=forecasts.engine.BACKTEST_SCHEMA),
+        flags=pl.DataFrame(flags, schema=FLAG_SCHEMA), demand_summary=fit.summary if fit is not None else {})
 
 
 def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start: dt.date | None = None,
@@ -233,8 +235,7 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
     step = step_months or int(spec.get("step_months", 1))
     known = history.filter(pl.col("known_on") <= as_of)
     tokens, _, _ = split_history(known, config)
-    prefix = config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
-    weekly = known.filter(pl.col("series_id").str.starts_with(prefix))
+    weekly = known.filter(pl.col("series_id").str.starts_with(panel_prefix(config)))
 
     def forecaster(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
         vintage_history = pl.concat([rows.drop("known_on"),

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import forecasts  # noqa: E402
 from assets.assumptions import load_assumptions  # noqa: E402
-from assets.forecast import _assumption, fit_tokens, horizon_end, split_history  # noqa: E402
+from assets.forecast import engine_config, fit_tokens, horizon_end, split_history, vintage_backtest  # noqa: E402
 from forecasts.vintage import log_scores, replay, summarise, vintages  # noqa: E402
 
 
@@ -48,42 +48,30 @@ def main() -> int:
     history = con.execute("select * from staging.forecast_history").pl().filter(pl.col("known_on") <= as_of)
     con.close()
     tokens, _, _ = split_history(history, config)
-    estimated = tokens.filter(pl.col("series_id").str.contains("_estimated/"))  # not disclosures: not scored
-    tokens = tokens.filter(~pl.col("series_id").str.contains("_estimated/"))
-    prefix = config["forecast"]["demand"]["panel_prefix"]
-    weekly = history.filter(pl.col("series_id").str.starts_with(prefix))
+    tokens = tokens.filter(~pl.col("series_id").str.contains("_estimated/"))  # estimates are not disclosures
     end = horizon_end(config)
-    engine_cfg = forecasts.EngineConfig(
-        max_origins=int(_assumption(config, "backtest_origins")),
-        min_backtest_obs=int(_assumption(config, "min_backtest_obs")),
-        fallback_sigma_per_year=_assumption(config, "fallback_sigma_per_year"),
-        sparse_irregular_sd=_assumption(config, "sparse_irregular_sd"),
-        sparse_slope_sd_per_year=_assumption(config, "sparse_slope_sd_per_year"),
-        sparse_growth_halflife_years=_assumption(config, "sparse_growth_halflife_years"),
-    )
+    engine_cfg = engine_config(config)
 
     def engine(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
         last = rows["period_start"].min()
         n = (end.year - last.year) * 12 + end.month - last.month
-        fc = forecasts.run(rows.select("series_id", "period_start", "value"), n, "M", workers=1,
-                           config=engine_cfg).forecast
-        return fc
+        return forecasts.run(rows.select("series_id", "period_start", "value"), n, "M", workers=1,
+                             config=engine_cfg).forecast
 
-    def pooled(panel: bool):
-        def run(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
-            extra = weekly.filter(pl.col("known_on") <= vintage) if panel else weekly.clear()
-            hist = pl.concat([rows.drop("known_on"), extra.select(rows.drop("known_on").columns),
-                              estimated.filter(pl.col("known_on") <= vintage).select(rows.drop("known_on").columns)])
-            fit = fit_tokens(hist, config, draws=1000)
-            return fit.forecast if fit is not None else pl.DataFrame()
-        return run
+    def pooled_without_panel(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
+        fit = fit_tokens(rows.drop("known_on"), config, draws=1000)
+        return fit.forecast if fit is not None else pl.DataFrame()
 
-    dates = vintages(dt.date.fromisoformat(args.start), as_of, 1)
+    start = dt.date.fromisoformat(args.start)
+    dates = vintages(start, as_of, 1)
     rows = tokens.select("series_id", "freq", "period_start", "value", "unit", "known_on")
     figures = {}
-    for name, fn in (("engine", engine), ("pooled", pooled(True)), ("pooled_nopanel", pooled(False))):
+    variants = (("engine", lambda: replay(rows, dates, engine)),
+                ("pooled", lambda: vintage_backtest(history, config, as_of, start, as_of)[0]),  # as the pipeline
+                ("pooled_nopanel", lambda: replay(rows, dates, pooled_without_panel)))
+    for name, run in variants:
         started = time.perf_counter()
-        points = replay(rows, dates, fn)
+        points = run()
         seconds = time.perf_counter() - started
         print(f"\n== {name}: {len(dates)} vintages, {seconds:.1f} s")
         with pl.Config(tbl_rows=40, tbl_width_chars=160, float_precision=2):

@@ -363,39 +363,3 @@ def monthly_to_weekly(fit: DemandFit, series_id: str, weeks: list[dt.date], leve
         q[f"hi{level}"] = np.quantile(draws, 0.5 + level / 200, axis=0)
     return pl.DataFrame({"series_id": [series_id] * len(weeks), "period_start": weeks,
                          **{k: v.astype(float) for k, v in q.items()}, "model_name": [MODEL_NAME] * len(weeks)})
-
-
-def clip_to_totals(forecast: pl.DataFrame, hierarchy: list[dict]) -> tuple[pl.DataFrame, list[str]]:
-    """Quantile-level coherence for parts forecast outside the pooled draws (e.g. OpenRouter's weekly
-    top-10 volume by origin, a per-series engine forecast in tokens/week, inside OpenRouter's monthly
-    volume by origin in tokens/day): in each period and at each quantile the parts' sum is scaled down
-    to at most `scale` x the total's quantile of that month (`scale` converts units, e.g. 7 days a week).
-    This equals per-draw coherence when the parts and total move together (comonotone draws), the
-    assumption of the scaling. Parts and totals already reconciled per draw are unchanged."""
-    notes = []
-    for entry in hierarchy:
-        scale = float(entry.get("scale", 1.0))
-        total = (forecast.filter(pl.col("series_id") == entry["total"])
-                 .select(pl.col("period_start").dt.truncate("1mo").alias("month"),
-                         *[(pl.col(c) * scale).alias(f"total_{c}") for c in QUANTILE_COLUMNS]))
-        parts = forecast.filter(pl.col("series_id").is_in(entry["parts"]))
-        if total.height == 0 or parts.height == 0:
-            continue
-        parts = parts.with_columns(pl.col("period_start").dt.truncate("1mo").alias("month")).join(total, on="month")
-        factors = (parts.group_by("period_start")
-                   .agg([(pl.col(f"total_{c}").first() / pl.col(c).sum()).clip(upper_bound=1.0).fill_nan(1.0)
-                         .alias(f"f_{c}") for c in QUANTILE_COLUMNS]))
-        scaled = (parts.join(factors, on="period_start")
-                  .with_columns([pl.col(c) * pl.col(f"f_{c}") for c in QUANTILE_COLUMNS]))
-        # quantiles scaled by different factors stay ordered: each row's five values, sorted
-        ordered = np.sort(scaled.select("lo95", "lo80", "value", "hi80", "hi95").to_numpy(), axis=1)
-        scaled = scaled.with_columns([pl.Series(c, ordered[:, i]) for i, c in
-                                      enumerate(("lo95", "lo80", "value", "hi80", "hi95"))])
-        moved = scaled.filter(pl.any_horizontal([pl.col(f"f_{c}") < 1 - 1e-9 for c in QUANTILE_COLUMNS]))
-        if moved.height == 0:
-            continue
-        notes.append(f"{'+'.join(entry['parts'])} scaled to within {entry['total']}"
-                     + (f" x {scale:g}" if scale != 1 else "") + f" in {moved['period_start'].n_unique()} periods")
-        keep = forecast.join(scaled.select("series_id", "period_start"), on=["series_id", "period_start"], how="anti")
-        forecast = pl.concat([keep, scaled.select(forecast.columns)]).sort("series_id", "period_start")
-    return forecast, notes

@@ -93,6 +93,8 @@ class ForecastResult:
     backtest: pl.DataFrame
     selection: pl.DataFrame
     history: pl.DataFrame = field(default_factory=pl.DataFrame)
+    flags: pl.DataFrame = field(default_factory=pl.DataFrame)  # what a data vintage lacks (assets/forecast.py)
+    demand_summary: dict = field(default_factory=dict)  # the pooled demand model's fit (forecasts/demand.py)
 
 
 PERIODS_PER_YEAR = {"D": 365.25, "W": 52.18, "M": 12, "Q": 4, "Y": 1}

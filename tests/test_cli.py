@@ -49,6 +49,12 @@ def test_misspelt_assumption_names_key_line_and_nearest(tmp_path):
     assert "did you mean 'service_life_years'" in str(err.value)
 
 
+def test_hierarchy_outside_the_pooled_demand_model_is_an_error(tmp_path):
+    path = _edited(tmp_path, "    - total: tokens/google/all\n", "    - total: revenue/nvidia/data_center\n")
+    with pytest.raises(AssumptionsError, match="'revenue/nvidia/data_center' is not a token series"):
+        load_assumptions(path)
+
+
 def test_missing_section_and_broken_range_are_errors(tmp_path):
     text = ASSUMPTIONS.read_text()
     start = text.index("\nfreshness:")

@@ -9,7 +9,7 @@ import pytest
 
 from assets.loading import load_source
 from assets.sources import SOURCES_BY_STEM
-from forecasts.demand import DemandConfig, clip_to_totals, compose_draws, fit_demand
+from forecasts.demand import DemandConfig, compose_draws, fit_demand
 from forecasts.vintage import replay, summarise, vintages
 
 CFG = DemandConfig(draws=2000, halflife_points=7)
@@ -103,18 +103,6 @@ def test_satellites_follow_the_curve_without_shaping_it():
     with_sat = fit_demand(hist, dt.date(2027, 12, 1), satellites=wild, config=CFG)
     assert with_sat.summary["common_growth"] == pytest.approx(alone.summary["common_growth"], abs=1e-9)
     assert "panel/x" in with_sat.series and "panel/x" in with_sat.draws
-
-
-def test_clip_keeps_engine_parts_within_a_scaled_total_and_ordered():
-    fc = pl.DataFrame({
-        "series_id": ["t", "p", "p"], "period_start": [dt.date(2026, 1, 1), dt.date(2026, 1, 5), dt.date(2026, 1, 12)],
-        "value": [1.0, 10.0, 3.0], "lo80": [0.8, 1.0, 2.0], "hi80": [1.5, 50.0, 4.0], "lo95": [0.5, 0.5, 1.5],
-        "hi95": [2.0, 90.0, 9.0], "model_name": ["m", "e", "e"]})
-    out, notes = clip_to_totals(fc, [{"total": "t", "parts": ["p"], "scale": 7}])
-    p = out.filter(pl.col("series_id") == "p").sort("period_start")
-    assert notes and p["value"][0] == pytest.approx(7.0) and p["hi95"][0] == pytest.approx(14.0)
-    assert p["value"][1] == pytest.approx(3.0)  # already within 7 x total: unchanged
-    assert (p["lo95"] <= p["lo80"]).all() and (p["lo80"] <= p["value"]).all() and (p["value"] <= p["hi80"]).all()
 
 
 def test_vintage_replay_scores_only_later_disclosures():
