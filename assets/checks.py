@@ -93,18 +93,21 @@ def _freshness_check(source: Source) -> dg.AssetChecksDefinition:
 
 
 def _warn_check(table: str, name: str, spec: dict) -> dg.AssetChecksDefinition:
-    """WARN (non-blocking) when `table` has rows: they are findings to read, not broken data."""
+    """WARN (non-blocking) when `table` has rows (those matching `where`, when given): they are findings
+    to read, not broken data."""
+    where = f" where {spec['where']}" if spec.get("where") else ""
     @dg.asset_check(
         asset=dg.AssetKey(table.split(".")),
         name=name,
         blocking=False,
         pool=POOL,
-        description=f"{table}: WARN when it has rows -- {spec['description']} (sql/contracts.yaml)",
+        description=f"{table}: WARN when it has rows{' with ' + spec['where'] if where else ''} -- "
+                    f"{spec['description']} (sql/contracts.yaml)",
     )
     def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
         with warehouse.get_connection() as con:
-            rows = con.execute(f"select {spec['show']} from {table} limit 5").fetchall()
-            count = int(con.execute(f"select count(*) from {table}").fetchone()[0])
+            rows = con.execute(f"select {spec['show']} from {table}{where} limit 5").fetchall()
+            count = int(con.execute(f"select count(*) from {table}{where}").fetchone()[0])
         return dg.AssetCheckResult(
             passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
             metadata={"rows": count, "first_rows": dg.MetadataValue.md("\n".join(f"- {r[0]}" for r in rows) or "none")},

@@ -171,6 +171,24 @@ class Cowos(BaseModel):
     packages_per_wafer: Leaf
 
 
+class SupplierRevenue(BaseModel):
+    model_config = STRICT
+    series: str
+    share_of: str | None = None
+    rationale: str = ""
+
+
+class Supply(BaseModel):
+    model_config = STRICT
+    flow_revenue_tolerance: Leaf
+    utilisation_overbuild: Leaf
+    all_in_cost_multiplier: Leaf
+    margin_precision: str = "fp8"
+    margin_chips: list[str] = []
+    # supplier -> the reported revenue its annual inference purchases are compared with
+    supplier_revenue: dict[str, SupplierRevenue] = {}
+
+
 class CpuLayer(BaseModel):
     model_config = STRICT
     cpus_per_agentic_accelerator: Leaf
@@ -226,6 +244,7 @@ class Assumptions(BaseModel):
     workload: Workload
     fleet: Fleet
     cowos: Cowos
+    supply: Supply
     cpu_layer: CpuLayer
     chip_overrides: dict[str, ChipOverride] = {}
     segments: dict[str, Segment]

@@ -23,7 +23,10 @@ INPUTS = {
     "workload_mix": "marts.workload_mix",
     "demand": "staging.quarterly_demand",
     "assumptions": "meta.assumptions",
-    "installed_base": "marts.installed_base",
+    "installed_base_projection": "marts.installed_base_projection",
+    "supply_capacity": "marts.supply_capacity",
+    "api_prices": "raw.api_prices",
+    "provider_margins": "raw.provider_margins",
     "forecast": "marts.forecast",
     "supply_metrics": "marts.supply_metrics",
     "serving_efficiency": "marts.serving_efficiency",
@@ -33,11 +36,21 @@ OUTPUTS = {
                        "(p5/median/p95 over the Monte Carlo draws).",
     "supplier_exposure": "USD content of the required fleet per supplier and role (p5/median/p95), share of role.",
     "supplier_concentration": "Herfindahl-Hirschman index of each supplier role per quarter and scenario.",
-    "supply_demand_gap": "Required vs the inference share of the installed base, China-market vs rest, per "
-                         "resource a phase consumes (prefill: 8-bit compute; decode: memory bandwidth; all: H100e).",
+    "supply_demand_gap": "Required vs the inference share of the installed base projected to the same quarter "
+                         "(marts.installed_base_projection), China-market vs rest, per resource a phase consumes "
+                         "(prefill: 8-bit compute; decode: memory bandwidth; all: H100e).",
+    "implied_utilisation": "Required H100e / the projected installed base's inference share per quarter, scenario, "
+                           "region and chip class; flag short (>1), overbuild (< supply.utilisation_overbuild), "
+                           "no installed base.",
+    "supplier_flows": "Annual purchases attributable to inference per supplier and role (fleet growth + "
+                      "replacements: a flow) vs the supplier's reported or forecast revenue, beside the required "
+                      "fleet's content (a stock).",
+    "token_margin": "Published API prices vs modelled cost per million tokens on each margin chip: implied gross "
+                    "margin with its range, and the provider-disclosed margin where there is one.",
     "sensitivity": "Swing in total chips at the horizon when each assumption moves across its range (tornado).",
-    "cross_checks": "Implied spend and CoWoS/2.5D demand vs Nvidia data-center revenue, CoWoS capacity and "
-                    "domestic 2.5D packaging revenue, as ratios.",
+    "cross_checks": "Implied spend and CoWoS/2.5D demand vs Nvidia data-center revenue, CoWoS capacity "
+                    "(marts.supply_capacity) and domestic 2.5D packaging revenue, and the fleet's HBM split vs "
+                    "published HBM market shares, as ratios.",
     "interactivity_curves": "Decode tokens/s per chip against tokens/s per user (InferenceX's axes) for each "
                             "scenario's decode chips and main model, with batch, replica and cost per million "
                             "output tokens.",

@@ -1,13 +1,14 @@
 """The demand-to-hardware model end to end: frames and config in, mart frames out (pure library).
 
     build(inputs, config, seed=0) -> dict of polars frames:
-        hardware_demand, supplier_exposure, supplier_concentration, supply_demand_gap, sensitivity,
-        cross_checks, interactivity_curves
+        hardware_demand, supplier_exposure, supplier_concentration, supply_demand_gap, implied_utilisation,
+        supplier_flows, token_margin, sensitivity, cross_checks, interactivity_curves
 
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
-workload_mix, demand (staging.quarterly_demand), assumptions (meta.assumptions), installed_base,
-forecast (marts.forecast, for revenue and packaging series), supply_metrics and serving_efficiency
-(marts.serving_efficiency: the calibrated efficiency and error of each chip group).
+workload_mix, demand (staging.quarterly_demand), assumptions (meta.assumptions), installed_base_projection,
+supply_capacity, forecast (marts.forecast, for revenue and packaging series), supply_metrics, api_prices,
+provider_margins and serving_efficiency (marts.serving_efficiency: the calibrated efficiency and error of each
+chip group). The supply-side frames come from hardware.supply.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, check_spe
                             parse_scenarios, size_fleet, summarise, tie_workload)
 from hardware.serving import interactivity_curves, priors_and_limits, serving_from_table
 from hardware.specs import chips_from_frame, models_from_frame
+from hardware.supply import implied_utilisation, supplier_flows, supply_demand_gap, token_margin
 
 Z80 = 1.2815516
 
@@ -33,6 +35,13 @@ def _value(assumptions: pl.DataFrame, name: str) -> float:
     if hit.height == 0:
         raise KeyError(f"assumption '{name}' is missing from the assumptions file")
     return float(hit["value"][0])
+
+
+def _range(assumptions: pl.DataFrame, name: str) -> tuple[float, float, float]:
+    hit = assumptions.filter(pl.col("name") == name)
+    if hit.height == 0:
+        raise KeyError(f"assumption '{name}' is missing from the assumptions file")
+    return float(hit["low"][0]), float(hit["value"][0]), float(hit["high"][0])
 
 
 def model_mix(config: dict, workload_mix: pl.DataFrame, models: dict) -> dict[str, dict[str, float]]:
@@ -144,7 +153,18 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
     region = {s: spec["region"] for s, spec in config["segments"].items()}
-    gap = _supply_demand_gap(rows, chips, region, inputs["installed_base"], a)
+    supply = config.get("supply") or {}
+    projection = inputs["installed_base_projection"]
+    share = a["fleet.inference_share_of_installed_base"]
+    gap = supply_demand_gap(rows, chips, region, projection, share)
+    utilisation = implied_utilisation(rows, chips, region, projection, share,
+                                      _value(assumptions, "supply.utilisation_overbuild"))
+    flows = supplier_flows(rows, inputs["supply_chain"], inputs["forecast"], inputs["supply_metrics"],
+                           {k: dict(v) for k, v in (supply.get("supplier_revenue") or {}).items()},
+                           a["installed_base.service_life_years"], _value(assumptions, "supply.flow_revenue_tolerance"))
+    margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
+                          list(supply.get("margin_chips") or []), supply.get("margin_precision", "fp8"),
+                          _range(assumptions, "supply.all_in_cost_multiplier"))
     sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving)
     checks = _cross_checks(rows, chips, designer, inputs, a)
     curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips), serving.efficiency,
@@ -154,6 +174,9 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
         "supplier_exposure": exposure,
         "supplier_concentration": concentration(exposure),
         "supply_demand_gap": gap,
+        "implied_utilisation": utilisation,
+        "supplier_flows": flows,
+        "token_margin": margin,
         "sensitivity": sensitivity,
         "cross_checks": checks,
         "interactivity_curves": curves,
@@ -173,54 +196,6 @@ def _curve_pairs(config, scenarios, mix, chips) -> list[tuple[str, str, str]]:
                     if (chip, model, scen.precision) not in pairs and chips[chip].chip_class != "cpu":
                         pairs.append((chip, model, scen.precision))
     return pairs
-
-
-GAP_RESOURCES = {
-    # resource: (unit, phases it covers, per-chip amount, installed-base column, what it compares)
-    "prefill_compute": ("H100e (8-bit OP/s)", ("prefill",), lambda c: c.h100e, "h100e_median",
-                        "prefill is compute-bound: 8-bit compute of the prefill chips vs installed compute"),
-    "decode_bandwidth": ("TB/s of HBM/DDR bandwidth", ("decode",), lambda c: c.mem_tbps or 0.0, "mem_tbps_median",
-                         "decode is bandwidth-bound: memory bandwidth of the decode chips vs installed bandwidth"),
-    "all_h100e": ("H100e (8-bit OP/s)", ("prefill", "decode"), lambda c: c.h100e, "h100e_median",
-                  "Epoch AI's unit for all phases; decode on bandwidth-rich, compute-poor parts (H20) inflates "
-                  "the installed side: read with the two rows above"),
-}
-
-
-def _supply_demand_gap(rows, chips, region, installed_base: pl.DataFrame, a) -> pl.DataFrame:
-    """Required vs the installed base's inference share, per region and per resource a phase consumes
-    (prefill: 8-bit compute; decode: memory bandwidth), so the conclusion does not depend on the unit."""
-    base = (installed_base.with_columns(pl.when(pl.col("china_market")).then(pl.lit("china"))
-                                        .otherwise(pl.lit("rest")).alias("region"))
-            .group_by("quarter_end", "region").agg(pl.col("h100e_median", "mem_tbps_median").sum())
-            .sort("quarter_end"))
-    share = a["fleet.inference_share_of_installed_base"]
-    out = []
-    for resource, (unit, phases, amount, column, note) in GAP_RESOURCES.items():
-        required = _per_draw_totals(
-            rows, lambda r: (r["period_start"], r["scenario"], region[r["segment"]]) if r["phase"] in phases else None,
-            lambda r: amount(chips[r["chip"]]))
-        sram = sorted({r["chip"] for r in rows if r["phase"] in phases and chips[r["chip"]].sram_only})
-        extra = f"; SRAM-only decode chips ({', '.join(sram)}) have no HBM and are not in this row" \
-            if sram and resource == "decode_bandwidth" else ""
-        for (period, scenario, reg), need in required.items():
-            quarter_end = (dt.date(period.year + (period.month + 2) // 12, (period.month + 2) % 12 + 1, 1)
-                           - dt.timedelta(days=1))
-            hist = base.filter((pl.col("region") == reg) & (pl.col("quarter_end") <= quarter_end))
-            if hist.height == 0:
-                continue
-            installed_at, installed = hist["quarter_end"][-1], float(hist[column][-1])
-            serving = installed * share
-            out.append({"period_start": period, "scenario": scenario, "region": reg, "resource": resource,
-                        "unit": unit, "required_p5": float(np.percentile(need, 5)),
-                        "required_median": float(np.median(need)),
-                        "required_p95": float(np.percentile(need, 95)),
-                        "installed_median": installed,
-                        "installed_inference_median": float(np.median(serving)),
-                        "installed_quarter_end": installed_at,
-                        "ratio": float(np.median(need / serving)) if installed > 0 else None,
-                        "note": note + extra})
-    return pl.DataFrame(out).sort("period_start", "scenario", "region", "resource")
 
 
 def _total_chips(demand, scenarios, chips, models, mix, point: dict, z: float, serving: Serving,
@@ -306,6 +281,8 @@ def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
         return float(part["value"].sum()), basis
 
     metrics = inputs["supply_metrics"]
+    capacity = inputs["supply_capacity"]
+    exposure = supplier_exposure(rows, inputs["supply_chain"])
     out = []
     scenarios = sorted({r["scenario"] for r in q4})
     for year in years:
@@ -321,10 +298,10 @@ def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
             out.append(_check(year, scen, "nvidia_spend_vs_data_center_revenue", nvidia, rev, "usd_per_year", basis,
                               "implied purchases of Nvidia chips for inference vs Nvidia data-center revenue"))
             wafers = purchases(lambda c: 1.0 if c in tsmc_packaged else 0.0) / 12 / a["cowos.packages_per_wafer"]
-            cap = metrics.filter((pl.col("metric") == "capacity_wafers_per_month")
-                                 & (pl.col("period_end").dt.year() <= year)).sort("period_end")
-            cap_value = float(cap["value"][-1]) if cap.height else None
-            cap_basis = f"reported {cap['period_end'][-1]}" if cap.height else None
+            cap = capacity.filter((pl.col("resource") == "cowos") & (pl.col("quarter_start").dt.year() == year)
+                                  & (pl.col("quarter_start").dt.month() == 10))
+            cap_value = float(cap["capacity"][0]) / 3 if cap.height else None
+            cap_basis = f"{cap['basis'][0]} Q4 {year} ({cap['source_id'][0]})" if cap.height else None
             out.append(_check(year, scen, "cowos_wafers_vs_capacity", wafers, cap_value, "wafers_per_month",
                               cap_basis, "CoWoS wafers/month the inference chips bought in the year need vs TSMC "
                                          "CoWoS capacity"))
@@ -332,7 +309,23 @@ def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
             sj, sj_basis = reported_year("packaging_revenue/SJ Semiconductor/2.5D packaging", year)
             out.append(_check(year, scen, "domestic_2_5d_spend_vs_packaging_revenue", domestic, sj, "usd_per_year",
                               sj_basis, "implied domestic 2.5D packaging content of Chinese chips bought in the year "
-                                        "vs SJ Semiconductor's 2.5D packaging revenue"))
+                                        "vs SJ Semiconductor's 2.5D packaging revenue. SJ is one of several domestic "
+                                        "2.5D houses (Huawei's own lines and others package Ascend too), so a ratio "
+                                        "above 1 means the other houses or new capacity must carry the rest, or the "
+                                        "per-chip packaging content (data/supply_chain.csv) is set too high"))
+            # the fleet's HBM content split by supplier vs published HBM market shares
+            hbm = exposure.filter((pl.col("role") == "hbm") & (pl.col("scenario") == scen)
+                                  & (pl.col("period_start").dt.year() == year)
+                                  & (pl.col("period_start").dt.month() == 10))
+            shares = metrics.filter((pl.col("metric") == "market_share") & (pl.col("segment") == "HBM"))
+            for supplier, share in shares.select("company", "value").iter_rows():
+                got = hbm.filter(pl.col("supplier") == supplier)
+                implied = float(got["share_of_role"][0]) if got.height else 0.0
+                out.append(_check(year, scen, f"hbm_share_vs_published/{supplier}", implied, float(share), "share",
+                                  "reported market share (counterpoint_hbm_share)",
+                                  f"{supplier}'s share of the required fleet's HBM content vs its published HBM "
+                                  "market share: the supply_chain.csv split routes HBM by chip, so a ratio far from 1 "
+                                  "says the fleet's chips buy from a different mix than the market"))
     schema = {"year": pl.Int64, "scenario": pl.Utf8, "check": pl.Utf8, "implied_p5": pl.Float64,
               "implied_median": pl.Float64, "implied_p95": pl.Float64, "reported": pl.Float64, "unit": pl.Utf8,
               "reported_basis": pl.Utf8, "ratio": pl.Float64, "note": pl.Utf8}

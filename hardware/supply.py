@@ -1,0 +1,283 @@
+"""The supply side of the demand-to-hardware model (pure library: polars/numpy in, polars out).
+
+    supply_demand_gap     required vs the projected installed base's inference share, per resource
+    implied_utilisation   required H100e / available inference H100e per region and chip class
+    supplier_flows        annual inference purchases per supplier (a flow) vs reported revenue, beside
+                          the content of the required fleet (a stock)
+    token_margin          published API prices vs modelled cost per million tokens on the serving chips
+
+`rows` are hardware.fleet.size_fleet rows (chips as arrays of Monte Carlo draws); `projection` is
+marts.installed_base_projection (observed and projected installed base per quarter, designer, region).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+
+from hardware.fleet import output_tokens_per_request
+from hardware.serving import group_of, serve
+
+Z90 = 1.6449
+
+
+def quarter_end(period: dt.date) -> dt.date:
+    return dt.date(period.year + (period.month + 2) // 12, (period.month + 2) % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def _percentiles(values) -> tuple[float, float, float]:
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    return float(np.percentile(v, 5)), float(np.median(v)), float(np.percentile(v, 95))
+
+
+def _per_draw(rows, key, weight) -> dict[tuple, np.ndarray]:
+    totals: dict[tuple, np.ndarray] = {}
+    for r in rows:
+        k = key(r)
+        if k is not None:
+            totals[k] = totals.get(k, 0.0) + r["chips"] * weight(r)
+    return totals
+
+
+GAP_RESOURCES = {
+    # resource: (unit, phases it covers, per-chip amount, installed-base column, what it compares)
+    "prefill_compute": ("H100e (8-bit OP/s)", ("prefill",), lambda c: c.h100e, "installed_h100e",
+                        "prefill is compute-bound: 8-bit compute of the prefill chips vs installed compute"),
+    "decode_bandwidth": ("TB/s of HBM/DDR bandwidth", ("decode",), lambda c: c.mem_tbps or 0.0,
+                         "installed_mem_tbps",
+                         "decode is bandwidth-bound: memory bandwidth of the decode chips vs installed bandwidth"),
+    "all_h100e": ("H100e (8-bit OP/s)", ("prefill", "decode"), lambda c: c.h100e, "installed_h100e",
+                  "Epoch AI's unit for all phases; decode on bandwidth-rich, compute-poor parts (H20) inflates "
+                  "the installed side: read with the two rows above"),
+}
+
+
+def _installed(projection: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    return (projection.group_by("quarter_end", *by)
+            .agg(pl.col("installed_h100e", "installed_mem_tbps").sum(),
+                 pl.col("basis").filter(pl.col("basis") != "none").unique().sort().str.join(", ").alias("basis")))
+
+
+def supply_demand_gap(rows, chips, region: dict[str, str], projection: pl.DataFrame, share) -> pl.DataFrame:
+    """Required vs the inference share of the installed base projected to the same quarter, per region
+    and per resource a phase consumes (prefill: 8-bit compute; decode: memory bandwidth)."""
+    base = {(r["quarter_end"], r["region"]): r for r in _installed(projection, ["region"]).iter_rows(named=True)}
+    out = []
+    for resource, (unit, phases, amount, column, note) in GAP_RESOURCES.items():
+        required = _per_draw(rows, lambda r: (r["period_start"], r["scenario"], region[r["segment"]])
+                             if r["phase"] in phases else None, lambda r: amount(chips[r["chip"]]))
+        sram = sorted({r["chip"] for r in rows if r["phase"] in phases and chips[r["chip"]].sram_only})
+        extra = f"; SRAM-only decode chips ({', '.join(sram)}) have no HBM and are not in this row" \
+            if sram and resource == "decode_bandwidth" else ""
+        for (period, scenario, reg), need in required.items():
+            hit = base.get((quarter_end(period), reg))
+            if hit is None:
+                continue
+            installed = float(hit[column])
+            serving = installed * share
+            p5, med, p95 = _percentiles(need)
+            out.append({"period_start": period, "scenario": scenario, "region": reg, "resource": resource,
+                        "unit": unit, "required_p5": p5, "required_median": med, "required_p95": p95,
+                        "installed_median": installed, "installed_inference_median": float(np.median(serving)),
+                        "installed_quarter_end": hit["quarter_end"], "installed_basis": hit["basis"],
+                        "ratio": float(np.median(need / serving)) if installed > 0 else None,
+                        "note": note + extra})
+    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "region": pl.Utf8, "resource": pl.Utf8, "unit": pl.Utf8,
+              "required_p5": pl.Float64, "required_median": pl.Float64, "required_p95": pl.Float64,
+              "installed_median": pl.Float64, "installed_inference_median": pl.Float64,
+              "installed_quarter_end": pl.Date, "installed_basis": pl.Utf8, "ratio": pl.Float64, "note": pl.Utf8}
+    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "region", "resource")
+
+
+def implied_utilisation(rows, chips, region: dict[str, str], projection: pl.DataFrame, share,
+                        overbuild: float) -> pl.DataFrame:
+    """Required H100e / (installed H100e x inference share) per quarter, scenario, region and chip class.
+
+    flag: 'short' (median above 1: demand cannot be served by the class's projected base; shortfall
+    in H100e), 'overbuild' (below `overbuild`), 'no installed base' (the class is not in the shipment
+    data: LPUs, wafer-scale, CPUs), else 'ok'."""
+    base = {(r["quarter_end"], r["region"], r["chip_class"]): r
+            for r in _installed(projection, ["region", "chip_class"]).iter_rows(named=True)}
+    required = _per_draw(rows, lambda r: (r["period_start"], r["scenario"], region[r["segment"]],
+                                          chips[r["chip"]].chip_class),
+                         lambda r: chips[r["chip"]].h100e or 0.0)
+    out = []
+    for (period, scenario, reg, cls), need in required.items():
+        hit = base.get((quarter_end(period), reg, cls))
+        installed = float(hit["installed_h100e"]) if hit else 0.0
+        available = installed * share
+        p5, med, p95 = _percentiles(need)
+        row = {"period_start": period, "scenario": scenario, "region": reg, "chip_class": cls,
+               "required_h100e_p5": p5, "required_h100e_median": med, "required_h100e_p95": p95,
+               "installed_h100e": installed, "available_inference_h100e": float(np.median(available)),
+               "installed_basis": hit["basis"] if hit else None,
+               "utilisation_p5": None, "utilisation_median": None, "utilisation_p95": None,
+               "shortfall_h100e": None, "flag": "no installed base"}
+        if installed > 0:
+            u5, u50, u95 = _percentiles(need / available)
+            row.update(utilisation_p5=u5, utilisation_median=u50, utilisation_p95=u95,
+                       shortfall_h100e=float(max(np.median(need - available), 0.0)),
+                       flag="short" if u50 > 1 else ("overbuild" if u50 < overbuild else "ok"))
+        out.append(row)
+    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "region": pl.Utf8, "chip_class": pl.Utf8,
+              "required_h100e_p5": pl.Float64, "required_h100e_median": pl.Float64, "required_h100e_p95": pl.Float64,
+              "installed_h100e": pl.Float64, "available_inference_h100e": pl.Float64, "installed_basis": pl.Utf8,
+              "utilisation_p5": pl.Float64, "utilisation_median": pl.Float64, "utilisation_p95": pl.Float64,
+              "shortfall_h100e": pl.Float64, "flag": pl.Utf8}
+    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "region", "chip_class")
+
+
+def reported_revenue(forecast: pl.DataFrame, supply_metrics: pl.DataFrame, spec: dict, supplier: str,
+                     year: int) -> tuple[float | None, str | None]:
+    """A supplier's reported (or forecast) revenue in a calendar year, from its configured series, times
+    its latest market share when the series is a market total."""
+    part = forecast.filter((pl.col("series_id") == spec["series"]) & (pl.col("period_start").dt.year() == year))
+    if part.height == 0:
+        return None, None
+    value = float(part["value"].sum())
+    basis = "forecast" if part["is_forecast"].any() else "reported"
+    if spec.get("share_of"):
+        share = (supply_metrics.filter((pl.col("metric") == "market_share") & (pl.col("segment") == spec["share_of"])
+                                       & (pl.col("company") == supplier)).sort("period_end"))
+        if share.height == 0:
+            return None, None
+        value *= float(share["value"][-1])
+        basis += f" x {spec['share_of']} share {float(share['value'][-1]):.0%}"
+    return value, basis
+
+
+def supplier_flows(rows, supply_chain: pl.DataFrame, forecast: pl.DataFrame, supply_metrics: pl.DataFrame,
+                   revenue_specs: dict, life, tolerance: float) -> pl.DataFrame:
+    """Per year, scenario, supplier and role: the fleet's content at Q4 (a stock) and the year's purchases
+    attributable to inference = growth of that content over the year + replacement of last year's
+    content over the service life (a flow), the flow compared with the supplier's reported revenue.
+    status: 'within revenue' when purchases <= revenue x (1 + tolerance), 'exceeds revenue' above it,
+    'no reported revenue' when no series is configured or none covers the year."""
+    split = supply_chain.filter(pl.col("usd_per_chip").is_not_null())
+    by_chip: dict[str, list[tuple[str, str, float]]] = {}
+    for chip, supplier, role, usd in split.select("chip", "supplier", "role", "usd_per_chip").iter_rows():
+        by_chip.setdefault(chip, []).append((supplier, role, float(usd)))
+    stock: dict[tuple, np.ndarray] = {}
+    for r in rows:
+        if r["period_start"].month != 10:
+            continue
+        for supplier, role, usd in by_chip.get(r["chip"], []):
+            key = (r["period_start"].year, r["scenario"], supplier, role)
+            stock[key] = stock.get(key, 0.0) + r["chips"] * usd
+    out = []
+    for (year, scenario, supplier, role), now in sorted(stock.items()):
+        before = stock.get((year - 1, scenario, supplier, role))
+        if before is None and any(k[0] == year - 1 for k in stock):
+            before = 0.0  # the supplier had no content in last year's fleet
+        if before is None:
+            continue  # the first year of the horizon: no growth to measure
+        flow = np.maximum(now - before, 0.0) + before / life
+        spec = revenue_specs.get(supplier)
+        revenue, basis = reported_revenue(forecast, supply_metrics, spec, supplier, year) if spec else (None, None)
+        f5, f50, f95 = _percentiles(flow)
+        s5, s50, s95 = _percentiles(now)
+        ratio = f50 / revenue if revenue else None
+        status = ("no reported revenue" if ratio is None
+                  else "exceeds revenue" if ratio > 1 + tolerance else "within revenue")
+        out.append({"year": year, "scenario": scenario, "supplier": supplier, "role": role,
+                    "purchases_usd_p5": f5, "purchases_usd_median": f50, "purchases_usd_p95": f95,
+                    "fleet_content_usd_p5": s5, "fleet_content_usd_median": s50, "fleet_content_usd_p95": s95,
+                    "reported_revenue_usd": revenue, "revenue_basis": basis,
+                    "revenue_series": spec["series"] if spec else None,
+                    "ratio": ratio, "tolerance": tolerance, "status": status})
+    schema = {"year": pl.Int64, "scenario": pl.Utf8, "supplier": pl.Utf8, "role": pl.Utf8,
+              "purchases_usd_p5": pl.Float64, "purchases_usd_median": pl.Float64, "purchases_usd_p95": pl.Float64,
+              "fleet_content_usd_p5": pl.Float64, "fleet_content_usd_median": pl.Float64,
+              "fleet_content_usd_p95": pl.Float64, "reported_revenue_usd": pl.Float64, "revenue_basis": pl.Utf8,
+              "revenue_series": pl.Utf8, "ratio": pl.Float64, "tolerance": pl.Float64, "status": pl.Utf8}
+    return pl.DataFrame(out, schema=schema).sort("year", "scenario", "supplier", "role")
+
+
+def _blend(input_share, cached_share, output_share, p_in, p_cached, p_out):
+    """USD per million tokens of the whole mix (cached input at its own price, or the input price)."""
+    p_cached = p_in if p_cached is None else p_cached
+    return input_share * ((1 - cached_share) * p_in + cached_share * p_cached) + output_share * p_out
+
+
+def token_margin(prices: pl.DataFrame, disclosed: pl.DataFrame, chips, models, serving, point: dict,
+                 chip_names: list[str], precision: str, all_in: tuple[float, float, float] = (1.0, 1.0, 1.0)) \
+        -> pl.DataFrame:
+    """Implied gross margin of each published API price on each chip in `chip_names`.
+
+    Cost per million tokens at the workload's point values: a chip costs (unit price / service life +
+    TDP x PUE x electricity) per second; it serves prefill tokens/s and decode tokens/s (the calibrated
+    serving model at the per-user speed target), at the fleet's average load (utilisation /
+    peak-to-average) plus redundancy. Cached prompt tokens skip prefill. Blended over the mix of input
+    (cached and not) and output tokens, then times `all_in` (low, value, high): the servers, network,
+    building and financing around the chip; margin = 1 - cost / price. Low/high: the calibration's error
+    of the chip group at +/-1.645 s.d. (90%) with the all-in multiplier at its low/high. Where a provider disclosed a margin for the model and chip
+    (`disclosed`), `modelled_on_disclosed_basis` recomputes it on the provider's own workload mix, chip-hour
+    cost and speed, for a like-for-like cross-check."""
+    life_s = point["installed_base.service_life_years"] * 365.25 * 86_400.0
+    usd_per_joule = point["fleet.electricity_usd_per_mwh"] / 3.6e9
+    load = point["fleet.utilisation"] / point["fleet.peak_to_average"] / (1 + point["fleet.redundancy"])
+
+    def cost(chip, model, out_share, cached, speed, usd_per_s, busy):
+        prompt = point["workload.input_tokens"]
+        r = serve(chip, model, precision, prompt, output_tokens_per_request(prompt, out_share),
+                  serving.efficiency[group_of(chip)], serving.limits, user_speed=speed)
+        per_m_in = usd_per_s / (r["prefill_per_chip"] * busy) * 1e6
+        per_m_out = usd_per_s / (r["decode_per_chip"] * busy) * 1e6
+        blended = (1 - out_share) * (1 - cached) * per_m_in + out_share * per_m_out
+        return per_m_in, per_m_out, blended, r["meets_speed"]
+
+    out_share, cached = point["workload.output_share"], point["workload.cached_share"]
+    speed = point["hardware.user_speed_tokens_per_s"]
+    out = []
+    for p in prices.iter_rows(named=True):
+        model = models.get(p["model"])
+        if model is None:
+            continue
+        price = _blend(1 - out_share, cached, out_share, p["input_usd_per_mtok"], p["cached_input_usd_per_mtok"],
+                       p["output_usd_per_mtok"])
+        for name in chip_names:
+            chip = chips.get(name)
+            if chip is None or not chip.unit_price_usd:
+                continue
+            usd_per_s = chip.unit_price_usd / life_s + (chip.tdp_w or 0.0) * point["fleet.pue"] * usd_per_joule
+            try:
+                c_in, c_out, c, meets = cost(chip, model, out_share, cached, speed, usd_per_s, load)
+            except ValueError:
+                continue
+            sd = serving.error_sd.get(group_of(chip), 0.0)
+            low, mid, high = all_in
+            cost_low, cost_mid, cost_high = c * low * np.exp(-Z90 * sd), c * mid, c * high * np.exp(Z90 * sd)
+            row = {"price_date": p["price_date"], "provider": p["provider"], "model": p["model"], "chip": name,
+                   "chip_class": chip.chip_class, "price_usd_per_mtok_blended": price,
+                   "cost_usd_per_m_input": c_in * mid, "cost_usd_per_m_output": c_out * mid,
+                   "chip_only_cost_usd_per_mtok": c, "cost_usd_per_mtok_blended": cost_mid,
+                   "cost_low": cost_low, "cost_high": cost_high,
+                   "gross_margin": 1 - cost_mid / price, "gross_margin_low": 1 - cost_high / price,
+                   "gross_margin_high": 1 - cost_low / price, "meets_speed": meets,
+                   "disclosed_gross_margin": None, "modelled_on_disclosed_basis": None, "disclosed_source": None}
+            hit = disclosed.filter((pl.col("model") == p["model"]) & (pl.col("chip") == name)
+                                   & (pl.col("observed_on") >= p["price_date"]))
+            if hit.height:
+                d = hit.sort("observed_on").row(0, named=True)
+                d_out = d["output_share"] if d["output_share"] is not None else out_share
+                d_cached = d["cached_share"] if d["cached_share"] is not None else cached
+                d_speed = d["user_tokens_per_s"] or speed
+                d_usd = d["usd_per_chip_hour"] / 3600.0 if d["usd_per_chip_hour"] else usd_per_s
+                # a provider's own cost covers the chips it ran (scaled to the load): busy at utilisation
+                busy = point["fleet.utilisation"] / (1 + point["fleet.redundancy"])
+                _, _, d_cost, _ = cost(chip, model, d_out, d_cached, d_speed, d_usd, busy)
+                d_price = _blend(1 - d_out, d_cached, d_out, p["input_usd_per_mtok"], p["cached_input_usd_per_mtok"],
+                                 p["output_usd_per_mtok"])
+                row.update(disclosed_gross_margin=d["gross_margin"], modelled_on_disclosed_basis=1 - d_cost / d_price,
+                           disclosed_source=d["source_id"])
+            out.append(row)
+    schema = {"price_date": pl.Date, "provider": pl.Utf8, "model": pl.Utf8, "chip": pl.Utf8, "chip_class": pl.Utf8,
+              "price_usd_per_mtok_blended": pl.Float64, "cost_usd_per_m_input": pl.Float64,
+              "cost_usd_per_m_output": pl.Float64, "chip_only_cost_usd_per_mtok": pl.Float64,
+              "cost_usd_per_mtok_blended": pl.Float64, "cost_low": pl.Float64,
+              "cost_high": pl.Float64, "gross_margin": pl.Float64, "gross_margin_low": pl.Float64,
+              "gross_margin_high": pl.Float64, "meets_speed": pl.Boolean, "disclosed_gross_margin": pl.Float64,
+              "modelled_on_disclosed_basis": pl.Float64, "disclosed_source": pl.Utf8}
+    return pl.DataFrame(out, schema=schema).sort("model", "provider", "price_date", "chip")
