@@ -12,7 +12,8 @@ import pytest
 
 from assets.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, Serving, check_speed, parse_scenarios, size_fleet
-from hardware.model import GAP_RESOURCES, _supply_demand_gap, model_mix
+from hardware.model import model_mix
+from hardware.supply import GAP_RESOURCES, supply_demand_gap
 from hardware.roofline import Chip, Model
 from hardware.serving import Efficiency, Limits, decode_curve, serve
 from tests.conftest import ASSUMPTIONS
@@ -110,14 +111,15 @@ def test_wide_hbm_replica_is_bounded_by_latency_not_summed_bandwidth():
 
 def test_gap_compares_decode_in_bandwidth_so_a_compute_poor_part_does_not_flip_the_answer():
     # the same decode load on a full-compute chip and on a tenth-compute, same-bandwidth chip
-    installed = pl.DataFrame({"quarter_end": [dt.date(2026, 12, 31)] * 2, "china_market": [False, True],
-                              "h100e_median": [1e6, 1e6], "mem_tbps_median": [4e6, 4e6]})
-    a = {"fleet.inference_share_of_installed_base": np.array([0.5])}
+    installed = pl.DataFrame({"quarter_end": [dt.date(2027, 3, 31)] * 2, "region": ["rest", "china"],
+                              "chip_class": ["gpu", "gpu"], "basis": ["projected"] * 2,
+                              "installed_h100e": [1e6, 1e6], "installed_mem_tbps": [4e6, 4e6]})
+    share = np.array([0.5])
     ratios = {}
     for name, chip in (("gpu", GPU), ("slow", SLOW)):
         rows = [{"period_start": dt.date(2027, 1, 1), "scenario": name, "segment": "all", "phase": "decode",
                  "chip": chip.name, "chips": np.array([1000.0])}]
-        gap = _supply_demand_gap(rows, {chip.name: chip}, {"all": "rest"}, installed, a)
+        gap = supply_demand_gap(rows, {chip.name: chip}, {"all": "rest"}, installed, share)
         ratios[name] = dict(gap.select("resource", "ratio").iter_rows())
     # same bandwidth per chip -> same bandwidth ratio; H100e would differ tenfold
     assert ratios["gpu"]["decode_bandwidth"] == pytest.approx(ratios["slow"]["decode_bandwidth"])
