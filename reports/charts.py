@@ -130,7 +130,7 @@ def required_vs_installed(gap: pl.DataFrame, scenario: str) -> bytes:
                                 label="required p5-p95")
                 ax.plot(x, p["required_median"], color="#C44E52", label="required (median)")
                 ax.plot(x, p["installed_inference_median"], color="#4C72B0", ls="--",
-                        label="installed base x inference share")
+                        label="installed base (observed, then projected) x inference share")
                 ax.set_yscale("log")
                 ax.set_ylabel(p["unit"][0] + " (log)", fontsize=7)
             ax.set_title(f"{'China market' if region == 'china' else 'Rest of world'}: {resource.replace('_', ' ')}")

@@ -34,7 +34,8 @@ REPORT_TABLES = {
     "calibration": "marts.throughput_calibration", "serving_efficiency": "marts.serving_efficiency",
     "curves": "marts.interactivity_curves", "cost_levels": "marts.cost_at_interactivity",
     "vintage": "marts.forecast_vintage_errors", "flags": "marts.forecast_flags",
-    "coherence": "marts.demand_coherence",
+    "coherence": "marts.demand_coherence", "ledger": "marts.supply_ledger",
+    "utilisation": "marts.implied_utilisation", "flows": "marts.supplier_flows", "margin": "marts.token_margin",
 }
 GLOBAL = "tokens/global"
 GLOBAL_ESTIMATED = "tokens/global_estimated"
@@ -184,7 +185,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "gap_rows": [{"scenario": r["scenario"], "region": r["region"], "resource": r["resource"], "unit": r["unit"],
                       "required": short(r["required_median"]),
                       "installed": short(r["installed_inference_median"]),
-                      "installed_at": str(r["installed_quarter_end"]),
+                      "installed_at": f"{r['installed_quarter_end']} ({r['installed_basis']})",
                       "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"}
                      for r in gap.sort("scenario", "region", "resource").iter_rows(named=True)],
         "calibration_rows": [{"id": r["measurement_id"], "chip": r["chip"], "model": r["model_name"],
@@ -235,10 +236,79 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                        else "n/a"}
                       for r in _at(frames["token_cost"], horizon).sort("scenario", "phase", "chip_class")
                       .iter_rows(named=True)],
+        "supply": _supply_context(frames),
         "assumption_rows": [{"name": r["name"], "value": _num(r["value"]),
                              "range": "" if r["low"] == r["high"] else f"{_num(r['low'])} - {_num(r['high'])}",
                              "unit": r["unit"], "rationale": r["rationale"], "source": r["source"]}
                             for r in frames["assumptions"].iter_rows(named=True)],
+    }
+
+
+RESOURCE_NAMES = {"cowos": "CoWoS wafers", "hbm": "HBM (GB)", "hbm_stock": "HBM stacks in China's stock",
+                  "smic_advanced": "SMIC 7 nm-class wafers"}
+
+
+def _supply_context(frames: dict[str, pl.DataFrame]) -> dict:
+    """The supply-side section: what binds when (ledger), implied utilisation, flows vs revenue, margins."""
+    ledger = frames["ledger"].filter(pl.col("period_start").dt.month() == 10)
+    binding = []
+    for (year, region), part in ledger.group_by(pl.col("period_start").dt.year(), "region", maintain_order=True):
+        top = part.filter(pl.col("binding"))
+        if top.height:
+            r = top.row(0, named=True)
+            binding.append({"year": year, "region": region, "resource": RESOURCE_NAMES.get(r["resource"], r["resource"]),
+                            "ratio": f"{r['ratio']:.2f}", "range": f"{r['ratio_low']:.2f}-{r['ratio_high']:.2f}",
+                            "capacity": f"{short(r['capacity'])} {r['unit']} ({r['capacity_basis']})",
+                            "required": f"{short(r['required'])} ({r['required_basis']})"})
+    short_rows = frames["ledger"].filter(pl.col("ratio") > 1).sort("period_start")
+    first_short = [f"{RESOURCE_NAMES.get(r['resource'], r['resource'])} ({r['region']}) from {r['period_start']}"
+                   for r in short_rows.group_by("region", "resource").agg(pl.col("period_start").min())
+                   .sort("period_start").iter_rows(named=True)]
+    util = frames["utilisation"].filter((pl.col("scenario") == HEADLINE_SCENARIO)
+                                        & (pl.col("period_start").dt.month() == 10))
+    flows = frames["flows"].filter(pl.col("scenario") == HEADLINE_SCENARIO)
+    last_year = flows["year"].max() if flows.height else None
+    margin = frames["margin"]
+    latest = (margin.sort("price_date").group_by("provider", "model").agg(pl.col("price_date").last())
+              .sort("model", "provider"))
+    chips = list(dict.fromkeys(margin["chip"].to_list()))
+    margin_rows = []
+    for p in latest.iter_rows(named=True):
+        part = margin.filter((pl.col("provider") == p["provider"]) & (pl.col("model") == p["model"])
+                             & (pl.col("price_date") == p["price_date"]))
+        by_chip = {r["chip"]: r for r in part.iter_rows(named=True)}
+        first = part.row(0, named=True)
+        margin_rows.append({"provider": p["provider"], "model": p["model"], "date": str(p["price_date"]),
+                            "price": f"${first['price_usd_per_mtok_blended']:.3g}",
+                            "margins": [pct(by_chip[c]["gross_margin"]) + f" ({pct(by_chip[c]['gross_margin_low'])} to "
+                                        f"{pct(by_chip[c]['gross_margin_high'])})" if c in by_chip else "n/a"
+                                        for c in chips]})
+    disclosed = [{"provider": r["provider"], "model": r["model"], "chip": r["chip"],
+                  "disclosed": pct(r["disclosed_gross_margin"], 1), "modelled": pct(r["modelled_on_disclosed_basis"], 1),
+                  "source": r["disclosed_source"]}
+                 for r in margin.filter(pl.col("disclosed_gross_margin").is_not_null()).iter_rows(named=True)]
+    return {
+        "binding_rows": binding,
+        "first_short": first_short,
+        "util_rows": [{"period": str(r["period_start"]), "region": r["region"], "class": r["chip_class"],
+                       "required": short(r["required_h100e_median"]),
+                       "available": short(r["available_inference_h100e"]),
+                       "util": "n/a" if r["utilisation_median"] is None else pct(r["utilisation_median"]),
+                       "band": "" if r["utilisation_p5"] is None
+                       else f"{pct(r['utilisation_p5'])} to {pct(r['utilisation_p95'])}",
+                       "flag": r["flag"]} for r in util.iter_rows(named=True)],
+        "flow_year": last_year,
+        "flow_rows": [{"supplier": r["supplier"], "role": r["role"], "flow": usd(r["purchases_usd_median"]),
+                       "band": f"{usd(r['purchases_usd_p5'])} to {usd(r['purchases_usd_p95'])}",
+                       "stock": usd(r["fleet_content_usd_median"]),
+                       "revenue": usd(r["reported_revenue_usd"]) if r["reported_revenue_usd"] else "n/a",
+                       "basis": r["revenue_basis"] or "", "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                       "status": r["status"]}
+                      for r in flows.filter(pl.col("year") == last_year)
+                      .sort("purchases_usd_median", descending=True).iter_rows(named=True)],
+        "margin_chips": chips,
+        "margin_rows": margin_rows,
+        "disclosed_rows": disclosed,
     }
 
 

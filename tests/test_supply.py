@@ -15,9 +15,10 @@ from tests.conftest import build
 from tests.test_fleet import DENSE, GPU, SERVING
 from tests.test_marts import _load, _specs_and_shipments
 
-PACKAGING = ("chip,supply_region,packaging,packages_per_wafer,hbm_stacks,source_id,confidence,note\n"
-             "H100,rest,CoWoS-S,20,5,s,low,\n"
-             "X9,china,domestic 2.5D,,4,s,low,\n")
+PACKAGING = ("chip,supply_region,packaging,packages_per_wafer,hbm_stacks,dies_per_package,good_dies_per_wafer,"
+             "source_id,confidence,note\n"
+             "H100,rest,CoWoS-S,20,5,,,s,low,\n"
+             "X9,china,domestic 2.5D,,4,2,10,s,low,\n")
 
 
 def _forecast(con, designer: str, rows: list[tuple[str, float, float, float]]):
@@ -127,8 +128,13 @@ def test_ledger_counts_a_stock_against_cumulative_use(con, tmp_path):
     # 4 stacks per X9: 10 x 4 = 40, then + 20 x 4 = 120 stacks used to date (above the 100 in stock)
     assert got[dt.date(2024, 1, 1)] == pytest.approx(40)
     assert got[dt.date(2024, 4, 1)] == pytest.approx(120)
-    ratio = con.execute("select ratio from marts.supply_ledger where period_start = '2024-04-01'").fetchone()[0]
+    ratio = con.execute("select ratio from marts.supply_ledger where period_start = '2024-04-01' "
+                        "and resource = 'hbm_stock'").fetchone()[0]
     assert ratio == pytest.approx(1.2)
+    # 2 dies per X9 at 10 good dies per wafer: 20 X9 need 4 SMIC wafers (no SMIC capacity row: not in the ledger)
+    wafers = con.execute("select shipped_domestic_foundry_wafers from marts.installed_base_projection "
+                         "where quarter_start = '2024-04-01'").fetchone()[0]
+    assert wafers == pytest.approx(20 * 2 / 10)
 
 
 def _rows(period: dt.date, chips: float, chip: str = "gpu", segment: str = "all", scenario: str = "s"):
