@@ -27,6 +27,7 @@ INPUTS = {
     "supply_capacity": "marts.supply_capacity",
     "api_prices": "raw.api_prices",
     "provider_margins": "raw.provider_margins",
+    "chip_packaging": "raw.chip_packaging",
     "forecast": "marts.forecast",
     "supply_metrics": "marts.supply_metrics",
     "serving_efficiency": "marts.serving_efficiency",

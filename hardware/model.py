@@ -7,7 +7,7 @@
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
 workload_mix, demand (staging.quarterly_demand), assumptions (meta.assumptions), installed_base_projection,
 supply_capacity, forecast (marts.forecast, for revenue and packaging series), supply_metrics, api_prices,
-provider_margins and serving_efficiency (marts.serving_efficiency: the calibrated efficiency and error of each
+provider_margins, chip_packaging (packages per CoWoS wafer per chip) and serving_efficiency (marts.serving_efficiency: the calibrated efficiency and error of each
 chip group). The supply-side frames come from hardware.supply.
 """
 
@@ -260,6 +260,8 @@ def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
     life = a["installed_base.service_life_years"]
     split = inputs["supply_chain"].filter(pl.col("usd_per_chip").is_not_null())
     tsmc_packaged = set(split.filter((pl.col("role") == "advanced_packaging") & (pl.col("supplier") == "TSMC"))["chip"])
+    packaging = inputs["chip_packaging"].filter(pl.col("packages_per_wafer") > 0)
+    per_wafer = dict(packaging.select("chip", "packages_per_wafer").iter_rows())
     domestic_pkg = dict(split.filter((pl.col("role") == "advanced_packaging")
                                      & pl.col("supplier").str.contains("domestic")).select("chip", "usd_per_chip")
                         .iter_rows())
@@ -297,7 +299,10 @@ def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
             rev, basis = reported_year("revenue/Nvidia/data_center", year)
             out.append(_check(year, scen, "nvidia_spend_vs_data_center_revenue", nvidia, rev, "usd_per_year", basis,
                               "implied purchases of Nvidia chips for inference vs Nvidia data-center revenue"))
-            wafers = purchases(lambda c: 1.0 if c in tsmc_packaged else 0.0) / 12 / a["cowos.packages_per_wafer"]
+            # CoWoS wafers per chip: 1 / the chip's packages per wafer (data/chip_packaging.csv), else the
+            # assumption cowos.packages_per_wafer (drawn over its range)
+            wafers = purchases(lambda c: (1.0 / per_wafer[c] if c in per_wafer else 1.0 / a["cowos.packages_per_wafer"])
+                               if c in tsmc_packaged else 0.0) / 12
             cap = capacity.filter((pl.col("resource") == "cowos") & (pl.col("quarter_start").dt.year() == year)
                                   & (pl.col("quarter_start").dt.month() == 10))
             cap_value = float(cap["capacity"][0]) / 3 if cap.height else None

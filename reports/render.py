@@ -244,7 +244,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     }
 
 
-RESOURCE_NAMES = {"cowos": "CoWoS wafers", "hbm": "HBM (GB)", "hbm_stock": "HBM stacks in China's stock",
+RESOURCE_NAMES = {"cowos": "CoWoS wafers", "hbm": "HBM (GB)", "hbm_stock": "HBM stacks stockpiled in China",
                   "smic_advanced": "SMIC 7 nm-class wafers"}
 
 
@@ -296,6 +296,7 @@ def _supply_context(frames: dict[str, pl.DataFrame]) -> dict:
                        "util": "n/a" if r["utilisation_median"] is None else pct(r["utilisation_median"]),
                        "band": "" if r["utilisation_p5"] is None
                        else f"{pct(r['utilisation_p5'])} to {pct(r['utilisation_p95'])}",
+                       "shortfall": short(r["shortfall_h100e"]) if r["flag"] == "short" else "",
                        "flag": r["flag"]} for r in util.iter_rows(named=True)],
         "flow_year": last_year,
         "flow_rows": [{"supplier": r["supplier"], "role": r["role"], "flow": usd(r["purchases_usd_median"]),

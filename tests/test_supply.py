@@ -219,3 +219,28 @@ def test_margin_joins_prices_to_chip_costs_and_the_disclosed_margin():
     # the disclosure published after the price, for the same model and chip, is the one joined
     assert r["disclosed_gross_margin"] == pytest.approx(0.8) and r["disclosed_source"] == "after"
     assert -1.0 < r["modelled_on_disclosed_basis"] < 1.0
+
+
+def test_warn_check_counts_only_the_rows_its_where_clause_selects(tmp_path):
+    import duckdb
+    from dagster_duckdb import DuckDBResource
+
+    from assets.checks import _warn_check, contracts
+
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("create schema marts")
+    con.execute("create table marts.implied_utilisation as select * from (values "
+                "('a', 'short', 1.5), ('b', 'ok', 0.5), ('c', 'overbuild', 0.1)) t(scenario, flag, u)")
+    con.close()
+    warehouse = DuckDBResource(database=str(path))
+    spec = {"description": "d", "where": "flag = 'short'", "show": "scenario || ' ' || u"}
+    result = _warn_check("marts.implied_utilisation", "short_rows", spec)(warehouse=warehouse)
+    assert not result.passed and result.metadata["rows"].value == 1
+    assert "a 1.5" in result.metadata["first_rows"].value
+    none = _warn_check("marts.implied_utilisation", "none", {**spec, "where": "flag = 'missing'"})(warehouse=warehouse)
+    assert none.passed
+    # the shipped contracts select short and overbuild rows of the fourth quarter
+    checks = contracts()["marts.implied_utilisation"]["warn_if_rows"]
+    assert "flag = 'short'" in checks["demand_cannot_be_served"]["where"]
+    assert "flag = 'overbuild'" in checks["overbuild"]["where"]
