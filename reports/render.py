@@ -287,7 +287,19 @@ def _supply_context(frames: dict[str, pl.DataFrame]) -> dict:
                   "disclosed": pct(r["disclosed_gross_margin"], 1), "modelled": pct(r["modelled_on_disclosed_basis"], 1),
                   "source": r["disclosed_source"]}
                  for r in margin.filter(pl.col("disclosed_gross_margin").is_not_null()).iter_rows(named=True)]
+    gainers = []
+    if last_year is not None:
+        now = flows.filter(pl.col("year") == last_year).sort("purchases_usd_median", descending=True).head(4)
+        before = {(r["supplier"], r["role"]): r["purchases_usd_median"]
+                  for r in flows.filter(pl.col("year") == last_year - 1).iter_rows(named=True)}
+        for r in now.iter_rows(named=True):
+            prev = before.get((r["supplier"], r["role"]))
+            growth = f", {r['purchases_usd_median'] / prev - 1:+.0%} on {last_year - 1}" if prev else ""
+            share = f", {pct(r['ratio'])} of its revenue" if r["ratio"] is not None else ""
+            gainers.append(f"{r['supplier']} ({r['role'].replace('_', ' ')}) {usd(r['purchases_usd_median'])}"
+                           f"{share}{growth}")
     return {
+        "gainers": gainers,
         "binding_rows": binding,
         "first_short": first_short,
         "util_rows": [{"period": str(r["period_start"]), "region": r["region"], "class": r["chip_class"],
