@@ -7,13 +7,12 @@
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
 workload_mix, demand (staging.quarterly_demand), assumptions (meta.assumptions), installed_base_projection,
 supply_capacity, forecast (marts.forecast, for revenue and packaging series), supply_metrics, api_prices,
-provider_margins, chip_packaging (packages per CoWoS wafer per chip) and serving_efficiency (marts.serving_efficiency: the calibrated efficiency and error of each
-chip group). The supply-side frames come from hardware.supply.
+provider_margins, chip_packaging (packages per CoWoS wafer per chip) and serving_efficiency
+(marts.serving_efficiency: the calibrated efficiency and error of each chip group). The supply-side frames
+come from hardware.supply.
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 import warnings
 
@@ -91,16 +90,6 @@ def _segment_demand(config: dict, demand: pl.DataFrame) -> pl.DataFrame:
     return out.join(common.select("period_start"), on="period_start").sort("period_start", "segment")
 
 
-def _per_draw_totals(rows: list[dict], key, weight) -> dict[tuple, np.ndarray]:
-    totals: dict[tuple, np.ndarray] = {}
-    for r in rows:
-        k = key(r)
-        if k is None:
-            continue
-        totals[k] = totals.get(k, 0.0) + r["chips"] * weight(r)
-    return totals
-
-
 def measured_workload(assumptions: pl.DataFrame, workload_mix: pl.DataFrame) -> pl.DataFrame:
     """With request-level call logs loaded (origin group 'call_logs'), their output and cached shares
     replace the configured values of workload.output_share / workload.cached_share; the configured
@@ -166,7 +155,7 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
                           list(supply.get("margin_chips") or []), supply.get("margin_precision", "fp8"),
                           _range(assumptions, "supply.all_in_cost_multiplier"))
     sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving)
-    checks = _cross_checks(rows, chips, designer, inputs, a)
+    checks = _cross_checks(rows, chips, designer, inputs, a, exposure)
     curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips), serving.efficiency,
                                   limits, point)
     return {
@@ -249,7 +238,7 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
     return frame.sort("scenario", "swing_chips", descending=[False, True])
 
 
-def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
+def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame) -> pl.DataFrame:
     """Implied annual spend and packaging demand vs reported revenue and capacity, per scenario and year.
 
     A year's implied purchases = the growth of the required fleet over the year plus replacement of
@@ -284,7 +273,6 @@ def _cross_checks(rows, chips, designer, inputs, a) -> pl.DataFrame:
 
     metrics = inputs["supply_metrics"]
     capacity = inputs["supply_capacity"]
-    exposure = supplier_exposure(rows, inputs["supply_chain"])
     out = []
     scenarios = sorted({r["scenario"] for r in q4})
     for year in years:
