@@ -214,6 +214,16 @@ def load_source(con: duckdb.DuckDBPyConnection, source: Source, path: Path, as_o
         hit = _first_violation(con, tmp, f"{quote_ident(col)} < 0", quote_ident(col))
         if hit:
             raise InputFileError(path, hit[0], col, f"negative quantity {hit[1]!r}")
+    for low, mid, high in source.ordered:
+        cols = [quote_ident(c) for c in (low, mid, high)]
+        for a, b, name in ((cols[0], cols[1], low), (cols[1], cols[2], high)):
+            hit = _first_violation(con, tmp, f"{a} > {b}", f"cast({a} as varchar) || ' > ' || cast({b} as varchar)")
+            if hit:
+                raise InputFileError(path, hit[0], name, f"range out of order: {hit[1]} (needs {low} <= {mid} <= {high})")
+    for col in source.fractions:
+        hit = _first_violation(con, tmp, f"{quote_ident(col)} > 1", quote_ident(col))
+        if hit:
+            raise InputFileError(path, hit[0], col, f"value {hit[1]!r} is a fraction and may not exceed 1")
     for col, allowed in source.allowed.items():
         values = ", ".join(quote_text(v) for v in allowed)
         hit = _first_violation(

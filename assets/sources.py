@@ -33,6 +33,9 @@ class Source:
     # Every dated source accepts an optional `published_on` column (DATE) for figures published after
     # the period they describe (or projections published before it); `known_on` falls back to it first.
     known_on: str | None = None
+    # (low, value, high) column triples that must be ordered where filled, and columns that are fractions (<= 1)
+    ordered: tuple[tuple[str, str, str], ...] = ()
+    fractions: tuple[str, ...] = ()
 
     @property
     def optional(self) -> dict[str, str]:
@@ -399,6 +402,7 @@ SOURCES: tuple[Source, ...] = (
         non_negative=("low", "value", "high"),
         allowed={"region": ("rest", "china"), "basis": ("reported", "projection"),
                  "unit": ("wafers_per_month", "gb_per_year", "stacks"), "confidence": CONFIDENCE_VALUES},
+        ordered=(("low", "value", "high"),),
         observed="period_end",
         known_on="period_end",
     ),
@@ -445,6 +449,7 @@ SOURCES: tuple[Source, ...] = (
         key=("observed_on", "provider", "model"),
         required=("observed_on", "provider", "model", "chip", "gross_margin", "source_id", "confidence"),
         non_negative=("output_share", "cached_share", "usd_per_chip_hour", "user_tokens_per_s"),
+        fractions=("gross_margin", "output_share", "cached_share"),
         allowed={"confidence": CONFIDENCE_VALUES},
         references={"model": (("model_catalog", "model"),), "chip": (("accelerator_specs", "chip"),)},
         known_on="observed_on",

@@ -244,3 +244,21 @@ def test_warn_check_counts_only_the_rows_its_where_clause_selects(tmp_path):
     checks = contracts()["marts.implied_utilisation"]["warn_if_rows"]
     assert "flag = 'short'" in checks["demand_cannot_be_served"]["where"]
     assert "flag = 'overbuild'" in checks["overbuild"]["where"]
+
+
+def test_capacity_ranges_out_of_order_and_margins_above_one_name_file_row_and_column(con, tmp_path):
+    from assets.loading import InputFileError
+
+    with pytest.raises(InputFileError) as err:
+        _load(con, tmp_path, "supply_capacity",
+              "period_end,region,resource,unit,basis,low,value,high,source_id,confidence,note\n"
+              "2025-12-31,rest,cowos,wafers_per_month,reported,70,75,80,a,low,\n"
+              "2026-12-31,rest,cowos,wafers_per_month,projection,130,125,150,b,low,\n")
+    text = str(err.value)
+    assert "supply_capacity.csv" in text and "line 3" in text and "low" in text and "130.0 > 125.0" in text
+    with pytest.raises(InputFileError) as err:
+        _load(con, tmp_path, "provider_margins",
+              "observed_on,provider,model,chip,gross_margin,output_share,cached_share,usd_per_chip_hour,"
+              "user_tokens_per_s,source_id,confidence,note\n"
+              "2025-02-28,P,m,c,5.45,0.2,0.5,2,20,s,high,cost-profit ratio entered by mistake\n")
+    assert "line 2" in str(err.value) and "gross_margin" in str(err.value) and "fraction" in str(err.value)
