@@ -181,6 +181,7 @@ class SupplierRevenue(BaseModel):
 class Supply(BaseModel):
     model_config = STRICT
     flow_revenue_tolerance: Leaf
+    share_tolerance: Leaf
     utilisation_overbuild: Leaf
     all_in_cost_multiplier: Leaf
     margin_precision: str = "fp8"
@@ -215,6 +216,8 @@ class Segment(BaseModel):
 
 class Scenario(BaseModel):
     model_config = STRICT
+    label: str = ""
+    summary: str = ""
     description: str = ""
     precision: str = "fp8"
     kv_cache_on_ssd: bool = False

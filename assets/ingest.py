@@ -88,3 +88,25 @@ def forecast_hierarchy(context: dg.AssetExecutionContext, warehouse: DuckDBResou
         rows = replace_table_from_frame(con, "meta.forecast_hierarchy", frame)
     context.log.info(f"meta.forecast_hierarchy: {rows} (entry, part) rows")
     return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})
+
+
+@dg.asset(
+    key=["meta", "scenarios"],
+    group_name="ingest",
+    kinds={"duckdb", "yaml"},
+    pool=POOL,
+    description="The deployment scenarios of config/assumptions.yaml: id, a readable label, a one-line summary "
+    "and the full description (the report defines each scenario with them).",
+)
+def scenarios_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+    scenarios = load_assumptions(settings.assumptions_path).get("scenarios") or {}
+    frame = pl.DataFrame(
+        [{"scenario": name, "label": spec.get("label") or name,
+          "summary": spec.get("summary") or " ".join(str(spec.get("description", "")).split()),
+          "description": " ".join(str(spec.get("description", "")).split())}
+         for name, spec in scenarios.items()],
+        schema={"scenario": pl.Utf8, "label": pl.Utf8, "summary": pl.Utf8, "description": pl.Utf8})
+    with warehouse.get_connection() as con:
+        rows = replace_table_from_frame(con, "meta.scenarios", frame)
+    context.log.info(f"meta.scenarios: {rows} scenarios")
+    return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})

@@ -14,8 +14,18 @@ from assets.runs import check_evaluations
 from reports.render import REPORT_TABLES, render_report
 
 
+def data_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The as-of date of the warehouse's data: that of its latest successful run (None without runs)."""
+    has_runs = con.execute("select count(*) from duckdb_tables() where schema_name = 'meta' "
+                           "and table_name = 'runs'").fetchone()[0]
+    if not has_runs:
+        return None
+    hit = con.execute("select as_of from meta.runs where status = 'SUCCESS' order by started_at desc limit 1").fetchone()
+    return hit[0] if hit else None
+
+
 def build_report(con: duckdb.DuckDBPyConnection, as_of: dt.date, reports_dir: Path | str,
-                 checks: pl.DataFrame | None = None) -> Path:
+                 checks: pl.DataFrame | None = None, vintage: dt.date | None = None) -> Path:
     """Render the report from the warehouse. `checks` defaults to the latest recorded run's results."""
     frames = {key: con.execute(f"select * from {table}").pl() for key, table in REPORT_TABLES.items()}
     if checks is None:
@@ -25,7 +35,8 @@ def build_report(con: duckdb.DuckDBPyConnection, as_of: dt.date, reports_dir: Pa
             "select * from meta.check_results where run_id = (select run_id from meta.runs "
             "order by started_at desc limit 1)").pl() if has_runs else None
     threshold = con.execute("select value from meta.assumptions where name = 'report.change_threshold'").fetchone()
-    return render_report(frames, as_of, reports_dir, checks, threshold[0] if threshold else 0.1)
+    return render_report(frames, as_of, reports_dir, checks, threshold[0] if threshold else 0.1,
+                         data_as_of=vintage or data_as_of(con) or as_of)
 
 
 @dg.asset(
@@ -40,7 +51,7 @@ def build_report(con: duckdb.DuckDBPyConnection, as_of: dt.date, reports_dir: Pa
 def analyst_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     checks = check_evaluations(context.instance, context.run_id)
     with warehouse.get_connection() as con:
-        path = build_report(con, settings.as_of_date(), settings.reports_dir, checks)
+        path = build_report(con, settings.as_of_date(), settings.reports_dir, checks, vintage=settings.as_of_date())
     context.log.info(f"report written to {path}")
     return dg.MaterializeResult(metadata={"path": dg.MetadataValue.path(str(path / "report.html")),
                                           "markdown": dg.MetadataValue.path(str(path / "report.md"))})

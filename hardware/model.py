@@ -155,7 +155,9 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
                           list(supply.get("margin_chips") or []), supply.get("margin_precision", "fp8"),
                           _range(assumptions, "supply.all_in_cost_multiplier"))
     sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving)
-    checks = _cross_checks(rows, chips, designer, inputs, a, exposure)
+    checks = _cross_checks(rows, chips, designer, inputs, a, exposure,
+                           _value(assumptions, "supply.flow_revenue_tolerance"),
+                           _value(assumptions, "supply.share_tolerance"))
     curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips), serving.efficiency,
                                   limits, point)
     return {
@@ -238,7 +240,8 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
     return frame.sort("scenario", "swing_chips", descending=[False, True])
 
 
-def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame) -> pl.DataFrame:
+def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow_tol: float,
+                  share_tol: float) -> pl.DataFrame:
     """Implied annual spend and packaging demand vs reported revenue and capacity, per scenario and year.
 
     A year's implied purchases = the growth of the required fleet over the year plus replacement of
@@ -286,7 +289,7 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame) -> p
             nvidia = purchases(lambda c: (chips[c].unit_price_usd or 0.0) if designer.get(c) == "Nvidia" else 0.0)
             rev, basis = reported_year("revenue/Nvidia/data_center", year)
             out.append(_check(year, scen, "nvidia_spend_vs_data_center_revenue", nvidia, rev, "usd_per_year", basis,
-                              "implied purchases of Nvidia chips for inference vs Nvidia data-center revenue"))
+                              "implied purchases of Nvidia chips for inference vs Nvidia data-center revenue", flow_tol))
             # CoWoS wafers per chip: 1 / the chip's packages per wafer (data/chip_packaging.csv), else the
             # assumption cowos.packages_per_wafer (drawn over its range)
             wafers = purchases(lambda c: (1.0 / per_wafer[c] if c in per_wafer else 1.0 / a["cowos.packages_per_wafer"])
@@ -297,7 +300,7 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame) -> p
             cap_basis = f"{cap['basis'][0]} Q4 {year} ({cap['source_id'][0]})" if cap.height else None
             out.append(_check(year, scen, "cowos_wafers_vs_capacity", wafers, cap_value, "wafers_per_month",
                               cap_basis, "CoWoS wafers/month the inference chips bought in the year need vs TSMC "
-                                         "CoWoS capacity"))
+                                         "CoWoS capacity", 0.0))
             domestic = purchases(lambda c: domestic_pkg.get(c, 0.0))
             sj, sj_basis = reported_year("packaging_revenue/SJ Semiconductor/2.5D packaging", year)
             out.append(_check(year, scen, "domestic_2_5d_spend_vs_packaging_revenue", domestic, sj, "usd_per_year",
@@ -305,7 +308,7 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame) -> p
                                         "vs SJ Semiconductor's 2.5D packaging revenue. SJ is one of several domestic "
                                         "2.5D houses (Huawei's own lines and others package Ascend too), so a ratio "
                                         "above 1 means the other houses or new capacity must carry the rest, or the "
-                                        "per-chip packaging content (data/supply_chain.csv) is set too high"))
+                                        "per-chip packaging content (data/supply_chain.csv) is set too high", flow_tol))
             # the fleet's HBM content split by supplier vs published HBM market shares
             hbm = exposure.filter((pl.col("role") == "hbm") & (pl.col("scenario") == scen)
                                   & (pl.col("period_start").dt.year() == year)
@@ -318,17 +321,30 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame) -> p
                                   "reported market share (counterpoint_hbm_share)",
                                   f"{supplier}'s share of the required fleet's HBM content vs its published HBM "
                                   "market share: the supply_chain.csv split routes HBM by chip, so a ratio far from 1 "
-                                  "says the fleet's chips buy from a different mix than the market"))
+                                  "says the fleet's chips buy from a different mix than the market", share_tol,
+                                  "share"))
     schema = {"year": pl.Int64, "scenario": pl.Utf8, "check": pl.Utf8, "implied_p5": pl.Float64,
               "implied_median": pl.Float64, "implied_p95": pl.Float64, "reported": pl.Float64, "unit": pl.Utf8,
-              "reported_basis": pl.Utf8, "ratio": pl.Float64, "note": pl.Utf8}
+              "reported_basis": pl.Utf8, "ratio": pl.Float64, "tolerance": pl.Float64, "status": pl.Utf8,
+              "note": pl.Utf8}
     return pl.DataFrame(out, schema=schema)
 
 
-def _check(year, scenario, name, implied, reported, unit, basis, note) -> dict:
+def _check(year, scenario, name, implied, reported, unit, basis, note, tolerance: float,
+           kind: str = "ceiling") -> dict:
+    """One cross-check row. kind 'ceiling': the implied figure may not exceed the reported one by more than
+    `tolerance` (spend vs revenue, wafers vs capacity); 'share': the ratio must lie within
+    [1 / (1 + tolerance), 1 + tolerance]. status: within / outside tolerance, or no reported figure."""
     implied = np.atleast_1d(np.asarray(implied, dtype=float))
     median = float(np.median(implied))
+    ratio = median / reported if reported else None
+    if ratio is None:
+        status = "no reported figure"
+    elif kind == "share":
+        status = "within tolerance" if 1 / (1 + tolerance) <= ratio <= 1 + tolerance else "outside tolerance"
+    else:
+        status = "within tolerance" if ratio <= 1 + tolerance else "outside tolerance"
     return {"year": year, "scenario": scenario, "check": name, "implied_p5": float(np.percentile(implied, 5)),
             "implied_median": median, "implied_p95": float(np.percentile(implied, 95)), "reported": reported,
-            "unit": unit, "reported_basis": basis,
-            "ratio": median / reported if reported else None, "note": note}
+            "unit": unit, "reported_basis": basis, "ratio": ratio, "tolerance": tolerance, "status": status,
+            "note": note}

@@ -14,12 +14,48 @@ from pathlib import Path
 from pipelines.settings import Paths, ensure_dagster_home
 
 
+# dated sources without which a run has nothing to model: an as-of date before their first row is an error
+AS_OF_REQUIRED = ("token_volume_observations", "chip_shipments_quarterly", "throughput_measurements")
+
+
+def _as_of_problem(paths: Paths, as_of: dt.date) -> str | None:
+    """An as-of date before the data: the sources a run needs hold no row known then."""
+    import duckdb
+
+    from assets.loading import InputFileError, load_source
+    from assets.sources import SOURCES_BY_STEM
+
+    con = duckdb.connect()
+    try:
+        for stem in AS_OF_REQUIRED:
+            source = SOURCES_BY_STEM[stem]
+            path = paths.data_dir / source.file_name
+            if not path.exists():
+                continue  # the run reports the missing file itself
+            try:
+                load_source(con, source, path)
+                first = con.execute(f"select cast(min({source.known_on_sql}) as date) from {source.table}").fetchone()[0]
+            except (InputFileError, duckdb.Error):
+                continue  # the run reports a bad file with its row and column
+            if first is None or first > as_of:
+                return (f"--as-of {as_of}: no row of {source.file_name} was known by then (the first became known "
+                        f"on {first}); choose an as-of date on or after it")
+    finally:
+        con.close()
+    return None
+
+
 def _preflight(paths: Paths) -> str | None:
     """Everything that can be checked before a run starts; the first problem as one message."""
     from assets.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
 
     if not paths.data_dir.is_dir():
         return f"data directory {paths.data_dir} does not exist"
+    as_of = os.environ.get("T2C_AS_OF")
+    if as_of:
+        problem = _as_of_problem(paths, dt.date.fromisoformat(as_of))
+        if problem:
+            return problem
     try:
         flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
     except AssumptionsError as exc:
@@ -292,6 +328,7 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     from assets.warehouse import WarehouseError
     from pipelines.query import QueryRefused, flatten_nested, format_table, open_read_only, rewrite_show_tables, run_query
+    from reports.export import formula_safe
 
     path = _read_target(args.warehouse)
     problem = _unreadable(path)
@@ -315,7 +352,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         con.close()
     if args.format == "csv":
         frame = flatten_nested(frame)
-        sys.stdout.write((frame if args.raw else _formula_safe(frame)).write_csv())
+        sys.stdout.write((frame if args.raw else formula_safe(frame)).write_csv())
     elif args.format == "json":
         sys.stdout.write(frame.write_json() + "\n")
     else:
@@ -323,28 +360,15 @@ def cmd_query(args: argparse.Namespace) -> int:
     return 0
 
 
-def _formula_safe(frame):
-    """CSV for spreadsheets: a text cell starting with = + - @ (or a tab/CR) would run as a formula in
-    Excel/LibreOffice (CSV injection); prefix such cells with ' as OWASP recommends. Numbers untouched."""
-    import polars as pl
-
-    risky = r"^[=+\-@\t\r]"
-    return frame.with_columns(
-        pl.when(pl.col(c).str.contains(risky)).then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
-        for c, dtype in frame.schema.items() if dtype == pl.Utf8
-    )
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     import duckdb
 
-    from assets.report import build_report
-
+    from assets.report import build_report, data_as_of
     from assets.warehouse import WarehouseError, connect
 
     paths = Paths.from_env(reports_dir=args.reports_dir)
     try:
-        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else dt.datetime.now(dt.timezone.utc).date()
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
     except ValueError:
         print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
         return 2
@@ -359,6 +383,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     try:
+        vintage = data_as_of(con)
+        if as_of is None:
+            as_of = vintage or dt.datetime.now(dt.timezone.utc).date()
+        if vintage and as_of < vintage:
+            print(f"error: --as-of {as_of} is before the warehouse's data ({source} holds data as of {vintage}); "
+                  f"a report as of {as_of} would show figures not known then. Build that vintage first: "
+                  f"`tokens2chips run --as-of {as_of}`", file=sys.stderr)
+            return 2
         path = build_report(con, as_of, paths.reports_dir)
     except duckdb.CatalogException as exc:
         print(f"error: the warehouse lacks a table the report needs ({exc}); run `tokens2chips run`", file=sys.stderr)
@@ -421,16 +453,19 @@ def build_parser() -> argparse.ArgumentParser:
     query.set_defaults(func=cmd_query)
 
     report = sub.add_parser("report", help="rebuild the analyst report from the warehouse (no model runs)")
-    report.add_argument("--as-of", help="as-of date YYYY-MM-DD (default today, UTC)")
+    report.add_argument("--as-of", help="as-of date YYYY-MM-DD (default: the as-of date of the warehouse's data; "
+                        "an earlier date is refused: build that vintage with `run --as-of`)")
     report.add_argument("--warehouse", help="DuckDB file (env T2C_WAREHOUSE; default: the published copy of "
                         "var/warehouse.duckdb)")
     report.add_argument("--reports-dir", help="report directory (env T2C_REPORTS_DIR, default var/reports/)")
     report.set_defaults(func=cmd_report)
 
     from pipelines.backtest_cli import add_parser as add_backtest
+    from pipelines.export_cli import add_parser as add_export
     from pipelines.hardware_cli import add_parsers
 
     add_backtest(sub)
+    add_export(sub)
     add_parsers(sub)
     return parser
 

@@ -1,6 +1,7 @@
 """Report charts (matplotlib, Agg): each function takes polars frames and returns PNG bytes.
 
-Every chart has a title, units on its axes and a source line.
+Every chart has a title, units on its axes and a source line. Each PNG also carries a narrow variant
+(`.narrow`: the panels stacked in one column, about 600 px wide) that the HTML serves to phones.
 """
 
 from __future__ import annotations
@@ -23,22 +24,72 @@ CLASS_COLORS = {"gpu": "#4C72B0", "tpu": "#55A868", "asic": "#8172B2", "domestic
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.dpi": 110})
 
 
-def _png(fig, source: str) -> bytes:
-    fig.text(0.01, 0.005, source, fontsize=7, color="#555555", ha="left", va="bottom")
+class ChartPng(bytes):
+    """PNG bytes of the desktop chart; `.narrow` holds the phone variant."""
+    narrow: bytes
+
+
+NARROW_WIDTH_IN = 5.6
+
+
+def _png(fig, source: str) -> ChartPng:
+    note = fig.text(0.01, 0.005, source, fontsize=7, color="#555555", ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
+    out = ChartPng(buf.getvalue())
+    # phone: the visible panels stacked in one column at a width a phone shows near 1:1, text wrapped
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_subplotspec() is not None]
+    width, height = fig.get_size_inches()
+    rows = max(1, ax_rows(fig, panels))
+    if len(panels) > 1 and rows < len(panels):
+        grid = fig.add_gridspec(len(panels), 1)
+        for i, ax in enumerate(panels):
+            ax.set_subplotspec(grid[i, 0])
+        panel_h = max(2.4, height / rows)
+        fig.set_size_inches(NARROW_WIDTH_IN, panel_h * len(panels) + 0.6)
+    else:
+        fig.set_size_inches(NARROW_WIDTH_IN, max(2.6, height * NARROW_WIDTH_IN / width * 1.35))
+    for ax in list(fig.axes):
+        if ax not in panels and ax.get_subplotspec() is not None:
+            fig.delaxes(ax)
+    note.set_wrap(True)
+    for ax in panels:
+        ax.title.set_wrap(True)
+    if fig._suptitle is not None:
+        fig._suptitle.set_wrap(True)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
-    return buf.getvalue()
+    out.narrow = buf.getvalue()
+    return out
+
+
+def ax_rows(fig, panels) -> int:
+    """Rows of the figure's panel grid."""
+    rows = {ax.get_subplotspec().rowspan.start for ax in panels}
+    return len(rows)
 
 
 _SHORT_FMT = FuncFormatter(lambda v, _: short(v, 2))
 
 
 def _dates(ax) -> None:
-    locator = mdates.AutoDateLocator()
+    """Date ticks that do not run into each other, even in a narrow panel: yearly ticks over more than
+    two years, half-yearly over one to two, quarterly below (called after the data are plotted)."""
+    lo, hi = ax.get_xlim()
+    span_days = hi - lo
+    if span_days > 2 * 365:
+        locator, fmt = mdates.YearLocator(), mdates.DateFormatter("%Y")
+    elif span_days > 365:
+        locator, fmt = mdates.MonthLocator(bymonth=(1, 7)), mdates.DateFormatter("%b %Y")
+    else:
+        locator, fmt = mdates.MonthLocator(bymonth=(1, 4, 7, 10)), mdates.DateFormatter("%b %Y")
     ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.xaxis.set_major_formatter(fmt)
+    ax.xaxis.set_minor_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
+    ax.xaxis.set_minor_formatter(mdates.DateFormatter(""))
 
 
 def demand_fan(forecast: pl.DataFrame, series: list[str], title: str) -> bytes:
@@ -76,19 +127,38 @@ def origin_share(weekly: pl.DataFrame) -> bytes:
     share = totals.with_columns((pl.col("total_tokens") / pl.col("total_tokens").sum().over("week_start"))
                                 .alias("share")).sort("week_start")
     fig, ax = plt.subplots(figsize=(10, 3.2))
+    # an origin absent from a snapshot's top 10 has a 0% share that week; weeks without a snapshot are gaps
+    weeks = pl.DataFrame({"week_start": sorted(share["week_start"].unique().to_list())},
+                         schema={"week_start": share.schema["week_start"]})
     for origin, color in (("cn", "#C44E52"), ("us", "#4C72B0"), ("eu", "#55A868"), ("unknown", "#8C8C8C")):
         part = share.filter(pl.col("origin") == origin)
         if part.height:
-            ax.plot(part["week_start"].to_list(), part["share"] * 100, label=origin, color=color, lw=1.5,
-                    marker="." if part.height < 20 else None)
+            full = weeks.join(part.select("week_start", "share"), on="week_start", how="left").fill_null(0.0)
+            x, y = with_gaps(full["week_start"].to_list(), (full["share"] * 100).to_list(), max_days=10)
+            ax.plot(x, y, label=origin, color=color, lw=1.5, marker=".", ms=3)
     ax.set_ylabel("% of weekly top-10 tokens")
     ax.set_title("OpenRouter: share of top-model tokens by model origin")
+    _dates(ax)
     if ax.lines:
         ax.legend(fontsize=8)
     else:
         ax.text(0.5, 0.5, "no OpenRouter snapshot in this data vintage", ha="center", va="center",
                 transform=ax.transAxes)
-    return _png(fig, "Source: OpenRouter weekly rankings snapshots (openrouter_weekly_top_models.csv)")
+    return _png(fig, "Source: OpenRouter weekly rankings snapshots (openrouter_weekly_top_models.csv); weeks without "
+                     "a snapshot are left blank")
+
+
+def with_gaps(x: list, y: list, max_days: int) -> tuple[list, list]:
+    """Insert a break (NaN) wherever consecutive dates are more than `max_days` apart, so a line is not
+    drawn across periods without data."""
+    xs, ys = [], []
+    for i, (xi, yi) in enumerate(zip(x, y)):
+        if i and (xi - x[i - 1]).days > max_days:
+            xs.append(x[i - 1] + (xi - x[i - 1]) / 2)
+            ys.append(float("nan"))
+        xs.append(xi)
+        ys.append(yi)
+    return xs, ys
 
 
 def chips_by_class(hardware: pl.DataFrame, scenarios: list[str]) -> bytes:

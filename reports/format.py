@@ -66,3 +66,31 @@ def power_mw(value: float) -> str:
     if _bad(value):
         return "n/a"
     return f"{_sig(value / 1000, 2)} GW" if abs(value) >= 1000 else f"{_sig(value, 2)} MW"
+
+
+def plain(value, unit: str = "") -> str:
+    """A table number without scientific notation: years as years (2028, not 2.03e+03), whole numbers with
+    thousands separators (1,979), large values shortened (2.5 M), small ones to three significant digits."""
+    if _bad(value):
+        return "n/a"
+    value = float(value)
+    if "year" in unit.lower() and value.is_integer() and 1900 <= value <= 2200:
+        return f"{int(value)}"
+    if abs(value) >= 1e6:
+        return short(value, 3)
+    if value.is_integer():
+        return f"{int(value):,}"
+    return _sig(value, 3)
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def month_label(day) -> str:
+    """2028-12-01 -> 'Dec 2028'."""
+    return f"{MONTHS[day.month - 1]} {day.year}"
+
+
+def quarter_label(day) -> str:
+    """2028-10-01 -> '2028 Q4'."""
+    return f"{day.year} Q{(day.month - 1) // 3 + 1}"

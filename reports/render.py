@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import html
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,7 +20,8 @@ import jinja2
 import polars as pl
 
 from reports import charts
-from reports.format import pct, power_mw, short, tokens_per_day, tokens_per_month, usd, words
+from reports.format import (month_label, pct, plain, power_mw, quarter_label, short, tokens_per_day, tokens_per_month,
+                            usd, words)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 REPORT_TABLES = {
@@ -36,6 +37,7 @@ REPORT_TABLES = {
     "vintage": "marts.forecast_vintage_errors", "flags": "marts.forecast_flags",
     "coherence": "marts.demand_coherence", "ledger": "marts.supply_ledger",
     "utilisation": "marts.implied_utilisation", "flows": "marts.supplier_flows", "margin": "marts.token_margin",
+    "scenario_defs": "meta.scenarios",
 }
 GLOBAL = "tokens/global"
 GLOBAL_ESTIMATED = "tokens/global_estimated"
@@ -65,11 +67,23 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     total = float(lw["total_tokens"].sum())
     share = ({o: float(lw.filter(pl.col("origin") == o)["total_tokens"].sum()) / total for o in ("cn", "us")}
              if total else {})
+    observed = frames["forecast"].filter(pl.col("series_id").str.starts_with("tokens/")
+                                         & ~pl.col("series_id").str.contains("_estimated") & ~pl.col("is_forecast"))
+    last_disclosure = observed["period_start"].max()
+    quarters = sorted(hw["period_start"].unique().to_list())
+    started = [q for q in quarters if q <= as_of]
+    now_quarter = started[-1] if started else (quarters[0] if quarters else None)
+    per_scenario_now = (_at(hw, now_quarter).group_by("scenario").agg(pl.col("h100e_median").sum())
+                        if now_quarter else pl.DataFrame(schema={"scenario": pl.Utf8, "h100e_median": pl.Float64}))
     est = frames["forecast"].filter((pl.col("series_id") == GLOBAL_ESTIMATED) & pl.col("is_forecast"))
     est_now = est.filter(pl.col("period_start") == now["period_start"])
     est_end = est.filter(pl.col("period_start") == end["period_start"])
     return {
         "as_of": as_of.isoformat(),
+        "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "last_disclosure": str(last_disclosure) if last_disclosure else None,
+        "now_quarter": str(now_quarter) if now_quarter else None,
+        "scenarios_now": dict(per_scenario_now.select("scenario", "h100e_median").iter_rows()),
         "estimated_now": est_now.row(0, named=True)["value"] if est_now.height else None,
         "estimated_horizon": est_end.row(0, named=True)["value"] if est_end.height else None,
         "global_now": {"period": str(now["period_start"]), "value": now["value"], "lo80": now["lo80"],
@@ -133,31 +147,57 @@ def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
     }
 
 
+def _scenario_defs(frames: dict[str, pl.DataFrame]) -> dict[str, dict]:
+    defs = frames.get("scenario_defs")
+    if defs is None or defs.height == 0:
+        return {}
+    return {r["scenario"]: r for r in defs.iter_rows(named=True)}
+
+
 def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], checks: pl.DataFrame,
-             threshold: float) -> dict:
+             threshold: float, comparison: str = "") -> dict:
     hw = frames["hardware"]
     horizon = hw["period_start"].max()
+    as_of = dt.date.fromisoformat(numbers["as_of"])
     conc = _at(frames["concentration"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO)
     exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO).head(15)
     gap = frames["gap"].filter(pl.col("period_start") == horizon)
-    scenarios_now = hw.group_by("scenario", "period_start").agg(pl.col("h100e_median").sum(),
-                                                               pl.col("power_mw_median").sum(),
-                                                               pl.col("capex_usd_median").sum())
-    first = hw["period_start"].min()
+    defs = _scenario_defs(frames)
+    now_q = dt.date.fromisoformat(numbers["now_quarter"]) if numbers.get("now_quarter") else None
     scen_rows = []
     for scen, vals in numbers["scenarios"].items():
-        start = scenarios_now.filter((pl.col("scenario") == scen) & (pl.col("period_start") == first))
-        scen_rows.append({"scenario": scen, "h100e": short(vals["h100e_median"]) + " H100e",
+        d = defs.get(scen, {})
+        scen_rows.append({"scenario": scen, "label": d.get("label") or scen, "summary": d.get("summary") or "",
+                          "h100e": short(vals["h100e_median"]) + " H100e",
                           "chips": short(vals["chips_median"]), "mw": power_mw(vals["power_mw_median"]),
                           "capex": usd(vals["capex_usd_median"]),
-                          "h100e_start": short(float(start["h100e_median"].sum())) + " H100e"})
+                          "h100e_start": short(float(numbers["scenarios_now"].get(scen, 0.0))) + " H100e"})
     g_now, g_end = numbers["global_now"], numbers["global_horizon"]
+    last = dt.date.fromisoformat(numbers["last_disclosure"]) if numbers.get("last_disclosure") else None
+    now_basis = (f"A forecast for the month: the latest disclosure is from {month_label(last)}" if last
+                 else "A forecast for the month")
+    cross = frames["cross_checks"].filter(pl.col("scenario") == HEADLINE_SCENARIO)
+    cross_flags = [f"{check_name(r['check'])} {r['year']}: ratio {r['ratio']:.2f} "
+                   f"(tolerance {r['tolerance']:g}; {r['reported_basis'] or 'n/a'})"
+                   for r in cross.filter(pl.col("status") == "outside tolerance").iter_rows(named=True)]
+    not_passed = checks.filter(~pl.col("passed")) if checks.height else checks
+    supply = _supply_context(frames, as_of)
+    if previous_compared(comparison) and not moved:
+        comparison += f" No headline number moved by more than {pct(threshold)}."
+    summary = _summary(numbers, frames, supply, defs, cross_flags, moved, comparison, horizon)
     return {
         "as_of": numbers["as_of"],
-        "global_now": {"period": g_now["period"], "day": tokens_per_day(g_now["value"]),
+        "data_as_of": numbers.get("data_as_of") or numbers["as_of"],
+        "summary": summary,
+        "comparison": comparison,
+        "horizon_label": quarter_label(horizon),
+        "horizon_month": month_label(dt.date.fromisoformat(g_end["period"])),
+        "now_label": quarter_label(now_q) if now_q else "n/a",
+        "now_basis": now_basis,
+        "global_now": {"period": month_label(dt.date.fromisoformat(g_now["period"])), "day": tokens_per_day(g_now["value"]),
                        "month": tokens_per_month(g_now["value"]),
                        "band": f"{words(g_now['lo80'])} to {words(g_now['hi80'])}"},
-        "global_end": {"period": g_end["period"], "day": tokens_per_day(g_end["value"]),
+        "global_end": {"period": month_label(dt.date.fromisoformat(g_end["period"])), "day": tokens_per_day(g_end["value"]),
                        "month": tokens_per_month(g_end["value"]),
                        "band": f"{words(g_end['lo80'])} to {words(g_end['hi80'])}"},
         "estimated": ({"now": tokens_per_day(numbers["estimated_now"]), "end": tokens_per_day(numbers["estimated_horizon"])}
@@ -175,7 +215,10 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                            f"{words(r['total_value'] * r['scale'])}"
                            + (f" (x{r['scale']:g}: weekly parts of a daily total)" if r["scale"] != 1 else "")
                            for r in frames["coherence"].iter_rows(named=True)],
-        "horizon": str(horizon), "first_quarter": str(first), "scenario_rows": scen_rows,
+        "cross_flags": cross_flags,
+        "not_passed": [{"asset": r["asset"], "check": r["check_name"],
+                        "result": "warn" if r["severity"] == "WARN" else "FAIL"} for r in not_passed.iter_rows(named=True)],
+        "horizon": str(horizon), "scenario_rows": scen_rows,
         "top_suppliers": [{"supplier": t["supplier"], "usd": usd(t["usd_median"])} for t in numbers["top_suppliers"]],
         "openrouter": ({"week": numbers["openrouter_week"], "cn": pct(numbers["openrouter_share"]["cn"]),
                         "us": pct(numbers["openrouter_share"]["us"])} if numbers["openrouter_share"] else None),
@@ -185,7 +228,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "gap_rows": [{"scenario": r["scenario"], "region": r["region"], "resource": r["resource"], "unit": r["unit"],
                       "required": short(r["required_median"]),
                       "installed": short(r["installed_inference_median"]),
-                      "installed_at": f"{r['installed_quarter_end']} ({r['installed_basis']})",
+                      "installed_at": f"{quarter_label(r['installed_quarter_end'])} ({r['installed_basis']})",
                       "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"}
                      for r in gap.sort("scenario", "region", "resource").iter_rows(named=True)],
         "calibration_rows": [{"id": r["measurement_id"], "chip": r["chip"], "model": r["model_name"],
@@ -216,9 +259,9 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                         "implied": _fmt_unit(r["implied_median"], r["unit"]),
                         "reported": _fmt_unit(r["reported"], r["unit"]),
                         "basis": r["reported_basis"] or "n/a",
-                        "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}"}
-                       for r in frames["cross_checks"].filter(pl.col("scenario") == HEADLINE_SCENARIO)
-                       .iter_rows(named=True)],
+                        "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}",
+                        "status": r["status"], "flag": r["status"] == "outside tolerance"}
+                       for r in cross.iter_rows(named=True)],
         "selection_rows": [{"series": r["series_id"], "model": r["model_name"],
                             "mase": _num(r["mase"]), "smape": _num(r["smape"]), "c80": pct(r["coverage80"]),
                             "c95": pct(r["coverage95"]), "n": r["n_obs"], "reason": r["reason"]}
@@ -229,26 +272,119 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "check_rows": [{"asset": r["asset"], "check": r["check_name"], "passed": "pass" if r["passed"] else
                         ("warn" if r["severity"] == "WARN" else "FAIL")} for r in checks.iter_rows(named=True)],
         "checks_summary": {"passed": int(checks["passed"].sum()) if checks.height else 0,
-                           "failed": int((~checks["passed"]).sum()) if checks.height else 0},
+                           "failed": int((~checks["passed"]).sum()) if checks.height else 0,
+                           "total": checks.height},
         "call_logs": _call_log_summary(frames),
         "cost_rows": [{"scenario": r["scenario"], "chip_class": r["chip_class"], "phase": r["phase"],
                        "usd": f"${r['usd_per_million_tokens']:,.3g}" if r["usd_per_million_tokens"] is not None
                        else "n/a"}
                       for r in _at(frames["token_cost"], horizon).sort("scenario", "phase", "chip_class")
                       .iter_rows(named=True)],
-        "supply": _supply_context(frames),
-        "assumption_rows": [{"name": r["name"], "value": _num(r["value"]),
-                             "range": "" if r["low"] == r["high"] else f"{_num(r['low'])} - {_num(r['high'])}",
+        "supply": supply,
+        "assumption_rows": [{"name": r["name"], "value": plain(r["value"], r["unit"]),
+                             "range": "" if r["low"] == r["high"]
+                             else f"{plain(r['low'], r['unit'])} - {plain(r['high'], r['unit'])}",
                              "unit": r["unit"], "rationale": r["rationale"], "source": r["source"]}
                             for r in frames["assumptions"].iter_rows(named=True)],
     }
 
 
-RESOURCE_NAMES = {"cowos": "CoWoS wafers", "hbm": "HBM (GB)", "hbm_stock": "HBM stacks stockpiled in China",
+def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs: dict, cross_flags: list[str],
+             moved: list[dict], comparison: str, horizon) -> list[str]:
+    """The executive summary: 3-6 sentences generated from the numbers."""
+    out = []
+    g_now, g_end = numbers["global_now"], numbers["global_horizon"]
+    last = numbers.get("last_disclosure")
+    basis = f"a forecast: the latest disclosure is from {month_label(dt.date.fromisoformat(last))}" if last else "a forecast"
+    sentence = (f"Disclosed global inference demand is about {tokens_per_day(g_now['value'])} in "
+                f"{month_label(dt.date.fromisoformat(g_now['period']))} ({basis}; 80% band {words(g_now['lo80'])} to "
+                f"{words(g_now['hi80'])}) and is forecast at {tokens_per_day(g_end['value'])} by "
+                f"{month_label(dt.date.fromisoformat(g_end['period']))} (80% band {words(g_end['lo80'])} to "
+                f"{words(g_end['hi80'])})")
+    if numbers.get("estimated_horizon"):
+        sentence += (f"; adding platforms that publish no token counts (estimated from revenue) gives "
+                     f"{words(numbers['estimated_horizon'])} tokens/day")
+    out.append(sentence + ".")
+    scen = numbers.get("scenarios") or {}
+    if HEADLINE_SCENARIO in scen:
+        v = scen[HEADLINE_SCENARIO]
+        d = defs.get(HEADLINE_SCENARIO, {})
+        label = d.get("label") or HEADLINE_SCENARIO
+        what = f" ({d['summary'].rstrip('.')})" if d.get("summary") else ""
+        text = (f"Serving it in the headline scenario, {label}{what}, takes {short(v['h100e_median'])} H100-equivalents "
+                f"({short(v['chips_median'])} chips, {power_mw(v['power_mw_median'])}, {usd(v['capex_usd_median'])} of "
+                f"chips) by {quarter_label(horizon)}")
+        if len(scen) > 1:
+            lo = min(scen, key=lambda k: scen[k]["chips_median"])
+            hi = max(scen, key=lambda k: scen[k]["chips_median"])
+            text += (f"; across the {len(scen)} scenarios the chip count runs from {short(scen[lo]['chips_median'])} "
+                     f"({defs.get(lo, {}).get('label') or lo}) to {short(scen[hi]['chips_median'])} "
+                     f"({defs.get(hi, {}).get('label') or hi})")
+        out.append(text + ".")
+    rows = supply.get("binding_rows") or []
+    if rows:
+        last_year = max(r["year"] for r in rows)
+        parts = [f"{r['resource']}{'' if r['region'] == 'china' else ' outside China'} "
+                 f"(required {r['ratio']}x {'the stock' if 'stock' in r['resource'] else 'capacity'})"
+                 for r in rows if r["year"] == last_year]
+        text = f"On the supply side the binding resources in {last_year} are " + " and ".join(parts)
+        if supply.get("first_short"):
+            text += "; short at the median: " + "; ".join(supply["first_short"])
+        else:
+            text += "; no resource is short at the median"
+        out.append(text + ".")
+    util = frames["utilisation"].filter((pl.col("scenario") == HEADLINE_SCENARIO)
+                                        & (pl.col("period_start") == horizon) & pl.col("utilisation_median").is_not_null())
+    if util.height:
+        def level(u):
+            return f"{u:.1f}x" if u >= 2 else pct(u)
+
+        parts = [f"{'China' if r['region'] == 'china' else 'rest of world'} {r['chip_class']} "
+                 f"{level(r['utilisation_median'])}"
+                 f"{' (short)' if r['flag'] == 'short' else ' (overbuild)' if r['flag'] == 'overbuild' else ''}"
+                 for r in util.sort("region", "chip_class").iter_rows(named=True)]
+        out.append(f"Against the projected installed base's inference share, the headline fleet in "
+                   f"{quarter_label(horizon)} means utilisation of " + ", ".join(parts) + ".")
+    if supply.get("gainers"):
+        out.append(f"Who gains (inference purchases in {supply['flow_year']}, a flow): "
+                   + "; ".join(supply["gainers"][:3]) + ".")
+    if previous_compared(comparison):
+        change = ("Compared with the previous report of the same as-of date"
+                  + ("." if moved else ": no headline number moved by more than the threshold."))
+    else:
+        change = comparison.split(";")[0].rstrip(".") + "."
+    if moved:
+        top = sorted(moved, key=lambda m: -abs(m["change"]))[:2]
+        change += " Largest moves: " + "; ".join(f"{m['name']} {m['change'] * 100:+.0f}%" for m in top) + "."
+    if cross_flags:
+        names = sorted({f.rsplit(" 20", 1)[0] for f in cross_flags})
+        change += (f" {len(cross_flags)} cross-check{'s' if len(cross_flags) > 1 else ''} of the headline scenario "
+                   f"{'are' if len(cross_flags) > 1 else 'is'} outside tolerance ({'; '.join(names)}; section 4).")
+    if change.strip():
+        out.append(change.strip())
+    return out
+
+
+CHECK_NAMES = {"nvidia_spend_vs_data_center_revenue": "Nvidia inference spend vs data-center revenue",
+               "cowos_wafers_vs_capacity": "CoWoS wafers vs capacity",
+               "domestic_2_5d_spend_vs_packaging_revenue": "domestic 2.5D packaging vs SJ Semiconductor's revenue"}
+
+
+def check_name(check: str) -> str:
+    if check.startswith("hbm_share_vs_published/"):
+        return f"{check.split('/', 1)[1]}'s HBM share vs published"
+    return CHECK_NAMES.get(check, check.replace("_", " "))
+
+
+def previous_compared(comparison: str) -> bool:
+    return comparison.startswith("Compared with")
+
+
+RESOURCE_NAMES = {"cowos": "CoWoS wafers", "hbm": "HBM (GB)", "hbm_stock": "the HBM stacks stockpiled in China",
                   "smic_advanced": "SMIC 7 nm-class wafers"}
 
 
-def _supply_context(frames: dict[str, pl.DataFrame]) -> dict:
+def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     """The supply-side section: what binds when (ledger), implied utilisation, flows vs revenue, margins."""
     ledger = frames["ledger"].filter(pl.col("period_start").dt.month() == 10)
     binding = []
@@ -256,12 +392,15 @@ def _supply_context(frames: dict[str, pl.DataFrame]) -> dict:
         top = part.filter(pl.col("binding"))
         if top.height:
             r = top.row(0, named=True)
+            basis = r["capacity_basis"]
+            if basis in ("interpolated", "reported") and r["period_start"] > as_of and r["resource"] != "hbm_stock":
+                basis = "projection"  # nothing dated after the as-of date is shown as reported
             binding.append({"year": year, "region": region, "resource": RESOURCE_NAMES.get(r["resource"], r["resource"]),
                             "ratio": f"{r['ratio']:.2f}", "range": f"{r['ratio_low']:.2f}-{r['ratio_high']:.2f}",
-                            "capacity": f"{short(r['capacity'])} {r['unit']} ({r['capacity_basis']})",
+                            "capacity": f"{short(r['capacity'])} {r['unit']} ({basis})",
                             "required": f"{short(r['required'])} ({r['required_basis']})"})
     short_rows = frames["ledger"].filter(pl.col("ratio") > 1).sort("period_start")
-    first_short = [f"{RESOURCE_NAMES.get(r['resource'], r['resource'])} ({r['region']}) from {r['period_start']}"
+    first_short = [f"{RESOURCE_NAMES.get(r['resource'], r['resource'])} from {quarter_label(r['period_start'])}"
                    for r in short_rows.group_by("region", "resource").agg(pl.col("period_start").min())
                    .sort("period_start").iter_rows(named=True)]
     util = frames["utilisation"].filter((pl.col("scenario") == HEADLINE_SCENARIO)
@@ -363,9 +502,7 @@ def _call_log_summary(frames: dict[str, pl.DataFrame]) -> dict | None:
 
 
 def _num(value) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value:,.3g}" if abs(value) < 1e4 else short(value)
+    return plain(value)
 
 
 def _fmt_unit(value, unit: str) -> str:
@@ -375,21 +512,18 @@ def _fmt_unit(value, unit: str) -> str:
 
 
 def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: Path | str,
-                  checks: pl.DataFrame | None = None, change_threshold: float = 0.1) -> Path:
+                  checks: pl.DataFrame | None = None, change_threshold: float = 0.1,
+                  data_as_of: dt.date | None = None) -> Path:
     reports_dir = Path(reports_dir)
     reports_dir.mkdir(parents=True, exist_ok=True)
     checks = checks if checks is not None else pl.DataFrame(
         schema={"asset": pl.Utf8, "check_name": pl.Utf8, "passed": pl.Boolean, "severity": pl.Utf8})
-    previous = None
-    previous_file = reports_dir / "latest" / "key_numbers.json"
-    if previous_file.exists():
-        previous = json.loads(previous_file.read_text())
-        if previous.get("as_of") == as_of.isoformat() and (reports_dir / as_of.isoformat() / "previous.json").exists():
-            previous = json.loads((reports_dir / as_of.isoformat() / "previous.json").read_text())
     numbers = key_numbers(frames, as_of)
+    numbers["data_as_of"] = str(data_as_of or as_of)
+    previous, comparison = _previous_report(reports_dir, as_of)
     moved = changes(numbers, previous, change_threshold)
     figures = _figures(frames)
-    context = _context(frames, numbers, moved, checks, change_threshold)
+    context = _context(frames, numbers, moved, checks, change_threshold, comparison)
 
     env_html = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                   undefined=jinja2.StrictUndefined)
@@ -397,25 +531,63 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
                                 undefined=jinja2.StrictUndefined)
     env_md.filters["md"] = _md_escape
     images_html = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in figures.items()}
+    images_narrow = {k: "data:image/png;base64," + base64.b64encode(getattr(v, "narrow", v)).decode()
+                     for k, v in figures.items()}
     images_md = {k: f"{k}.png" for k in figures}
 
     target = reports_dir / as_of.isoformat()
     staging = reports_dir / f".{as_of.isoformat()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    (staging / "report.html").write_text(env_html.get_template("report.html.j2").render(**context, img=images_html))
+    (staging / "report.html").write_text(env_html.get_template("report.html.j2").render(**context, img=images_html,
+                                                                                        img_narrow=images_narrow))
     (staging / "report.md").write_text(env_md.get_template("report.md.j2").render(**context, img=images_md))
     for name, png in figures.items():
         (staging / f"{name}.png").write_bytes(png)
     (staging / "key_numbers.json").write_text(json.dumps(numbers, indent=2, default=str))
+    checks.select([c for c in ("asset", "check_name", "passed", "severity") if c in checks.columns]) \
+        .write_csv(staging / "checks.csv")
     if previous:
         (staging / "previous.json").write_text(json.dumps(previous, indent=2, default=str))
     _swap_dir(staging, target)
-    latest_tmp = reports_dir / ".latest.tmp"
-    shutil.rmtree(latest_tmp, ignore_errors=True)
-    shutil.copytree(target, latest_tmp)
-    _swap_dir(latest_tmp, reports_dir / "latest")
+    # latest/ is the newest as-of date only: re-rendering an older as-of leaves it alone
+    latest_as_of = _report_as_of(reports_dir / "latest")
+    if latest_as_of is None or latest_as_of <= as_of:
+        latest_tmp = reports_dir / ".latest.tmp"
+        shutil.rmtree(latest_tmp, ignore_errors=True)
+        shutil.copytree(target, latest_tmp)
+        _swap_dir(latest_tmp, reports_dir / "latest")
     return target
+
+
+def _report_as_of(directory: Path) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(json.loads((directory / "key_numbers.json").read_text())["as_of"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _previous_report(reports_dir: Path, as_of: dt.date) -> tuple[dict | None, str]:
+    """The report to compare with: an earlier report of the same as-of date (the same data vintage: any
+    change is new data or a new model). A report of another as-of date is not compared: the as-of date
+    moved, so differences would mix new data with the passage of time; the text says so."""
+    same = reports_dir / as_of.isoformat() / "key_numbers.json"
+    if same.exists():
+        try:
+            previous = json.loads(same.read_text())
+        except ValueError:
+            previous = None
+        if previous:
+            when = previous.get("generated_at") or "an earlier run"
+            return previous, (f"Compared with the previous report of the same as-of date ({as_of}, generated "
+                              f"{when}): differences come from new data, assumptions or model changes.")
+    others = sorted((d for d in (_report_as_of(p) for p in reports_dir.iterdir() if p.is_dir()
+                                 and not p.name.startswith(".") and p.name != "latest") if d and d != as_of))
+    earlier = [d for d in others if d < as_of]
+    if earlier:
+        return None, (f"The previous report is as of {earlier[-1]}; the as-of date moved to {as_of}, so its figures "
+                      "are not compared here (they would mix new data with the passage of time).")
+    return None, "No earlier report of this as-of date to compare with."
 
 
 def _swap_dir(src: Path, dst: Path) -> None:
@@ -429,5 +601,7 @@ def _swap_dir(src: Path, dst: Path) -> None:
 
 
 def _md_escape(value) -> str:
-    """Text from data in Markdown: HTML-escaped (Markdown viewers render raw HTML) and table-safe."""
-    return html.escape(str(value)).replace("|", "\\|").replace("\n", " ")
+    """Text from data in Markdown, table-safe and inert without HTML entities: backslash escapes
+    (CommonMark) for the characters that could start raw HTML, an entity or a cell break."""
+    text = str(value).replace("\\", "\\\\").replace("<", "\\<").replace("|", "\\|").replace("\n", " ")
+    return re.sub(r"&(?=#?\w+;)", r"\\&", text)

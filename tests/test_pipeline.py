@@ -190,11 +190,28 @@ def test_report_sections_key_numbers_and_escaping(pipeline):
     html_text = (report / "report.html").read_text()
     md_text = (report / "report.md").read_text()
     assert (pipeline["reports"] / "latest" / "report.html").read_text() == html_text
-    for section in ("key-numbers", "demand", "hardware", "suppliers", "sensitivity", "forecast-quality", "data"):
+    for section in ("summary", "key-numbers", "demand", "hardware", "suppliers", "supply", "sensitivity",
+                    "forecast-quality", "data"):
         assert f'id="{section}"' in html_text
-    for heading in ("## 1. Key numbers", "## 2. Demand", "## 3. Compute and hardware", "## 4. Suppliers",
-                    "## 5. Sensitivity", "## 6. Forecast quality", "## 7. Data and assumptions"):
+    for heading in ("## Summary", "## 1. Key numbers", "## 2. Demand", "## 3. Compute and hardware", "## 4. Suppliers",
+                    "## 4b. Supply", "## 5. Sensitivity", "## 6. Forecast quality", "## 7. Data and assumptions"):
         assert heading in md_text
+    # the summary is generated from the numbers: demand now and at the horizon, the headline fleet, supply
+    summary = md_text.split("## Summary", 1)[1].split("## 1. Key numbers", 1)[0]
+    assert 3 <= len([p for p in summary.split("\n\n") if p.strip()]) <= 7
+    assert "Disclosed global inference demand" in summary and "H100-equivalents" in summary
+    # every scenario defined in one line, and labelled, not only by its identifier
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    labels = con.execute("select label, summary from meta.scenarios").fetchall()
+    con.close()
+    assert labels and all(f"**{label}**" in md_text and text in md_text for label, text in labels)
+    # honest time: the "now" figure is labelled a forecast; no scientific notation in the assumptions table
+    assert "(*forecast*)" in md_text and "e+0" not in html_text.split('id="data"', 1)[1]
+    # Markdown without HTML escapes; passed checks collapsed to a count with the full table linked
+    for entity in ("&gt;", "&lt;", "&#x27;", "&amp;", "&quot;"):
+        assert entity not in md_text
+    assert "[checks.csv](checks.csv)" in md_text and (report / "checks.csv").exists()
+    assert "<details>" in html_text
     for png in ("demand_global", "tornado", "suppliers", "chips_by_class"):
         assert (report / f"{png}.png").stat().st_size > 10_000
         assert f"]({png}.png)" in md_text
@@ -211,13 +228,17 @@ def test_report_sections_key_numbers_and_escaping(pipeline):
     assert numbers["scenarios"]["gpu_centric"]["h100e_median"] == pytest.approx(h100e)
     assert tokens_per_day(horizon_value) in html_text and tokens_per_day(horizon_value) in md_text
     assert f"{short(h100e)} H100e" in html_text
-    # a platform named <script>alert(1)</script> shows as text
+    # a platform named <script>alert(1)</script> shows as text: entity-escaped in HTML, backslash-escaped
+    # (CommonMark, inert) in Markdown
     assert HOSTILE not in html_text and HOSTILE not in md_text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html_text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in md_text
+    assert "\\<script>alert(1)\\</script>" in md_text
 
 
 def test_report_in_headless_chromium(pipeline, tmp_path):
+    """The report as a reader sees it, at a desktop width and on a 390 px phone: no network, no errors, every
+    chart decodes (the phone gets its narrow variants), nothing wider than the screen but the tables, which
+    scroll sideways; full-page screenshots of both are kept (CI artifacts)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if os.environ.get("CI"):
@@ -228,36 +249,109 @@ def test_report_in_headless_chromium(pipeline, tmp_path):
     artifacts = Path(os.environ.get("T2C_ARTIFACTS_DIR", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
     report = pipeline["reports"] / AS_OF / "report.html"
-    requests, errors = [], []
+    requests, errors, seen = [], [], {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        page.on("request", lambda r: requests.append(r.url))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("dialog", lambda d: errors.append(f"dialog opened: {d.message}"))
-        page.goto(report.as_uri())
-        page.wait_for_load_state("load")
-        assert page.title().startswith("tokens2chips")
-        assert page.locator("img").count() >= 9
-        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.naturalWidth)")
-        page.screenshot(path=str(artifacts / "report.png"), full_page=True)
+        for name, viewport in (("desktop", {"width": 1280, "height": 900}), ("phone", {"width": 390, "height": 844})):
+            page = browser.new_page(viewport=viewport)
+            page.on("request", lambda r: requests.append(r.url))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("dialog", lambda d: errors.append(f"dialog opened: {d.message}"))
+            page.goto(report.as_uri())
+            page.wait_for_load_state("load")
+            seen[name] = {
+                "title": page.title(),
+                "images": page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.currentSrc.length, "
+                                                    "i.naturalWidth, i.getBoundingClientRect().width])"),
+                "page_width": page.evaluate("document.documentElement.scrollWidth"),
+                "viewport": page.evaluate("window.innerWidth"),
+                # a table wider than the screen sits in a container that scrolls sideways
+                "unscrollable_tables": page.evaluate(
+                    "[...document.querySelectorAll('table')].filter(t => t.getBoundingClientRect().width > "
+                    "window.innerWidth && getComputedStyle(t.parentElement).overflowX !== 'auto').length"),
+                "viewport_meta": page.locator('meta[name="viewport"]').count(),
+            }
+            page.screenshot(path=str(artifacts / f"report-{name}.png"), full_page=True)
+            page.close()
         browser.close()
-    assert all(w > 0 for w in widths), "an image failed to decode"
     external = [u for u in requests if not (u.startswith("file://") or u.startswith("data:"))]
     assert external == [], f"network requests attempted: {external}"
     assert errors == []
-    assert (artifacts / "report.png").stat().st_size > 50_000
+    for name, view in seen.items():
+        assert view["title"].startswith("tokens2chips")
+        assert len(view["images"]) >= 9 and all(w > 0 for _, w, _ in view["images"]), f"{name}: a chart failed"
+        assert view["page_width"] <= view["viewport"], f"{name}: the page scrolls sideways"
+        assert view["unscrollable_tables"] == 0 and view["viewport_meta"] == 1
+        assert all(shown <= view["viewport"] for _, _, shown in view["images"])
+        assert (artifacts / f"report-{name}.png").stat().st_size > 50_000
+    # the phone is served the narrow charts (about 600 px wide), the desktop the wide ones
+    assert max(w for _, w, _ in seen["phone"]["images"]) < 800 < max(w for _, w, _ in seen["desktop"]["images"])
 
 
 def test_report_cli_rebuilds_from_the_warehouse(pipeline, tmp_path):
     pipeline = _private(pipeline, tmp_path)
+    latest = pipeline["reports"] / "latest"
     out = _cli("report", "--as-of", "2026-11-02", env=pipeline["env"])
     assert "report.html" in out.stdout
     rebuilt = pipeline["reports"] / "2026-11-02"
     assert (rebuilt / "report.html").exists() and (rebuilt / "report.md").exists()
-    assert json.loads((pipeline["reports"] / "latest" / "key_numbers.json").read_text())["as_of"] == "2026-11-02"
+    assert json.loads((latest / "key_numbers.json").read_text())["as_of"] == "2026-11-02"
+    md = (rebuilt / "report.md").read_text()
+    # another as-of date: not compared, and said so; the header names the data's own as-of date
+    assert "the as-of date moved to 2026-11-02" in md and f"data as of {AS_OF}" in md
+    # the same as-of date again: compared
+    _cli("report", "--as-of", "2026-11-02", env=pipeline["env"])
+    assert "Compared with the previous report of the same as-of date" in (rebuilt / "report.md").read_text()
+    # an as-of date before the warehouse's data is refused; latest/ keeps the newest as-of date
+    early = _cli("report", "--as-of", "2026-06-30", env=pipeline["env"], check=False)
+    assert early.returncode == 2 and "before the warehouse's data" in early.stderr
+    assert not (pipeline["reports"] / "2026-06-30").exists()
+    _cli("report", "--as-of", AS_OF, env=pipeline["env"])
+    assert json.loads((latest / "key_numbers.json").read_text())["as_of"] == "2026-11-02"
+
+
+def test_export_writes_a_workbook_and_files_from_the_published_copy(pipeline, tmp_path):
+    import openpyxl
+    import polars as pl
+
+    from reports.export import EXPORT_TABLES
+
+    out = _cli("export", "--out", str(tmp_path / "x"), env=pipeline["env"])
+    assert "exported" in out.stdout
+    book = openpyxl.load_workbook(tmp_path / "x" / "tokens2chips.xlsx")
+    assert book.sheetnames == ["cover", *EXPORT_TABLES]
+    cover = {r[0]: r[1] for r in book["cover"].iter_rows(values_only=True) if r[0]}
+    assert cover["data as of"] == AS_OF and "warehouse.published.duckdb" in cover["source"]
+    assert "Epoch AI" in cover["shipments and installed base"]
+    published = pipeline["warehouse"].with_name("warehouse.published.duckdb")
+    con = duckdb.connect(str(published), read_only=True)
+    try:
+        counts = {name: con.execute(f"select count(*) from {table}").fetchone()[0]
+                  for name, (table, _) in EXPORT_TABLES.items()}
+        demand = con.execute("select sum(chips_median) from marts.hardware_demand").fetchone()[0]
+    finally:
+        con.close()
+    for name, rows in counts.items():
+        sheet = book[name]
+        assert sheet.freeze_panes == "A2" and sheet.max_row == rows + 1, name
+    headers = [c.value for c in book["hardware_demand"][1]]
+    assert "tokens_per_day [tokens/day]" in headers and "capex_usd_median [USD]" in headers
+    assert "power_mw_median [MW]" in headers
+    col = headers.index("chips_median [chips]")
+    values = [r[col] for r in book["hardware_demand"].iter_rows(min_row=2, values_only=True)]
+    assert sum(values) == pytest.approx(demand)
+    assert [c.value for c in book["assumptions"][1]][:2] == ["name", "value [see unit column]"]
+    # CSV and Parquet: one file per table plus cover and tables
+    _cli("export", "--format", "csv", "--out", str(tmp_path / "c"), env=pipeline["env"])
+    _cli("export", "--format", "parquet", "--out", str(tmp_path / "q"), env=pipeline["env"])
+    for name, rows in counts.items():
+        assert pl.read_csv(tmp_path / "c" / f"{name}.csv", infer_schema_length=0).height == rows
+        assert pl.read_parquet(tmp_path / "q" / f"{name}.parquet").height == rows
+    assert (tmp_path / "c" / "cover.csv").exists() and (tmp_path / "q" / "tables.parquet").exists()
+    bad = _cli("export", "--format", "docx", env=pipeline["env"], check=False)
+    assert bad.returncode == 2
 
 
 def test_bad_file_fails_the_run_and_keeps_every_table(pipeline, tmp_path):
@@ -275,10 +369,11 @@ def test_bad_file_fails_the_run_and_keeps_every_table(pipeline, tmp_path):
     assert _same_marts(pipeline)
 
 
-@pytest.mark.parametrize("bad", ["2026-13-01"])
-def test_run_rejects_bad_as_of(dagster_env, bad):
+@pytest.mark.parametrize("bad,message", [("2026-13-01", "not a date"), ("2020-01-01", "no row of")])
+def test_run_rejects_bad_as_of(dagster_env, bad, message):
+    # not a date, or a date before the data (nothing would be known then): refused before any run starts
     proc = _cli("run", "--as-of", bad, check=False)
-    assert proc.returncode == 2 and "not a date" in proc.stderr
+    assert proc.returncode == 2 and message in proc.stderr
 
 
 def test_backtest_replays_vintages_and_publishes(pipeline, tmp_path):

@@ -1,0 +1,66 @@
+"""Report building blocks (issue 17): number and date formatting, Markdown escaping, gaps in lines, and
+which earlier report a new one is compared with."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+from reports.charts import with_gaps
+from reports.format import month_label, plain, quarter_label
+from reports.render import _md_escape, _previous_report, _report_as_of, check_name
+
+
+def test_plain_numbers_have_no_scientific_notation_and_years_stay_years():
+    assert plain(2028, "calendar year") == "2028"
+    assert plain(1979, "TOPS") == "1,979"
+    assert plain(0.85, "fraction") == "0.850"
+    assert plain(4000, "Monte Carlo draws") == "4,000"
+    assert plain(2.5e6, "GB") == "2.50 M"
+    assert "e" not in plain(0.000012, "x") and plain(0.000012, "x").startswith("0.0000")
+    assert plain(None) == "n/a" and plain(math.nan) == "n/a"
+
+
+def test_period_labels():
+    assert month_label(dt.date(2028, 12, 1)) == "Dec 2028"
+    assert quarter_label(dt.date(2028, 10, 1)) == "2028 Q4" and quarter_label(dt.date(2026, 3, 31)) == "2026 Q1"
+
+
+def test_markdown_escape_is_inert_without_html_entities():
+    text = _md_escape("<script>alert('x') -> a|b & &amp; c\\d")
+    assert "\\<script>" in text and "<script>" not in text.replace("\\<", "")
+    assert "&#x27;" not in text and "&gt;" not in text and "->" in text and "'" in text
+    assert "\\|" in text and "\\&amp;" in text and "\\\\d" in text
+
+
+def test_lines_break_across_missing_weeks_only():
+    days = [dt.date(2025, 1, 6), dt.date(2025, 1, 13), dt.date(2025, 2, 17), dt.date(2025, 2, 24)]
+    x, y = with_gaps(days, [1.0, 2.0, 3.0, 4.0], max_days=10)
+    assert len(x) == 5 and math.isnan(y[2]) and y[:2] == [1.0, 2.0] and y[3:] == [3.0, 4.0]
+    x, y = with_gaps(days[:2], [1.0, 2.0], max_days=10)
+    assert y == [1.0, 2.0]
+
+
+def test_check_names_read_as_words():
+    assert check_name("hbm_share_vs_published/Micron") == "Micron's HBM share vs published"
+    assert "2.5D" in check_name("domestic_2_5d_spend_vs_packaging_revenue")
+
+
+def _report(root, as_of: str, generated: str = "2026-01-01T00:00:00+00:00"):
+    d = root / as_of
+    d.mkdir(parents=True)
+    (d / "key_numbers.json").write_text(json.dumps({"as_of": as_of, "generated_at": generated}))
+
+
+def test_a_report_is_compared_only_with_one_of_the_same_as_of_date(tmp_path):
+    previous, text = _previous_report(tmp_path, dt.date(2026, 11, 30))
+    assert previous is None and "No earlier report" in text
+    _report(tmp_path, "2026-06-30")
+    previous, text = _previous_report(tmp_path, dt.date(2026, 11, 30))
+    assert previous is None and "as of 2026-06-30" in text and "moved to 2026-11-30" in text
+    _report(tmp_path, "2026-11-30", "2026-11-30T05:00:00+00:00")
+    previous, text = _previous_report(tmp_path, dt.date(2026, 11, 30))
+    assert previous["as_of"] == "2026-11-30" and text.startswith("Compared with the previous report")
+    assert _report_as_of(tmp_path / "2026-06-30") == dt.date(2026, 6, 30)
+    assert _report_as_of(tmp_path / "missing") is None
