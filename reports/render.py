@@ -276,7 +276,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                            "total": checks.height},
         "call_logs": _call_log_summary(frames),
         "cost_rows": [{"scenario": r["scenario"], "chip_class": r["chip_class"], "phase": r["phase"],
-                       "usd": f"${r['usd_per_million_tokens']:,.3g}" if r["usd_per_million_tokens"] is not None
+                       "usd": "$" + plain(r["usd_per_million_tokens"]) if r["usd_per_million_tokens"] is not None
                        else "n/a"}
                       for r in _at(frames["token_cost"], horizon).sort("scenario", "phase", "chip_class")
                       .iter_rows(named=True)],
@@ -448,6 +448,7 @@ def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
                        "band": "" if r["utilisation_p5"] is None
                        else f"{pct(r['utilisation_p5'])} to {pct(r['utilisation_p95'])}",
                        "shortfall": short(r["shortfall_h100e"]) if r["flag"] == "short" else "",
+                       "flagged": r["flag"] in ("short", "overbuild"),
                        "flag": r["flag"]} for r in util.iter_rows(named=True)],
         "flow_year": last_year,
         "flow_rows": [{"supplier": r["supplier"], "role": r["role"], "flow": usd(r["purchases_usd_median"]),
@@ -455,7 +456,7 @@ def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
                        "stock": usd(r["fleet_content_usd_median"]),
                        "revenue": usd(r["reported_revenue_usd"]) if r["reported_revenue_usd"] else "n/a",
                        "basis": r["revenue_basis"] or "", "ratio": "n/a" if r["ratio"] is None else f"{r['ratio']:.2f}",
-                       "status": r["status"]}
+                       "status": r["status"], "flag": r["status"] == "exceeds revenue"}
                       for r in flows.filter(pl.col("year") == last_year)
                       .sort("purchases_usd_median", descending=True).iter_rows(named=True)],
         "margin_chips": chips,
