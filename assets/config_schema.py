@@ -185,6 +185,11 @@ class Supply(BaseModel):
     utilisation_overbuild: Leaf
     all_in_cost_multiplier: Leaf
     margin_precision: str = "fp8"
+    # the cross-checks of marts.cross_checks: whose spend is set against its revenue series, which supplier
+    # packages CoWoS, which supplier stands for domestic 2.5D packaging (their series: supplier_revenue)
+    spend_check_designer: str = "Nvidia"
+    cowos_packager: str = "TSMC"
+    domestic_packaging_supplier: str = "domestic OSAT (2.5D)"
     margin_chips: list[str] = []
     # supplier -> the reported revenue its annual inference purchases are compared with
     supplier_revenue: dict[str, SupplierRevenue] = {}
@@ -233,6 +238,10 @@ class Report(BaseModel):
     interactivity_chat: Leaf
     interactivity_agentic: Leaf
     curve_models: list[str] = []
+    # names the report needs from the rest of this file: nothing in reports/ hard-codes them
+    headline_scenario: str
+    class_chart_scenario: str | None = None
+    estimated_series: str | None = None
 
 
 class Assumptions(BaseModel):
@@ -253,6 +262,14 @@ class Assumptions(BaseModel):
     segments: dict[str, Segment]
     scenarios: dict[str, Scenario]
     report: Report
+
+    @model_validator(mode="after")
+    def _report_names(self) -> "Assumptions":
+        for key in ("headline_scenario", "class_chart_scenario"):
+            name = getattr(self.report, key)
+            if name is not None and name not in self.scenarios:
+                raise ValueError(f"report.{key} '{name}' is not a scenario (scenarios: {', '.join(self.scenarios)})")
+        return self
 
 
 def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:

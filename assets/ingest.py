@@ -95,18 +95,45 @@ def forecast_hierarchy(context: dg.AssetExecutionContext, warehouse: DuckDBResou
     group_name="ingest",
     kinds={"duckdb", "yaml"},
     pool=POOL,
-    description="The deployment scenarios of config/assumptions.yaml: id, a readable label, a one-line summary "
-    "and the full description (the report defines each scenario with them).",
+    description="The deployment scenarios of config/assumptions.yaml: id, a readable label, a one-line summary, "
+    "the full description, and which one the report follows (report.headline_scenario) and charts by chip class "
+    "(report.class_chart_scenario).",
 )
 def scenarios_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    scenarios = load_assumptions(settings.assumptions_path).get("scenarios") or {}
+    config = load_assumptions(settings.assumptions_path)
+    scenarios = config.get("scenarios") or {}
+    report = config.get("report") or {}
     frame = pl.DataFrame(
         [{"scenario": name, "label": spec.get("label") or name,
           "summary": spec.get("summary") or " ".join(str(spec.get("description", "")).split()),
-          "description": " ".join(str(spec.get("description", "")).split())}
+          "description": " ".join(str(spec.get("description", "")).split()),
+          "headline": name == report.get("headline_scenario"),
+          "class_chart": name == report.get("class_chart_scenario")}
          for name, spec in scenarios.items()],
-        schema={"scenario": pl.Utf8, "label": pl.Utf8, "summary": pl.Utf8, "description": pl.Utf8})
+        schema={"scenario": pl.Utf8, "label": pl.Utf8, "summary": pl.Utf8, "description": pl.Utf8,
+                "headline": pl.Boolean, "class_chart": pl.Boolean})
     with warehouse.get_connection() as con:
         rows = replace_table_from_frame(con, "meta.scenarios", frame)
     context.log.info(f"meta.scenarios: {rows} scenarios")
     return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})
+
+
+@dg.asset(
+    key=["meta", "report_series"],
+    group_name="ingest",
+    kinds={"duckdb", "yaml"},
+    pool=POOL,
+    description="The demand series the report shows, by role, from config/assumptions.yaml: global (forecast."
+    "global_demand), estimated (report.estimated_series) and each segment's demand series.",
+)
+def report_series_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+    config = load_assumptions(settings.assumptions_path)
+    rows = [("global", config["forecast"]["global_demand"]["series_id"])]
+    if (config.get("report") or {}).get("estimated_series"):
+        rows.append(("estimated", config["report"]["estimated_series"]))
+    rows += [(f"segment:{name}", spec["demand_series"]) for name, spec in (config.get("segments") or {}).items()]
+    frame = pl.DataFrame(rows, schema={"role": pl.Utf8, "series_id": pl.Utf8}, orient="row")
+    with warehouse.get_connection() as con:
+        count = replace_table_from_frame(con, "meta.report_series", frame)
+    context.log.info(f"meta.report_series: {count} series")
+    return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(count)})

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from hardware.stats import percentiles
+
 
 def supplier_exposure(fleet_rows: list[dict], supply_chain: pl.DataFrame) -> pl.DataFrame:
     """USD content of the required fleet per (period, scenario, supplier, role).
@@ -24,8 +26,7 @@ def supplier_exposure(fleet_rows: list[dict], supply_chain: pl.DataFrame) -> pl.
             key = (row["period_start"], row["scenario"], supplier, role)
             totals[key] = totals.get(key, 0.0) + row["chips"] * usd
     records = [{"period_start": k[0], "scenario": k[1], "supplier": k[2], "role": k[3],
-                "usd_p5": float(np.percentile(v, 5)), "usd_median": float(np.median(v)),
-                "usd_p95": float(np.percentile(v, 95))} for k, v in totals.items()]
+                **dict(zip(("usd_p5", "usd_median", "usd_p95"), percentiles(v)))} for k, v in totals.items()]
     schema = {"period_start": pl.Date, "scenario": pl.Utf8, "supplier": pl.Utf8, "role": pl.Utf8,
               "usd_p5": pl.Float64, "usd_median": pl.Float64, "usd_p95": pl.Float64}
     frame = pl.DataFrame(records, schema=schema)

@@ -34,6 +34,7 @@ import polars as pl
 
 from hardware.roofline import Chip, Model
 from hardware.serving import Efficiency, Limits, group_of, serve
+from hardware.stats import log_sigma, percentiles
 
 PHASES = ("prefill", "decode")
 PRECISIONS = ("bf16", "fp8", "fp4")
@@ -252,7 +253,7 @@ def size_fleet(
     rows = []
     for period, segment, value, lo, hi in demand.select(
             "period_start", "segment", "value", "lo95", "hi95").iter_rows():
-        sigma = (np.log(hi) - np.log(lo)) / (2 * 1.959964) if lo and lo > 0 else 0.0
+        sigma = log_sigma(lo, hi) if lo and lo > 0 else 0.0
         tokens_per_day = value * np.exp(sigma * demand_z[segment])
         for scen in scenarios.values():
             cached = a["workload.cached_share"] * (1.0 if scen.kv_cache_on_ssd
@@ -310,8 +311,7 @@ def summarise(rows: list[dict], chips: dict[str, Chip], a: dict[str, np.ndarray]
             "phase": r["phase"], "chip": r["chip"], "chip_class": r["chip_class"],
             "tokens_per_day": float(np.median(r["tokens_per_day"])),
             "flops_per_day": float(np.median(r["flops_per_day"])),
-            "chips_p5": float(np.percentile(n, 5)), "chips_median": float(np.median(n)),
-            "chips_p95": float(np.percentile(n, 95)),
+            **dict(zip(("chips_p5", "chips_median", "chips_p95"), percentiles(n))),
             "h100e_median": float(np.median(n * chip.h100e)),
             "power_mw_median": float(np.median(n * chip.tdp_w * pue / 1e6)),
             "capex_usd_median": float(np.median(n * chip.unit_price_usd)),

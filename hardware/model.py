@@ -24,9 +24,9 @@ from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, check_spe
                             parse_scenarios, size_fleet, summarise, tie_workload)
 from hardware.serving import interactivity_curves, priors_and_limits, serving_from_table
 from hardware.specs import chips_from_frame, models_from_frame
+from hardware.stats import Z80, log_sigma, percentiles
 from hardware.supply import implied_utilisation, supplier_flows, supply_demand_gap, token_margin
 
-Z80 = 1.2815516
 
 
 def _value(assumptions: pl.DataFrame, name: str) -> float:
@@ -157,7 +157,7 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving)
     checks = _cross_checks(rows, chips, designer, inputs, a, exposure,
                            _value(assumptions, "supply.flow_revenue_tolerance"),
-                           _value(assumptions, "supply.share_tolerance"))
+                           _value(assumptions, "supply.share_tolerance"), supply)
     curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips), serving.efficiency,
                                   limits, point)
     return {
@@ -212,7 +212,7 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
         return _total_chips(last, scenarios, chips, models, mix, {**point, **(moved or {})}, z, serving, error)
 
     base = total()
-    spread = (np.log(last["hi95"]) - np.log(last["lo95"])) / (2 * 1.959964)
+    spread = log_sigma(last["lo95"], last["hi95"])
     moves = [("demand (forecast 80% interval)", "tokens/day", float((last["value"] * np.exp(-Z80 * spread)).sum()),
               float(last["value"].sum()), float((last["value"] * np.exp(Z80 * spread)).sum()),
               total(z=-Z80), total(z=Z80)),
@@ -241,21 +241,27 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
 
 
 def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow_tol: float,
-                  share_tol: float) -> pl.DataFrame:
+                  share_tol: float, supply: dict) -> pl.DataFrame:
     """Implied annual spend and packaging demand vs reported revenue and capacity, per scenario and year.
 
     A year's implied purchases = the growth of the required fleet over the year plus replacement of
-    the fleet a year earlier over its service life; they are compared, as ratios, with Nvidia's
-    data-center revenue, TSMC's CoWoS capacity and domestic 2.5D packaging revenue of that year."""
+    the fleet a year earlier over its service life; they are compared, as ratios, with the spend-check
+    designer's revenue, the CoWoS packager's capacity and the domestic 2.5D packager's revenue of that
+    year. Who they are and their revenue series come from `supply` (config: supply.spend_check_designer,
+    cowos_packager, domestic_packaging_supplier, supplier_revenue)."""
+    spender = supply.get("spend_check_designer", "Nvidia")
+    packager = supply.get("cowos_packager", "TSMC")
+    domestic_supplier = supply.get("domestic_packaging_supplier", "domestic OSAT (2.5D)")
+    revenue_series = {k: dict(v).get("series") for k, v in (supply.get("supplier_revenue") or {}).items()}
     q4 = [r for r in rows if r["period_start"].month == 10]
     years = sorted({r["period_start"].year for r in q4})
     life = a["installed_base.service_life_years"]
     split = inputs["supply_chain"].filter(pl.col("usd_per_chip").is_not_null())
-    tsmc_packaged = set(split.filter((pl.col("role") == "advanced_packaging") & (pl.col("supplier") == "TSMC"))["chip"])
+    packaged = set(split.filter((pl.col("role") == "advanced_packaging") & (pl.col("supplier") == packager))["chip"])
     packaging = inputs["chip_packaging"].filter(pl.col("packages_per_wafer") > 0)
     per_wafer = dict(packaging.select("chip", "packages_per_wafer").iter_rows())
     domestic_pkg = dict(split.filter((pl.col("role") == "advanced_packaging")
-                                     & pl.col("supplier").str.contains("domestic")).select("chip", "usd_per_chip")
+                                     & (pl.col("supplier") == domestic_supplier)).select("chip", "usd_per_chip")
                         .iter_rows())
 
     def fleet(year, scenario, weight):
@@ -267,7 +273,9 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow
 
     fc = inputs["forecast"]
 
-    def reported_year(series_id: str, year: int):
+    def reported_year(series_id: str | None, year: int):
+        if series_id is None:
+            return None, None
         part = fc.filter((pl.col("series_id") == series_id) & (pl.col("period_start").dt.year() == year))
         if part.height == 0:
             return None, None
@@ -286,15 +294,17 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow
                 now, before = fleet(year, scen, weight), fleet(year - 1, scen, weight)
                 return np.maximum(now - before, 0.0) + before / life
 
-            nvidia = purchases(lambda c: (chips[c].unit_price_usd or 0.0) if designer.get(c) == "Nvidia" else 0.0)
-            rev, basis = reported_year("revenue/Nvidia/data_center", year)
-            out.append(_check(year, scen, "nvidia_spend_vs_data_center_revenue", nvidia, rev, "usd_per_year", basis,
-                              "implied purchases of Nvidia chips for inference vs Nvidia data-center revenue", flow_tol))
+            spend = purchases(lambda c: (chips[c].unit_price_usd or 0.0) if designer.get(c) == spender else 0.0)
+            rev, basis = reported_year(revenue_series.get(spender), year)
+            out.append(_check(year, scen, "nvidia_spend_vs_data_center_revenue", spend, rev, "usd_per_year", basis,
+                              f"implied purchases of {spender} chips for inference vs {spender}'s revenue "
+                              f"({revenue_series.get(spender)})", flow_tol))
             # CoWoS wafers per chip: 1 / the chip's packages per wafer (data/chip_packaging.csv), else the
             # assumption cowos.packages_per_wafer (drawn over its range)
             wafers = purchases(lambda c: (1.0 / per_wafer[c] if c in per_wafer else 1.0 / a["cowos.packages_per_wafer"])
-                               if c in tsmc_packaged else 0.0) / 12
-            cap = capacity.filter((pl.col("resource") == "cowos") & (pl.col("quarter_start").dt.year() == year)
+                               if c in packaged else 0.0) / 12
+            cap = capacity.filter((pl.col("resource") == "cowos") & (pl.col("region") == "rest")
+                                  & (pl.col("quarter_start").dt.year() == year)
                                   & (pl.col("quarter_start").dt.month() == 10))
             cap_value = float(cap["capacity"][0]) / 3 if cap.height else None
             cap_basis = f"{cap['basis'][0]} Q4 {year} ({cap['source_id'][0]})" if cap.height else None
@@ -302,7 +312,7 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow
                               cap_basis, "CoWoS wafers/month the inference chips bought in the year need vs TSMC "
                                          "CoWoS capacity", 0.0))
             domestic = purchases(lambda c: domestic_pkg.get(c, 0.0))
-            sj, sj_basis = reported_year("packaging_revenue/SJ Semiconductor/2.5D packaging", year)
+            sj, sj_basis = reported_year(revenue_series.get(domestic_supplier), year)
             out.append(_check(year, scen, "domestic_2_5d_spend_vs_packaging_revenue", domestic, sj, "usd_per_year",
                               sj_basis, "implied domestic 2.5D packaging content of Chinese chips bought in the year "
                                         "vs SJ Semiconductor's 2.5D packaging revenue. SJ is one of several domestic "
@@ -335,8 +345,7 @@ def _check(year, scenario, name, implied, reported, unit, basis, note, tolerance
     """One cross-check row. kind 'ceiling': the implied figure may not exceed the reported one by more than
     `tolerance` (spend vs revenue, wafers vs capacity); 'share': the ratio must lie within
     [1 / (1 + tolerance), 1 + tolerance]. status: within / outside tolerance, or no reported figure."""
-    implied = np.atleast_1d(np.asarray(implied, dtype=float))
-    median = float(np.median(implied))
+    p5, median, p95 = percentiles(implied)
     ratio = median / reported if reported else None
     if ratio is None:
         status = "no reported figure"
@@ -344,7 +353,7 @@ def _check(year, scenario, name, implied, reported, unit, basis, note, tolerance
         status = "within tolerance" if 1 / (1 + tolerance) <= ratio <= 1 + tolerance else "outside tolerance"
     else:
         status = "within tolerance" if ratio <= 1 + tolerance else "outside tolerance"
-    return {"year": year, "scenario": scenario, "check": name, "implied_p5": float(np.percentile(implied, 5)),
-            "implied_median": median, "implied_p95": float(np.percentile(implied, 95)), "reported": reported,
+    return {"year": year, "scenario": scenario, "check": name, "implied_p5": p5,
+            "implied_median": median, "implied_p95": p95, "reported": reported,
             "unit": unit, "reported_basis": basis, "ratio": ratio, "tolerance": tolerance, "status": status,
             "note": note}

@@ -19,17 +19,12 @@ import polars as pl
 
 from hardware.fleet import output_tokens_per_request
 from hardware.serving import group_of, serve
+from hardware.stats import Z90, percentiles
 
-Z90 = 1.6449
 
 
 def quarter_end(period: dt.date) -> dt.date:
     return dt.date(period.year + (period.month + 2) // 12, (period.month + 2) % 12 + 1, 1) - dt.timedelta(days=1)
-
-
-def _percentiles(values) -> tuple[float, float, float]:
-    v = np.atleast_1d(np.asarray(values, dtype=float))
-    return float(np.percentile(v, 5)), float(np.median(v)), float(np.percentile(v, 95))
 
 
 def _per_draw(rows, key, weight) -> dict[tuple, np.ndarray]:
@@ -77,7 +72,7 @@ def supply_demand_gap(rows, chips, region: dict[str, str], projection: pl.DataFr
                 continue
             installed = float(hit[column])
             serving = installed * share
-            p5, med, p95 = _percentiles(need)
+            p5, med, p95 = percentiles(need)
             out.append({"period_start": period, "scenario": scenario, "region": reg, "resource": resource,
                         "unit": unit, "required_p5": p5, "required_median": med, "required_p95": p95,
                         "installed_median": installed, "installed_inference_median": float(np.median(serving)),
@@ -108,7 +103,7 @@ def implied_utilisation(rows, chips, region: dict[str, str], projection: pl.Data
         hit = base.get((quarter_end(period), reg, cls))
         installed = float(hit["installed_h100e"]) if hit else 0.0
         available = installed * share
-        p5, med, p95 = _percentiles(need)
+        p5, med, p95 = percentiles(need)
         row = {"period_start": period, "scenario": scenario, "region": reg, "chip_class": cls,
                "required_h100e_p5": p5, "required_h100e_median": med, "required_h100e_p95": p95,
                "installed_h100e": installed, "available_inference_h100e": float(np.median(available)),
@@ -116,7 +111,7 @@ def implied_utilisation(rows, chips, region: dict[str, str], projection: pl.Data
                "utilisation_p5": None, "utilisation_median": None, "utilisation_p95": None,
                "shortfall_h100e": None, "flag": "no installed base"}
         if installed > 0:
-            u5, u50, u95 = _percentiles(need / available)
+            u5, u50, u95 = percentiles(need / available)
             row.update(utilisation_p5=u5, utilisation_median=u50, utilisation_p95=u95,
                        shortfall_h100e=float(max(np.median(need - available), 0.0)),
                        flag="short" if u50 > 1 else ("overbuild" if u50 < overbuild else "ok"))
@@ -176,8 +171,8 @@ def supplier_flows(rows, supply_chain: pl.DataFrame, forecast: pl.DataFrame, sup
         flow = np.maximum(now - before, 0.0) + before / life
         spec = revenue_specs.get(supplier)
         revenue, basis = reported_revenue(forecast, supply_metrics, spec, supplier, year) if spec else (None, None)
-        f5, f50, f95 = _percentiles(flow)
-        s5, s50, s95 = _percentiles(now)
+        f5, f50, f95 = percentiles(flow)
+        s5, s50, s95 = percentiles(now)
         ratio = f50 / revenue if revenue else None
         status = ("no reported revenue" if ratio is None
                   else "exceeds revenue" if ratio > 1 + tolerance else "within revenue")

@@ -253,8 +253,9 @@ def phase_split(hardware: pl.DataFrame, period) -> bytes:
     return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
 
 
-def three_layer_classes(hardware: pl.DataFrame) -> bytes:
-    part = hardware.filter(pl.col("scenario") == "three_layer").group_by("period_start", "chip_class").agg(
+def classes_over_time(hardware: pl.DataFrame, scenario: str) -> bytes:
+    """Chips and MW by chip class over time in one scenario (report.class_chart_scenario)."""
+    part = hardware.filter(pl.col("scenario") == scenario).group_by("period_start", "chip_class").agg(
         pl.col("power_mw_median").sum(), pl.col("chips_median").sum()).sort("period_start")
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
     for ax, col, label in ((axes[0], "chips_median", "chips (median)"), (axes[1], "power_mw_median", "MW (median)")):
@@ -266,7 +267,7 @@ def three_layer_classes(hardware: pl.DataFrame) -> bytes:
         ax.yaxis.set_major_formatter(_SHORT_FMT)
         _dates(ax)
         ax.legend(fontsize=7)
-    fig.suptitle("three_layer scenario: SRAM (lpu) vs HBM (gpu/asic) vs CPU")
+    fig.suptitle(f"{scenario} scenario: chips and power by chip class (SRAM lpu, HBM gpu/tpu/asic, cpu)")
     return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
 
 

@@ -37,11 +37,39 @@ REPORT_TABLES = {
     "vintage": "marts.forecast_vintage_errors", "flags": "marts.forecast_flags",
     "coherence": "marts.demand_coherence", "ledger": "marts.supply_ledger",
     "utilisation": "marts.implied_utilisation", "flows": "marts.supplier_flows", "margin": "marts.token_margin",
-    "scenario_defs": "meta.scenarios",
+    "scenario_defs": "meta.scenarios", "report_series": "meta.report_series",
 }
-GLOBAL = "tokens/global"
-GLOBAL_ESTIMATED = "tokens/global_estimated"
-HEADLINE_SCENARIO = "gpu_centric"
+
+
+def _headline(frames: dict[str, pl.DataFrame]) -> str:
+    """The scenario the report follows: report.headline_scenario (meta.scenarios), else the first scenario."""
+    defs = frames.get("scenario_defs")
+    if defs is not None and defs.height and "headline" in defs.columns and defs["headline"].any():
+        return defs.filter(pl.col("headline"))["scenario"][0]
+    return sorted(frames["hardware"]["scenario"].unique().to_list())[0]
+
+
+def _class_chart_scenario(frames: dict[str, pl.DataFrame]) -> str | None:
+    defs = frames.get("scenario_defs")
+    if defs is not None and defs.height and "class_chart" in defs.columns and defs["class_chart"].any():
+        return defs.filter(pl.col("class_chart"))["scenario"][0]
+    return None
+
+
+def _series(frames: dict[str, pl.DataFrame], role: str) -> str | None:
+    """A demand series by its role in the config (meta.report_series): global, estimated, segment:<name>."""
+    table = frames.get("report_series")
+    if table is None or table.height == 0:
+        return None
+    hit = table.filter(pl.col("role") == role)
+    return hit["series_id"][0] if hit.height else None
+
+
+def _segment_series(frames: dict[str, pl.DataFrame]) -> list[str]:
+    table = frames.get("report_series")
+    if table is None or table.height == 0:
+        return []
+    return table.filter(pl.col("role").str.starts_with("segment:"))["series_id"].to_list()
 
 
 def _at(frame: pl.DataFrame, period) -> pl.DataFrame:
@@ -50,7 +78,9 @@ def _at(frame: pl.DataFrame, period) -> pl.DataFrame:
 
 def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     """The headline figures, as plain numbers (also written to key_numbers.json for the next run)."""
-    fc = frames["forecast"].filter((pl.col("series_id") == GLOBAL) & pl.col("is_forecast")).sort("period_start")
+    headline = _headline(frames)
+    fc = frames["forecast"].filter((pl.col("series_id") == _series(frames, "global"))
+                                   & pl.col("is_forecast")).sort("period_start")
     now_rows = fc.filter(pl.col("period_start") <= as_of)
     now = (now_rows[-1] if now_rows.height else fc[0]).row(0, named=True)
     end = fc[-1].row(0, named=True)
@@ -59,7 +89,7 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     per_scenario = (_at(hw, horizon).group_by("scenario").agg(
         pl.col("chips_median").sum(), pl.col("h100e_median").sum(), pl.col("power_mw_median").sum(),
         pl.col("capex_usd_median").sum()).sort("scenario"))
-    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO)
+    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == headline)
     top = exposure.group_by("supplier").agg(pl.col("usd_median").sum()).sort("usd_median", descending=True).head(3)
     weekly = frames["weekly"]
     last_week = weekly["week_start"].max()  # None in a data vintage before the first OpenRouter snapshot
@@ -75,11 +105,12 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     now_quarter = started[-1] if started else (quarters[0] if quarters else None)
     per_scenario_now = (_at(hw, now_quarter).group_by("scenario").agg(pl.col("h100e_median").sum())
                         if now_quarter else pl.DataFrame(schema={"scenario": pl.Utf8, "h100e_median": pl.Float64}))
-    est = frames["forecast"].filter((pl.col("series_id") == GLOBAL_ESTIMATED) & pl.col("is_forecast"))
+    est = frames["forecast"].filter((pl.col("series_id") == _series(frames, "estimated")) & pl.col("is_forecast"))
     est_now = est.filter(pl.col("period_start") == now["period_start"])
     est_end = est.filter(pl.col("period_start") == end["period_start"])
     return {
         "as_of": as_of.isoformat(),
+        "headline_scenario": headline,
         "generated_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "last_disclosure": str(last_disclosure) if last_disclosure else None,
         "now_quarter": str(now_quarter) if now_quarter else None,
@@ -126,24 +157,27 @@ def changes(current: dict, previous: dict | None, threshold: float) -> list[dict
 
 def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
     fc = frames["forecast"]
+    headline = _headline(frames)
+    composites = {_series(frames, "global"), _series(frames, "estimated"), *_segment_series(frames)}
     token_series = sorted(s for s in fc["series_id"].unique().to_list()
-                          if s.startswith("tokens/") and s not in (GLOBAL, GLOBAL_ESTIMATED, "tokens/rest_of_world"))
+                          if s.startswith("tokens/") and (s not in composites or s.endswith("/all")))
     hw = frames["hardware"]
     scenarios = sorted(hw["scenario"].unique().to_list())
     horizon = hw["period_start"].max()
     return {
         "demand_platforms": charts.demand_fan(fc, token_series, "Token demand by platform: disclosures and forecast"),
-        "demand_global": charts.demand_fan(fc, [GLOBAL, "tokens/rest_of_world", "tokens/china_national/all"],
+        "demand_global": charts.demand_fan(fc, [s for s in [_series(frames, "global"), *_segment_series(frames)] if s],
                                            "Global inference demand (composite) and its hardware segments"),
         "origin_share": charts.origin_share(frames["weekly"]),
         "chips_by_class": charts.chips_by_class(hw, scenarios),
-        "required_vs_installed": charts.required_vs_installed(frames["gap"], HEADLINE_SCENARIO),
+        "required_vs_installed": charts.required_vs_installed(frames["gap"], _headline(frames)),
         "interactivity": charts.interactivity(frames["curves"]),
         "phase_split": charts.phase_split(hw, horizon),
-        "three_layer": charts.three_layer_classes(hw),
+        **({"class_chart": charts.classes_over_time(hw, _class_chart_scenario(frames))}
+           if _class_chart_scenario(frames) else {}),
         "suppliers": charts.supplier_bars(_at(frames["exposure"], horizon)
-                                          .filter(pl.col("scenario") == HEADLINE_SCENARIO)),
-        "tornado": charts.tornado(frames["sensitivity"], HEADLINE_SCENARIO),
+                                          .filter(pl.col("scenario") == _headline(frames))),
+        "tornado": charts.tornado(frames["sensitivity"], _headline(frames)),
     }
 
 
@@ -159,8 +193,8 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     hw = frames["hardware"]
     horizon = hw["period_start"].max()
     as_of = dt.date.fromisoformat(numbers["as_of"])
-    conc = _at(frames["concentration"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO)
-    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == HEADLINE_SCENARIO).head(15)
+    conc = _at(frames["concentration"], horizon).filter(pl.col("scenario") == _headline(frames))
+    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == _headline(frames)).head(15)
     gap = frames["gap"].filter(pl.col("period_start") == horizon)
     defs = _scenario_defs(frames)
     now_q = dt.date.fromisoformat(numbers["now_quarter"]) if numbers.get("now_quarter") else None
@@ -176,7 +210,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     last = dt.date.fromisoformat(numbers["last_disclosure"]) if numbers.get("last_disclosure") else None
     now_basis = (f"A forecast for the month: the latest disclosure is from {month_label(last)}" if last
                  else "A forecast for the month")
-    cross = frames["cross_checks"].filter(pl.col("scenario") == HEADLINE_SCENARIO)
+    cross = frames["cross_checks"].filter(pl.col("scenario") == _headline(frames))
     cross_flags = [f"{check_name(r['check'])} {r['year']}: ratio {r['ratio']:.2f} "
                    f"(tolerance {r['tolerance']:g}; {r['reported_basis'] or 'n/a'})"
                    for r in cross.filter(pl.col("status") == "outside tolerance").iter_rows(named=True)]
@@ -185,7 +219,11 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     if previous_compared(comparison) and not moved:
         comparison += f" No headline number moved by more than {pct(threshold)}."
     summary = _summary(numbers, frames, supply, defs, cross_flags, moved, comparison, horizon)
+    headline = _headline(frames)
+    class_chart = _class_chart_scenario(frames)
     return {
+        "headline_label": (defs.get(headline, {}).get("label") or headline) + " scenario",
+        "class_chart_label": (defs.get(class_chart, {}).get("label") or class_chart) if class_chart else None,
         "as_of": numbers["as_of"],
         "data_as_of": numbers.get("data_as_of") or numbers["as_of"],
         "summary": summary,
@@ -306,10 +344,10 @@ def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs:
                      f"{words(numbers['estimated_horizon'])} tokens/day")
     out.append(sentence + ".")
     scen = numbers.get("scenarios") or {}
-    if HEADLINE_SCENARIO in scen:
-        v = scen[HEADLINE_SCENARIO]
-        d = defs.get(HEADLINE_SCENARIO, {})
-        label = d.get("label") or HEADLINE_SCENARIO
+    if _headline(frames) in scen:
+        v = scen[_headline(frames)]
+        d = defs.get(_headline(frames), {})
+        label = d.get("label") or _headline(frames)
         what = f" ({d['summary'].rstrip('.')})" if d.get("summary") else ""
         text = (f"Serving it in the headline scenario, {label}{what}, takes {short(v['h100e_median'])} H100-equivalents "
                 f"({short(v['chips_median'])} chips, {power_mw(v['power_mw_median'])}, {usd(v['capex_usd_median'])} of "
@@ -333,7 +371,7 @@ def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs:
         else:
             text += "; no resource is short at the median"
         out.append(text + ".")
-    util = frames["utilisation"].filter((pl.col("scenario") == HEADLINE_SCENARIO)
+    util = frames["utilisation"].filter((pl.col("scenario") == _headline(frames))
                                         & (pl.col("period_start") == horizon) & pl.col("utilisation_median").is_not_null())
     if util.height:
         def level(u):
@@ -403,9 +441,9 @@ def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     first_short = [f"{RESOURCE_NAMES.get(r['resource'], r['resource'])} from {quarter_label(r['period_start'])}"
                    for r in short_rows.group_by("region", "resource").agg(pl.col("period_start").min())
                    .sort("period_start").iter_rows(named=True)]
-    util = frames["utilisation"].filter((pl.col("scenario") == HEADLINE_SCENARIO)
+    util = frames["utilisation"].filter((pl.col("scenario") == _headline(frames))
                                         & (pl.col("period_start").dt.month() == 10))
-    flows = frames["flows"].filter(pl.col("scenario") == HEADLINE_SCENARIO)
+    flows = frames["flows"].filter(pl.col("scenario") == _headline(frames))
     last_year = flows["year"].max() if flows.height else None
     margin = frames["margin"]
     latest = (margin.sort("price_date").group_by("provider", "model").agg(pl.col("price_date").last())
