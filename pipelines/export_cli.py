@@ -15,7 +15,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     import duckdb
 
     from assets.warehouse import WarehouseError, published_copy
-    from pipelines.cli import _unreadable
+    from pipelines.readers import unreadable
     from pipelines.query import open_read_only
     from reports.export import EXPORT_TABLES, export
 
@@ -26,7 +26,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     else:
         live = Paths.from_env().warehouse
         source = published_copy(live) if published_copy(live).exists() else live
-    problem = _unreadable(source)
+    problem = unreadable(source)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

@@ -1,0 +1,51 @@
+"""`tokens2chips report`: rebuild the analyst report from the warehouse without re-running the models."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+
+from pipelines.readers import read_target, unreadable
+from pipelines.settings import Paths
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import duckdb
+
+    from assets.report import build_report, data_as_of
+    from assets.warehouse import WarehouseError, connect
+
+    paths = Paths.from_env(reports_dir=args.reports_dir)
+    try:
+        as_of = dt.date.fromisoformat(args.as_of) if args.as_of else None
+    except ValueError:
+        print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    source = read_target(args.warehouse)
+    problem = unreadable(source)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        con = connect(source, read_only=True, wait_s=10)
+    except WarehouseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        vintage = data_as_of(con)
+        if as_of is None:
+            as_of = vintage or dt.datetime.now(dt.timezone.utc).date()
+        if vintage and as_of < vintage:
+            print(f"error: --as-of {as_of} is before the warehouse's data ({source} holds data as of {vintage}); "
+                  f"a report as of {as_of} would show figures not known then. Build that vintage first: "
+                  f"`tokens2chips run --as-of {as_of}`", file=sys.stderr)
+            return 2
+        path = build_report(con, as_of, paths.reports_dir)
+    except duckdb.CatalogException as exc:
+        print(f"error: the warehouse lacks a table the report needs ({exc}); run `tokens2chips run`", file=sys.stderr)
+        return 1
+    finally:
+        con.close()
+    print(f"report: {path / 'report.html'}\n        {path / 'report.md'}")
+    return 0

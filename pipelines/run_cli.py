@@ -1,0 +1,220 @@
+"""`tokens2chips run`: pre-flight checks, then every asset as one Dagster run under the run lock (after
+loading new call-log days), with progress per asset, the run record and the published copy."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pipelines.instance_repair import SlotSweeper, reclaim_dead_runs
+from pipelines.settings import Paths, ensure_dagster_home
+
+
+# dated sources without which a run has nothing to model: an as-of date before their first row is an error
+AS_OF_REQUIRED = ("token_volume_observations", "chip_shipments_quarterly", "throughput_measurements")
+
+def _as_of_problem(paths: Paths, as_of: dt.date) -> str | None:
+    """An as-of date before the data: the sources a run needs hold no row known then."""
+    import duckdb
+
+    from assets.loading import InputFileError, load_source
+    from assets.sources import SOURCES_BY_STEM
+
+    con = duckdb.connect()
+    try:
+        for stem in AS_OF_REQUIRED:
+            source = SOURCES_BY_STEM[stem]
+            path = paths.data_dir / source.file_name
+            if not path.exists():
+                continue  # the run reports the missing file itself
+            try:
+                load_source(con, source, path)
+                first = con.execute(f"select cast(min({source.known_on_sql}) as date) from {source.table}").fetchone()[0]
+            except (InputFileError, duckdb.Error):
+                continue  # the run reports a bad file with its row and column
+            if first is None or first > as_of:
+                return (f"--as-of {as_of}: no row of {source.file_name} was known by then (the first became known "
+                        f"on {first}); choose an as-of date on or after it")
+    finally:
+        con.close()
+    return None
+
+def _preflight(paths: Paths) -> str | None:
+    """Everything that can be checked before a run starts; the first problem as one message."""
+    from assets.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
+
+    if not paths.data_dir.is_dir():
+        return f"data directory {paths.data_dir} does not exist"
+    as_of = os.environ.get("T2C_AS_OF")
+    if as_of:
+        problem = _as_of_problem(paths, dt.date.fromisoformat(as_of))
+        if problem:
+            return problem
+    try:
+        flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
+    except AssumptionsError as exc:
+        return str(exc)
+    from assets.warehouse import not_a_database
+
+    problem = not_a_database(paths.warehouse)
+    if problem:
+        return problem
+    directory = paths.warehouse.parent
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".t2c-write-test-"):
+            pass
+    except OSError as exc:
+        return f"the warehouse directory {directory} is not writable ({exc.strerror or exc})"
+    return None
+
+def cmd_run(args: argparse.Namespace) -> int:
+    if args.as_of:
+        try:
+            dt.date.fromisoformat(args.as_of)
+        except ValueError:
+            print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
+            return 2
+        os.environ["T2C_AS_OF"] = args.as_of
+    paths = Paths.from_env(data_dir=args.data_dir, warehouse=args.warehouse, reports_dir=args.reports_dir,
+                           assumptions=args.assumptions)
+    problem = _preflight(paths)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.call_logs:
+        os.environ["T2C_CALL_LOGS"] = str(Path(args.call_logs).expanduser().resolve())
+    paths.export()
+    from pipelines.runlock import RunLockBusy, run_lock
+
+    def waiting(owner: str) -> None:
+        print(f"waiting for the run lock of {paths.warehouse} (held by {owner}) ...", flush=True)
+
+    try:
+        with run_lock(paths.warehouse, wait_s=args.wait, on_wait=waiting):
+            return _run_locked(paths)
+    except RunLockBusy as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+
+def _run_locked(paths: Paths) -> int:
+    home = ensure_dagster_home()
+
+    import dagster as dg
+
+    from assets.runs import record_run, run_failures, steps_not_run
+    from assets.warehouse import WarehouseError, connect, publish
+    from pipelines.definitions import build_resources, refresh_all_job
+
+    print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance, SlotSweeper(instance):
+        reclaim_dead_runs(instance, paths.warehouse)
+        if os.environ.get("T2C_CALL_LOGS"):
+            code = _load_call_logs(instance, Path(os.environ["T2C_CALL_LOGS"]))
+            if code:
+                return code
+        result = dg.execute_job(
+            dg.reconstructable(refresh_all_job),
+            instance=instance,
+            run_config={"loggers": {"progress": {}}},
+            tags=run_tags(),
+            raise_on_error=False,
+        )
+        failures = run_failures(instance, result.run_id)
+        skipped = steps_not_run(instance, result.run_id) if not result.success else []
+        try:
+            con = connect(paths.warehouse)
+            try:
+                row = record_run(
+                    con, instance, result.run_id, as_of=build_resources()["settings"].as_of_date(),
+                    data_dir=str(paths.data_dir), warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
+                    failures=failures,
+                )
+            finally:
+                con.close()
+        except (WarehouseError, OSError, RuntimeError) as exc:
+            row = None
+            failures.append(f"recording the run in meta.runs: {exc}")
+    elapsed = time.monotonic() - started
+    checks = (f"checks: {row['checks_passed']} passed, {row['checks_failed']} failed, {row['checks_warned']} warned"
+              if row else "checks not recorded")
+    if not result.success:
+        print(f"run {result.run_id} FAILED after {elapsed:.1f}s ({checks}); every table keeps its previous "
+              "version or holds its new one; the published copy is unchanged", file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        if skipped:
+            print(f"  not run because of the failure ({len(skipped)}): {', '.join(skipped)}", file=sys.stderr)
+        return 1
+    try:
+        published = publish(paths.warehouse)
+    except WarehouseError as exc:
+        print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}) but publishing failed: {exc}",
+              file=sys.stderr)
+        return 1
+    print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}); published {published}")
+    as_of = build_resources()["settings"].as_of_date()
+    report = paths.reports_dir / as_of.isoformat() / "report.html"
+    if report.exists():
+        print(f"report: {report}\n        {report.with_name('report.md')}")
+    _warm_hardware_cache(paths)
+    return 0
+
+def _warm_hardware_cache(paths: Paths) -> None:
+    """Fit the serving model for `size`/`throughput` on this run's data and assumptions now, so those
+    commands answer from the cache (var/cache/hardware-context) without refitting."""
+    from pipelines.hardware_cli import InputError, _context
+
+    try:
+        _context(argparse.Namespace(data_dir=str(paths.data_dir), assumptions=str(paths.assumptions)))
+    except (InputError, ValueError, KeyError, OSError):
+        pass  # the commands report their own errors when called
+
+def run_tags() -> dict[str, str]:
+    """Tags of a CLI run: who launched it, from which process, on which warehouse."""
+    return {"launched_by": "tokens2chips run", "t2c/pid": str(os.getpid()), "t2c/host": socket.gethostname(),
+            "t2c/warehouse": os.environ["T2C_WAREHOUSE"]}
+
+def _load_call_logs(instance, root: Path) -> int:
+    """Run the call_logs job over the range of new or changed day-partitions (one run, unchanged days
+    inside the range skipped)."""
+    import dagster as dg
+
+    from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files
+    from assets.warehouse import WarehouseError, connect
+    from pipelines.definitions import build_resources, call_logs_job_def
+
+    resources = build_resources()
+    settings = resources["settings"]
+    try:
+        cfg = CallLogConfig.load(settings.call_logs_config)
+        con = connect(resources["warehouse"].database)
+        try:
+            days = changed_days(con, day_files(root, cfg, con))
+        finally:
+            con.close()
+    except (CallLogError, WarehouseError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not days:
+        print(f"call logs {root}: no new or changed day-partitions")
+        return 0
+    print(f"call logs {root}: {len(days)} new or changed day-partition(s), {days[0]} .. {days[-1]}")
+    result = dg.execute_job(
+        dg.reconstructable(call_logs_job_def), instance=instance,
+        run_config={"loggers": {"progress": {}}, "ops": {"raw__call_log_daily": {"config": {"only_changed": True}}}},
+        tags={"dagster/asset_partition_range_start": days[0].isoformat(),
+              "dagster/asset_partition_range_end": days[-1].isoformat(), **run_tags()},
+        raise_on_error=False,
+    )
+    if not result.success:
+        print(f"call-log run {result.run_id} FAILED; partitions that loaded are kept", file=sys.stderr)
+        return 1
+    return 0
