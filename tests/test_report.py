@@ -64,3 +64,19 @@ def test_a_report_is_compared_only_with_one_of_the_same_as_of_date(tmp_path):
     assert previous["as_of"] == "2026-11-30" and text.startswith("Compared with the previous report")
     assert _report_as_of(tmp_path / "2026-06-30") == dt.date(2026, 6, 30)
     assert _report_as_of(tmp_path / "missing") is None
+
+
+def test_the_report_names_its_headline_scenario_in_the_config(tmp_path):
+    import pytest
+    import yaml
+
+    from assets.assumptions import AssumptionsError, load_assumptions
+    from tests.conftest import ASSUMPTIONS
+
+    data = yaml.safe_load(ASSUMPTIONS.read_text())
+    assert data["report"]["headline_scenario"] in data["scenarios"]
+    data["report"]["headline_scenario"] = "renamed_scenario"
+    path = tmp_path / "a.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(AssumptionsError, match="headline_scenario 'renamed_scenario' is not a scenario"):
+        load_assumptions(path)

@@ -10,7 +10,7 @@ matched as (
     select s.model, m.model as catalog_model,
            row_number() over (partition by s.model order by m._line) as match_rank
     from slugs as s
-    join raw.model_slug_map as m on lower(s.model) like m.slug_pattern
+    join raw.model_slug_map as m on lower(s.model) like lower(m.slug_pattern)
 ),
 
 final as (

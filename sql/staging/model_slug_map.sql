@@ -1,5 +1,6 @@
 -- staging.model_slug_map: every distinct slug seen in the OpenRouter panel resolved to a catalog
--- model by the first matching LIKE pattern in file order (raw.model_slug_map._line).
+-- model by the first matching LIKE pattern in file order (raw.model_slug_map._line), case-insensitive as in
+-- marts.call_volume_daily and hardware/specs.resolve (one rule: lower(slug) LIKE lower(pattern)).
 with slugs as (
     select distinct model_slug from raw.openrouter_weekly_top_models
 ),
@@ -11,7 +12,7 @@ matches as (
         m.confidence as mapping_confidence,
         row_number() over (partition by s.model_slug order by m._line) as match_rank
     from slugs as s
-    join raw.model_slug_map as m on s.model_slug like m.slug_pattern
+    join raw.model_slug_map as m on lower(s.model_slug) like lower(m.slug_pattern)
 ),
 
 final as (
