@@ -153,3 +153,90 @@ def test_demand_coherence_names_parts_above_their_total(con, tmp_path):
                        "order by 1, 3").fetchall()
     # March: a + b = 11 > t = 10; April: a alone 9 <= 10; weekly w = 8 > 7 x d (1 a day) in the week of 9 Mar only
     assert rows == [("d", "w", dt.date(2026, 3, 9), 8.0, 1.0, 7.0), ("t", "a+b", day, 11.0, 10.0, 1.0)]
+
+
+def test_quarterly_demand_takes_each_quarters_last_month_forecast(con):
+    import polars as pl
+
+    from assets.warehouse import replace_table_from_frame
+
+    months = [dt.date(2027, m, 1) for m in range(1, 13)]
+    frame = pl.DataFrame({
+        "series_id": ["tokens/x/all"] * 12 + ["revenue/y/z"],
+        "period_start": months + [dt.date(2027, 3, 1)],
+        "is_forecast": [m.month > 1 for m in months] + [True],
+        "value": [float(m.month) for m in months] + [99.0],
+        "lo80": [1.0] * 13, "hi80": [20.0] * 13, "lo95": [0.5] * 13, "hi95": [40.0] * 13,
+        "model_name": ["m"] * 13, "unit": ["tokens_per_day"] * 13})
+    replace_table_from_frame(con, "marts.forecast", frame)
+    build(con, "staging.quarterly_demand")
+    got = dict(con.execute("select period_start, value from staging.quarterly_demand").fetchall())
+    # March, June, September, December stand for their quarters; revenue series and observed months are left out
+    assert got == {dt.date(2027, 1, 1): 3.0, dt.date(2027, 4, 1): 6.0, dt.date(2027, 7, 1): 9.0,
+                   dt.date(2027, 10, 1): 12.0}
+
+
+def test_token_cost_divides_the_days_cost_by_its_tokens(con):
+    import polars as pl
+
+    from assets.warehouse import replace_table_from_frame
+
+    frame = pl.DataFrame({
+        "period_start": [dt.date(2027, 1, 1)] * 3, "scenario": ["s"] * 3, "segment": ["a", "b", "a"],
+        "phase": ["decode", "decode", "prefill"], "chip": ["g1", "g2", "g1"], "chip_class": ["gpu"] * 3,
+        "tokens_per_day": [1e9, 3e9, 4e9], "cost_usd_per_day_median": [100.0, 300.0, 40.0]})
+    replace_table_from_frame(con, "marts.hardware_demand", frame)
+    build(con, "marts.token_cost")
+    got = {r[0]: r[1:] for r in con.execute(
+        "select phase, tokens_per_day, cost_usd_per_day, usd_per_million_tokens from marts.token_cost").fetchall()}
+    # decode: $400 for 4e9 tokens = $0.10 per million; prefill: $40 for 4e9 = $0.01 per million
+    assert got["decode"] == (pytest.approx(4e9), pytest.approx(400.0), pytest.approx(0.1))
+    assert got["prefill"][2] == pytest.approx(0.01)
+
+
+def _frame(con, table, rows: dict):
+    import polars as pl
+
+    from assets.warehouse import replace_table_from_frame
+
+    replace_table_from_frame(con, table, pl.DataFrame(rows))
+
+
+def _empty_forecast_inputs(con):
+    _frame(con, "staging.token_estimates", {"platform": ["p"], "observed_on": [dt.date(2020, 1, 1)],
+                                             "tokens_per_day": [1.0], "known_on": [dt.date(2020, 1, 1)]})
+    con.execute("delete from staging.token_estimates")
+    _frame(con, "marts.model_call_volume_weekly", {"week_start": [dt.date(2020, 1, 5)], "week_end": [dt.date(2020, 1, 11)],
+                                                   "origin": ["us"], "total_tokens": [1.0]})
+    con.execute("delete from marts.model_call_volume_weekly")
+    _frame(con, "marts.vendor_revenue", {"quarter_start": [dt.date(2020, 1, 1)], "company": ["c"], "segment": ["s"],
+                                         "revenue_usd": [1.0], "is_complete": [True]})
+    con.execute("delete from marts.vendor_revenue")
+    _frame(con, "marts.packaging_revenue", {"period_start": [dt.date(2020, 1, 1)], "period_end": [dt.date(2020, 12, 31)],
+                                            "company": ["c"], "segment": ["s"], "revenue_usd": [1.0]})
+    con.execute("delete from marts.packaging_revenue")
+    _frame(con, "marts.call_volume_daily", {"day": [dt.date(2020, 1, 1)], "origin": ["us"], "prompt_tokens": [1],
+                                            "completion_tokens": [1]})
+    con.execute("delete from marts.call_volume_daily")
+
+
+def test_forecast_history_picks_one_figure_a_month_and_only_complete_shipment_quarters(con):
+    _empty_forecast_inputs(con)
+    # two disclosures in March: the March figure (shorter, later period) beats the Q1 average
+    _frame(con, "marts.token_observations", {
+        "platform": ["g", "g", "g"], "segment": ["all"] * 3,
+        "observed_on": [dt.date(2026, 3, 31), dt.date(2026, 3, 31), dt.date(2026, 5, 20)],
+        "period_start": [dt.date(2026, 1, 1), dt.date(2026, 3, 1), dt.date(2026, 5, 20)],
+        "tokens_per_day": [1e12, 2e12, 3e12],
+        "known_on": [dt.date(2026, 4, 2)] * 2 + [dt.date(2026, 5, 21)]})
+    _frame(con, "marts.chip_shipments", {
+        "quarter_start": [dt.date(2026, 1, 1), dt.date(2026, 4, 1), dt.date(2026, 4, 1)],
+        "designer": ["N", "N", "N"], "h100e_median": [10.0, 20.0, 5.0], "incomplete": [False, False, True]})
+    build(con, "staging.forecast_history")
+    rows = {(s, p): (v, k) for s, p, v, k in con.execute(
+        "select series_id, period_start, value, known_on from staging.forecast_history").fetchall()}
+    assert rows[("tokens/g/all", dt.date(2026, 3, 1))] == (pytest.approx(2e12), dt.date(2026, 4, 2))
+    assert rows[("tokens/g/all", dt.date(2026, 5, 1))][0] == pytest.approx(3e12)
+    # a quarter with an incomplete row is left out of the shipment series (the forecast fills it)
+    assert rows[("shipments_h100e/N", dt.date(2026, 1, 1))] == (pytest.approx(10.0), dt.date(2026, 3, 31))
+    assert ("shipments_h100e/N", dt.date(2026, 4, 1)) not in rows
