@@ -1,4 +1,4 @@
-"""Request-level call logs: a daily-partitioned asset over the log directory (assets/call_log_loading.py).
+"""Request-level call logs: a daily-partitioned asset over the log directory (call_logs/loading.py).
 
 A run processes its partition range; with `only_changed` (what `tokens2chips run --call-logs` asks for)
 it skips days whose files are unchanged since they were loaded (fingerprint of paths, sizes and mtimes
@@ -14,7 +14,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files, load_days
+from call_logs.loading import CallLogConfig, CallLogError, changed_days, day_files, load_days
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 

@@ -10,8 +10,8 @@ from dagster_duckdb import DuckDBResource
 
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
-from assets.sources import SOURCES, Source
-from assets.warehouse import SQL_DIR, quote_ident
+from warehouse.sources import SOURCES, Source
+from warehouse.io import SQL_DIR, quote_ident
 
 
 @cache

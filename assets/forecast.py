@@ -9,10 +9,10 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 import forecasts
-from assets.assumptions import load_assumptions
+from configuration.assumptions import load_assumptions
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
-from assets.warehouse import replace_tables_from_frames
+from warehouse.io import replace_tables_from_frames
 from forecasts.demand import DemandConfig, compose_draws, fit_demand, monthly_to_weekly
 from forecasts.grid import date_range
 from forecasts.vintage import POOLED, replay, summarise, vintages

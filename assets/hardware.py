@@ -9,10 +9,10 @@ import warnings
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from assets.assumptions import load_assumptions
+from configuration.assumptions import load_assumptions
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
-from assets.warehouse import replace_tables_from_frames
+from warehouse.io import replace_tables_from_frames
 from hardware.fleet import ScenarioError
 from hardware.model import build
 

@@ -1,4 +1,4 @@
-"""Raw assets: one per source file, loaded and validated by DuckDB's CSV reader (assets/loading.py),
+"""Raw assets: one per source file, loaded and validated by DuckDB's CSV reader (warehouse/loading.py),
 plus meta.assumptions from config/assumptions.yaml."""
 
 
@@ -6,11 +6,11 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from assets.assumptions import flatten_assumptions, load_assumptions
-from assets.loading import InputFileError, load_source
+from configuration.assumptions import flatten_assumptions, load_assumptions
+from warehouse.loading import InputFileError, load_source
 from assets.resources import ProjectSettings
-from assets.sources import SOURCES, Source
-from assets.warehouse import replace_table_from_frame, table_preview
+from warehouse.sources import SOURCES, Source
+from warehouse.io import replace_table_from_frame, table_preview
 
 POOL = "duckdb"
 

@@ -10,7 +10,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from assets.warehouse import WarehouseLockedError, connect
+from warehouse.io import WarehouseLockedError, connect
 
 
 class Warehouse(DuckDBResource):

@@ -9,7 +9,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from assets.warehouse import ensure_schemas
+from warehouse.io import ensure_schemas
 
 RUNS_DDL = """create table if not exists meta.runs (
     run_id varchar primary key, job_name varchar, status varchar,

@@ -1,7 +1,7 @@
 """Staging and mart assets: one per SQL file in sql/<schema>/<table>.sql.
 
 The file name is the table name; the upstream assets are the `schema.table` names the SQL reads.
-Each asset rebuilds its table in one transaction (assets/warehouse.replace_table).
+Each asset rebuilds its table in one transaction (warehouse/io.replace_table).
 """
 
 
@@ -9,7 +9,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.ingest import POOL
-from assets.warehouse import read_sql, referenced_tables, replace_table, sql_files, table_preview
+from warehouse.io import read_sql, referenced_tables, replace_table, sql_files, table_preview
 
 
 def _description(sql: str) -> str:

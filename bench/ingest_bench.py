@@ -8,7 +8,7 @@ each step in its own process (peak RSS from wait4):
   bare        select date_trunc('day', timestamp), model, provider, count(*), sum(tokens...) group by all
               over all files (DuckDB defaults), every aggregated row fetched
   full        the pipeline's cold full load of every day-partition into a fresh warehouse
-              (assets/call_log_loading.load_days, the code the Dagster asset runs; memory_limit from
+              (call_logs/loading.load_days, the code the Dagster asset runs; memory_limit from
               config/call_logs.yaml, 1 GB by default); bare CSV skips malformed rows (ignore_errors)
   incremental one new day added to the directory: find changed partitions + load that day
   floor       the least an incremental load can do, for scale: open the same warehouse, the bare
@@ -44,7 +44,7 @@ sys.path.insert(0, {root!r})
 import duckdb
 kind, logs, warehouse = {kind!r}, Path({logs!r}), {warehouse!r}
 if kind not in ("bare", "floor"):
-    from assets.call_log_loading import CallLogConfig, changed_days, day_files, load_days
+    from call_logs.loading import CallLogConfig, changed_days, day_files, load_days
 t0 = time.perf_counter()
 if kind == "floor":
     day_dir = max(logs.glob("date=*"))

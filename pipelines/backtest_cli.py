@@ -47,7 +47,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
               "the vintages of its data)", file=sys.stderr)
         return 2
     paths.export()
-    from assets.warehouse import WarehouseError, connect, publish
+    from warehouse.io import WarehouseError, connect, publish
     from pipelines.runlock import RunLockBusy, run_lock
 
     try:
@@ -100,7 +100,7 @@ def _execute(paths: Paths, start: str, end: str, step: int) -> int:
 
 
 def _print_summary(paths: Paths) -> None:
-    from assets.warehouse import connect, published_copy
+    from warehouse.io import connect, published_copy
 
     con = connect(published_copy(paths.warehouse), read_only=True)
     try:

@@ -73,7 +73,7 @@ def call_logs_sensor(context: dg.SensorEvaluationContext):
     import json
     from pathlib import Path
 
-    from assets.call_log_loading import CallLogError, discover, fingerprint
+    from call_logs.loading import CallLogError, discover, fingerprint
     from pipelines.settings import call_logs_dir
 
     root = call_logs_dir()
@@ -109,7 +109,7 @@ def record_failed_run(context: dg.RunFailureSensorContext):
 
 def _record(context, publish_snapshot: bool = False) -> None:
     from assets.runs import record_run
-    from assets.warehouse import connect, publish
+    from warehouse.io import connect, publish
 
     paths = Paths.from_env()
     con = connect(paths.warehouse, wait_s=60)

@@ -14,7 +14,7 @@ from pipelines.settings import Paths
 def cmd_export(args: argparse.Namespace) -> int:
     import duckdb
 
-    from assets.warehouse import WarehouseError, published_copy
+    from warehouse.io import WarehouseError, published_copy
     from pipelines.readers import unreadable
     from pipelines.query import open_read_only
     from reports.export import EXPORT_TABLES, export

@@ -90,7 +90,7 @@ def _context(args):
 def _build_context(paths):
     import polars as pl
 
-    from assets.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
+    from configuration.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
     from hardware.serving import calibrate, efficiencies_from, measurements_frame, priors_and_limits
     from hardware.specs import chips_from_frame, models_from_frame
 

@@ -11,7 +11,7 @@ from pipelines.readers import read_target, unreadable
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
-    from assets.warehouse import WarehouseError
+    from warehouse.io import WarehouseError
     from pipelines.query import QueryRefused, flatten_nested, format_table, open_read_only, rewrite_show_tables, run_query
     from reports.export import formula_safe
 

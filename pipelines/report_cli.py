@@ -14,7 +14,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     import duckdb
 
     from assets.report import build_report, data_as_of
-    from assets.warehouse import WarehouseError, connect
+    from warehouse.io import WarehouseError, connect
 
     paths = Paths.from_env(reports_dir=args.reports_dir)
     try:

@@ -23,8 +23,8 @@ def _as_of_problem(paths: Paths, as_of: dt.date) -> str | None:
     """An as-of date before the data: the sources a run needs hold no row known then."""
     import duckdb
 
-    from assets.loading import InputFileError, load_source
-    from assets.sources import SOURCES_BY_STEM
+    from warehouse.loading import InputFileError, load_source
+    from warehouse.sources import SOURCES_BY_STEM
 
     con = duckdb.connect()
     try:
@@ -47,7 +47,7 @@ def _as_of_problem(paths: Paths, as_of: dt.date) -> str | None:
 
 def _preflight(paths: Paths) -> str | None:
     """Everything that can be checked before a run starts; the first problem as one message."""
-    from assets.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
+    from configuration.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
 
     if not paths.data_dir.is_dir():
         return f"data directory {paths.data_dir} does not exist"
@@ -60,7 +60,7 @@ def _preflight(paths: Paths) -> str | None:
         flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
     except AssumptionsError as exc:
         return str(exc)
-    from assets.warehouse import not_a_database
+    from warehouse.io import not_a_database
 
     problem = not_a_database(paths.warehouse)
     if problem:
@@ -109,7 +109,7 @@ def _run_locked(paths: Paths) -> int:
     import dagster as dg
 
     from assets.runs import record_run, run_failures, steps_not_run
-    from assets.warehouse import WarehouseError, connect, publish
+    from warehouse.io import WarehouseError, connect, publish
     from pipelines.definitions import build_resources, refresh_all_job
 
     print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
@@ -187,8 +187,8 @@ def _load_call_logs(instance, root: Path) -> int:
     inside the range skipped)."""
     import dagster as dg
 
-    from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files
-    from assets.warehouse import WarehouseError, connect
+    from call_logs.loading import CallLogConfig, CallLogError, changed_days, day_files
+    from warehouse.io import WarehouseError, connect
     from pipelines.definitions import build_resources, call_logs_job_def
 
     resources = build_resources()

@@ -4,8 +4,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from assets.assumptions import flatten_assumptions, load_assumptions
-from assets.warehouse import read_sql, replace_table, replace_table_from_frame
+from configuration.assumptions import flatten_assumptions, load_assumptions
+from warehouse.io import read_sql, replace_table, replace_table_from_frame
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"

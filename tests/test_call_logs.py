@@ -9,8 +9,8 @@ import duckdb
 import pytest
 from dagster_duckdb import DuckDBResource
 
-import assets.call_log_csv as call_log_csv
-from assets.call_log_loading import CallLogConfig, CallLogError, changed_days, day_files, discover, load_day
+import call_logs.csv_format as call_log_csv
+from call_logs.loading import CallLogConfig, CallLogError, changed_days, day_files, discover, load_day
 from assets.resources import ProjectSettings
 from bench.make_call_logs import generate
 from tests.conftest import ROOT, build
@@ -107,7 +107,7 @@ def test_csv_day_files_reject_each_bad_row_once_at_its_line(tmp_path, con, monke
         second_reads.append((args[-1] is not None, agreed))
         return agreed
 
-    monkeypatch.setattr("assets.call_log_csv._csv_second_read", recording)
+    monkeypatch.setattr("call_logs.csv_format._csv_second_read", recording)
     result = load_day(con, START, sorted(day.glob("*.csv")), CFG)
     # the cheap text re-read agrees with the typed first read; if it did not, the typed re-read decides
     assert second_reads == ([(True, False), (False, True)] if text_read_disagrees else [(True, True)])
@@ -217,8 +217,8 @@ def test_unreadable_file_fails_its_partition_and_keeps_the_others(tmp_path):
 
 
 def test_call_volume_mart_maps_models_and_lists_unknown_ones(tmp_path, con, data_dir):
-    from assets.loading import load_source
-    from assets.sources import SOURCES_BY_STEM
+    from warehouse.loading import load_source
+    from warehouse.sources import SOURCES_BY_STEM
 
     for stem in ("model_slug_map", "model_authors", "model_catalog"):
         load_source(con, SOURCES_BY_STEM[stem], data_dir / f"{stem}.csv")

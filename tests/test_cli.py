@@ -8,7 +8,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from assets.assumptions import AssumptionsError, load_assumptions
+from configuration.assumptions import AssumptionsError, load_assumptions
 from pipelines.cli import main
 from pipelines.query import format_table
 from tests.conftest import ASSUMPTIONS

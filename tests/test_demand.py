@@ -7,8 +7,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets.loading import load_source
-from assets.sources import SOURCES_BY_STEM
+from warehouse.loading import load_source
+from warehouse.sources import SOURCES_BY_STEM
 from forecasts.demand import DemandConfig, compose_draws, fit_demand
 from forecasts.vintage import replay, summarise, vintages
 

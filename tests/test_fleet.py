@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets.assumptions import flatten_assumptions, load_assumptions
+from configuration.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, Serving, check_speed, parse_scenarios, size_fleet
 from hardware.model import model_mix
 from hardware.supply import GAP_RESOURCES, supply_demand_gap

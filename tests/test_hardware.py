@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from assets.assumptions import flatten_assumptions, load_assumptions
+from configuration.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, parse_scenarios
 from hardware.roofline import Chip, Model, chips_per_replica, throughput
 from tests.conftest import ASSUMPTIONS

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from assets.call_log_loading import CallLogConfig, load_day
-from assets.loading import InputFileError, load_source
-from assets.sources import SOURCES
+from call_logs.loading import CallLogConfig, load_day
+from warehouse.loading import InputFileError, load_source
+from warehouse.sources import SOURCES
 from tests.conftest import ROOT
 
 BY_STEM = {s.stem: s for s in SOURCES}

@@ -2,8 +2,8 @@
 
 import pytest
 
-from assets.loading import InputFileError, load_source
-from assets.sources import SOURCES, SOURCES_BY_STEM
+from warehouse.loading import InputFileError, load_source
+from warehouse.sources import SOURCES, SOURCES_BY_STEM
 
 
 @pytest.mark.parametrize("source", SOURCES, ids=lambda s: s.stem)

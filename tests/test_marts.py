@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from assets.loading import load_source
-from assets.sources import SOURCES_BY_STEM
+from warehouse.loading import load_source
+from warehouse.sources import SOURCES_BY_STEM
 from tests.conftest import ASSUMPTIONS, build, load_assumptions_table
 
 SPEC_HEADER = ("chip,designer,chip_class,release_date,china_market,bf16_tflops,fp8_tflops,fp4_tflops,mem_type,"
@@ -135,7 +135,7 @@ def test_token_estimates_from_revenue_run_rate_by_hand(con, tmp_path):
 def test_demand_coherence_names_parts_above_their_total(con, tmp_path):
     import polars as pl
 
-    from assets.warehouse import replace_table_from_frame
+    from warehouse.io import replace_table_from_frame
 
     replace_table_from_frame(con, "meta.forecast_hierarchy", pl.DataFrame({
         "entry": [1, 1, 2], "total": ["t", "t", "d"], "part": ["a", "b", "w"], "parts": ["a+b", "a+b", "w"],
@@ -158,7 +158,7 @@ def test_demand_coherence_names_parts_above_their_total(con, tmp_path):
 def test_quarterly_demand_takes_each_quarters_last_month_forecast(con):
     import polars as pl
 
-    from assets.warehouse import replace_table_from_frame
+    from warehouse.io import replace_table_from_frame
 
     months = [dt.date(2027, m, 1) for m in range(1, 13)]
     frame = pl.DataFrame({
@@ -179,7 +179,7 @@ def test_quarterly_demand_takes_each_quarters_last_month_forecast(con):
 def test_token_cost_divides_the_days_cost_by_its_tokens(con):
     import polars as pl
 
-    from assets.warehouse import replace_table_from_frame
+    from warehouse.io import replace_table_from_frame
 
     frame = pl.DataFrame({
         "period_start": [dt.date(2027, 1, 1)] * 3, "scenario": ["s"] * 3, "segment": ["a", "b", "a"],
@@ -197,7 +197,7 @@ def test_token_cost_divides_the_days_cost_by_its_tokens(con):
 def _frame(con, table, rows: dict):
     import polars as pl
 
-    from assets.warehouse import replace_table_from_frame
+    from warehouse.io import replace_table_from_frame
 
     replace_table_from_frame(con, table, pl.DataFrame(rows))
 

@@ -19,7 +19,7 @@ import duckdb
 import pytest
 
 from assets.resources import Warehouse
-from assets.warehouse import WarehouseLockedError, connect, publish, published_copy, replace_tables
+from warehouse.io import WarehouseLockedError, connect, publish, published_copy, replace_tables
 from pipelines.cli import main
 from pipelines.query import QueryRefused, open_read_only, run_query
 from pipelines.runlock import RunLockBusy, run_lock
@@ -223,7 +223,7 @@ def test_a_published_snapshot_being_read_survives_a_new_publish(tmp_path):
 
 REPLACER = """
 import sys, duckdb
-from assets.warehouse import replace_tables
+from warehouse.io import replace_tables
 con = duckdb.connect(sys.argv[1])
 print("start", flush=True)
 i = 0
@@ -276,7 +276,7 @@ def test_disk_full_during_a_load_keeps_the_previous_table(tmp_path):
     proc = subprocess.run(
         [PY, "-c", textwrap.dedent(f"""
             import duckdb, sys
-            from assets.warehouse import replace_tables
+            from warehouse.io import replace_tables
             con = duckdb.connect({str(wh)!r})
             try:
                 replace_tables(con, {{"marts.a": "select range as k, md5(range::varchar) as h from range(3000000)"}})

@@ -70,7 +70,7 @@ def test_the_report_names_its_headline_scenario_in_the_config(tmp_path):
     import pytest
     import yaml
 
-    from assets.assumptions import AssumptionsError, load_assumptions
+    from configuration.assumptions import AssumptionsError, load_assumptions
     from tests.conftest import ASSUMPTIONS
 
     data = yaml.safe_load(ASSUMPTIONS.read_text())

@@ -58,7 +58,7 @@ def test_prefill_is_chunked_so_short_prompts_are_not_memory_bound():
 
 @pytest.fixture(scope="module")
 def calibration():
-    from assets.assumptions import flatten_assumptions, load_assumptions
+    from configuration.assumptions import flatten_assumptions, load_assumptions
 
     assumptions = flatten_assumptions(load_assumptions(ASSUMPTIONS))
     config = load_assumptions(ASSUMPTIONS)

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from assets.warehouse import replace_table_from_frame
+from warehouse.io import replace_table_from_frame
 from hardware.supply import implied_utilisation, supplier_flows, token_margin
 from tests.conftest import build
 from tests.test_fleet import DENSE, GPU, SERVING
@@ -247,7 +247,7 @@ def test_warn_check_counts_only_the_rows_its_where_clause_selects(tmp_path):
 
 
 def test_capacity_ranges_out_of_order_and_margins_above_one_name_file_row_and_column(con, tmp_path):
-    from assets.loading import InputFileError
+    from warehouse.loading import InputFileError
 
     with pytest.raises(InputFileError) as err:
         _load(con, tmp_path, "supply_capacity",

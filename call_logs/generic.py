@@ -10,8 +10,8 @@ from pathlib import Path
 
 import duckdb
 
-from assets.call_log_config import BAD_TABLE, CSV_BUFFER_BYTES, INTEGER_TYPES, REQUIRED, TOKENS, CallLogError, sql_list
-from assets.warehouse import quote_text
+from call_logs.config import BAD_TABLE, CSV_BUFFER_BYTES, INTEGER_TYPES, REQUIRED, TOKENS, CallLogError, sql_list
+from warehouse.io import quote_text
 
 
 def _typed(col: dict, types: dict) -> tuple[str, dict, list[str], list[str]]:

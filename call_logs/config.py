@@ -1,5 +1,5 @@
 """Call-log loading, shared pieces: the column-mapping config (config/call_logs.yaml), the canonical
-columns, the error type, and the temp tables a load builds (see assets/call_log_loading.py)."""
+columns, the error type, and the temp tables a load builds (see call_logs/loading.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from assets.warehouse import quote_text
+from warehouse.io import quote_text
 
 CANONICAL = ("timestamp", "model", "provider", "prompt_tokens", "completion_tokens", "cached_tokens",
              "reasoning_tokens", "status")

@@ -32,7 +32,7 @@ def load_assumptions(path: Path | str) -> dict[str, Any]:
         raise AssumptionsError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
     if not isinstance(data, dict):
         raise AssumptionsError(f"{path}: expected a mapping of sections at the top level")
-    from assets.config_schema import validate
+    from configuration.schema import validate
 
     try:
         validate(data, path, path.read_text(encoding="utf-8"))

@@ -1,6 +1,6 @@
 """Call logs, CSV files in day folders of one header: pass 1 is one parallel typed scan grouped by a
 cheap per-row test, pass 2 re-reads only the files holding rows that test sets aside (see
-csv_day_passes). Other CSV layouts take the generic path (assets/call_log_generic.py)."""
+csv_day_passes). Other CSV layouts take the generic path (call_logs/generic.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import duckdb
 
-from assets.call_log_config import (BAD_TABLE, CAST_BAD_TABLE, CSV_BUFFER_BYTES, REQUIRED, TOKENS, CallLogConfig,
+from call_logs.config import (BAD_TABLE, CAST_BAD_TABLE, CSV_BUFFER_BYTES, REQUIRED, TOKENS, CallLogConfig,
                                     CallLogError, sql_list)
-from assets.warehouse import quote_text
+from warehouse.io import quote_text
 
 
 def _csv_header(path: Path) -> list[str]:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from assets.sources import Source
-from assets.warehouse import quote_ident, quote_text, replace_table
+from warehouse.sources import Source
+from warehouse.io import quote_ident, quote_text, replace_table
 
 
 class InputFileError(ValueError):

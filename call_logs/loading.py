@@ -7,14 +7,14 @@ lists the bad rows with file, row number and reason. Three paths:
     non-numeric or missing counts, unknown statuses) DuckDB stores with their line numbers. Pass 1 also
     groups by one cheap per-row test (counts non-negative, integral and finite; timestamp in its day),
     so the clean groups are final; pass 2 re-reads, in parallel, only the files with unclean rows and
-    numbers them by insertion order (assets/call_log_csv.py).
+    numbers them by insertion order (call_logs/csv_format.py).
   * typed Parquet in day folders: the row-group statistics (null counts, min, max) say which files may
     hold bad rows, so pass 1 is a plain aggregation; pass 2 reads, per suspect file, only the row groups
     whose statistics allow a bad row (single-column filters pushed into the scan).
   * other inputs (text-typed Parquet, flat files, CSV files of differing headers): pass 1 counts the
     rows failing the checks (and for Parquet lists them with row numbers); pass 2 re-reads the files
     with bad rows (CSV in order, to number the rows). The bad rows are subtracted from pass 1's groups.
-  The last two: assets/call_log_generic.py. This module finds the day-partitions and what changed, and
+  The last two: call_logs/generic.py. This module finds the day-partitions and what changed, and
   replaces the days (delete + insert, one transaction per batch); shared pieces in call_log_config.py.
 """
 
@@ -29,11 +29,11 @@ from pathlib import Path
 
 import duckdb
 
-from assets.call_log_config import (CANONICAL, REQUIRED, SUFFIXES, TEMP_TABLES, CallLogConfig, CallLogError,
+from call_logs.config import (CANONICAL, REQUIRED, SUFFIXES, TEMP_TABLES, CallLogConfig, CallLogError,
                                     day_by_file, file_format)
-from assets.call_log_csv import csv_day_header, csv_day_passes, csv_headers
-from assets.call_log_generic import file_reader, generic_passes
-from assets.warehouse import ensure_schemas, quote_text
+from call_logs.csv_format import csv_day_header, csv_day_passes, csv_headers
+from call_logs.generic import file_reader, generic_passes
+from warehouse.io import ensure_schemas, quote_text
 
 __all__ = ["CallLogConfig", "CallLogError", "Layout", "changed_days", "day_files", "discover", "fingerprint",
            "flat_days", "load_day", "load_days"]
