@@ -1,4 +1,4 @@
-"""Forecast assets: staging.forecast_history -> forecasts library -> marts.forecast, marts.forecast_backtest,
+"""Forecast assets: model_inputs.forecast_history -> forecasts library -> marts.forecast, marts.forecast_backtest,
 marts.forecast_selection (written together in one transaction)."""
 
 import datetime as dt
@@ -99,7 +99,7 @@ def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl
 
 def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, seed: int = 0):
     """The pooled demand model on the token series and the OpenRouter panel of `history`
-    (staging.forecast_history rows)."""
+    (model_inputs.forecast_history rows)."""
     tokens, panel, _ = split_history(history, config)
     if tokens.height == 0 and panel.height == 0:
         return None
@@ -172,7 +172,7 @@ def segment_flags(config: dict, series: set[str]) -> list[dict]:
 
 
 def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None) -> forecasts.ForecastResult:
-    """Fit every series of staging.forecast_history to the configured horizon: token disclosures with the
+    """Fit every series of model_inputs.forecast_history to the configured horizon: token disclosures with the
     pooled demand model (reconciled, composites drawn jointly), the other series with the per-series
     engine. Pure function of its inputs (used by the asset and the tests); `result.flags` lists partial
     composites and segment fallbacks."""
@@ -252,16 +252,16 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(FORECAST, deps=[dg.AssetKey(["staging", "forecast_history"]), dg.AssetKey(["meta", "assumptions"])],
+        dg.AssetSpec(FORECAST, deps=[dg.AssetKey(["model_inputs", "forecast_history"]), dg.AssetKey(["meta", "assumptions"])],
                      description="Observed history and forecast (median, 80/95% intervals) of every series, "
                      "with the chosen model and unit.", group_name="forecast", kinds={"duckdb", "statsmodels"}),
-        dg.AssetSpec(BACKTEST, deps=[dg.AssetKey(["staging", "forecast_history"])],
+        dg.AssetSpec(BACKTEST, deps=[dg.AssetKey(["model_inputs", "forecast_history"])],
                      description="Rolling-origin backtest errors of every candidate model.",
                      group_name="forecast", kinds={"duckdb", "statsmodels"}),
-        dg.AssetSpec(SELECTION, deps=[dg.AssetKey(["staging", "forecast_history"])],
+        dg.AssetSpec(SELECTION, deps=[dg.AssetKey(["model_inputs", "forecast_history"])],
                      description="The model chosen per series, its backtest scores and the reason.",
                      group_name="forecast", kinds={"duckdb", "statsmodels"}),
-        dg.AssetSpec(FLAGS, deps=[dg.AssetKey(["staging", "forecast_history"])],
+        dg.AssetSpec(FLAGS, deps=[dg.AssetKey(["model_inputs", "forecast_history"])],
                      description="What this data vintage lacks: partial composites (a component without any "
                      "disclosure yet) and segments sized from their fallback demand series.",
                      group_name="forecast", kinds={"duckdb"}),
@@ -271,7 +271,7 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
 def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     config = load_assumptions(settings.assumptions_path)
     with warehouse.get_connection() as con:
-        history = con.execute("select * from staging.forecast_history").pl()
+        history = con.execute("select * from model_inputs.forecast_history").pl()
     n_series = history["series_id"].n_unique()
     context.log.info(f"fitting {n_series} series (backtest + selection + final fit)")
     result = run_forecasts(history, config)
@@ -317,11 +317,11 @@ class VintageConfig(dg.Config):
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(VINTAGE_ERRORS, deps=[dg.AssetKey(["staging", "forecast_history"]), dg.AssetKey(["meta", "assumptions"])],
+        dg.AssetSpec(VINTAGE_ERRORS, deps=[dg.AssetKey(["model_inputs", "forecast_history"]), dg.AssetKey(["meta", "assumptions"])],
                      description="How past token-demand forecasts did: per series and pooled, the bias (mean log "
                      "error), median |log error| and 80/95% coverage of every vintage's forecasts against the "
                      "disclosures published after it.", group_name="forecast", kinds={"duckdb", "statsmodels"}),
-        dg.AssetSpec(VINTAGE_POINTS, deps=[dg.AssetKey(["staging", "forecast_history"])],
+        dg.AssetSpec(VINTAGE_POINTS, deps=[dg.AssetKey(["model_inputs", "forecast_history"])],
                      description="One row per (vintage, later disclosure): forecast, interval, actual, log error.",
                      group_name="forecast", kinds={"duckdb"}),
     ],
@@ -331,7 +331,7 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
                      settings: ProjectSettings):
     assumptions = load_assumptions(settings.assumptions_path)
     with warehouse.get_connection() as con:
-        history = con.execute("select * from staging.forecast_history").pl()
+        history = con.execute("select * from model_inputs.forecast_history").pl()
     as_of = settings.as_of_date()
     try:
         start = dt.date.fromisoformat(config.start) if config.start else None

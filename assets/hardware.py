@@ -21,7 +21,7 @@ INPUTS = {
     "catalog": "raw.model_catalog",
     "supply_chain": "raw.supply_chain",
     "workload_mix": "marts.workload_mix",
-    "demand": "staging.quarterly_demand",
+    "demand": "model_inputs.quarterly_demand",
     "assumptions": "meta.assumptions",
     "installed_base_projection": "marts.installed_base_projection",
     "supply_capacity": "marts.supply_capacity",

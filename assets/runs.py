@@ -108,7 +108,7 @@ def record_run(
     checks = check_evaluations(instance, run_id)
     tables = con.execute(
         "select schema_name || '.' || table_name from duckdb_tables() "
-        "where schema_name in ('raw', 'staging', 'marts') and not table_name like '\\_\\_%' escape '\\' "
+        "where schema_name in ('raw', 'staging', 'marts', 'model_inputs') and not table_name like '\\_\\_%' escape '\\' "
         "order by 1"
     ).fetchall()
     counts = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for (t,) in tables}

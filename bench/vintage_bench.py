@@ -1,6 +1,6 @@
 """Vintage replay of the token-demand forecasts: the pooled demand model against the per-series engine.
 
-Reads staging.forecast_history from the published warehouse (run `make run` first), replays every
+Reads model_inputs.forecast_history from the published warehouse (run `make run` first), replays every
 monthly vintage from 2025-01 to the as-of date and scores each vintage's forecasts against the
 disclosures published after it (forecasts/vintage.py). Variants:
   engine        the per-series engine on each token series alone (what the pipeline did before issue 15)
@@ -45,7 +45,7 @@ def main() -> int:
     config = load_assumptions(ROOT / "config" / "assumptions.yaml")
     as_of = dt.date.fromisoformat(args.as_of)
     con = duckdb.connect(args.warehouse, read_only=True)
-    history = con.execute("select * from staging.forecast_history").pl().filter(pl.col("known_on") <= as_of)
+    history = con.execute("select * from model_inputs.forecast_history").pl().filter(pl.col("known_on") <= as_of)
     con.close()
     tokens, _, _ = split_history(history, config)
     tokens = tokens.filter(~pl.col("series_id").str.contains("_estimated/"))  # estimates are not disclosures

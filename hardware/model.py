@@ -5,7 +5,7 @@
         supplier_flows, token_margin, sensitivity, cross_checks, interactivity_curves
 
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
-workload_mix, demand (staging.quarterly_demand), assumptions (meta.assumptions), installed_base_projection,
+workload_mix, demand (model_inputs.quarterly_demand), assumptions (meta.assumptions), installed_base_projection,
 supply_capacity, forecast (marts.forecast, for revenue and packaging series), supply_metrics, api_prices,
 provider_margins, chip_packaging (packages per CoWoS wafer per chip) and serving_efficiency
 (marts.serving_efficiency: the calibrated efficiency and error of each chip group). The supply-side frames

@@ -1,6 +1,6 @@
 """`tokens2chips backtest`: replay the token-demand forecasts of past data vintages and score them.
 
-Runs the forecast_vintage asset (assets/forecast.py) on the warehouse's staging.forecast_history with the
+Runs the forecast_vintage asset (assets/forecast.py) on the warehouse's model_inputs.forecast_history with the
 range given here, under the run lock, then publishes the warehouse. Needs a warehouse built by
 `tokens2chips run` (the vintages are cut from its data: every row carries the date it became known).
 """
@@ -53,11 +53,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     try:
         con = connect(paths.warehouse, read_only=True)
         try:
-            con.execute("select 1 from staging.forecast_history limit 1")
+            con.execute("select 1 from model_inputs.forecast_history limit 1")
         finally:
             con.close()
     except (WarehouseError, Exception) as exc:  # a warehouse without the table, or unreadable
-        print(f"error: {paths.warehouse} has no staging.forecast_history ({type(exc).__name__}); run "
+        print(f"error: {paths.warehouse} has no model_inputs.forecast_history ({type(exc).__name__}); run "
               "`tokens2chips run` first", file=sys.stderr)
         return 2
     try:

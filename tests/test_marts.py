@@ -141,7 +141,7 @@ def test_demand_coherence_names_parts_above_their_total(con, tmp_path):
         "entry": [1, 1, 2], "total": ["t", "t", "d"], "part": ["a", "b", "w"], "parts": ["a+b", "a+b", "w"],
         "scale": [1.0, 1.0, 7.0], "note": ["", "", ""]}))
     day = dt.date(2026, 3, 1)
-    replace_table_from_frame(con, "staging.forecast_history", pl.DataFrame({
+    replace_table_from_frame(con, "model_inputs.forecast_history", pl.DataFrame({
         "series_id": ["t", "a", "b", "t", "a", "d", "w", "w"],
         "freq": ["M"] * 6 + ["W", "W"],
         "period_start": [day, day, day, dt.date(2026, 4, 1), dt.date(2026, 4, 1), day, dt.date(2026, 3, 2),
@@ -169,8 +169,8 @@ def test_quarterly_demand_takes_each_quarters_last_month_forecast(con):
         "lo80": [1.0] * 13, "hi80": [20.0] * 13, "lo95": [0.5] * 13, "hi95": [40.0] * 13,
         "model_name": ["m"] * 13, "unit": ["tokens_per_day"] * 13})
     replace_table_from_frame(con, "marts.forecast", frame)
-    build(con, "staging.quarterly_demand")
-    got = dict(con.execute("select period_start, value from staging.quarterly_demand").fetchall())
+    build(con, "model_inputs.quarterly_demand")
+    got = dict(con.execute("select period_start, value from model_inputs.quarterly_demand").fetchall())
     # March, June, September, December stand for their quarters; revenue series and observed months are left out
     assert got == {dt.date(2027, 1, 1): 3.0, dt.date(2027, 4, 1): 6.0, dt.date(2027, 7, 1): 9.0,
                    dt.date(2027, 10, 1): 12.0}
@@ -232,9 +232,9 @@ def test_forecast_history_picks_one_figure_a_month_and_only_complete_shipment_qu
     _frame(con, "marts.chip_shipments", {
         "quarter_start": [dt.date(2026, 1, 1), dt.date(2026, 4, 1), dt.date(2026, 4, 1)],
         "designer": ["N", "N", "N"], "h100e_median": [10.0, 20.0, 5.0], "incomplete": [False, False, True]})
-    build(con, "staging.forecast_history")
+    build(con, "model_inputs.forecast_history")
     rows = {(s, p): (v, k) for s, p, v, k in con.execute(
-        "select series_id, period_start, value, known_on from staging.forecast_history").fetchall()}
+        "select series_id, period_start, value, known_on from model_inputs.forecast_history").fetchall()}
     assert rows[("tokens/g/all", dt.date(2026, 3, 1))] == (pytest.approx(2e12), dt.date(2026, 4, 2))
     assert rows[("tokens/g/all", dt.date(2026, 5, 1))][0] == pytest.approx(3e12)
     # a quarter with an incomplete row is left out of the shipment series (the forecast fills it)

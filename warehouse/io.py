@@ -13,8 +13,10 @@ import duckdb
 import polars as pl
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
-SCHEMAS = ("raw", "staging", "marts", "meta")
-_TABLE_REF = re.compile(r"\b(raw|staging|marts|meta)\.([a-z_][a-z0-9_]*)\b")
+# raw: files as loaded; staging: typed raw; marts: analysis-ready facts and model outputs; model_inputs:
+# the frames the models read (built from marts); meta: configuration and run records
+SCHEMAS = ("raw", "staging", "marts", "model_inputs", "meta")
+_TABLE_REF = re.compile(r"\b(" + "|".join(SCHEMAS) + r")\.([a-z_][a-z0-9_]*)\b")
 
 
 class WarehouseError(RuntimeError):
@@ -116,10 +118,16 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(_schema_sql())
 
 
+# tables that moved to another schema: dropped from warehouses built before the move, so that no stale
+# copy is left for an analyst to query
+RETIRED_TABLES = ("staging.forecast_history", "staging.quarterly_demand")
+
+
 @cache
 def _schema_sql() -> str:
     """All of ensure_schemas as one script: one call, not one per statement (it runs on every load)."""
     return ";\n".join([*(f"create schema if not exists {schema}" for schema in SCHEMAS),
+                        *(f"drop table if exists {table}" for table in RETIRED_TABLES),
                         *(ddl.read_text() for ddl in sorted((SQL_DIR / "ddl").glob("*.sql")))])
 
 

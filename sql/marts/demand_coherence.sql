@@ -13,7 +13,7 @@ with parts as (
         count(*) as n_parts_disclosed,
         sum(f.value) as parts_value
     from meta.forecast_hierarchy as h
-    join staging.forecast_history as f on f.series_id = h.part
+    join model_inputs.forecast_history as f on f.series_id = h.part
     group by all
 ),
 
@@ -28,7 +28,7 @@ final as (
         p.scale,
         p.parts_value / (t.value * p.scale) as ratio
     from parts as p
-    join staging.forecast_history as t
+    join model_inputs.forecast_history as t
       on t.series_id = p.total
      and t.period_start = cast(date_trunc('month', p.period_start) as date)
     where p.parts_value > t.value * p.scale

@@ -49,7 +49,7 @@ def fingerprints(path: Path) -> dict[str, tuple]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         tables = con.execute("""select schema_name, table_name from duckdb_tables()
-                                where schema_name in ('raw', 'staging', 'marts')
+                                where schema_name in ('raw', 'staging', 'marts', 'model_inputs')
                                   and not table_name like '\\_\\_new\\_%' escape '\\'""").fetchall()
         out = {}
         for schema, table in tables:

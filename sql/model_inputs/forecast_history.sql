@@ -1,4 +1,4 @@
--- staging.forecast_history: every series the forecasting engine fits, one row per observed period.
+-- model_inputs.forecast_history: every series the forecasting engine fits, one row per observed period.
 --   tokens/<platform>/<segment>     M  tokens_per_day   disclosures on a monthly grid; where a month has
 --                                                       several figures, the one over the shortest,
 --                                                       latest period wins (March beats Q1)

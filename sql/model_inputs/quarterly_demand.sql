@@ -1,4 +1,4 @@
--- staging.quarterly_demand: token-demand forecasts (tokens/day) at each quarter's last month, labelled
+-- model_inputs.quarterly_demand: token-demand forecasts (tokens/day) at each quarter's last month, labelled
 -- by the quarter's first day: the demand the hardware model sizes for at that quarter's end.
 with final as (
     select
