@@ -11,17 +11,7 @@ import polars as pl
 
 from warehouse.io import ensure_schemas
 
-RUNS_DDL = """create table if not exists meta.runs (
-    run_id varchar primary key, job_name varchar, status varchar,
-    started_at timestamp, finished_at timestamp, as_of date,
-    data_dir varchar, warehouse varchar, assumptions varchar,
-    row_counts json, checks_passed integer, checks_failed integer, checks_warned integer, error varchar,
-    step_seconds json)"""
-RUNS_MIGRATE = ("alter table meta.runs add column if not exists error varchar; "
-                "alter table meta.runs add column if not exists step_seconds json")
-CHECKS_DDL = """create table if not exists meta.check_results (
-    run_id varchar, asset varchar, check_name varchar, passed boolean, severity varchar,
-    metadata json)"""
+# the tables' definitions: sql/ddl/runs.sql (created by warehouse.io.ensure_schemas)
 
 
 def check_evaluations(instance: dg.DagsterInstance, run_id: str) -> pl.DataFrame:
@@ -136,9 +126,6 @@ def record_run(
         "step_seconds": json.dumps(step_seconds),
     }
     ensure_schemas(con)
-    con.execute(RUNS_DDL)
-    con.execute(RUNS_MIGRATE)
-    con.execute(CHECKS_DDL)
     con.execute("begin transaction")
     try:
         con.execute("delete from meta.runs where run_id = ?", [run_id])
