@@ -1,6 +1,6 @@
 """Hardware assets: the measurements -> hardware.serving calibration -> marts.throughput_calibration and
 marts.serving_efficiency; then the warehouse's demand forecasts, specs, assumptions and the calibrated
-efficiencies -> hardware.model.build -> marts.hardware_demand, supplier_exposure, supplier_concentration,
+efficiencies -> hardware.build.build -> marts.hardware_demand, supplier_exposure, supplier_concentration,
 supply_demand_gap, sensitivity, cross_checks, interactivity_curves (written together in one transaction)."""
 
 import time
@@ -14,7 +14,7 @@ from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from warehouse.io import replace_tables_from_frames
 from hardware.fleet import ScenarioError
-from hardware.model import build
+from hardware.build import build
 
 INPUTS = {
     "specs": "staging.accelerator_specs",

@@ -165,11 +165,11 @@ class Serving:
     error_sd: dict[str, float]
 
 
-def tie_workload(a: dict[str, np.ndarray], points: int) -> dict[str, np.ndarray]:
+def tie_workload(samples: dict[str, np.ndarray], points: int) -> dict[str, np.ndarray]:
     """Draw d of each workload assumption repeats point d mod `points` (the serving model runs once per point)."""
-    out = dict(a)
+    out = dict(samples)
     for name in WORKLOAD:
-        values = a[name]
+        values = samples[name]
         k = max(1, min(int(points), values.shape[0]))
         out[name] = np.resize(values[:k], values.shape[0])
     return out
@@ -180,11 +180,11 @@ def output_tokens_per_request(prompt_tokens, output_share):
     return prompt_tokens * output_share / (1.0 - output_share)
 
 
-def rates(chip: Chip, model: Model, precision: str, a: dict[str, np.ndarray], serving: Serving) -> dict:
+def rates(chip: Chip, model: Model, precision: str, samples: dict[str, np.ndarray], serving: Serving) -> dict:
     """Per-chip prefill and decode tokens/s, decode batch, replica chips, per-user speed and whether the
     speed target is met, for every draw (the serving model runs once per distinct workload point)."""
     eff = serving.efficiency[group_of(chip)]
-    speed, prompt, share = (a[n] for n in WORKLOAD)
+    speed, prompt, share = (samples[n] for n in WORKLOAD)
     keys = np.stack([speed, prompt, share], axis=1)
     unique, index = np.unique(keys, axis=0, return_inverse=True)
     fields = ("prefill_per_chip", "decode_per_chip", "batch", "n", "decode_per_user", "meets_speed")
@@ -228,7 +228,7 @@ def size_fleet(
     chips: dict[str, Chip],
     models: dict[str, Model],
     model_mix: dict[str, dict[str, float]],
-    a: dict[str, np.ndarray],
+    samples: dict[str, np.ndarray],
     demand_z: dict[str, np.ndarray],
     serving: Serving,
     error_z: dict[str, np.ndarray] | None = None,
@@ -239,26 +239,26 @@ def size_fleet(
     bounds); `demand_z` holds one standard-normal draw per Monte Carlo draw and segment, `error_z` one per
     draw and chip group (the calibration error; None: none). Returns long rows with numpy arrays of draws
     in `chips` and `tokens_per_day`."""
-    draws = len(next(iter(a.values())))
+    draws = len(next(iter(samples.values())))
     rates_cache: dict[tuple, dict] = {}
     factor = {g: np.exp(sd * (error_z[g] if error_z else np.zeros(draws))) for g, sd in serving.error_sd.items()}
 
     def rate(chip_name, model_name, precision):
         key = (chip_name, model_name, precision)
         if key not in rates_cache:
-            rates_cache[key] = rates(chips[chip_name], models[model_name], precision, a, serving)
+            rates_cache[key] = rates(chips[chip_name], models[model_name], precision, samples, serving)
         return rates_cache[key]
 
-    overhead = a["fleet.peak_to_average"] / a["fleet.utilisation"] * (1.0 + a["fleet.redundancy"])
+    overhead = samples["fleet.peak_to_average"] / samples["fleet.utilisation"] * (1.0 + samples["fleet.redundancy"])
     rows = []
     for period, segment, value, lo, hi in demand.select(
             "period_start", "segment", "value", "lo95", "hi95").iter_rows():
         sigma = log_sigma(lo, hi) if lo and lo > 0 else 0.0
         tokens_per_day = value * np.exp(sigma * demand_z[segment])
         for scen in scenarios.values():
-            cached = a["workload.cached_share"] * (1.0 if scen.kv_cache_on_ssd
-                                                   else a["workload.cache_hit_retention_without_ssd"])
-            share_out = a["workload.output_share"]
+            cached = samples["workload.cached_share"] * (1.0 if scen.kv_cache_on_ssd
+                                                   else samples["workload.cache_hit_retention_without_ssd"])
+            share_out = samples["workload.output_share"]
             phase_tps = {"prefill": tokens_per_day / SECONDS_PER_DAY * (1 - share_out) * (1 - cached),
                          "decode": tokens_per_day / SECONDS_PER_DAY * share_out}
             accelerators = np.zeros_like(tokens_per_day)
@@ -266,7 +266,7 @@ def size_fleet(
                 need: dict[str, np.ndarray] = {}
                 flops: dict[str, np.ndarray] = {}
                 tokens: dict[str, np.ndarray] = {}
-                context = a["workload.input_tokens"] / 2 if phase == "prefill" else a["workload.input_tokens"]
+                context = samples["workload.input_tokens"] / 2 if phase == "prefill" else samples["workload.input_tokens"]
                 for model_name, weight in model_mix[segment].items():
                     for chip_name, share in scen.shares(segment, phase, model_name).items():
                         r = rate(chip_name, model_name, scen.precision)
@@ -285,22 +285,22 @@ def size_fleet(
                                  "tokens_per_day": tokens[chip_name], "flops_per_day": flops[chip_name]})
             if scen.orchestration_cpu:
                 cpu = chips[scen.orchestration_cpu]
-                agentic = a["workload.agentic_share"]
+                agentic = samples["workload.agentic_share"]
                 rows.append({"period_start": period, "scenario": scen.name, "segment": segment,
                              "phase": "orchestration", "chip": cpu.name, "chip_class": cpu.chip_class,
-                             "chips": accelerators * agentic * a["cpu_layer.cpus_per_agentic_accelerator"],
+                             "chips": accelerators * agentic * samples["cpu_layer.cpus_per_agentic_accelerator"],
                              "tokens_per_day": tokens_per_day * agentic, "flops_per_day": np.zeros_like(tokens_per_day)})
     return rows
 
 
-def summarise(rows: list[dict], chips: dict[str, Chip], a: dict[str, np.ndarray]) -> pl.DataFrame:
+def summarise(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.ndarray]) -> pl.DataFrame:
     """marts.hardware_demand rows: medians and 5th/95th percentiles over the draws.
 
     cost_usd_per_day = amortised capex (price / service life) + energy (TDP x PUE x 24 h x price of
     electricity), per day; cost per million tokens follows in SQL (marts.token_cost)."""
-    pue = a["fleet.pue"]
-    daily_capex = 1.0 / (a["installed_base.service_life_years"] * 365.25)
-    energy = 24.0 / 1e6 * a["fleet.electricity_usd_per_mwh"]  # USD per W-day
+    pue = samples["fleet.pue"]
+    daily_capex = 1.0 / (samples["installed_base.service_life_years"] * 365.25)
+    energy = 24.0 / 1e6 * samples["fleet.electricity_usd_per_mwh"]  # USD per W-day
     out = []
     for r in rows:
         chip = chips[r["chip"]]

@@ -13,7 +13,7 @@ from assets.report import analyst_report
 from assets.ingest import assumptions_table, forecast_hierarchy, raw_assets, report_series_table, scenarios_table
 from assets.transform import sql_assets
 from pipelines.progress import progress_logger
-from pipelines.resources import build_resources
+from pipelines.settings import build_resources
 from pipelines.settings import Paths
 
 all_assets = [call_log_daily, *raw_assets, assumptions_table, forecast_hierarchy, scenarios_table, report_series_table, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]

@@ -49,3 +49,22 @@ def ensure_dagster_home() -> Path:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
+
+
+def build_resources() -> dict:
+    """The resources of the code location (warehouse, project settings), configured from the environment."""
+    from assets.resources import ProjectSettings, Warehouse
+
+    paths = Paths.from_env()
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    return {
+        "warehouse": Warehouse(database=str(paths.warehouse)),
+        "settings": ProjectSettings(
+            data_dir=str(paths.data_dir),
+            assumptions_path=str(paths.assumptions),
+            reports_dir=str(paths.reports_dir),
+            as_of=os.environ.get("T2C_AS_OF", ""),
+            call_logs_dir=call_logs_dir(),
+            call_logs_config=os.environ.get("T2C_CALL_LOGS_CONFIG", str(CALL_LOGS_CONFIG)),
+        ),
+    }

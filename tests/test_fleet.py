@@ -12,7 +12,7 @@ import pytest
 
 from configuration.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, Serving, check_speed, parse_scenarios, size_fleet
-from hardware.model import model_mix
+from hardware.build import model_mix
 from hardware.supply import GAP_RESOURCES, supply_demand_gap
 from hardware.roofline import Chip, Model
 from hardware.serving import Efficiency, Limits, decode_curve, serve

@@ -130,32 +130,32 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
 
     draws = int(_value(assumptions, "fleet.mc_draws"))
     rng = np.random.default_rng(seed)
-    a = draw_assumptions(assumptions, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
+    samples = draw_assumptions(assumptions, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
                                                            "installed_base.service_life_years",
                                                            "cowos.packages_per_wafer",
                                                            "fleet.electricity_usd_per_mwh"], draws, rng)
-    a = tie_workload(a, int(_value(assumptions, "fleet.workload_points")))
+    samples = tie_workload(samples, int(_value(assumptions, "fleet.workload_points")))
     demand_z = {s: rng.standard_normal(draws) for s in segments}
     error_z = {g: rng.standard_normal(draws) for g in error_sd}
-    rows = size_fleet(demand, scenarios, chips, models, mix, a, demand_z, serving, error_z)
-    hardware_demand = summarise(rows, chips, a)
+    rows = size_fleet(demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z)
+    hardware_demand = summarise(rows, chips, samples)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
     region = {s: spec["region"] for s, spec in config["segments"].items()}
     supply = config.get("supply") or {}
     projection = inputs["installed_base_projection"]
-    share = a["fleet.inference_share_of_installed_base"]
+    share = samples["fleet.inference_share_of_installed_base"]
     gap = supply_demand_gap(rows, chips, region, projection, share)
     utilisation = implied_utilisation(rows, chips, region, projection, share,
                                       _value(assumptions, "supply.utilisation_overbuild"))
     flows = supplier_flows(rows, inputs["supply_chain"], inputs["forecast"], inputs["supply_metrics"],
                            {k: dict(v) for k, v in (supply.get("supplier_revenue") or {}).items()},
-                           a["installed_base.service_life_years"], _value(assumptions, "supply.flow_revenue_tolerance"))
+                           samples["installed_base.service_life_years"], _value(assumptions, "supply.flow_revenue_tolerance"))
     margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
                           list(supply.get("margin_chips") or []), supply.get("margin_precision", "fp8"),
                           _range(assumptions, "supply.all_in_cost_multiplier"))
     sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving)
-    checks = _cross_checks(rows, chips, designer, inputs, a, exposure,
+    checks = _cross_checks(rows, chips, designer, inputs, samples, exposure,
                            _value(assumptions, "supply.flow_revenue_tolerance"),
                            _value(assumptions, "supply.share_tolerance"), supply)
     curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips), serving.efficiency,
@@ -240,7 +240,7 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
     return frame.sort("scenario", "swing_chips", descending=[False, True])
 
 
-def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow_tol: float,
+def _cross_checks(rows, chips, designer, inputs, samples, exposure: pl.DataFrame, flow_tol: float,
                   share_tol: float, supply: dict) -> pl.DataFrame:
     """Implied annual spend and packaging demand vs reported revenue and capacity, per scenario and year.
 
@@ -255,7 +255,7 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow
     revenue_series = {k: dict(v).get("series") for k, v in (supply.get("supplier_revenue") or {}).items()}
     q4 = [r for r in rows if r["period_start"].month == 10]
     years = sorted({r["period_start"].year for r in q4})
-    life = a["installed_base.service_life_years"]
+    life = samples["installed_base.service_life_years"]
     split = inputs["supply_chain"].filter(pl.col("usd_per_chip").is_not_null())
     packaged = set(split.filter((pl.col("role") == "advanced_packaging") & (pl.col("supplier") == packager))["chip"])
     packaging = inputs["chip_packaging"].filter(pl.col("packages_per_wafer") > 0)
@@ -301,7 +301,7 @@ def _cross_checks(rows, chips, designer, inputs, a, exposure: pl.DataFrame, flow
                               f"({revenue_series.get(spender)})", flow_tol))
             # CoWoS wafers per chip: 1 / the chip's packages per wafer (data/chip_packaging.csv), else the
             # assumption cowos.packages_per_wafer (drawn over its range)
-            wafers = purchases(lambda c: (1.0 / per_wafer[c] if c in per_wafer else 1.0 / a["cowos.packages_per_wafer"])
+            wafers = purchases(lambda c: (1.0 / per_wafer[c] if c in per_wafer else 1.0 / samples["cowos.packages_per_wafer"])
                                if c in packaged else 0.0) / 12
             cap = capacity.filter((pl.col("resource") == "cowos") & (pl.col("region") == "rest")
                                   & (pl.col("quarter_start").dt.year() == year)
