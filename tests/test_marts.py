@@ -240,3 +240,26 @@ def test_forecast_history_picks_one_figure_a_month_and_only_complete_shipment_qu
     # a quarter with an incomplete row is left out of the shipment series (the forecast fills it)
     assert rows[("shipments_h100e/N", dt.date(2026, 1, 1))] == (pytest.approx(10.0), dt.date(2026, 3, 31))
     assert ("shipments_h100e/N", dt.date(2026, 4, 1)) not in rows
+
+
+def test_source_inventory_splits_cited_sources_and_keeps_the_weakest_confidence(con, tmp_path):
+    from warehouse.sources import SOURCES_BY_STEM
+
+    # every raw table the inventory reads, empty, then two cited rows
+    for stem in ("token_volume_observations", "chip_shipments_quarterly", "accelerator_specs",
+                 "vendor_revenue_quarterly", "packaging_and_supply_metrics", "fx_rates_annual", "model_catalog",
+                 "openrouter_weekly_top_models", "supply_chain", "chip_packaging", "supply_capacity", "api_prices",
+                 "provider_margins", "platform_revenue_run_rate"):
+        source = SOURCES_BY_STEM[stem]
+        columns = ", ".join(f'"{c}" {t}' for c, t in [*source.columns.items(), *source.optional.items()])
+        con.execute(f"create schema if not exists raw; create or replace table {source.table} ({columns})")
+    con.execute("insert into raw.supply_capacity (period_end, region, resource, unit, basis, value, source_id, "
+                "confidence) values ('2025-12-31', 'rest', 'cowos', 'wafers_per_month', 'reported', 1, "
+                "'a_source; b_source', 'high')")
+    con.execute("insert into raw.api_prices (price_date, provider, model, input_usd_per_mtok, output_usd_per_mtok, "
+                "source_id, confidence) values ('2026-02-01', 'P', 'm', 1, 2, 'a_source', 'low')")
+    build(con, "marts.source_inventory")
+    got = {r[0]: r[1:] for r in con.execute(
+        "select source_id, tables, rows, weakest_confidence, latest_observation from marts.source_inventory").fetchall()}
+    assert got["a_source"] == ("api_prices, supply_capacity", 2, "low", dt.date(2026, 2, 1))
+    assert got["b_source"] == ("supply_capacity", 1, "high", dt.date(2025, 12, 31))

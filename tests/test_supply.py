@@ -262,3 +262,15 @@ def test_capacity_ranges_out_of_order_and_margins_above_one_name_file_row_and_co
               "user_tokens_per_s,source_id,confidence,note\n"
               "2025-02-28,P,m,c,5.45,0.2,0.5,2,20,s,high,cost-profit ratio entered by mistake\n")
     assert "line 2" in str(err.value) and "gross_margin" in str(err.value) and "fraction" in str(err.value)
+
+
+def test_cross_check_status_uses_its_tolerance():
+    from hardware.build import _check
+
+    ceiling = _check(2027, "s", "spend", np.array([110.0, 120.0, 130.0]), 100.0, "usd_per_year", "reported", "n", 0.25)
+    assert ceiling["ratio"] == pytest.approx(1.2) and ceiling["status"] == "within tolerance"
+    assert _check(2027, "s", "spend", 130.0, 100.0, "usd", "r", "n", 0.25)["status"] == "outside tolerance"
+    assert _check(2027, "s", "spend", 130.0, None, "usd", None, "n", 0.25)["status"] == "no reported figure"
+    # a share must lie within [1/(1+t), 1+t] of the published one
+    assert _check(2027, "s", "share", 0.3, 0.21, "share", "r", "n", 0.5, "share")["status"] == "within tolerance"
+    assert _check(2027, "s", "share", 0.05, 0.21, "share", "r", "n", 0.5, "share")["status"] == "outside tolerance"

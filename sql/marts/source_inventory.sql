@@ -19,6 +19,16 @@ with cited as (
     select source_id, confidence, week_end, 'openrouter_weekly_top_models' from raw.openrouter_weekly_top_models
     union all
     select source_id, confidence, null, 'supply_chain' from raw.supply_chain
+    union all
+    select source_id, confidence, null, 'chip_packaging' from raw.chip_packaging
+    union all
+    select source_id, confidence, period_end, 'supply_capacity' from raw.supply_capacity
+    union all
+    select source_id, confidence, price_date, 'api_prices' from raw.api_prices
+    union all
+    select source_id, confidence, observed_on, 'provider_margins' from raw.provider_margins
+    union all
+    select source_id, confidence, observed_on, 'platform_revenue_run_rate' from raw.platform_revenue_run_rate
 ),
 
 split as (
