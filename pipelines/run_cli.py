@@ -56,6 +56,13 @@ def _preflight(paths: Paths) -> str | None:
         problem = _as_of_problem(paths, dt.date.fromisoformat(as_of))
         if problem:
             return problem
+        try:
+            horizon = int(load_assumptions(paths.assumptions)["forecast"]["horizon_end_year"]["value"])
+        except (AssumptionsError, KeyError, TypeError, ValueError):
+            horizon = None  # reported below with the file's own error
+        if horizon and dt.date.fromisoformat(as_of).year > horizon:
+            return (f"--as-of {as_of} is after the forecast horizon (end of {horizon}): there would be no "
+                    f"forecast for 'now'; raise forecast.horizon_end_year in {paths.assumptions}")
     try:
         flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
     except AssumptionsError as exc:

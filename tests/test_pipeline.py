@@ -369,9 +369,11 @@ def test_bad_file_fails_the_run_and_keeps_every_table(pipeline, tmp_path):
     assert _same_marts(pipeline)
 
 
-@pytest.mark.parametrize("bad,message", [("2026-13-01", "not a date"), ("2020-01-01", "no row of")])
+@pytest.mark.parametrize("bad,message", [("2026-13-01", "not a date"), ("2020-01-01", "no row of"),
+                                         ("2031-01-01", "after the forecast horizon")])
 def test_run_rejects_bad_as_of(dagster_env, bad, message):
-    # not a date, or a date before the data (nothing would be known then): refused before any run starts
+    # not a date, a date before the data (nothing would be known then) or after the forecast horizon (no
+    # forecast for "now"): refused before any run starts
     proc = _cli("run", "--as-of", bad, check=False)
     assert proc.returncode == 2 and message in proc.stderr
 
