@@ -10,7 +10,7 @@ from configuration.assumptions import flatten_assumptions, load_assumptions
 from warehouse.loading import InputFileError, load_source
 from assets.resources import ProjectSettings
 from warehouse.sources import SOURCES, Source
-from warehouse.io import replace_table_from_frame, table_preview
+from warehouse.io import replace_table_from_frame, replace_tables_from_frames, table_preview
 
 POOL = "duckdb"
 
@@ -90,50 +90,45 @@ def forecast_hierarchy(context: dg.AssetExecutionContext, warehouse: DuckDBResou
     return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})
 
 
-@dg.asset(
-    key=["meta", "scenarios"],
-    group_name="ingest",
-    kinds={"duckdb", "yaml"},
-    pool=POOL,
-    description="The deployment scenarios of config/assumptions.yaml: id, a readable label, a one-line summary, "
-    "the full description, and which one the report follows (report.headline_scenario) and charts by chip class "
-    "(report.class_chart_scenario).",
-)
-def scenarios_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    config = load_assumptions(settings.assumptions_path)
-    scenarios = config.get("scenarios") or {}
+REPORT_CONFIG = {
+    "scenarios": "The deployment scenarios of config/assumptions.yaml: id, a readable label, a one-line summary, "
+                 "the full description, and which one the report follows (report.headline_scenario) and charts by "
+                 "chip class (report.class_chart_scenario).",
+    "report_series": "The demand series the report shows, by role, from config/assumptions.yaml: global "
+                     "(forecast.global_demand), estimated (report.estimated_series) and each segment's demand series.",
+}
+
+
+def report_config_frames(config: dict) -> dict[str, pl.DataFrame]:
+    """meta.scenarios and meta.report_series from the validated config: the names the report needs."""
     report = config.get("report") or {}
-    frame = pl.DataFrame(
+    scenarios = pl.DataFrame(
         [{"scenario": name, "label": spec.get("label") or name,
           "summary": spec.get("summary") or " ".join(str(spec.get("description", "")).split()),
           "description": " ".join(str(spec.get("description", "")).split()),
           "headline": name == report.get("headline_scenario"),
           "class_chart": name == report.get("class_chart_scenario")}
-         for name, spec in scenarios.items()],
+         for name, spec in (config.get("scenarios") or {}).items()],
         schema={"scenario": pl.Utf8, "label": pl.Utf8, "summary": pl.Utf8, "description": pl.Utf8,
                 "headline": pl.Boolean, "class_chart": pl.Boolean})
-    with warehouse.get_connection() as con:
-        rows = replace_table_from_frame(con, "meta.scenarios", frame)
-    context.log.info(f"meta.scenarios: {rows} scenarios")
-    return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(rows)})
+    series = [("global", config["forecast"]["global_demand"]["series_id"])]
+    if report.get("estimated_series"):
+        series.append(("estimated", report["estimated_series"]))
+    series += [(f"segment:{name}", spec["demand_series"]) for name, spec in (config.get("segments") or {}).items()]
+    return {"meta.scenarios": scenarios,
+            "meta.report_series": pl.DataFrame(series, schema={"role": pl.Utf8, "series_id": pl.Utf8}, orient="row")}
 
 
-@dg.asset(
-    key=["meta", "report_series"],
-    group_name="ingest",
-    kinds={"duckdb", "yaml"},
+@dg.multi_asset(
+    specs=[dg.AssetSpec(["meta", name], description=text, group_name="ingest", kinds={"duckdb", "yaml"})
+           for name, text in REPORT_CONFIG.items()],
     pool=POOL,
-    description="The demand series the report shows, by role, from config/assumptions.yaml: global (forecast."
-    "global_demand), estimated (report.estimated_series) and each segment's demand series.",
 )
-def report_series_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    config = load_assumptions(settings.assumptions_path)
-    rows = [("global", config["forecast"]["global_demand"]["series_id"])]
-    if (config.get("report") or {}).get("estimated_series"):
-        rows.append(("estimated", config["report"]["estimated_series"]))
-    rows += [(f"segment:{name}", spec["demand_series"]) for name, spec in (config.get("segments") or {}).items()]
-    frame = pl.DataFrame(rows, schema={"role": pl.Utf8, "series_id": pl.Utf8}, orient="row")
+def report_config_tables(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
+    frames = report_config_frames(load_assumptions(settings.assumptions_path))
     with warehouse.get_connection() as con:
-        count = replace_table_from_frame(con, "meta.report_series", frame)
-    context.log.info(f"meta.report_series: {count} series")
-    return dg.MaterializeResult(metadata={"row_count": dg.MetadataValue.int(count)})
+        counts = replace_tables_from_frames(con, frames)
+    context.log.info(", ".join(f"{table}: {rows} rows" for table, rows in counts.items()))
+    for name in REPORT_CONFIG:
+        yield dg.MaterializeResult(asset_key=["meta", name],
+                                   metadata={"row_count": dg.MetadataValue.int(counts[f"meta.{name}"])})

@@ -11,17 +11,8 @@ from dagster_duckdb import DuckDBResource
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from assets.runs import check_evaluations
+from warehouse.io import data_as_of
 from reports.render import REPORT_TABLES, render_report
-
-
-def data_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
-    """The as-of date of the warehouse's data: that of its latest successful run (None without runs)."""
-    has_runs = con.execute("select count(*) from duckdb_tables() where schema_name = 'meta' "
-                           "and table_name = 'runs'").fetchone()[0]
-    if not has_runs:
-        return None
-    hit = con.execute("select as_of from meta.runs where status = 'SUCCESS' order by started_at desc limit 1").fetchone()
-    return hit[0] if hit else None
 
 
 def build_report(con: duckdb.DuckDBPyConnection, as_of: dt.date, reports_dir: Path | str,

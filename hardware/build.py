@@ -29,18 +29,16 @@ from hardware.supply import implied_utilisation, supplier_flows, supply_demand_g
 
 
 
-def _value(assumptions: pl.DataFrame, name: str) -> float:
-    hit = assumptions.filter(pl.col("name") == name)
-    if hit.height == 0:
-        raise KeyError(f"assumption '{name}' is missing from the assumptions file")
-    return float(hit["value"][0])
-
-
 def _range(assumptions: pl.DataFrame, name: str) -> tuple[float, float, float]:
+    """(low, value, high) of an assumption in meta.assumptions."""
     hit = assumptions.filter(pl.col("name") == name)
     if hit.height == 0:
         raise KeyError(f"assumption '{name}' is missing from the assumptions file")
     return float(hit["low"][0]), float(hit["value"][0]), float(hit["high"][0])
+
+
+def _value(assumptions: pl.DataFrame, name: str) -> float:
+    return _range(assumptions, name)[1]
 
 
 def model_mix(config: dict, workload_mix: pl.DataFrame, models: dict) -> dict[str, dict[str, float]]:

@@ -10,13 +10,13 @@ from assets.checks import contract_checks, forecast_checks, freshness_checks
 from assets.forecast import forecast_marts, forecast_vintage
 from assets.hardware import hardware_marts, throughput_calibration
 from assets.report import analyst_report
-from assets.ingest import assumptions_table, forecast_hierarchy, raw_assets, report_series_table, scenarios_table
+from assets.ingest import assumptions_table, forecast_hierarchy, raw_assets, report_config_tables
 from assets.transform import sql_assets
 from pipelines.progress import progress_logger
 from pipelines.settings import build_resources
 from pipelines.settings import Paths
 
-all_assets = [call_log_daily, *raw_assets, assumptions_table, forecast_hierarchy, scenarios_table, report_series_table, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
+all_assets = [call_log_daily, *raw_assets, assumptions_table, forecast_hierarchy, report_config_tables, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
 all_checks = [*contract_checks, *freshness_checks, *forecast_checks]
 
 refresh_all = dg.define_asset_job(

@@ -14,27 +14,17 @@ from pipelines.settings import Paths
 def cmd_export(args: argparse.Namespace) -> int:
     import duckdb
 
-    from warehouse.io import WarehouseError, published_copy
-    from pipelines.readers import unreadable
+    from warehouse.io import data_as_of
     from pipelines.query import open_read_only
+    from pipelines.readers import open_reader, read_target
     from reports.export import EXPORT_TABLES, export
 
     # the published copy of the warehouse (T2C_WAREHOUSE or the default), never the writer's live file, unless
     # --warehouse names a file
-    if args.warehouse:
-        source = Path(args.warehouse).expanduser()
-    else:
-        live = Paths.from_env().warehouse
-        source = published_copy(live) if published_copy(live).exists() else live
-    problem = unreadable(source)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    try:
-        con = open_read_only(source)
-    except WarehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    source = read_target(args.warehouse, published_of_env=True)
+    con, code = open_reader(source, open_read_only)
+    if con is None:
+        return code
     try:
         existing = {f"{s}.{t}" for s, t in con.execute(
             "select schema_name, table_name from duckdb_tables()").fetchall()}
@@ -44,11 +34,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             return 1
         frames = {name: (table, con.execute(f"select * from {table}").pl())
                   for name, (table, _) in EXPORT_TABLES.items()}
-        as_of = None
-        if "meta.runs" in existing:
-            hit = con.execute("select as_of from meta.runs where status = 'SUCCESS' "
-                              "order by started_at desc limit 1").fetchone()
-            as_of = hit[0] if hit else None
+        as_of = data_as_of(con)
     except duckdb.Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -5,26 +5,18 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipelines.readers import read_target, unreadable
+from pipelines.readers import open_reader, read_target
 
 
 def cmd_query(args: argparse.Namespace) -> int:
     import duckdb
 
-    from warehouse.io import WarehouseError
     from pipelines.query import QueryRefused, flatten_nested, format_table, open_read_only, rewrite_show_tables, run_query
     from reports.export import formula_safe
 
-    path = read_target(args.warehouse)
-    problem = unreadable(path)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    try:
-        con = open_read_only(path)
-    except WarehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    con, code = open_reader(read_target(args.warehouse), open_read_only)
+    if con is None:
+        return code
     try:
         frame = run_query(con, rewrite_show_tables(args.sql))
     except QueryRefused as exc:

@@ -6,15 +6,15 @@ import argparse
 import datetime as dt
 import sys
 
-from pipelines.readers import read_target, unreadable
+from pipelines.readers import open_reader, read_target
 from pipelines.settings import Paths
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     import duckdb
 
-    from assets.report import build_report, data_as_of
-    from warehouse.io import WarehouseError, connect
+    from assets.report import build_report
+    from warehouse.io import connect, data_as_of
 
     paths = Paths.from_env(reports_dir=args.reports_dir)
     try:
@@ -23,15 +23,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
         return 2
     source = read_target(args.warehouse)
-    problem = unreadable(source)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
-    try:
-        con = connect(source, read_only=True, wait_s=10)
-    except WarehouseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    con, code = open_reader(source, lambda path: connect(path, read_only=True, wait_s=10))
+    if con is None:
+        return code
     try:
         vintage = data_as_of(con)
         if as_of is None:

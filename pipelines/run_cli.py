@@ -51,22 +51,19 @@ def _preflight(paths: Paths) -> str | None:
 
     if not paths.data_dir.is_dir():
         return f"data directory {paths.data_dir} does not exist"
+    try:
+        flat = flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
+    except AssumptionsError as exc:
+        return str(exc)
     as_of = os.environ.get("T2C_AS_OF")
     if as_of:
         problem = _as_of_problem(paths, dt.date.fromisoformat(as_of))
         if problem:
             return problem
-        try:
-            horizon = int(load_assumptions(paths.assumptions)["forecast"]["horizon_end_year"]["value"])
-        except (AssumptionsError, KeyError, TypeError, ValueError):
-            horizon = None  # reported below with the file's own error
-        if horizon and dt.date.fromisoformat(as_of).year > horizon:
+        horizon = int(dict(flat.select("name", "value").iter_rows())["forecast.horizon_end_year"])
+        if dt.date.fromisoformat(as_of).year > horizon:
             return (f"--as-of {as_of} is after the forecast horizon (end of {horizon}): there would be no "
                     f"forecast for 'now'; raise forecast.horizon_end_year in {paths.assumptions}")
-    try:
-        flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
-    except AssumptionsError as exc:
-        return str(exc)
     from warehouse.io import not_a_database
 
     problem = not_a_database(paths.warehouse)

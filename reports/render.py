@@ -156,8 +156,8 @@ def changes(current: dict, previous: dict | None, threshold: float) -> list[dict
 
 
 def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
-    fc = frames["forecast"]
     headline = _headline(frames)
+    fc = frames["forecast"]
     composites = {_series(frames, "global"), _series(frames, "estimated"), *_segment_series(frames)}
     token_series = sorted(s for s in fc["series_id"].unique().to_list()
                           if s.startswith("tokens/") and (s not in composites or s.endswith("/all")))
@@ -170,14 +170,14 @@ def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
                                            "Global inference demand (composite) and its hardware segments"),
         "origin_share": charts.origin_share(frames["weekly"]),
         "chips_by_class": charts.chips_by_class(hw, scenarios),
-        "required_vs_installed": charts.required_vs_installed(frames["gap"], _headline(frames)),
+        "required_vs_installed": charts.required_vs_installed(frames["gap"], headline),
         "interactivity": charts.interactivity(frames["curves"]),
         "phase_split": charts.phase_split(hw, horizon),
         **({"class_chart": charts.classes_over_time(hw, _class_chart_scenario(frames))}
            if _class_chart_scenario(frames) else {}),
         "suppliers": charts.supplier_bars(_at(frames["exposure"], horizon)
-                                          .filter(pl.col("scenario") == _headline(frames))),
-        "tornado": charts.tornado(frames["sensitivity"], _headline(frames)),
+                                          .filter(pl.col("scenario") == headline)),
+        "tornado": charts.tornado(frames["sensitivity"], headline),
     }
 
 
@@ -190,11 +190,12 @@ def _scenario_defs(frames: dict[str, pl.DataFrame]) -> dict[str, dict]:
 
 def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], checks: pl.DataFrame,
              threshold: float, comparison: str = "") -> dict:
+    headline = _headline(frames)
     hw = frames["hardware"]
     horizon = hw["period_start"].max()
     as_of = dt.date.fromisoformat(numbers["as_of"])
-    conc = _at(frames["concentration"], horizon).filter(pl.col("scenario") == _headline(frames))
-    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == _headline(frames)).head(15)
+    conc = _at(frames["concentration"], horizon).filter(pl.col("scenario") == headline)
+    exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == headline).head(15)
     gap = frames["gap"].filter(pl.col("period_start") == horizon)
     defs = _scenario_defs(frames)
     now_q = dt.date.fromisoformat(numbers["now_quarter"]) if numbers.get("now_quarter") else None
@@ -210,7 +211,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     last = dt.date.fromisoformat(numbers["last_disclosure"]) if numbers.get("last_disclosure") else None
     now_basis = (f"A forecast for the month: the latest disclosure is from {month_label(last)}" if last
                  else "A forecast for the month")
-    cross = frames["cross_checks"].filter(pl.col("scenario") == _headline(frames))
+    cross = frames["cross_checks"].filter(pl.col("scenario") == headline)
     cross_flags = [f"{check_name(r['check'])} {r['year']}: ratio {r['ratio']:.2f} "
                    f"(tolerance {r['tolerance']:g}; {r['reported_basis'] or 'n/a'})"
                    for r in cross.filter(pl.col("status") == "outside tolerance").iter_rows(named=True)]
@@ -219,7 +220,6 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     if previous_compared(comparison) and not moved:
         comparison += f" No headline number moved by more than {pct(threshold)}."
     summary = _summary(numbers, frames, supply, defs, cross_flags, moved, comparison, horizon)
-    headline = _headline(frames)
     class_chart = _class_chart_scenario(frames)
     return {
         "headline_label": (defs.get(headline, {}).get("label") or headline) + " scenario",
@@ -330,6 +330,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
 def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs: dict, cross_flags: list[str],
              moved: list[dict], comparison: str, horizon) -> list[str]:
     """The executive summary: 3-6 sentences generated from the numbers."""
+    headline = _headline(frames)
     out = []
     g_now, g_end = numbers["global_now"], numbers["global_horizon"]
     last = numbers.get("last_disclosure")
@@ -344,10 +345,10 @@ def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs:
                      f"{words(numbers['estimated_horizon'])} tokens/day")
     out.append(sentence + ".")
     scen = numbers.get("scenarios") or {}
-    if _headline(frames) in scen:
-        v = scen[_headline(frames)]
-        d = defs.get(_headline(frames), {})
-        label = d.get("label") or _headline(frames)
+    if headline in scen:
+        v = scen[headline]
+        d = defs.get(headline, {})
+        label = d.get("label") or headline
         what = f" ({d['summary'].rstrip('.')})" if d.get("summary") else ""
         text = (f"Serving it in the headline scenario, {label}{what}, takes {short(v['h100e_median'])} H100-equivalents "
                 f"({short(v['chips_median'])} chips, {power_mw(v['power_mw_median'])}, {usd(v['capex_usd_median'])} of "
@@ -371,7 +372,7 @@ def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs:
         else:
             text += "; no resource is short at the median"
         out.append(text + ".")
-    util = frames["utilisation"].filter((pl.col("scenario") == _headline(frames))
+    util = frames["utilisation"].filter((pl.col("scenario") == headline)
                                         & (pl.col("period_start") == horizon) & pl.col("utilisation_median").is_not_null())
     if util.height:
         def level(u):
@@ -424,6 +425,7 @@ RESOURCE_NAMES = {"cowos": "CoWoS wafers", "hbm": "HBM (GB)", "hbm_stock": "the 
 
 def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     """The supply-side section: what binds when (ledger), implied utilisation, flows vs revenue, margins."""
+    headline = _headline(frames)
     ledger = frames["ledger"].filter(pl.col("period_start").dt.month() == 10)
     binding = []
     for (year, region), part in ledger.group_by(pl.col("period_start").dt.year(), "region", maintain_order=True):
@@ -441,9 +443,9 @@ def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     first_short = [f"{RESOURCE_NAMES.get(r['resource'], r['resource'])} from {quarter_label(r['period_start'])}"
                    for r in short_rows.group_by("region", "resource").agg(pl.col("period_start").min())
                    .sort("period_start").iter_rows(named=True)]
-    util = frames["utilisation"].filter((pl.col("scenario") == _headline(frames))
+    util = frames["utilisation"].filter((pl.col("scenario") == headline)
                                         & (pl.col("period_start").dt.month() == 10))
-    flows = frames["flows"].filter(pl.col("scenario") == _headline(frames))
+    flows = frames["flows"].filter(pl.col("scenario") == headline)
     last_year = flows["year"].max() if flows.height else None
     margin = frames["margin"]
     latest = (margin.sort("price_date").group_by("provider", "model").agg(pl.col("price_date").last())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -211,3 +212,13 @@ def table_preview(con: duckdb.DuckDBPyConnection, table: str, limit: int = 5) ->
     sep = "|" + "---|" * len(frame.columns)
     rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
     return "\n".join([header, sep, *rows])
+
+
+def data_as_of(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The as-of date of the warehouse's data: that of its latest successful run (None without runs)."""
+    has_runs = con.execute("select count(*) from duckdb_tables() where schema_name = 'meta' "
+                           "and table_name = 'runs'").fetchone()[0]
+    if not has_runs:
+        return None
+    hit = con.execute("select as_of from meta.runs where status = 'SUCCESS' order by started_at desc limit 1").fetchone()
+    return hit[0] if hit else None

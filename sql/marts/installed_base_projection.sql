@@ -135,22 +135,16 @@ projected as (
 ),
 
 shipments as (
+    -- counted quarters: complete ones as observed; an incomplete one without a forecast stays as counted
+    -- (a floor), marked partial (one with a forecast is in `projected`)
     select
-        o.quarter_start, o.designer, o.region, o.chip_class, 'observed' as basis,
+        o.quarter_start, o.designer, o.region, o.chip_class,
+        case when q.incomplete then 'partial' else 'observed' end as basis,
         o.h100e_median, o.h100e_p5, o.h100e_p95, o.units_median, o.cowos_wafers, o.hbm_gb, o.hbm_stacks,
         o.foundry_wafers, o.power_mw, o.mem_tbps
     from observed as o
     inner join designer_quarter as q using (quarter_start, designer)
-    where not q.incomplete
-    union all
-    -- an incomplete quarter without a forecast stays as counted (a floor), still marked partial
-    select
-        o.quarter_start, o.designer, o.region, o.chip_class, 'partial',
-        o.h100e_median, o.h100e_p5, o.h100e_p95, o.units_median, o.cowos_wafers, o.hbm_gb, o.hbm_stacks,
-        o.foundry_wafers, o.power_mw, o.mem_tbps
-    from observed as o
-    inner join designer_quarter as q using (quarter_start, designer)
-    where q.incomplete and not exists (
+    where not q.incomplete or not exists (
         select 1 from forecast as f where f.designer = o.designer and f.quarter_start = o.quarter_start)
     union all
     select
