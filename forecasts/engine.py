@@ -1,4 +1,4 @@
-"""Backtest, select and forecast many series: the orchestration around forecasts/models.py.
+"""Backtest, select and forecast many series: the orchestration around forecasts/methods.py.
 
 Per series:
 1. Put the observations on a regular grid (gaps = NaN); model on log scale when every value is
@@ -39,7 +39,7 @@ import polars as pl
 from scipy.stats import norm
 
 from forecasts.grid import SEASON, check_freq, date_range, period_index, snap
-from forecasts.models import (COMBINATION, MODELS, SEASONAL_MODELS, SIMPLICITY, Prediction, Refit, candidates, llt_prior,
+from forecasts.methods import (COMBINATION, MODELS, SEASONAL_MODELS, SIMPLICITY, Prediction, Refit, candidates, llt_prior,
                               seasonal_indices, seasonality_test)
 
 FORECAST_SCHEMA = {

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from hardware.roofline import Chip, Model
+from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, group_of, serve
 from hardware.stats import log_sigma, percentiles
 
@@ -180,7 +180,7 @@ def output_tokens_per_request(prompt_tokens, output_share):
     return prompt_tokens * output_share / (1.0 - output_share)
 
 
-def rates(chip: Chip, model: Model, precision: str, samples: dict[str, np.ndarray], serving: Serving) -> dict:
+def rates(chip: Chip, model: LlmSpec, precision: str, samples: dict[str, np.ndarray], serving: Serving) -> dict:
     """Per-chip prefill and decode tokens/s, decode batch, replica chips, per-user speed and whether the
     speed target is met, for every draw (the serving model runs once per distinct workload point)."""
     eff = serving.efficiency[group_of(chip)]
@@ -200,7 +200,7 @@ def rates(chip: Chip, model: Model, precision: str, samples: dict[str, np.ndarra
             "replica": out["n"], "per_user": out["decode_per_user"], "meets_speed": out["meets_speed"] > 0.5}
 
 
-def check_speed(scenarios: dict[str, Scenario], chips: dict[str, Chip], models: dict[str, Model],
+def check_speed(scenarios: dict[str, Scenario], chips: dict[str, Chip], models: dict[str, LlmSpec],
                 model_mix: dict[str, dict[str, float]], point: dict[str, float], serving: Serving) -> None:
     """A decode chip that cannot serve a model of its segment at the per-user speed target (at the
     assumptions' point values) is a ScenarioError naming scenario, segment, chip and model."""
@@ -226,7 +226,7 @@ def size_fleet(
     demand: pl.DataFrame,
     scenarios: dict[str, Scenario],
     chips: dict[str, Chip],
-    models: dict[str, Model],
+    models: dict[str, LlmSpec],
     model_mix: dict[str, dict[str, float]],
     samples: dict[str, np.ndarray],
     demand_z: dict[str, np.ndarray],

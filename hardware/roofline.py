@@ -74,7 +74,9 @@ class Chip:
 
 
 @dataclass(frozen=True)
-class Model:
+class LlmSpec:
+    """An LLM's architecture as the roofline needs it (one row of data/model_catalog.csv): parameters,
+    layers, KV-cache bytes per token, attention shape and experts."""
     name: str
     total_params_b: float
     active_params_b: float
@@ -130,7 +132,7 @@ class Model:
         return 2.0 * self.active_params_b * 1e9 + attn
 
 
-def chips_per_replica(chip: Chip, model: Model, precision: str, batch, context, kv: bool = True,
+def chips_per_replica(chip: Chip, model: LlmSpec, precision: str, batch, context, kv: bool = True,
                       usable_fraction: float = 1.0):
     """Minimum chips to hold one replica: ceil((weights + batch x context x KV) / usable memory)."""
     need = model.weight_bytes(precision) + (
@@ -142,7 +144,7 @@ def chips_per_replica(chip: Chip, model: Model, precision: str, batch, context, 
     return np.ceil(need / capacity - 1e-9)
 
 
-def throughput(chip: Chip, model: Model, precision: str = "bf16", input_tokens=1024, output_tokens=256,
+def throughput(chip: Chip, model: LlmSpec, precision: str = "bf16", input_tokens=1024, output_tokens=256,
                batch=1, mfu=1.0, mbu=1.0, kv: bool = True, attention: bool = True,
                usable_fraction: float = 1.0, n_chips=None) -> dict:
     """Prefill and decode tokens/s of one replica (and per chip), with the bound of each phase.

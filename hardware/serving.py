@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from hardware.roofline import Chip, Model
+from hardware.roofline import Chip, LlmSpec
 
 SRAM_GROUPS = ("lpu", "wafer_scale")
 PARAMS = ("mfu", "mbu", "layer_us", "hop_us", "moe", "scaleout_us")
@@ -79,14 +79,14 @@ def _scaleup(chip: Chip, limits: Limits) -> float:
     return float(chip.scaleup_chips or limits.scaleup_chips)
 
 
-def _chips_needed(chip: Chip, model: Model, precision: str, limits: Limits, context: float) -> int:
+def _chips_needed(chip: Chip, model: LlmSpec, precision: str, limits: Limits, context: float) -> int:
     if chip.memory_bytes <= 0:
         raise ValueError(f"chip {chip.name!r} has no memory capacity in the spec sheet")
     need = model.weight_bytes(precision) + context * model.kv_bytes_per_token(precision)
     return int(np.ceil(need / (chip.memory_bytes * limits.memory_usable_fraction) - 1e-9))
 
 
-def decode_curve(chip: Chip, model: Model, precision: str, n: float, batch, context: float,
+def decode_curve(chip: Chip, model: LlmSpec, precision: str, n: float, batch, context: float,
                  eff: Efficiency, scaleup: float = 8.0, mode: str = "tp"):
     """Per-chip tokens/s, per-user tokens/s and the bound of decode at each batch (arrays).
 
@@ -129,7 +129,7 @@ def modes(chip: Chip, n: float, scaleup: float) -> tuple[str, ...]:
     return ("tp", "pp") if n > scaleup else ("tp",)
 
 
-def prefill_rate(chip: Chip, model: Model, precision: str, n: float, prompt_tokens: float,
+def prefill_rate(chip: Chip, model: LlmSpec, precision: str, n: float, prompt_tokens: float,
                  eff: Efficiency, limits: Limits):
     """Prefill tokens/s per chip (chunked prefill) and its bound."""
     chunk = limits.prefill_chunk_tokens * n  # each chip of the replica works on its own chunk of tokens
@@ -143,7 +143,7 @@ def prefill_rate(chip: Chip, model: Model, precision: str, n: float, prompt_toke
     return chunk / (n * t), bound
 
 
-def serve(chip: Chip, model: Model, precision: str, prompt_tokens: float, output_tokens: float,
+def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
           eff: Efficiency, limits: Limits, user_speed: float | None = None, batch: float | None = None,
           max_chips: float | None = None) -> dict:
     """The replica a server would run and its rates.
@@ -197,7 +197,7 @@ def efficiencies_from(values: dict[tuple[str, str], float]) -> dict[str, Efficie
     return {g: Efficiency(**{p: values[(g, p)] for p in PARAMS}) for g in FITTED}
 
 
-def predict_row(row: dict, chips: dict[str, Chip], models: dict[str, Model], effs: dict[str, Efficiency],
+def predict_row(row: dict, chips: dict[str, Chip], models: dict[str, LlmSpec], effs: dict[str, Efficiency],
                 limits: Limits) -> tuple[float, str]:
     """The model's figure for one measurement row, in the row's measured unit: (value, metric)."""
     chip, model = chips[row["chip"]], models[row["model"]]
@@ -227,7 +227,7 @@ class Prior:
     high: float
 
 
-def calibrate(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[str, Model],
+def calibrate(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[str, LlmSpec],
               priors: dict[str, Prior], limits: Limits, prior_weight: float = 0.5,
               exclude_source: str | None = None) -> dict[tuple[str, str], float]:
     """Fit the efficiency parameters of each chip group on the measurement rows (bounded least
@@ -254,7 +254,7 @@ def calibrate(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[s
     return values(fit.x)
 
 
-def calibration_table(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[str, Model],
+def calibration_table(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[str, LlmSpec],
                       priors: dict[str, Prior], limits: Limits) -> tuple[pl.DataFrame, dict]:
     """marts.throughput_calibration rows (fit on all rows, and leave-one-source-out) and the fitted values."""
     fitted = calibrate(measurements, chips, models, priors, limits)
@@ -307,7 +307,7 @@ def priors_and_limits(assumptions: pl.DataFrame) -> tuple[dict[str, Prior], Limi
     return priors, limits
 
 
-def size(chip: Chip, model: Model, precision: str, input_tokens_per_day: float, output_tokens_per_day: float,
+def size(chip: Chip, model: LlmSpec, precision: str, input_tokens_per_day: float, output_tokens_per_day: float,
          cached_share: float, prompt_tokens: float, output_tokens: float, eff: Efficiency, limits: Limits,
          user_speed: float, prefill_chip: Chip | None = None, prefill_eff: Efficiency | None = None,
          peak_to_average: float = 1.0, utilisation: float = 1.0, redundancy: float = 0.0) -> dict:
@@ -384,7 +384,7 @@ def serving_from_table(frame: pl.DataFrame) -> tuple[dict[str, Efficiency], dict
 SPEED_GRID = np.geomspace(5.0, 2000.0, 25)
 
 
-def interactivity_curves(chips: dict[str, Chip], models: dict[str, Model], pairs: list[tuple[str, str, str]],
+def interactivity_curves(chips: dict[str, Chip], models: dict[str, LlmSpec], pairs: list[tuple[str, str, str]],
                          effs: dict[str, Efficiency], limits: Limits, point: dict[str, float]) -> pl.DataFrame:
     """Throughput vs interactivity (as InferenceX plots it): for each (chip, model, precision), decode
     tokens/s per chip at each per-user speed target the chip can reach, with the batch and replica chosen,

@@ -1,4 +1,4 @@
-"""Build Chip and Model objects from the spec-sheet and model-catalog frames (polars in)."""
+"""Build Chip and LlmSpec (LLM architecture) objects from the spec-sheet and model-catalog frames (polars in)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 
 import polars as pl
 
-from hardware.roofline import Chip, Model
+from hardware.roofline import Chip, LlmSpec
 
 
 def _num(value):
@@ -37,10 +37,10 @@ def chips_from_frame(specs: pl.DataFrame, overrides: dict | None = None) -> dict
     return out
 
 
-def models_from_frame(catalog: pl.DataFrame) -> dict[str, Model]:
+def models_from_frame(catalog: pl.DataFrame) -> dict[str, LlmSpec]:
     out = {}
     for row in catalog.iter_rows(named=True):
-        out[row["model"]] = Model(
+        out[row["model"]] = LlmSpec(
             name=row["model"], total_params_b=float(row["total_params_b"]),
             active_params_b=float(row["active_params_b"]), n_layers=int(row["n_layers"]),
             kv_bytes_per_token_bf16=float(row["kv_bytes_per_token_bf16"]),

@@ -14,7 +14,7 @@ from configuration.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, Serving, check_speed, parse_scenarios, size_fleet
 from hardware.build import model_mix
 from hardware.supply import GAP_RESOURCES, supply_demand_gap
-from hardware.roofline import Chip, Model
+from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, decode_curve, serve
 from tests.conftest import ASSUMPTIONS
 
@@ -26,8 +26,8 @@ SLOW = Chip("slow", "gpu", bf16_tflops=100.0, fp8_tflops=200.0, mem_gb=96.0, mem
             unit_price_usd=12_000, h100e=0.1)
 CPU = Chip("cpu", "cpu", bf16_tflops=200.0, fp8_tflops=400.0, mem_gb=1536.0, mem_tbps=0.8, tdp_w=500,
            unit_price_usd=12_000, h100e=0.2, scaleup_chips=2)  # a dual-socket server
-DENSE = Model("dense", 10.0, 10.0, n_layers=40, kv_bytes_per_token_bf16=100_000.0, n_heads=32, head_dim=128)
-BIG = Model("big", 400.0, 400.0, n_layers=120, kv_bytes_per_token_bf16=400_000.0, n_heads=128, head_dim=128)
+DENSE = LlmSpec("dense", 10.0, 10.0, n_layers=40, kv_bytes_per_token_bf16=100_000.0, n_heads=32, head_dim=128)
+BIG = LlmSpec("big", 400.0, 400.0, n_layers=120, kv_bytes_per_token_bf16=400_000.0, n_heads=128, head_dim=128)
 SERVING = Serving({"hbm": EFF, "lpu": EFF, "wafer_scale": EFF}, Limits(max_batch_per_chip=256, max_replica_chips=64),
                   {"hbm": 0.0, "lpu": 0.0, "wafer_scale": 0.0})
 
@@ -42,7 +42,7 @@ def _a(**values) -> dict[str, np.ndarray]:
     return {k: np.array([float(v)]) for k, v in base.items()}
 
 
-def _fleet(tokens_per_day: float, a: dict, chips: dict, spec: dict, model: Model = DENSE):
+def _fleet(tokens_per_day: float, a: dict, chips: dict, spec: dict, model: LlmSpec = DENSE):
     demand = pl.DataFrame({"period_start": [dt.date(2027, 1, 1)], "segment": ["all"], "value": [tokens_per_day],
                            "lo95": [tokens_per_day], "hi95": [tokens_per_day]})
     scen = parse_scenarios({"s": {"precision": "fp8", **spec}}, chips, ["all"])

@@ -8,7 +8,7 @@ import pytest
 
 import forecasts
 from forecasts.grid import date_range
-from forecasts.models import drift, naive
+from forecasts.methods import drift, naive
 
 
 def _frame(series: dict[str, np.ndarray], freq: str, start=dt.date(2020, 1, 1)) -> pl.DataFrame:
@@ -166,7 +166,7 @@ def test_interval_never_collapses_on_a_noise_free_series():
 
 
 def test_seasonality_test_separates_seasons_from_trends_and_walks():
-    from forecasts.models import seasonality_test
+    from forecasts.methods import seasonality_test
 
     rng = np.random.default_rng(21)
     t = np.arange(96)

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from configuration.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, parse_scenarios
-from hardware.roofline import Chip, Model, chips_per_replica, throughput
+from hardware.roofline import Chip, LlmSpec, chips_per_replica, throughput
 from tests.conftest import ASSUMPTIONS
 
 CHIP = Chip("toy", "gpu", bf16_tflops=1000, mem_gb=1000, mem_tbps=1.0, tdp_w=1000, unit_price_usd=10_000, h100e=0.5)
-DENSE10 = Model("dense10", 10, 10, n_layers=40, kv_bytes_per_token_bf16=100_000, n_heads=32, head_dim=128)
+DENSE10 = LlmSpec("dense10", 10, 10, n_layers=40, kv_bytes_per_token_bf16=100_000, n_heads=32, head_dim=128)
 
 
 def test_dense_model_plain_roofline_by_hand():
@@ -43,7 +43,7 @@ def test_dense_model_with_kv_and_attention_by_hand():
 
 
 def test_moe_reads_touched_experts_and_computes_on_active():
-    moe = Model("moe", 671, 37, n_layers=61, kv_bytes_per_token_bf16=70_272, n_heads=128, head_dim=576,
+    moe = LlmSpec("moe", 671, 37, n_layers=61, kv_bytes_per_token_bf16=70_272, n_heads=128, head_dim=576,
                 n_experts=256, experts_active=8)
     shared, per_expert = moe.expert_split()
     assert shared + 256 * per_expert == pytest.approx(671e9)
@@ -64,7 +64,7 @@ def test_moe_reads_touched_experts_and_computes_on_active():
 
 
 def test_memory_minimum_sram_wafer_and_cpu():
-    llama70 = Model("l70", 70, 70, 80, 327_680, n_heads=64, head_dim=128)
+    llama70 = LlmSpec("l70", 70, 70, 80, 327_680, n_heads=64, head_dim=128)
     groq = Chip("Groq", "lpu", 188, 750, sram_mb=230, sram_tbps=80)
     wafer = Chip("WSE-3", "wafer_scale", 125_000, sram_mb=44_000, sram_tbps=21_000)
     h100 = Chip("H100", "gpu", 989.4, 1979, mem_gb=80, mem_tbps=3.35)

@@ -263,3 +263,43 @@ def test_source_inventory_splits_cited_sources_and_keeps_the_weakest_confidence(
         "select source_id, tables, rows, weakest_confidence, latest_observation from marts.source_inventory").fetchall()}
     assert got["a_source"] == ("api_prices, supply_capacity", 2, "low", dt.date(2026, 2, 1))
     assert got["b_source"] == ("supply_capacity", 1, "high", dt.date(2025, 12, 31))
+
+
+def test_workload_mix_shares_over_the_last_eight_split_weeks_and_call_logs(con):
+    con.execute("create schema marts")
+    # ten weeks; the oldest two fall outside the last eight weeks that publish the split, and a week without
+    # the split (prompt_tokens null) is not counted as one of them
+    con.execute("""create table marts.model_call_volume_weekly as
+        select * from (values
+            (date '2026-01-05', 'a/m1', 'm1', 'us', 999.0, 900.0, 99.0, 0.0),
+            (date '2026-01-12', 'a/m1', 'm1', 'us', 999.0, 900.0, 99.0, 0.0),
+            (date '2026-03-16', 'a/m1', 'm1', 'us', 500.0, null, null, null)
+        ) t(week_start, model_slug, catalog_model, origin, total_tokens, prompt_tokens, completion_tokens, cached_tokens)
+        union all
+        select date '2026-01-19' + cast(7 * i as integer), 'a/m1', 'm1', 'us', 100.0, 80.0, 20.0, 40.0 from range(8) r(i)
+        union all
+        select date '2026-01-19' + cast(7 * i as integer), 'b/m2', 'm2', 'cn', 300.0, 150.0, 150.0, null from range(8) r(i)
+        union all
+        select date '2026-01-19', 'c/x', null, 'cn', 50.0, 25.0, 25.0, 0.0""")
+    con.execute("""create table marts.call_volume_daily as
+        select * from (values
+            (date '2026-03-01', 'm1', 600.0, 300.0, 60.0),
+            (date '2026-03-02', 'm2', 200.0, 100.0, 0.0),
+            (date '2026-03-02', null, 1000.0, 1000.0, 0.0)
+        ) t(day, catalog_model, prompt_tokens, completion_tokens, cached_tokens)""")
+    build(con, "marts.workload_mix")
+    rows = {(g, m): r for g, m, *r in con.execute(
+        """select origin_group, catalog_model, token_share, output_share, cached_share, period, periods,
+                  first_period_start, last_period_start from marts.workload_mix""").fetchall()}
+    # all models, weeks 2026-01-19 .. 2026-03-09: m1 800 of 3,200 tokens; output (160 + 1,200) / 3,200 = 0.425;
+    # cached 320 of the 640 prompt tokens that report a cached count = 0.5 (the uncatalogued model is left out)
+    assert rows[("all", "m1")] == [pytest.approx(0.25), pytest.approx(0.425), pytest.approx(0.5), "week", 8,
+                                   dt.date(2026, 1, 19), dt.date(2026, 3, 9)]
+    assert rows[("all", "m2")][0] == pytest.approx(0.75)
+    # China-origin models only: m2 alone, half of its tokens output, no cached counts
+    assert rows[("cn", "m2")][:3] == [pytest.approx(1.0), pytest.approx(0.5), None]
+    assert ("cn", "m1") not in rows
+    # call logs, catalogued rows only: m1 900 of 1,200 tokens; output 400 / 1,200; cached 60 of 800 prompt
+    assert rows[("call_logs", "m1")] == [pytest.approx(0.75), pytest.approx(1 / 3), pytest.approx(0.075), "day", 1,
+                                         dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
+    assert rows[("call_logs", "m2")][0] == pytest.approx(0.25)

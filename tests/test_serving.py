@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hardware.roofline import Chip, Model
+from hardware.roofline import Chip, LlmSpec
 from hardware.serving import (Efficiency, Limits, calibration_table, measurements_frame, priors_and_limits,
                               serve)
 from hardware.specs import chips_from_frame, models_from_frame
@@ -19,7 +19,7 @@ from tests.conftest import ASSUMPTIONS, DATA, ROOT
 
 GPU = Chip("gpu", "gpu", bf16_tflops=1000.0, fp8_tflops=2000.0, mem_gb=80.0, mem_tbps=4.0)
 SRAM = Chip("sram", "lpu", bf16_tflops=200.0, fp8_tflops=800.0, sram_mb=250.0, sram_tbps=100.0)
-DENSE = Model("dense", total_params_b=10.0, active_params_b=10.0, n_layers=40, kv_bytes_per_token_bf16=100_000.0,
+DENSE = LlmSpec("dense", total_params_b=10.0, active_params_b=10.0, n_layers=40, kv_bytes_per_token_bf16=100_000.0,
               hidden_size=4096, n_heads=32, head_dim=128)
 EFF = Efficiency(mfu=0.5, mbu=0.8, layer_us=10.0, hop_us=2.0, moe=0.5, scaleout_us=300.0)
 
@@ -46,7 +46,7 @@ def test_sram_pipeline_speed_is_one_chips_bandwidth_plus_hops():
 
 
 def test_prefill_is_chunked_so_short_prompts_are_not_memory_bound():
-    moe = Model("moe", total_params_b=671.0, active_params_b=37.0, n_layers=61, kv_bytes_per_token_bf16=70_272.0,
+    moe = LlmSpec("moe", total_params_b=671.0, active_params_b=37.0, n_layers=61, kv_bytes_per_token_bf16=70_272.0,
                 hidden_size=7168, n_heads=128, head_dim=128, n_experts=256, experts_active=8)
     h800 = Chip("h800", "gpu", bf16_tflops=989.0, fp8_tflops=1979.0, mem_gb=80.0, mem_tbps=3.35)
     short = serve(h800, moe, "fp8", 1000, 200, EFF, Limits())

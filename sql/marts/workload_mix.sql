@@ -1,7 +1,9 @@
 -- marts.workload_mix: the measured workload shape from OpenRouter's weekly top models, over the
 -- last 8 weeks that publish the token split: the share of output (completion) tokens, the share of
 -- prompt tokens served from the prefix cache, and each catalog model's share of tokens, for
--- China-origin models ('cn') and for all models ('all'). It feeds the hardware model's model mix.
+-- China-origin models ('cn') and for all models ('all'). `period` says what `periods` counts (OpenRouter
+-- weeks or call-log days); first_period_start and last_period_start are the first and last of them.
+-- It feeds the hardware model's model mix.
 -- When request-level call logs are loaded, origin group 'call_logs' holds the same measures from the
 -- user's own traffic (all loaded days); the hardware model then takes its output and cached shares.
 with split_weeks as (
@@ -30,9 +32,10 @@ shape as (
         origin_group,
         sum(completion_tokens) / sum(prompt_tokens + completion_tokens) as output_share,
         sum(cached_tokens) / sum(prompt_tokens) filter (where cached_tokens is not null) as cached_share,
+        'week' as period,
         count(distinct week_start) as periods,
-        min(week_start) as first_week,
-        max(week_start) as last_week
+        min(week_start) as first_period_start,
+        max(week_start) as last_period_start
     from groups
     where prompt_tokens is not null and completion_tokens is not null
     group by origin_group
@@ -51,9 +54,10 @@ calls as (
         sum(prompt_tokens + completion_tokens) / sum(sum(prompt_tokens + completion_tokens)) over () as token_share,
         sum(sum(completion_tokens)) over () / sum(sum(prompt_tokens + completion_tokens)) over () as output_share,
         sum(sum(cached_tokens)) over () / sum(sum(prompt_tokens)) over () as cached_share,
+        'day' as period,
         count(distinct day) as periods,
-        min(min(day)) over () as first_week,
-        max(max(day)) over () as last_week,
+        min(min(day)) over () as first_period_start,
+        max(max(day)) over () as last_period_start,
         'call_logs' as source_id
     from marts.call_volume_daily
     where catalog_model is not null
@@ -69,9 +73,10 @@ final as (
         m.tokens / sum(m.tokens) over (partition by m.origin_group) as token_share,
         s.output_share,
         s.cached_share,
+        s.period,
         s.periods,
-        s.first_week,
-        s.last_week,
+        s.first_period_start,
+        s.last_period_start,
         'openrouter_weekly_snapshots' as source_id
     from mix as m
     join shape as s using (origin_group)

@@ -1,4 +1,4 @@
-"""Candidate models behind one interface.
+"""Forecasting methods (the statistical models the engine selects among), behind one interface.
 
 Every model is a function `(y, h, season) -> Prediction`: `y` is the series on a regular grid in the
 modelling scale (log for positive series), with NaN where a period was not observed; the result is

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from forecasts.models import MODELS, llt_prior
+from forecasts.methods import MODELS, llt_prior
 
 
 def _line(n=30, a=10.0, b=2.0, noise=0.0, seed=0):
