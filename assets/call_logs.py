@@ -8,45 +8,55 @@ files cannot be read fails with a clear error and leaves the other days loaded.
 
 import datetime as dt
 import warnings
+from typing import Any
 from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from call_logs.loading import CallLogConfig, CallLogError, changed_days, day_files, load_days
+from call_logs.loading import CallLogError, changed_days, day_files, load_days
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
-
-# single-run backfills are the point of this asset; Dagster flags the parameter as beta on every import
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
-
-# the first day a partition exists for: `partitions_start` of config/call_logs.yaml
-PARTITIONS_START = str(CallLogConfig.raw(Path(__file__).resolve().parent.parent / "config" / "call_logs.yaml")
-                       .get("partitions_start", "2024-01-01"))
-call_log_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, end_offset=1)
 
 
 class CallLogRunConfig(dg.Config):
     only_changed: bool = Field(default=False, description="Skip days whose files are unchanged since loaded.")
 
 
-@dg.asset(
-    key=["raw", "call_log_daily"],
-    partitions_def=call_log_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    group_name="call_logs",
-    kinds={"duckdb", "parquet"},
-    pool=POOL,
-    description="Request-level call logs aggregated per day, model and provider (raw.call_log_daily); bad rows "
-    "in raw.call_log_rejects with file, row and reason. One partition per day.",
-)
-def call_log_daily(context: dg.AssetExecutionContext, config: CallLogRunConfig, warehouse: DuckDBResource,
-                   settings: ProjectSettings):
+def call_log_assets(partitions_start: dt.date) -> tuple[dg.AssetsDefinition, Any]:
+    """The daily-partitioned asset raw/call_log_daily and its job; `partitions_start` (the first day a
+    partition exists for) is `partitions_start` of config/call_logs.yaml, which the code location
+    (pipelines/definitions.py) reads."""
+    partitions = dg.DailyPartitionsDefinition(start_date=partitions_start.isoformat(), end_offset=1)
+    with warnings.catch_warnings():
+        # single-run backfills are the point of this asset; Dagster flags the parameter as beta
+        warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=dg.BetaWarning)
+        asset = dg.asset(
+            key=["raw", "call_log_daily"],
+            partitions_def=partitions,
+            backfill_policy=dg.BackfillPolicy.single_run(),
+            group_name="call_logs",
+            kinds={"duckdb", "parquet"},
+            pool=POOL,
+            description="Request-level call logs aggregated per day, model and provider (raw.call_log_daily); "
+            "bad rows in raw.call_log_rejects with file, row and reason. One partition per day.",
+        )(load_call_log_days)
+    job = dg.define_asset_job(
+        name="call_logs",
+        selection=dg.AssetSelection.assets(asset),
+        executor_def=dg.in_process_executor,
+        description="Load request-level call logs: day-partitions, a backfill range in one run.",
+    )
+    return asset, job
+
+
+def load_call_log_days(context: dg.AssetExecutionContext, config: CallLogRunConfig, warehouse: DuckDBResource,
+                       settings: ProjectSettings):
     if not settings.call_logs_dir:
         raise dg.Failure("no call-log directory: set T2C_CALL_LOGS or pass `tokens2chips run --call-logs DIR`",
                          allow_retries=False)
-    cfg = CallLogConfig.load(settings.call_logs_config)
+    cfg = settings.call_log_config()
     requested = [dt.date.fromisoformat(k) for k in context.partition_keys]
     loaded, rejected, failures = 0, 0, []
     with warehouse.get_connection() as con:
@@ -76,10 +86,3 @@ def call_log_daily(context: dg.AssetExecutionContext, config: CallLogRunConfig, 
                          + " | ".join(failures), metadata=metadata, allow_retries=False)
     return dg.MaterializeResult(metadata=metadata)
 
-
-call_logs_job = dg.define_asset_job(
-    name="call_logs",
-    selection=dg.AssetSelection.assets(call_log_daily),
-    executor_def=dg.in_process_executor,
-    description="Load request-level call logs: day-partitions, a backfill range in one run.",
-)

@@ -9,7 +9,6 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 import forecasts
-from configuration.assumptions import load_assumptions
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from warehouse.io import replace_tables_from_frames
@@ -269,7 +268,7 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
     pool=POOL,
 )
 def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    config = load_assumptions(settings.assumptions_path)
+    config = settings.assumptions()
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
     n_series = history["series_id"].n_unique()
@@ -329,7 +328,7 @@ class VintageConfig(dg.Config):
 )
 def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, warehouse: DuckDBResource,
                      settings: ProjectSettings):
-    assumptions = load_assumptions(settings.assumptions_path)
+    assumptions = settings.assumptions()
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
     as_of = settings.as_of_date()

@@ -9,7 +9,6 @@ import warnings
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from configuration.assumptions import load_assumptions
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from warehouse.io import replace_tables_from_frames
@@ -66,7 +65,7 @@ DEPS = [dg.AssetKey(t.split(".")) for t in INPUTS.values()]
 )
 def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     started = time.perf_counter()
-    config = load_assumptions(settings.assumptions_path)
+    config = settings.assumptions()
     with warehouse.get_connection() as con:
         inputs = {key: con.execute(f"select * from {table}").pl() for key, table in INPUTS.items()}
     context.log.info(f"sizing fleets for {len(config.get('scenarios') or {})} scenarios")
@@ -111,7 +110,7 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
     from hardware.specs import chips_from_frame, models_from_frame
 
     started = time.perf_counter()
-    config = load_assumptions(settings.assumptions_path)
+    config = settings.assumptions()
     overrides = {c: {k: v for k, v in o.items() if k != "rationale"}
                  for c, o in (config.get("chip_overrides") or {}).items()}
     with warehouse.get_connection() as con:

@@ -6,7 +6,6 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from configuration.assumptions import flatten_assumptions, load_assumptions
 from warehouse.loading import InputFileError, load_source
 from assets.resources import ProjectSettings
 from warehouse.sources import SOURCES, Source
@@ -59,7 +58,7 @@ raw_assets = [_raw_asset(source) for source in SOURCES]
 )
 def assumptions_table(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     try:
-        frame = flatten_assumptions(load_assumptions(settings.assumptions_path), settings.assumptions_path)
+        frame = settings.configuration().rows()
     except ValueError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None
     with warehouse.get_connection() as con:
@@ -77,7 +76,7 @@ def assumptions_table(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     "-- disjoint parts inside a total, with the unit scale from the total to the parts.",
 )
 def forecast_hierarchy(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    entries = load_assumptions(settings.assumptions_path)["forecast"].get("hierarchy", [])
+    entries = settings.assumptions()["forecast"].get("hierarchy", [])
     frame = pl.DataFrame(
         [{"entry": i + 1, "total": e["total"], "part": part, "parts": "+".join(e["parts"]),
           "scale": float(e.get("scale", 1.0)), "note": e.get("note", "")}
@@ -125,7 +124,7 @@ def report_config_frames(config: dict) -> dict[str, pl.DataFrame]:
     pool=POOL,
 )
 def report_config_tables(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    frames = report_config_frames(load_assumptions(settings.assumptions_path))
+    frames = report_config_frames(settings.assumptions())
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, frames)
     context.log.info(", ".join(f"{table}: {rows} rows" for table, rows in counts.items()))

@@ -1,4 +1,5 @@
-"""Project settings resource: where the inputs, assumptions and reports are, and the as-of date."""
+"""Resources: the warehouse, and the project settings (where the inputs, configuration and reports are, the
+as-of date), which hand the assets the validated configuration."""
 
 
 import datetime as dt
@@ -10,6 +11,9 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
+from call_logs.config import CallLogConfig
+from configuration.assumptions import Configuration, configuration
+from configuration.call_logs import load_call_log_config
 from warehouse.io import WarehouseLockedError, connect
 
 
@@ -52,3 +56,14 @@ class ProjectSettings(dg.ConfigurableResource):
 
     def data_path(self, file_name: str) -> Path:
         return Path(self.data_dir) / file_name
+
+    def configuration(self) -> Configuration:
+        """config/assumptions.yaml validated, one object per file version and process (the steps of a run
+        share it; libraries get its mapping as an argument)."""
+        return configuration(self.assumptions_path)
+
+    def assumptions(self) -> dict:
+        return self.configuration().data
+
+    def call_log_config(self) -> CallLogConfig:
+        return load_call_log_config(self.call_logs_config)

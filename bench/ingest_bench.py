@@ -44,7 +44,8 @@ sys.path.insert(0, {root!r})
 import duckdb
 kind, logs, warehouse = {kind!r}, Path({logs!r}), {warehouse!r}
 if kind not in ("bare", "floor"):
-    from call_logs.loading import CallLogConfig, changed_days, day_files, load_days
+    from call_logs.loading import changed_days, day_files, load_days
+    from configuration.call_logs import load_call_log_config
 t0 = time.perf_counter()
 if kind == "floor":
     day_dir = max(logs.glob("date=*"))
@@ -73,7 +74,7 @@ elif kind == "bare":
         from {{reader}} group by all''').fetchall()
     rows = sum(g[3] for g in groups)
 else:
-    cfg = CallLogConfig.load({cfg!r})
+    cfg = load_call_log_config({cfg!r})
     con = duckdb.connect(warehouse)
     con.execute(f"set memory_limit = '{{cfg.memory_limit}}'")
     Path(cfg.temp_directory).mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,6 @@
 """Call-log loading, shared pieces: the column-mapping config (config/call_logs.yaml), the canonical
-columns, the error type, and the temp tables a load builds (see call_logs/loading.py)."""
+columns, the typed column map of a batch of files, the error type, and the temp tables a load builds
+(see call_logs/loading.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from warehouse.io import quote_text
+from warehouse.io import quote_ident, quote_text
 
 CANONICAL = ("timestamp", "model", "provider", "prompt_tokens", "completion_tokens", "cached_tokens",
              "reasoning_tokens", "status")
@@ -29,30 +28,51 @@ class CallLogError(ValueError):
 
 @dataclass(frozen=True)
 class CallLogConfig:
+    """The loader's settings (configuration/call_logs.py builds them from config/call_logs.yaml): canonical
+    column -> the export's column (optional ones may be absent), the status values, DuckDB's limits."""
+
     columns: dict[str, str]
     status_ok: tuple[str, ...]
     status_failed: tuple[str, ...]
     memory_limit: str = "1GB"
     temp_directory: str = "var/duckdb_tmp"
+    partitions_start: dt.date = dt.date(2024, 1, 1)
 
-    @staticmethod
-    def raw(path: Path | str) -> dict:
-        path = Path(path)
-        if not path.is_file():
-            raise CallLogError(f"call-log config {path} not found")
-        return yaml.safe_load(path.read_text()) or {}
 
-    @classmethod
-    def load(cls, path: Path | str) -> "CallLogConfig":
-        raw = cls.raw(path)
-        preset = raw.get("preset", "default")
-        columns = dict(raw.get("columns") or raw["presets"][preset])
-        missing = [c for c in REQUIRED if not columns.get(c)]
-        if missing:
-            raise CallLogError(f"{path}: column mapping lacks {missing}")
-        return cls(columns, tuple(str(s) for s in raw.get("status_ok", [])),
-                   tuple(str(s) for s in raw.get("status_failed", [])), str(raw.get("memory_limit", "1GB")),
-                   str(raw.get("temp_directory", "var/duckdb_tmp")))
+@dataclass(frozen=True)
+class ColumnMap:
+    """Which column of a batch's files holds each canonical column (absent optional columns are not in
+    `sources`), and the type the files give it (DuckDB's type name; every CSV column is VARCHAR)."""
+
+    sources: dict[str, str]
+    types: dict[str, str]
+
+    def has(self, name: str) -> bool:
+        return name in self.sources
+
+    def sql(self, name: str) -> str:
+        """The column as a SQL expression: its quoted name, or a null when the files lack it."""
+        return quote_ident(self.sources[name]) if name in self.sources else "null"
+
+    def text(self, name: str) -> str:
+        """The column as text (an absent one a VARCHAR null, not DuckDB's default INTEGER null)."""
+        if name not in self.sources:
+            return "null::varchar"
+        return self.sql(name) if self.types.get(name) == "VARCHAR" else f"cast({self.sql(name)} as varchar)"
+
+    @property
+    def tokens(self) -> list[str]:
+        """The token-count columns the files hold."""
+        return [t for t in TOKENS if t in self.sources]
+
+    def is_integer(self, name: str) -> bool:
+        return self.types.get(name) in INTEGER_TYPES
+
+    def is_timestamp(self, name: str) -> bool:
+        return self.types.get(name, "").startswith("TIMESTAMP")
+
+    def canonical_by_source(self) -> dict[str, str]:
+        return {source: name for name, source in self.sources.items()}
 
 
 def file_format(files: list[Path]) -> str:

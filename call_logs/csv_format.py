@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 
 from call_logs.config import (BAD_TABLE, CAST_BAD_TABLE, CSV_BUFFER_BYTES, REQUIRED, TOKENS, CallLogConfig,
-                                    CallLogError, sql_list)
+                              CallLogError, ColumnMap, sql_list)
+from call_logs.rules import reject_reason
 from warehouse.io import quote_text
 
 
@@ -44,14 +45,14 @@ def csv_day_header(headers: dict[Path, list[str]]) -> list[str] | None:
     return header
 
 
-def _csv_day_scan(files: list[Path], header: list[str], col: dict, cfg: CallLogConfig,
+def _csv_day_scan(files: list[Path], header: list[str], col: ColumnMap, cfg: CallLogConfig,
                   rejects: str = "_call_log_rej", scan: str = "_call_log_scan", as_text: bool = False) -> str:
     """A parallel typed scan of CSV day files of one `header` (timestamp TIMESTAMP, tokens DOUBLE, status
     an ENUM of the configured values; the `date=` folder as a DATE column). Every cast failure
     (unparseable timestamp, non-numeric count, unknown status) lands in DuckDB's rejects table with its
     line number and never needs a second read. `as_text`: every column VARCHAR (only malformed lines
     are rejected)."""
-    source = {src.strip('"'): name for name, src in col.items() if src != "null"}
+    source = col.canonical_by_source()
     statuses = ", ".join(quote_text(v) for v in dict.fromkeys([*cfg.status_ok, *cfg.status_failed]))
     kinds = {} if as_text else {"timestamp": "TIMESTAMP", "status": f"ENUM({statuses})" if statuses else "VARCHAR",
                                 **{t: "DOUBLE" for t in TOKENS}}
@@ -63,38 +64,19 @@ def _csv_day_scan(files: list[Path], header: list[str], col: dict, cfg: CallLogC
             f"store_rejects = true, rejects_table = '{rejects}', rejects_scan = '{scan}')")
 
 
-def _deviation(v: dict, tokens: list[str]) -> str:
+def _deviation(v: dict[str, str]) -> str:
     """abs(x) - floor(x) summed over a row's counts: 0 when all are non-negative integers, positive for
     a fraction or a negative count, NaN for NaN and infinities (null for a missing required count).
     One sum compared once costs fewer operations than a test per column, and it runs on every row."""
     return " + ".join(f"(abs({v[t]}) - floor({v[t]}))" if t in REQUIRED
-                      else f"coalesce(abs({v[t]}) - floor({v[t]}), 0)" for t in tokens)
+                      else f"coalesce(abs({v[t]}) - floor({v[t]}), 0)" for t in v)
 
 
-def _row_total(v: dict, tokens: list[str]) -> str:
-    return " + ".join(v[t] if t in REQUIRED else f"coalesce({v[t]}, 0)" for t in tokens)
+def _row_total(v: dict[str, str]) -> str:
+    return " + ".join(v[t] if t in REQUIRED else f"coalesce({v[t]}, 0)" for t in v)
 
 
-def _csv_row_tests(v: dict, tokens: list[str], unknown_row: str) -> tuple[str, str]:
-    """The full per-row test of CSV day files and the reason a row fails it, over value expressions `v`
-    (typed columns, or try_casts of text ones): _deviation is 0, the row total (which bounds each count,
-    all being non-negative) is below BIGINT's range, and the timestamp lies in its `date=` folder."""
-    deviation, total = _deviation(v, tokens), _row_total(v, tokens)
-    clean = f"({deviation} = 0 and {total} < 9.2e18 and cast({v['timestamp']} as date) = \"date\") is true"
-    reason = (f"case when {v['timestamp']} is null then 'unparseable timestamp' "
-              f"when cast({v['timestamp']} as date) <> \"date\" then 'timestamp outside its day partition' "
-              f"when {v['model']} is null then 'missing model' "
-              f"when {v['prompt_tokens']} is null or {v['completion_tokens']} is null or "
-              f"{' or '.join(f'not (abs({v[t]}) < 9.2e18)' for t in tokens)} "
-              "then 'missing or non-numeric token count' "
-              f"when {' or '.join(f'{v[t]} <> floor({v[t]})' for t in tokens)} then 'non-integer token count' "
-              f"when {' or '.join(f'{v[t]} < 0' for t in tokens)} then 'negative token count' "
-              f"when {total} >= 9.2e18 then 'token counts out of range' "
-              f"when {unknown_row} then 'unknown status' end")
-    return clean, reason
-
-
-def csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: CallLogConfig, ok: str,
+def csv_day_passes(con, files: list[Path], header: list[str], col: ColumnMap, cfg: CallLogConfig, ok: str,
                     failed: str) -> list[str]:
     """CSV day files of one header (the scan of _csv_day_scan). Pass 1 groups every row by (file,
     timestamp's day, model, provider, status, unclean), `unclean` being one cheap test per row (_deviation
@@ -105,20 +87,22 @@ def csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: Ca
     The day is a group key rather than a per-row comparison, and the row total is not tested per row:
     a clean group whose token total reaches BIGINT's range (a count of 1e19 is integral, so clean)
     makes pass 1 run again with the full row test (_csv_row_tests), which sets such rows aside. Both
-    keep pass 1 near a bare scan (bench/ingest_bench.py: about 10% less CPU than testing them per row)."""
-    tokens = [t for t in TOKENS if col[t] != "null"]
-    provider = col["provider"] if col["provider"] != "null" else "null::varchar"
-    status = col["status"] if col["status"] != "null" else "null::varchar"
+    keep pass 1 near a bare scan (bench/ingest_bench.py: about 10% less CPU than testing them per row).
+    `unclean` only sorts rows cheaply; the reasons come from the row rules (call_logs/rules.py)."""
+    tokens = col.tokens
+    values = {t: col.sql(t) for t in tokens}
+    provider = col.sql("provider") if col.has("provider") else "null::varchar"
+    status = col.sql("status") if col.has("status") else "null::varchar"
     unknown = f"(status is not null and cast(status as varchar) not in ({ok}, {failed}))"
-    sums = ", ".join(f"sum({col[t]}) as {t}" if col[t] != "null" else f"null::double as {t}" for t in TOKENS)
+    sums = ", ".join(f"sum({col.sql(t)}) as {t}" if col.has(t) else f"null::double as {t}" for t in TOKENS)
     group_total = " + ".join(f"coalesce({t}, 0)" for t in tokens)
     for strict in (False, True):
-        in_range = f" and {_row_total(col, tokens)} < 9.2e18" if strict else ""
-        unclean = f"not ({_deviation(col, tokens)} = 0{in_range}) is true"
+        in_range = f" and {_row_total(values)} < 9.2e18" if strict else ""
+        unclean = f"not ({_deviation(values)} = 0{in_range}) is true"
         con.execute("drop table if exists _call_log_rej; drop table if exists _call_log_scan")
         try:
             con.execute(f"""create or replace temp table _call_log_batch as
-                select file_index, cast({col['timestamp']} as date) as ts_day, {col['model']} as model,
+                select file_index, cast({col.sql('timestamp')} as date) as ts_day, {col.sql('model')} as model,
                        {provider} as provider, {status} as status, {unclean} as unclean, count(*) as requests,
                        {sums}
                 from {_csv_day_scan(files, header, col, cfg)} group by all""")
@@ -174,34 +158,36 @@ def csv_day_passes(con, files: list[Path], header: list[str], col: dict, cfg: Ca
     return [*rejects, "_call_log_bad"]
 
 
-def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[int, int], col: dict,
+def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[int, int], col: ColumnMap,
                      cfg: CallLogConfig, ok: str, failed: str, models: list[str] | None) -> bool:
     """Pass 2 of CSV day files: re-read the files of `set_aside` in parallel into a temp table (CREATE
-    TABLE AS keeps insertion order, so rowid numbers the rows), list the rows that fail the row test
+    TABLE AS keeps insertion order, so rowid numbers the rows), list the rows that break a row rule
     with row number and reason in _call_log_bad, and say whether they are exactly the rows pass 1 set
     aside. `models`: read the files as text and test only the rows of these models (and rows without
     one), through try_cast (the casts the typed scan makes); None: the typed scan itself."""
     con.execute("drop table if exists _call_log_p2; drop table if exists _call_log_rej2; "
                 "drop table if exists _call_log_scan2")
     dirty = [files[i] for i in set_aside]
-    tokens = [t for t in TOKENS if col[t] != "null"]
-    status = col["status"] if col["status"] != "null" else "null::varchar"
-    text_status = col["status"] != "null" and not (cfg.status_ok or cfg.status_failed)
+    tokens = col.tokens
+    status = col.sql("status") if col.has("status") else "null::varchar"
+    # configured statuses make the typed scan's status an ENUM: an unknown one is a cast failure there
+    text_status = col.has("status") and not (cfg.status_ok or cfg.status_failed)
     unknown_row = f"({status} is not null and {status} not in ({ok}, {failed}))" if text_status else "false"
+    model = col.sql("model")
     if models is None:
-        values, candidate = dict(col), "true"
+        reason = reject_reason(col.sql("timestamp"), '"date"', model, {t: col.sql(t) for t in tokens}, unknown_row)
+        candidate = "true"
     else:
-        values = {"timestamp": f"try_cast({col['timestamp']} as timestamp)", "model": col["model"],
-                  **{t: f"try_cast({col[t]} as double)" for t in tokens}}
+        reason = reject_reason(f"try_cast({col.sql('timestamp')} as timestamp)", '"date"', model,
+                               {t: f"try_cast({col.sql(t)} as double)" for t in tokens}, unknown_row,
+                               raw={t: col.sql(t) for t in tokens})
         listed_models = ", ".join(quote_text(m) for m in models) or "null"
-        candidate = f"({col['model']} is null or {col['model']} in ({listed_models}))"
-    clean, reason = _csv_row_tests(values, tokens, unknown_row)
+        candidate = f"({model} is null or {model} in ({listed_models}))"
     reader = _csv_day_scan(dirty, header, col, cfg, "_call_log_rej2", "_call_log_scan2", as_text=models is not None)
     # the typed scan reads status too, so it rejects the same lines as pass 1
-    keep_status = f", {status} as status" if models is None and col["status"] != "null" else ""
+    keep_status = f", {status} as status" if models is None and col.has("status") else ""
     con.execute(f"""create temp table _call_log_p2 as
-        select file_index, case when {candidate} and (not {clean} or {col['model']} is null or {unknown_row})
-                                then {reason} end as reason {keep_status}
+        select file_index, case when {candidate} then {reason} end as reason {keep_status}
         from {reader}""")
     positions = ", ".join(f"({j}, {i})" for j, i in enumerate(set_aside))
     con.execute(f"""insert into _call_log_bad (file_index, day, file, row_number, reason)

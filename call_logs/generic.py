@@ -10,28 +10,30 @@ from pathlib import Path
 
 import duckdb
 
-from call_logs.config import BAD_TABLE, CSV_BUFFER_BYTES, INTEGER_TYPES, REQUIRED, TOKENS, CallLogError, sql_list
+from call_logs.config import BAD_TABLE, CSV_BUFFER_BYTES, REQUIRED, TOKENS, CallLogError, ColumnMap, sql_list
+from call_logs.rules import reject_reason
 from warehouse.io import quote_text
 
 
-def _typed(col: dict, types: dict) -> tuple[str, dict, list[str], list[str]]:
-    """SQL for the typed timestamp and token values, the format checks that text columns need, and the
-    negative-count checks. Columns that arrive typed (Parquet BIGINT, TIMESTAMP) skip the casts."""
-    typed_ts = types.get("timestamp", "").startswith("TIMESTAMP")
-    ts = col["timestamp"] if typed_ts else f"try_cast({col['timestamp']} as timestamp)"
-    tok, format_checks, negative = {}, [], []
+def _typed(col: ColumnMap) -> tuple[str, dict[str, str]]:
+    """SQL for the typed timestamp and token values. Columns that arrive typed (Parquet BIGINT,
+    TIMESTAMP) skip the casts."""
+    ts = col.sql("timestamp") if col.is_timestamp("timestamp") else f"try_cast({col.sql('timestamp')} as timestamp)"
+    tok = {}
     for t in TOKENS:
-        if col[t] == "null" or types.get(t) in INTEGER_TYPES:
-            tok[t] = col[t]
+        if not col.has(t) or col.is_integer(t):
+            tok[t] = col.sql(t)
         else:
             # NaN, infinities and counts beyond BIGINT parse as doubles but are no token counts: null
             # ("missing or non-numeric token count"), so they never reach a sum
-            value = f"try_cast({col[t]} as double)"
+            value = f"try_cast({col.sql(t)} as double)"
             tok[t] = f"(case when abs({value}) < 9.2e18 then {value} end)"
-            format_checks.append(f"({col[t]} is not null and {tok[t]} is null) or {tok[t]} <> floor({tok[t]})")
-        if col[t] != "null":
-            negative.append(f"{tok[t]} < 0")
-    return ts, tok, format_checks, negative
+    return ts, tok
+
+
+def _text_tokens(col: ColumnMap) -> list[str]:
+    """The token columns read as text (cast, so a value that is no number must be told from a missing one)."""
+    return [t for t in col.tokens if not col.is_integer(t)]
 
 
 def file_reader(files: list[Path], fmt: str) -> str:
@@ -42,80 +44,62 @@ def file_reader(files: list[Path], fmt: str) -> str:
            f"all_varchar = true, header = true, buffer_size = {CSV_BUFFER_BYTES})"
 
 
-def _checked(reader: str, row_number: str, col: dict, types: dict, day_expr: str, ok: str, failed: str) -> str:
+def _checked(reader: str, row_number: str, col: ColumnMap, day_expr: str, ok: str, failed: str,
+             from_flat: bool) -> str:
     """Every row of `reader` with its typed values, its day (`day_expr`: the partition day of its file, or
-    the timestamp's day for flat files) and the reason it is rejected (null = valid).
-
-    Type-aware: columns that arrive typed (Parquet BIGINT tokens, TIMESTAMP) skip the casts and the
-    numeric-format checks that only text needs."""
-    ts, tok, _, _ = _typed(col, types)
-    status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
-    unknown = f"when status is not null and status not in ({ok}, {failed}) then 'unknown status'"
-    day = day_expr.format(ts=ts)
-    # typed values are computed once per row (inner select); the reason reads them by name
-    text_tokens = [t for t in TOKENS if col[t] != "null" and types.get(t) not in INTEGER_TYPES]
-    raw = "".join(f", {col[t]} as _raw_{t}" for t in text_tokens)
-    bad_tokens = " or ".join(f"(_raw_{t} is not null and {t} is null) or {t} <> floor({t})" for t in text_tokens) \
-        or "false"
-    negative = " or ".join(f"{t} < 0" for t in TOKENS if col[t] != "null") or "false"
+    the timestamp's day for flat files) and the reason it is rejected (null = valid; the row rules of
+    call_logs/rules.py). Typed values are computed once per row (inner select); the reason reads them
+    by name."""
+    ts, tok = _typed(col)
+    raw = "".join(f", {col.sql(t)} as _raw_{t}" for t in _text_tokens(col))
+    reason = reject_reason("ts", None if from_flat else "day", "model", {t: t for t in col.tokens},
+                           f"status is not null and status not in ({ok}, {failed})",
+                           raw={t: f"_raw_{t}" for t in _text_tokens(col)})
     return f"""
-        select *,
-               case
-                   when ts is null then 'unparseable timestamp'
-                   when ts < day::timestamp or ts >= day::timestamp + interval 1 day
-                       then 'timestamp outside its day partition'
-                   when model is null then 'missing model'
-                   when prompt_tokens is null or completion_tokens is null then 'missing or non-numeric token count'
-                   when {bad_tokens} then 'non-integer token count'
-                   when {negative} then 'negative token count'
-                   {unknown}
-               end as reason
+        select *, {reason} as reason
         from (
-            select file_index, filename, {row_number} as row_number, {day} as day, {ts} as ts,
-                   cast({col['model']} as varchar) as model, cast({col['provider']} as varchar) as provider,
+            select file_index, filename, {row_number} as row_number, {day_expr.format(ts=ts)} as day, {ts} as ts,
+                   {col.text('model')} as model, {col.text('provider')} as provider,
                    {tok['prompt_tokens']} as prompt_tokens, {tok['completion_tokens']} as completion_tokens,
                    {tok['cached_tokens']} as cached_tokens, {tok['reasoning_tokens']} as reasoning_tokens,
-                   {status} as status {raw}
+                   {col.text('status')} as status {raw}
             from {reader})"""
 
 
-def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: str, col: dict, types: dict,
+def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: str, col: ColumnMap,
                    ok: str, failed: str, from_flat: bool) -> list[str]:
     """Parquet, flat files and CSV files of differing headers: pass 1 aggregates all rows by (file, day,
     model, provider, status) with counts and token sums (and, except on the typed-Parquet fast path, the
     timestamp range and the rows failing the cheap checks); pass 2 lists the bad rows, which
     _replace_days subtracts from pass 1's groups. Returns the temp tables that hold rejected rows."""
     reader = file_reader(files, fmt)
-    ts, tok, format_checks, negatives = _typed(col, types)
-    checks = [f"{ts} is null", f"{col['model']} is null", f"{tok['prompt_tokens']} is null",
-              f"{tok['completion_tokens']} is null", *format_checks, *negatives]
-    status = f"cast({col['status']} as varchar)" if col["status"] != "null" else "null"
+    ts, tok = _typed(col)
+    status = col.text("status") if col.has("status") else "null"
+    # the row rules but the one that needs the file's day (pass 1 settles that per group, from the
+    # timestamps' range)
+    cheap = reject_reason(ts, None, col.sql("model"), {t: tok[t] for t in col.tokens},
+                          f"{status} is not null and {status} not in ({ok}, {failed})",
+                          raw={t: col.sql(t) for t in _text_tokens(col)})
     day_key = f"cast({ts} as date)" if from_flat else "null::date"
     parquet = fmt == "parquet"
     # typed Parquet in day folders: the row-group statistics say which files may hold bad rows, so pass 1
     # is a plain aggregation and pass 2 reads only the row groups the statistics cannot clear
-    fast = parquet and not from_flat and types.get("timestamp", "").startswith("TIMESTAMP") and all(
-        col[t] == "null" or types.get(t) in INTEGER_TYPES for t in TOKENS)
-    # Parquet: pass 1 also collects the rows failing the cheap checks (few) with their row numbers and
-    # values, at almost no cost; CSV has no row numbers, so its bad rows come from pass 2
+    fast = parquet and not from_flat and col.is_timestamp("timestamp") and all(col.is_integer(t) for t in col.tokens)
+    # Parquet: pass 1 also collects the rows breaking a cheap rule (few) with their row numbers, values and
+    # reasons, at almost no cost; CSV has no row numbers, so its bad rows come from pass 2
     lean = reader.replace("filename = true, ", "").replace("file_row_number = true, ", "") if fast else \
         reader.replace("filename = true, ", "")
-    collect = (f", list({{'row_number': file_row_number + 1, 'ts': {ts}, 'model': {col['model']}, "
+    collect = (f", list({{'row_number': file_row_number + 1, 'reason': {cheap}, "
                f"'prompt': {tok['prompt_tokens']}, 'completion': {tok['completion_tokens']}, "
                f"'cached': {tok['cached_tokens']}, 'reasoning': {tok['reasoning_tokens']}}}) "
-               f"filter (where {' or '.join(checks)}) as bad_rows") if parquet and not fast else ""
+               f"filter (where ({cheap}) is not null) as bad_rows") if parquet and not fast else ""
     validity = "" if fast else (f", min({ts}) as ts_min, max({ts}) as ts_max, "
-                                f"count(*) filter (where {' or '.join(checks)}) as n_bad")
-
-    def text(c: str) -> str:  # no cast where the column already is text
-        if col[c] == "null":
-            return "null::varchar"  # an absent optional column is text, not DuckDB's default INTEGER null
-        return col[c] if types.get(c) == "VARCHAR" else f"cast({col[c]} as varchar)"
+                                f"count(*) filter (where ({cheap}) is not null) as n_bad")
 
     try:
         con.execute(f"""create or replace temp table _call_log_batch as
-            select file_index, {day_key} as row_day, {text('model')} as model,
-                   {text('provider')} as provider, {text('status')} as status, count(*) as requests,
+            select file_index, {day_key} as row_day, {col.text('model')} as model,
+                   {col.text('provider')} as provider, {col.text('status')} as status, count(*) as requests,
                    {', '.join(f'sum({tok[t]}) as {t}' for t in TOKENS)} {validity} {collect}
             from {lean} group by all""")
     except duckdb.Error as exc:
@@ -131,18 +115,19 @@ def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: s
         con.execute("create or replace temp view _batch_days as select b.*, f.day from _call_log_batch b "
                     "join _file_day f using (file_index)")
     out_of_day = "false" if from_flat else "ts_min < day::timestamp or ts_max >= day::timestamp + interval 1 day"
-    unknown_status = f"(status is not null and status not in ({ok}, {failed}))"
     # pass 2 only for files whose problems pass 1 cannot list: any bad row in CSV; in Parquet, a
-    # timestamp outside the file's day or an unknown status
-    unknown = con.execute(f"select distinct file_index, status from _batch_days where {unknown_status}").fetchall()
-    unknown_values = ", ".join(sorted({quote_text(v) for _, v in unknown}))
+    # timestamp outside the file's day (and on the typed fast path, which checks no row, any fault the
+    # statistics allow, and an unknown status)
     if fast:
+        unknown = con.execute(f"select distinct file_index, status from _batch_days "
+                              f"where status is not null and status not in ({ok}, {failed})").fetchall()
+        unknown_values = ", ".join(sorted({quote_text(v) for _, v in unknown}))
         suspects = _suspect_predicates(con, files, file_day, col)
         for i in sorted({i for i, _ in unknown}):
-            suspects.setdefault(files[i], []).append(f"cast({col['status']} as varchar) in ({unknown_values})")
+            suspects.setdefault(files[i], []).append(f"{col.text('status')} in ({unknown_values})")
         dirty = sorted(suspects)
     else:
-        rescan = f"{out_of_day} or {unknown_status}" + ("" if parquet else " or n_bad > 0")
+        rescan = out_of_day + ("" if parquet else " or n_bad > 0")
         dirty = [files[i] for (i,) in con.execute(
             f"select distinct file_index from _batch_days where {rescan} order by 1").fetchall()]
     if not dirty and (fast or not parquet):
@@ -151,12 +136,8 @@ def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: s
     if parquet and not fast:
         file_names = ", ".join(f"({i}, {quote_text(str(f))})" for i, f in enumerate(files))
         con.execute(f"""insert into _call_log_bad
-            select b.file_index, b.day, n.file, r.row_number,
-                   case when r.ts is null then 'unparseable timestamp'
-                        when r.model is null then 'missing model'
-                        when r.prompt is null or r.completion is null then 'missing or non-numeric token count'
-                        else 'negative token count' end,
-                   b.model, b.provider, b.status, r.prompt, r.completion, r.cached, r.reasoning
+            select b.file_index, b.day, n.file, r.row_number, r.reason, b.model, b.provider, b.status,
+                   r.prompt, r.completion, r.cached, r.reasoning
             from (select *, unnest(bad_rows) as r from _batch_days where n_bad > 0) b
             join (values {file_names}) n(file_index, file) using (file_index)""")
     position = {path: i for i, path in enumerate(files)}
@@ -169,21 +150,17 @@ def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: s
                                        for pred in suspects[path]) + ")"
             number = "file_row_number + 1"
         elif parquet:
-            # only the rows pass 1 did not list (out of the day, unknown status), found with simple
-            # predicates that DuckDB pushes into the Parquet scan
-            preds = []
-            if not from_flat:
-                preds += [f"{ts} < {day}::timestamp", f"{ts} >= {day}::timestamp + interval 1 day"]
-            if unknown_values:
-                preds.append(f"{status} in ({unknown_values})")
+            # only the rows pass 1 did not list (out of the day), found with simple predicates that
+            # DuckDB pushes into the Parquet scan
             one = (f"(select *, file_index from {file_reader([path], fmt)} "
-                   f"where ({' or '.join(preds) or 'false'}) and not ({' or '.join(checks)}))")
+                   f"where ({ts} < {day}::timestamp or {ts} >= {day}::timestamp + interval 1 day) "
+                   f"and ({cheap}) is null)")
             number = "file_row_number + 1"
         else:  # CSV has no row-number column: re-read the file in order, numbered
             one = (f"read_csv({sql_list([path])}, filename = true, all_varchar = true, header = true, "
                    "parallel = false, hive_partitioning = false)")
             number = "row_number() over ()"
-        checked = _checked(one, number, col, types if parquet else {}, day, ok, failed)
+        checked = _checked(one, number, col if parquet else ColumnMap(col.sources, {}), day, ok, failed, from_flat)
         try:
             con.execute(f"""insert into _call_log_bad select {position[path]}, day, filename, row_number, reason, model,
                             provider, status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens
@@ -193,26 +170,27 @@ def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: s
     return ["_call_log_bad"]
 
 
-def _suspect_predicates(con, files: list[Path], file_day: dict[Path, dt.date], col: dict) -> dict[Path, list[str]]:
+def _suspect_predicates(con, files: list[Path], file_day: dict[Path, dt.date], col: ColumnMap) -> dict[Path, list[str]]:
     """Per file, the single-column predicates that may match bad rows, judged from the Parquet row-group
-    statistics (null counts, min and max). A column without statistics is suspect on every count."""
-    names = {name: src.strip('"') for name, src in col.items() if src != "null"}
-    wanted = ", ".join(quote_text(v) for v in names.values())
+    statistics (null counts, min and max). A column without statistics is suspect on every count. A count
+    of 2.3e18 or more may take a row's four counts past BIGINT's range ('token counts out of range')."""
+    wanted = ", ".join(quote_text(v) for v in col.sources.values())
     stats = con.execute(f"""
         select file_name, path_in_schema,
                sum(stats_null_count) filter (where stats_null_count is not null) as nulls,
                count(*) filter (where stats_null_count is null) as no_null_stats,
                count(*) filter (where stats_min_value is null or stats_max_value is null) as no_range,
                min(try_cast(stats_min_value as double)) as min_num,
+               max(try_cast(stats_max_value as double)) as max_num,
                min(try_cast(stats_min_value as timestamp)) as min_ts,
                max(try_cast(stats_max_value as timestamp)) as max_ts
         from parquet_metadata({sql_list(files)})
         where path_in_schema in ({wanted})
         group by all""").fetchall()
     by_file: dict[str, dict[str, tuple]] = {}
-    for file_name, column, nulls, no_null_stats, no_range, min_num, min_ts, max_ts in stats:
+    for file_name, column, nulls, no_null_stats, no_range, min_num, max_num, min_ts, max_ts in stats:
         by_file.setdefault(file_name, {})[column] = (bool(nulls) or no_null_stats > 0, no_range > 0, min_num,
-                                                     min_ts, max_ts)
+                                                     max_num, min_ts, max_ts)
     out: dict[Path, list[str]] = {}
     for path in files:
         day = file_day[path]
@@ -220,10 +198,11 @@ def _suspect_predicates(con, files: list[Path], file_day: dict[Path, dt.date], c
         cols = by_file.get(str(path), {})
         preds = []
         for name in ("timestamp", "model", *TOKENS):
-            if name not in names:
+            if not col.has(name):
                 continue
-            has_nulls, no_range, min_num, min_ts, max_ts = cols.get(names[name], (True, True, None, None, None))
-            q = col[name]
+            has_nulls, no_range, min_num, max_num, min_ts, max_ts = cols.get(col.sources[name],
+                                                                             (True, True, None, None, None, None))
+            q = col.sql(name)
             if has_nulls and (name in REQUIRED):
                 preds.append(f"{q} is null")
             if name == "timestamp":
@@ -231,8 +210,11 @@ def _suspect_predicates(con, files: list[Path], file_day: dict[Path, dt.date], c
                     preds.append(f"{q} < timestamp '{start}'")
                 if no_range or max_ts is None or max_ts >= end:
                     preds.append(f"{q} >= timestamp '{end}'")
-            elif name in TOKENS and (no_range or min_num is None or min_num < 0):
-                preds.append(f"{q} < 0")
+            elif name in TOKENS:
+                if no_range or min_num is None or min_num < 0:
+                    preds.append(f"{q} < 0")
+                if no_range or max_num is None or max_num >= 2.3e18:
+                    preds.append(f"{q} >= 2300000000000000000")
         if preds:
             out[path] = preds
     return out

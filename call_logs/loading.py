@@ -14,8 +14,10 @@ lists the bad rows with file, row number and reason. Three paths:
   * other inputs (text-typed Parquet, flat files, CSV files of differing headers): pass 1 counts the
     rows failing the checks (and for Parquet lists them with row numbers); pass 2 re-reads the files
     with bad rows (CSV in order, to number the rows). The bad rows are subtracted from pass 1's groups.
-  The last two: call_logs/generic.py. This module finds the day-partitions and what changed, and
-  replaces the days (delete + insert, one transaction per batch); shared pieces in call_log_config.py.
+  The last two: call_logs/generic.py. The row rules are one SQL template for every path
+  (sql/call_logs/reject_reason.sql.j2, call_logs/rules.py). This module finds the day-partitions and what
+  changed, and replaces the days (sql/call_logs/replace_days.sql.j2: delete + insert, one transaction per
+  batch); shared pieces in call_logs/config.py.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ from pathlib import Path
 
 import duckdb
 
-from call_logs.config import (CANONICAL, REQUIRED, SUFFIXES, TEMP_TABLES, CallLogConfig, CallLogError,
-                                    day_by_file, file_format)
+from call_logs.config import (CANONICAL, REQUIRED, SUFFIXES, TEMP_TABLES, CallLogConfig, CallLogError, ColumnMap,
+                              day_by_file, file_format)
 from call_logs.csv_format import csv_day_header, csv_day_passes, csv_headers
 from call_logs.generic import file_reader, generic_passes
-from warehouse.io import ensure_schemas, quote_text
+from call_logs.rules import render
+from warehouse.io import ensure_schemas, quote_ident, quote_text
 
 __all__ = ["CallLogConfig", "CallLogError", "Layout", "changed_days", "day_files", "discover", "fingerprint",
            "flat_days", "load_day", "load_days"]
@@ -75,10 +78,9 @@ def flat_days(con: duckdb.DuckDBPyConnection, files: list[Path], cfg: CallLogCon
     """The days that flat (un-partitioned) files cover."""
     if not files:
         return []
-    ts = cfg.columns["timestamp"]
+    ts = f"try_cast({quote_ident(cfg.columns['timestamp'])} as timestamp)"
     reader = file_reader(files, file_format(files))
-    rows = con.execute(f'select distinct cast(try_cast("{ts}" as timestamp) as date) from {reader} '
-                       f'where try_cast("{ts}" as timestamp) is not null').fetchall()
+    rows = con.execute(f"select distinct cast({ts} as date) from {reader} where {ts} is not null").fetchall()
     return sorted(r[0] for r in rows)
 
 
@@ -104,7 +106,7 @@ def changed_days(con: duckdb.DuckDBPyConnection, files_by_day: dict) -> list[dt.
 
 
 def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig,
-             headers: dict[Path, list[str]] | None) -> tuple[dict, dict]:
+             headers: dict[Path, list[str]] | None) -> ColumnMap:
     """The mapped columns and their types: CSV `headers` are all text; Parquet is described by DuckDB."""
     try:
         if headers is not None:
@@ -114,17 +116,15 @@ def _columns(con, reader: str, files: list[Path], cfg: CallLogConfig,
     except duckdb.Error as exc:
         raise CallLogError(f"cannot read call-log file(s) {', '.join(str(f) for f in files)}: "
                            f"{str(exc).splitlines()[0]}") from None
-    col, types = {}, {}
+    sources = {}
     for name in CANONICAL:
         source = cfg.columns.get(name)
         if source and source in present:
-            col[name], types[name] = f'"{source}"', present[source]
+            sources[name] = source
         elif name in REQUIRED:
             raise CallLogError(f"{files[0]}: column '{source}' (mapped to {name}) not found; "
                                f"columns: {sorted(present)}")
-        else:
-            col[name] = "null"
-    return col, types
+    return ColumnMap(sources, {name: present[source] for name, source in sources.items()})
 
 
 def load_days(con: duckdb.DuckDBPyConnection, days: dict[dt.date, tuple[list[Path], bool]],
@@ -175,7 +175,7 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
     files = sorted({f for fs in days.values() for f in fs})
     fmt = file_format(files)
     headers = csv_headers(files) if fmt == "csv" else None
-    col, types = _columns(con, file_reader(files, fmt), files, cfg, headers)
+    col = _columns(con, file_reader(files, fmt), files, cfg, headers)
     ok = ", ".join(quote_text(s) for s in cfg.status_ok) or "''"
     failed = ", ".join(quote_text(s) for s in cfg.status_failed) or "''"
     day_header = csv_day_header(headers) if headers and not from_flat else None
@@ -191,7 +191,7 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
         if day_header:
             rejects = csv_day_passes(con, files, day_header, col, cfg, ok, failed)
         else:
-            rejects = generic_passes(con, files, file_day, fmt, col, types, ok, failed, from_flat)
+            rejects = generic_passes(con, files, file_day, fmt, col, ok, failed, from_flat)
         results = _replace_days(con, days, prints, failed, rejects, subtract=not day_header, from_flat=from_flat,
                                 started=started)
         con.execute("commit")
@@ -205,54 +205,15 @@ def _load_batch(con, days: dict[dt.date, list[Path]], cfg: CallLogConfig, from_f
 
 def _replace_days(con, days: dict[dt.date, list[Path]], prints: dict[dt.date, str], failed: str,
                   rejects: list[str], subtract: bool, from_flat: bool, started: float) -> dict[dt.date, dict]:
-    """Delete + insert the batch's days (in the batch's transaction): the valid groups (pass 1's groups less the bad
-    rows of the same file and group when `subtract`), the rejects (the temp tables `rejects`), and each day's row of
-    meta.call_log_partitions (SQL literals: dates, hex digests and numbers; binding Python parameters
-    would import pandas, ~0.5 s, in a fresh process)."""
-    wanted = ", ".join(f"date '{d}'" for d in days)
-    # flat files group rows by their timestamp's day: none for an unparseable one (listed under the
-    # first day, see generic_passes)
-    row_day = "case when reason = 'unparseable timestamp' then null else day end" if from_flat else "null::date"
-    valid_rows = f"""
-        select g.day, g.model, g.provider, g.status,
-               g.requests - coalesce(b.requests, 0) as requests,
-               coalesce(g.prompt_tokens, 0) - coalesce(b.prompt_tokens, 0) as prompt_tokens,
-               coalesce(g.completion_tokens, 0) - coalesce(b.completion_tokens, 0) as completion_tokens,
-               g.cached_tokens - coalesce(b.cached_tokens, 0) as cached_tokens,
-               g.reasoning_tokens - coalesce(b.reasoning_tokens, 0) as reasoning_tokens
-        from _batch_days g
-        left join (select file_index, {row_day} as row_day, model, provider, status, count(*) as requests,
-                          sum(prompt_tokens) as prompt_tokens, sum(completion_tokens) as completion_tokens,
-                          sum(cached_tokens) as cached_tokens, sum(reasoning_tokens) as reasoning_tokens
-                   from _call_log_bad group by all) b
-          on b.file_index = g.file_index and b.row_day is not distinct from g.row_day
-         and b.model is not distinct from g.model and b.provider is not distinct from g.provider
-         and b.status is not distinct from g.status
-        where g.day in ({wanted}) and g.requests - coalesce(b.requests, 0) > 0""" \
-        if subtract and "_call_log_bad" in rejects else f"""
-        select day, model, provider, status, requests, prompt_tokens, completion_tokens, cached_tokens,
-               reasoning_tokens
-        from _batch_days where day in ({wanted})"""
-    con.execute(f"delete from raw.call_log_daily where day in ({wanted})")
-    con.execute(f"delete from raw.call_log_rejects where day in ({wanted})")
-    con.execute(f"""insert into raw.call_log_daily
-        select day, model, provider, sum(requests), coalesce(sum(requests) filter (where cast(status as varchar) in ({failed})), 0),
-               cast(sum(prompt_tokens) as bigint), cast(sum(completion_tokens) as bigint),
-               cast(sum(cached_tokens) as bigint), cast(sum(reasoning_tokens) as bigint)
-        from ({valid_rows}) group by day, model, provider""")
-    if rejects:
-        all_bad = " union all ".join(f"select day, file, row_number, reason from {t}" for t in rejects)
-        con.execute(f"insert into raw.call_log_rejects select * from ({all_bad}) where day in ({wanted})")
+    """Delete + insert the batch's days (in the batch's transaction; sql/call_logs/replace_days.sql.j2): the
+    valid groups (pass 1's groups less the bad rows of the same file and group when `subtract`), the
+    rejects (the temp tables `rejects`), and each day's row of meta.call_log_partitions (SQL literals:
+    dates, hex digests and numbers; binding Python parameters would import pandas, ~0.5 s, in a fresh
+    process)."""
     seconds = (time.perf_counter() - started) / len(days)
-    recorded = ", ".join(f"(date '{d}', '{prints[d]}', {len(fs)})" for d, fs in days.items())
-    con.execute(f"delete from meta.call_log_partitions where day in ({wanted})")
-    counts = con.execute(f"""insert into meta.call_log_partitions
-        select d.day, d.fingerprint, d.files, coalesce(l.n, 0), coalesce(r.n, 0), current_timestamp, {seconds}
-        from (values {recorded}) d(day, fingerprint, files)
-        left join (select day, sum(requests) as n from raw.call_log_daily where day in ({wanted}) group by 1) l
-          using (day)
-        left join (select day, count(*) as n from raw.call_log_rejects where day in ({wanted}) group by 1) r
-          using (day)
-        returning day, files, rows_loaded, rows_rejected, seconds""").fetchall()
+    sql = render("replace_days", days=[f"date '{d}'" for d in days], failed=failed,
+                 subtract=subtract and "_call_log_bad" in rejects, from_flat=from_flat, rejects=rejects,
+                 recorded=[f"(date '{d}', '{prints[d]}', {len(fs)})" for d, fs in days.items()], seconds=seconds)
+    counts = con.execute(sql).fetchall()
     return {d: {"day": d, "files": n, "rows_loaded": int(loaded), "rows_rejected": int(rejected), "seconds": secs}
             for d, n, loaded, rejected, secs in counts}

@@ -1,13 +1,18 @@
-"""Read config/assumptions.yaml, check that every entry is complete, and flatten it into rows."""
+"""Read config/assumptions.yaml once, validated against its schema, and flatten it into rows for meta.assumptions."""
 
 from __future__ import annotations
 
-import math
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
-import yaml
+
+from configuration.yaml_file import read_mapping
+
+if TYPE_CHECKING:
+    from configuration.schema import Assumptions
 
 
 class AssumptionsError(ValueError):
@@ -18,27 +23,49 @@ LEAF_KEYS = {"value", "low", "high", "unit", "rationale", "source"}
 
 
 def load_assumptions(path: Path | str) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise AssumptionsError(f"{path}: assumptions file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise AssumptionsError(f"{path}{where}: not valid YAML: {problem}") from None
-    except UnicodeDecodeError as exc:
-        raise AssumptionsError(f"{path}: not UTF-8 text (byte {exc.start}): {exc.reason}") from None
-    if not isinstance(data, dict):
-        raise AssumptionsError(f"{path}: expected a mapping of sections at the top level")
+    """config/assumptions.yaml as a mapping, checked against the typed schema (configuration/schema.py)."""
+    return load_configuration(path).data
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """The assumptions file read and validated once: its mapping (what the libraries take as arguments),
+    the typed model, and its rows for meta.assumptions."""
+
+    path: Path
+    data: dict[str, Any]
+    model: "Assumptions"
+
+    def rows(self) -> pl.DataFrame:
+        return flatten_assumptions(self.data, self.path)
+
+
+def load_configuration(path: Path | str) -> Configuration:
     from configuration.schema import validate
 
+    path = Path(path)
+    data, text = read_mapping(path, AssumptionsError)
     try:
-        validate(data, path, path.read_text(encoding="utf-8"))
+        model = validate(data, path, text)
     except ValueError as exc:
         raise AssumptionsError(str(exc)) from None
-    return data
+    return Configuration(path, data, model)
+
+
+@cache
+def _cached(path: Path, mtime_ns: int, size: int) -> Configuration:
+    return load_configuration(path)
+
+
+def configuration(path: Path | str) -> Configuration:
+    """load_configuration, once per file version in a process: the steps of a run share one validated
+    object (callers must not change its mapping)."""
+    path = Path(path).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        return load_configuration(path)  # names the missing file
+    return _cached(path, stat.st_mtime_ns, stat.st_size)
 
 
 def _is_leaf(node: Any) -> bool:
@@ -46,41 +73,23 @@ def _is_leaf(node: Any) -> bool:
 
 
 def flatten_assumptions(data: dict[str, Any], path: Path | str = "assumptions.yaml") -> pl.DataFrame:
-    """Rows of (name, value, low, high, unit, rationale, source) for every numeric assumption.
+    """Rows of (name, value, low, high, unit, rationale, source) for every numeric assumption of a
+    validated mapping (load_configuration: every leaf has a rationale and low <= value <= high).
 
     A leaf is a mapping with `unit` and `value` (or `low`/`high`); structured sections such as
-    scenarios are documented by their own entries and are not flattened here.
+    scenarios are documented by their own entries and are not flattened here. A missing value is the
+    midpoint of low and high; a missing bound is the value.
     """
     rows: list[dict[str, Any]] = []
 
     def walk(prefix: str, node: Any) -> None:
         if _is_leaf(node):
-            if not node.get("rationale"):
-                raise AssumptionsError(f"{path}: assumption '{prefix}' has no rationale")
             value, low, high = node.get("value"), node.get("low"), node.get("high")
-            if value is None:
-                if low is None or high is None:
-                    raise AssumptionsError(f"{path}: assumption '{prefix}' needs a value or both low and high")
-                value = (float(low) + float(high)) / 2
-            for label, v in (("value", value), ("low", low), ("high", high)):
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
-                                      or not math.isfinite(v)):
-                    raise AssumptionsError(f"{path}: assumption '{prefix}' {label} {v!r} is not a finite number")
-            low = value if low is None else low
-            high = value if high is None else high
-            if not float(low) <= float(value) <= float(high):
-                raise AssumptionsError(f"{path}: assumption '{prefix}' needs low <= value <= high")
-            rows.append(
-                {
-                    "name": prefix,
-                    "value": float(value),
-                    "low": float(low),
-                    "high": float(high),
-                    "unit": str(node["unit"]),
-                    "rationale": " ".join(str(node["rationale"]).split()),
-                    "source": str(node.get("source") or ""),
-                }
-            )
+            value = (float(low) + float(high)) / 2 if value is None else float(value)
+            rows.append({"name": prefix, "value": value,
+                         "low": value if low is None else float(low), "high": value if high is None else float(high),
+                         "unit": str(node["unit"]), "rationale": " ".join(str(node["rationale"]).split()),
+                         "source": str(node.get("source") or "")})
         elif isinstance(node, dict):
             for key, child in node.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), child)

@@ -1,4 +1,5 @@
-"""The schema of config/assumptions.yaml (pydantic), checked before a run starts.
+"""The schema of config/assumptions.yaml (pydantic), checked before a run starts (config/call_logs.yaml:
+configuration/call_logs.py, with the same error messages).
 
 Every section is a model that forbids unknown keys, so a misspelt key is an error naming the key, its
 line and the nearest known key; a missing section or leaf, a wrong type or `low <= value <= high`
@@ -300,10 +301,11 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
-def validate(data: dict, path: Path | str, text: str | None = None) -> Assumptions:
-    """The typed assumptions, or a ValueError naming key, line and (for unknown keys) the nearest known key."""
+def validate(data: dict, path: Path | str, text: str | None = None, schema: type[BaseModel] = Assumptions):
+    """The typed file (`schema`: the assumptions by default), or a ValueError naming key, line and (for
+    unknown keys) the nearest known key."""
     try:
-        return Assumptions.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         root = yaml.compose(text) if text is not None else None
         messages = []
@@ -314,7 +316,7 @@ def validate(data: dict, path: Path | str, text: str | None = None) -> Assumptio
             line = _line_of(root, loc)
             where = f"{path}" + (f", line {line}" if line else "") + f": '{key}'"
             if err["type"] == "extra_forbidden":
-                near = difflib.get_close_matches(str(loc[-1]), _known_keys(Assumptions, loc[:-1]), n=1, cutoff=0.6)
+                near = difflib.get_close_matches(str(loc[-1]), _known_keys(schema, loc[:-1]), n=1, cutoff=0.6)
                 hint = f"; did you mean '{near[0]}'?" if near else ""
                 messages.append(f"{where} is not a known key{hint}")
             elif err["type"] == "missing":

@@ -12,7 +12,7 @@ import datetime as dt
 import os
 import sys
 
-from pipelines.settings import Paths, ensure_dagster_home
+from pipelines.settings import Paths, ensure_dagster_home, run_config
 
 STEPS = {"month": 1, "quarter": 3, "half-year": 6, "year": 12}
 
@@ -39,14 +39,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if start and end and start > end:
         print(f"error: --from {start} is after --to {end}", file=sys.stderr)
         return 2
-    if args.as_of:
-        os.environ["T2C_AS_OF"] = _date(args.as_of, "--as-of")
+    as_of = _date(args.as_of, "--as-of") if args.as_of else os.environ.get("T2C_AS_OF", "")
     paths = Paths.from_env(warehouse=args.warehouse, assumptions=args.assumptions)
     if not paths.warehouse.exists():
         print(f"error: no warehouse at {paths.warehouse}; run `tokens2chips run` first (the backtest replays "
               "the vintages of its data)", file=sys.stderr)
         return 2
-    paths.export()
     from warehouse.io import WarehouseError, connect, publish
     from pipelines.runlock import RunLockBusy, run_lock
 
@@ -62,7 +60,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         return 2
     try:
         with run_lock(paths.warehouse, wait_s=args.wait):
-            code = _execute(paths, start, end, step)
+            code = _execute(paths, as_of, start, end, step)
             if code:
                 return code
             publish(paths.warehouse)
@@ -73,7 +71,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-def _execute(paths: Paths, start: str, end: str, step: int) -> int:
+def _execute(paths: Paths, as_of: str, start: str, end: str, step: int) -> int:
     ensure_dagster_home()
     import dagster as dg
 
@@ -85,7 +83,8 @@ def _execute(paths: Paths, start: str, end: str, step: int) -> int:
         result = dg.execute_job(
             dg.reconstructable(backtest_job_def), instance=instance,
             run_config={"loggers": {"progress": {}},
-                        "ops": {"forecast_vintage": {"config": {"start": start, "end": end, "step_months": step}}}},
+                        "ops": {"forecast_vintage": {"config": {"start": start, "end": end, "step_months": step}}},
+                        **run_config(paths, as_of)},
             tags={"launched_by": "tokens2chips backtest"}, raise_on_error=False,
         )
         if not result.success:

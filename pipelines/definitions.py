@@ -5,7 +5,7 @@ import hashlib
 
 import dagster as dg
 
-from assets.call_logs import call_log_daily, call_logs_job
+from assets.call_logs import call_log_assets
 from assets.checks import contract_checks, forecast_checks, freshness_checks
 from assets.forecast import forecast_marts, forecast_vintage
 from assets.hardware import hardware_marts, throughput_calibration
@@ -16,6 +16,8 @@ from pipelines.progress import progress_logger
 from pipelines.settings import build_resources
 from pipelines.settings import Paths
 
+resources = build_resources()
+call_log_daily, call_logs_job = call_log_assets(resources["settings"].call_log_config().partitions_start)
 all_assets = [call_log_daily, *raw_assets, assumptions_table, forecast_hierarchy, report_config_tables, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
 all_checks = [*contract_checks, *freshness_checks, *forecast_checks]
 
@@ -131,7 +133,7 @@ defs = dg.Definitions(
     jobs=[refresh_all, call_logs_job, backtest],
     schedules=[weekly_refresh],
     sensors=[data_dir_sensor, call_logs_sensor, record_successful_run, record_failed_run],
-    resources=build_resources(),
+    resources=resources,
     loggers={"console": dg.colored_console_logger, "progress": progress_logger},
 )
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from pipelines.instance_repair import SlotSweeper, reclaim_dead_runs
-from pipelines.settings import Paths, ensure_dagster_home
+from pipelines.settings import Paths, ensure_dagster_home, run_config, settings_config
 
 
 # dated sources without which a run has nothing to model: an as-of date before their first row is an error
@@ -45,22 +45,24 @@ def _as_of_problem(paths: Paths, as_of: dt.date) -> str | None:
         con.close()
     return None
 
-def _preflight(paths: Paths) -> str | None:
+def _preflight(paths: Paths, as_of: str) -> str | None:
     """Everything that can be checked before a run starts; the first problem as one message."""
-    from configuration.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
+    from call_logs.config import CallLogError
+    from configuration.assumptions import AssumptionsError, load_configuration
+    from configuration.call_logs import load_call_log_config
 
     if not paths.data_dir.is_dir():
         return f"data directory {paths.data_dir} does not exist"
     try:
-        flat = flatten_assumptions(load_assumptions(paths.assumptions), paths.assumptions)
-    except AssumptionsError as exc:
+        config = load_configuration(paths.assumptions)
+        load_call_log_config(settings_config(paths)["call_logs_config"])
+    except (AssumptionsError, CallLogError) as exc:
         return str(exc)
-    as_of = os.environ.get("T2C_AS_OF")
     if as_of:
         problem = _as_of_problem(paths, dt.date.fromisoformat(as_of))
         if problem:
             return problem
-        horizon = int(dict(flat.select("name", "value").iter_rows())["forecast.horizon_end_year"])
+        horizon = int(config.model.forecast.horizon_end_year.value)
         if dt.date.fromisoformat(as_of).year > horizon:
             return (f"--as-of {as_of} is after the forecast horizon (end of {horizon}): there would be no "
                     f"forecast for 'now'; raise forecast.horizon_end_year in {paths.assumptions}")
@@ -79,22 +81,21 @@ def _preflight(paths: Paths) -> str | None:
     return None
 
 def cmd_run(args: argparse.Namespace) -> int:
-    if args.as_of:
+    as_of = args.as_of or os.environ.get("T2C_AS_OF", "")
+    if as_of:
         try:
-            dt.date.fromisoformat(args.as_of)
+            dt.date.fromisoformat(as_of)
         except ValueError:
-            print(f"error: --as-of {args.as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
+            print(f"error: --as-of {as_of!r} is not a date (expected YYYY-MM-DD)", file=sys.stderr)
             return 2
-        os.environ["T2C_AS_OF"] = args.as_of
     paths = Paths.from_env(data_dir=args.data_dir, warehouse=args.warehouse, reports_dir=args.reports_dir,
                            assumptions=args.assumptions)
-    problem = _preflight(paths)
+    problem = _preflight(paths, as_of)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    if args.call_logs:
-        os.environ["T2C_CALL_LOGS"] = str(Path(args.call_logs).expanduser().resolve())
-    paths.export()
+    call_logs = args.call_logs or os.environ.get("T2C_CALL_LOGS", "")
+    call_logs = str(Path(call_logs).expanduser().resolve()) if call_logs else ""
     from pipelines.runlock import RunLockBusy, run_lock
 
     def waiting(owner: str) -> None:
@@ -102,33 +103,34 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         with run_lock(paths.warehouse, wait_s=args.wait, on_wait=waiting):
-            return _run_locked(paths)
+            return _run_locked(paths, as_of, call_logs)
     except RunLockBusy as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
 
-def _run_locked(paths: Paths) -> int:
+def _run_locked(paths: Paths, as_of: str, call_logs: str) -> int:
+    """The run itself; its options reach the Dagster run as run config (pipelines/settings.run_config)."""
     home = ensure_dagster_home()
 
     import dagster as dg
 
     from assets.runs import record_run, run_failures, steps_not_run
     from warehouse.io import WarehouseError, connect, publish
-    from pipelines.definitions import build_resources, refresh_all_job
+    from pipelines.definitions import refresh_all_job
 
     print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance, SlotSweeper(instance):
         reclaim_dead_runs(instance, paths.warehouse)
-        if os.environ.get("T2C_CALL_LOGS"):
-            code = _load_call_logs(instance, Path(os.environ["T2C_CALL_LOGS"]))
+        if call_logs:
+            code = _load_call_logs(instance, paths, as_of, Path(call_logs))
             if code:
                 return code
         result = dg.execute_job(
             dg.reconstructable(refresh_all_job),
             instance=instance,
-            run_config={"loggers": {"progress": {}}},
-            tags=run_tags(),
+            run_config={"loggers": {"progress": {}}, **run_config(paths, as_of, call_logs)},
+            tags=run_tags(paths),
             raise_on_error=False,
         )
         failures = run_failures(instance, result.run_id)
@@ -137,7 +139,7 @@ def _run_locked(paths: Paths) -> int:
             con = connect(paths.warehouse)
             try:
                 row = record_run(
-                    con, instance, result.run_id, as_of=build_resources()["settings"].as_of_date(),
+                    con, instance, result.run_id, as_of=_as_of_date(as_of),
                     data_dir=str(paths.data_dir), warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
                     failures=failures,
                 )
@@ -164,8 +166,7 @@ def _run_locked(paths: Paths) -> int:
               file=sys.stderr)
         return 1
     print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}); published {published}")
-    as_of = build_resources()["settings"].as_of_date()
-    report = paths.reports_dir / as_of.isoformat() / "report.html"
+    report = paths.reports_dir / _as_of_date(as_of).isoformat() / "report.html"
     if report.exists():
         print(f"report: {report}\n        {report.with_name('report.md')}")
     _warm_hardware_cache(paths)
@@ -181,25 +182,30 @@ def _warm_hardware_cache(paths: Paths) -> None:
     except (InputError, ValueError, KeyError, OSError):
         pass  # the commands report their own errors when called
 
-def run_tags() -> dict[str, str]:
+def _as_of_date(as_of: str) -> dt.date:
+    """The run's as-of date: the one given, else today (UTC), as the settings resource takes it."""
+    return dt.date.fromisoformat(as_of) if as_of else dt.datetime.now(dt.timezone.utc).date()
+
+
+def run_tags(paths: Paths) -> dict[str, str]:
     """Tags of a CLI run: who launched it, from which process, on which warehouse."""
     return {"launched_by": "tokens2chips run", "t2c/pid": str(os.getpid()), "t2c/host": socket.gethostname(),
-            "t2c/warehouse": os.environ["T2C_WAREHOUSE"]}
+            "t2c/warehouse": str(paths.warehouse)}
 
-def _load_call_logs(instance, root: Path) -> int:
+def _load_call_logs(instance, paths: Paths, as_of: str, root: Path) -> int:
     """Run the call_logs job over the range of new or changed day-partitions (one run, unchanged days
     inside the range skipped)."""
     import dagster as dg
 
-    from call_logs.loading import CallLogConfig, CallLogError, changed_days, day_files
+    from call_logs.loading import CallLogError, changed_days, day_files
+    from configuration.call_logs import load_call_log_config
     from warehouse.io import WarehouseError, connect
-    from pipelines.definitions import build_resources, call_logs_job_def
+    from pipelines.definitions import call_logs_job_def
 
-    resources = build_resources()
-    settings = resources["settings"]
+    config = run_config(paths, as_of, str(root))
     try:
-        cfg = CallLogConfig.load(settings.call_logs_config)
-        con = connect(resources["warehouse"].database)
+        cfg = load_call_log_config(config["resources"]["settings"]["config"]["call_logs_config"])
+        con = connect(paths.warehouse)
         try:
             days = changed_days(con, day_files(root, cfg, con))
         finally:
@@ -213,9 +219,10 @@ def _load_call_logs(instance, root: Path) -> int:
     print(f"call logs {root}: {len(days)} new or changed day-partition(s), {days[0]} .. {days[-1]}")
     result = dg.execute_job(
         dg.reconstructable(call_logs_job_def), instance=instance,
-        run_config={"loggers": {"progress": {}}, "ops": {"raw__call_log_daily": {"config": {"only_changed": True}}}},
+        run_config={"loggers": {"progress": {}}, "ops": {"raw__call_log_daily": {"config": {"only_changed": True}}},
+                    **config},
         tags={"dagster/asset_partition_range_start": days[0].isoformat(),
-              "dagster/asset_partition_range_end": days[-1].isoformat(), **run_tags()},
+              "dagster/asset_partition_range_end": days[-1].isoformat(), **run_tags(paths)},
         raise_on_error=False,
     )
     if not result.success:

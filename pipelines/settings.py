@@ -1,4 +1,5 @@
-"""Environment switching lives here and only here: paths from env vars with the DESIGN.md defaults."""
+"""Environment switching lives here and only here: paths from env vars with the DESIGN.md defaults, and
+the run config through which the CLI hands its options to a Dagster run."""
 
 from __future__ import annotations
 
@@ -29,13 +30,6 @@ class Paths:
             assumptions=pick("assumptions", "T2C_ASSUMPTIONS", PROJECT_ROOT / "config" / "assumptions.yaml"),
         )
 
-    def export(self) -> None:
-        """Put these paths into the environment so a Dagster run (and its resources) sees them."""
-        os.environ["T2C_DATA_DIR"] = str(self.data_dir)
-        os.environ["T2C_WAREHOUSE"] = str(self.warehouse)
-        os.environ["T2C_REPORTS_DIR"] = str(self.reports_dir)
-        os.environ["T2C_ASSUMPTIONS"] = str(self.assumptions)
-
 
 CALL_LOGS_CONFIG = PROJECT_ROOT / "config" / "call_logs.yaml"
 
@@ -51,20 +45,27 @@ def ensure_dagster_home() -> Path:
     return home
 
 
+def settings_config(paths: Paths, as_of: str = "", call_logs: str = "", call_logs_config: str = "") -> dict:
+    """The fields of the project-settings resource (assets/resources.py ProjectSettings)."""
+    return {"data_dir": str(paths.data_dir), "assumptions_path": str(paths.assumptions),
+            "reports_dir": str(paths.reports_dir), "as_of": as_of, "call_logs_dir": call_logs,
+            "call_logs_config": call_logs_config or os.environ.get("T2C_CALL_LOGS_CONFIG", str(CALL_LOGS_CONFIG))}
+
+
+def run_config(paths: Paths, as_of: str = "", call_logs: str = "") -> dict:
+    """Run config that points a run's resources at `paths`, `as_of` and `call_logs` (how the CLI passes its
+    options into a Dagster run; the code location's own resources come from the environment)."""
+    return {"resources": {"warehouse": {"config": {"database": str(paths.warehouse)}},
+                          "settings": {"config": settings_config(paths, as_of, call_logs)}}}
+
+
 def build_resources() -> dict:
-    """The resources of the code location (warehouse, project settings), configured from the environment."""
+    """The resources of the code location (warehouse, project settings), configured from the environment
+    (T2C_DATA_DIR, T2C_WAREHOUSE, T2C_REPORTS_DIR, T2C_ASSUMPTIONS, T2C_AS_OF, T2C_CALL_LOGS,
+    T2C_CALL_LOGS_CONFIG), as `dagster dev` and the daemon's runs see them."""
     from assets.resources import ProjectSettings, Warehouse
 
     paths = Paths.from_env()
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    return {
-        "warehouse": Warehouse(database=str(paths.warehouse)),
-        "settings": ProjectSettings(
-            data_dir=str(paths.data_dir),
-            assumptions_path=str(paths.assumptions),
-            reports_dir=str(paths.reports_dir),
-            as_of=os.environ.get("T2C_AS_OF", ""),
-            call_logs_dir=call_logs_dir(),
-            call_logs_config=os.environ.get("T2C_CALL_LOGS_CONFIG", str(CALL_LOGS_CONFIG)),
-        ),
-    }
+    return {"warehouse": Warehouse(database=str(paths.warehouse)),
+            "settings": ProjectSettings(**settings_config(paths, os.environ.get("T2C_AS_OF", ""), call_logs_dir()))}

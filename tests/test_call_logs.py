@@ -11,11 +11,12 @@ from dagster_duckdb import DuckDBResource
 
 import call_logs.csv_format as call_log_csv
 from call_logs.loading import CallLogConfig, CallLogError, changed_days, day_files, discover, load_day
+from configuration.call_logs import load_call_log_config
 from assets.resources import ProjectSettings
 from bench.make_call_logs import generate
 from tests.conftest import ROOT, build
 
-CFG = CallLogConfig.load(ROOT / "config" / "call_logs.yaml")
+CFG = load_call_log_config(ROOT / "config" / "call_logs.yaml")
 START = dt.date(2026, 1, 5)
 
 
@@ -198,8 +199,9 @@ def test_unreadable_file_fails_its_partition_and_keeps_the_others(tmp_path):
     settings = ProjectSettings(data_dir=str(ROOT / "data"), assumptions_path=str(ROOT / "config" / "assumptions.yaml"),
                                reports_dir=str(tmp_path / "reports"), call_logs_dir=str(logs),
                                call_logs_config=str(ROOT / "config" / "call_logs.yaml"))
-    from assets.call_logs import call_log_daily
+    from assets.call_logs import call_log_assets
 
+    call_log_daily, _ = call_log_assets(dt.date(2024, 1, 1))
     with dg.instance_for_test() as instance:
         result = dg.materialize(
             [call_log_daily], instance=instance, raise_on_error=False,
@@ -243,6 +245,19 @@ def test_missing_directory_and_mapping_errors(tmp_path, con):
     cfg = CallLogConfig({**CFG.columns, "prompt_tokens": "tokens_in"}, CFG.status_ok, CFG.status_failed)
     with pytest.raises(CallLogError, match="tokens_in"):
         load_day(con, START, discover(logs).by_day[START], cfg)
+    # config/call_logs.yaml is checked against its schema: the key and its line are named
+    text = (ROOT / "config" / "call_logs.yaml").read_text()
+    for broken, message in ((text.replace("preset: default", "preset: nonesuch"), "preset 'nonesuch'"),
+                            (text.replace("    prompt_tokens: tokens_prompt\n", ""),
+                             r"presets.openrouter_activity.prompt_tokens' is missing"),
+                            (text.replace("memory_limit:", "memory_limt:"), r"line \d+: 'memory_limt' is not a known "
+                                                                           "key; did you mean 'memory_limit'"),
+                            (text.replace("partitions_start: \"2024-01-01\"", "partitions_start: soon"),
+                             "partitions_start")):
+        path = tmp_path / "call_logs.yaml"
+        path.write_text(broken)
+        with pytest.raises(CallLogError, match=message):
+            load_call_log_config(path)
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -274,3 +289,43 @@ def test_optional_columns_may_be_absent(tmp_path, con, fmt, flat, absent):
         assert failed == expected[3] and failed > 0
     assert cached == (None if absent == "cached_tokens" else expected[1])
     assert reasoning == (None if absent == "reasoning_tokens" else expected[2])
+
+
+TYPED = {"unparseable timestamp", "non-integer token count"}  # faults a typed Parquet file cannot hold
+
+
+@pytest.mark.parametrize("layout", ["csv_day", "csv_generic", "parquet_text", "parquet_typed", "csv_flat",
+                                    "parquet_flat"])
+def test_every_layout_gives_a_row_the_same_reason(tmp_path, con, layout):
+    """One list of row rules for every path: the rows of CSV_ROWS get the same reasons whether they come
+    as CSV day files (typed scan), CSV the generic scan reads (a header naming a `date` column),
+    text or typed Parquet, or flat files (where the next day's row is simply valid)."""
+    flat = layout.endswith("_flat")
+    rows = [(line, reason) for line, reason in CSV_ROWS
+            if layout != "parquet_typed" or (reason not in TYPED and "nan" not in line and "e19" not in line
+                                             and "10000000000000000000" not in line and "7.0" not in line)]
+    if flat:
+        rows = [(line, None if reason == "timestamp outside its day partition" else reason) for line, reason in rows]
+    folder = tmp_path / "logs" / ("" if flat else f"date={START}")
+    folder.mkdir(parents=True)
+    header, lines = CSV_HEADER, [",".join([*line.split(",")[:3], "u1", *line.split(",")[3:]]) for line, _ in rows]
+    if layout == "csv_generic":
+        header, lines = "date," + CSV_HEADER, [f"x,{line}" for line in lines]
+    text = folder / "part-0.csv"
+    text.write_text(header + "\n".join(lines) + "\n")
+    path = text
+    if layout.startswith("parquet"):
+        path = folder / "part-0.parquet"
+        typed = ("timestamp::timestamp as timestamp, model, provider, user, prompt_tokens::bigint as prompt_tokens, "
+                 "completion_tokens::bigint as completion_tokens, cached_tokens::bigint as cached_tokens, "
+                 "reasoning_tokens::bigint as reasoning_tokens, status") if layout == "parquet_typed" else "*"
+        con.execute(f"copy (select {typed} from read_csv('{text}', all_varchar = true)) to '{path}' (format parquet)")
+        text.unlink()
+    if flat:
+        by_day = day_files(tmp_path / "logs", CFG, con)
+        for day, (files, from_flat) in by_day.items():
+            load_day(con, day, files, CFG, from_flat)
+    else:
+        load_day(con, START, [path], CFG)
+    got = con.execute("select row_number, reason from raw.call_log_rejects order by 1").fetchall()
+    assert got == [(i + 1, reason) for i, (_, reason) in enumerate(rows) if reason]

@@ -20,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from call_logs.loading import CallLogConfig, load_day
+from call_logs.loading import load_day
+from configuration.call_logs import load_call_log_config
 from warehouse.loading import InputFileError, load_source
 from warehouse.sources import SOURCES
 from tests.conftest import ROOT
@@ -177,7 +178,7 @@ def test_curated_csv_accepts_exactly_valid_files_and_names_the_fault(tmp_path_fa
 
 # ---- call logs: row-level policy ----------------------------------------------------------------
 
-CFG = CallLogConfig.load(ROOT / "config" / "call_logs.yaml")
+CFG = load_call_log_config(ROOT / "config" / "call_logs.yaml")
 DAY = dt.date(2026, 3, 2)
 TOKEN_FAULTS = {"negative": "-5", "fraction": "12.5", "nan": "nan", "inf": "inf", "huge": "1e400",
                 "overflow": "99999999999999999999999", "text": "lots"}
