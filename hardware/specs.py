@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import fnmatch
 import math
+import re
 
 import polars as pl
 
@@ -50,6 +50,13 @@ def models_from_frame(catalog: pl.DataFrame) -> dict[str, LlmSpec]:
     return out
 
 
+def like(text: str, pattern: str) -> bool:
+    """`lower(text) LIKE lower(pattern)` as DuckDB evaluates it (the slug rule of staging.model_slug_map and
+    marts.call_volume_daily): % any run of characters, _ one character, everything else literal."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern.lower())
+    return re.fullmatch(regex, text.lower(), flags=re.DOTALL) is not None
+
+
 def resolve(name: str, names: dict, what: str, slug_map: pl.DataFrame | None = None) -> str:
     """A catalog/spec name, case-insensitively, or (models) a provider slug through the slug map."""
     return resolve_with_reason(name, names, what, slug_map)[0]
@@ -67,7 +74,7 @@ def resolve_with_reason(name: str, names: dict, what: str, slug_map=None) -> tup
         # SQL LIKE patterns in file order, first match wins (as staging.model_slug_map does in SQL)
         pairs = slug_map.select("slug_pattern", "model").iter_rows() if isinstance(slug_map, pl.DataFrame) else slug_map
         for line, (pattern, model) in enumerate(pairs, start=2):
-            if fnmatch.fnmatchcase(name.lower(), pattern.lower().replace("%", "*").replace("_", "?")):
+            if like(name, pattern):
                 return model, f"slug pattern {pattern!r} (data/model_slug_map.csv line {line}: first match wins)"
     import difflib
 

@@ -15,7 +15,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
 
 from reports.format import short  # noqa: E402
 
@@ -75,6 +75,14 @@ def ax_rows(fig, panels) -> int:
 _SHORT_FMT = FuncFormatter(lambda v, _: short(v, 2))
 
 
+def _log(axis) -> None:
+    """A log scale without minor ticks: over many decades they are dozens of artists per panel, unlabelled,
+    and most of a chart's drawing time."""
+    ax = axis.axes
+    (ax.set_yscale if axis is ax.yaxis else ax.set_xscale)("log")
+    axis.set_minor_locator(NullLocator())
+
+
 def _dates(ax) -> None:
     """Date ticks that do not run into each other, even in a narrow panel: yearly ticks over more than
     two years, half-yearly over one to two, quarterly below (called after the data are plotted)."""
@@ -88,7 +96,8 @@ def _dates(ax) -> None:
         locator, fmt = mdates.MonthLocator(bymonth=(1, 4, 7, 10)), mdates.DateFormatter("%b %Y")
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(fmt)
-    ax.xaxis.set_minor_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)))
+    # quarter marks between labelled ticks only where they stay few (each tick is several artists)
+    ax.xaxis.set_minor_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)) if span_days <= 4 * 365 else NullLocator())
     ax.xaxis.set_minor_formatter(mdates.DateFormatter(""))
 
 
@@ -109,7 +118,7 @@ def demand_fan(forecast: pl.DataFrame, series: list[str], title: str) -> bytes:
             ax.plot(x, fut["value"], color="#4C72B0", lw=1.5, label="median")
         if obs.height:
             ax.plot(obs["period_start"].to_list(), obs["value"], "o", color="black", ms=3.5, label="disclosed")
-        ax.set_yscale("log")
+        _log(ax.yaxis)
         ax.set_title(sid)
         ax.set_ylabel("tokens/day (log)")
         ax.yaxis.set_major_formatter(_SHORT_FMT)
@@ -201,7 +210,7 @@ def required_vs_installed(gap: pl.DataFrame, scenario: str) -> bytes:
                 ax.plot(x, p["required_median"], color="#C44E52", label="required (median)")
                 ax.plot(x, p["installed_inference_median"], color="#4C72B0", ls="--",
                         label="installed base (observed, then projected) x inference share")
-                ax.set_yscale("log")
+                _log(ax.yaxis)
                 ax.set_ylabel(p["unit"][0] + " (log)", fontsize=7)
             ax.set_title(f"{'China market' if region == 'china' else 'Rest of world'}: {resource.replace('_', ' ')}")
             ax.yaxis.set_major_formatter(_SHORT_FMT)
@@ -221,8 +230,8 @@ def interactivity(curves: pl.DataFrame) -> bytes:
             p = part.filter(pl.col("chip") == chip).sort("tokens_per_s_per_user")
             ax.plot(p["tokens_per_s_per_user"], p["tokens_per_s_per_chip"], marker=".", ms=3, label=chip,
                     color=CLASS_COLORS.get(p["chip_class"][0]) if p["chip_class"][0] in ("lpu", "cpu") else None)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log(ax.xaxis)
+        _log(ax.yaxis)
         ax.xaxis.set_major_formatter(_SHORT_FMT)
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
         ax.set_xlabel("tokens/s per user (interactivity)")
@@ -262,7 +271,7 @@ def classes_over_time(hardware: pl.DataFrame, scenario: str) -> bytes:
         for cls in sorted(part["chip_class"].unique().to_list()):
             p = part.filter(pl.col("chip_class") == cls)
             ax.plot(p["period_start"].to_list(), p[col], label=cls, color=CLASS_COLORS.get(cls), lw=1.5)
-        ax.set_yscale("log")
+        _log(ax.yaxis)
         ax.set_ylabel(label + " (log)")
         ax.yaxis.set_major_formatter(_SHORT_FMT)
         _dates(ax)
@@ -281,7 +290,7 @@ def supplier_bars(exposure: pl.DataFrame, top: int = 14) -> bytes:
     ax.barh(labels, med, color="#4C72B0",
             xerr=[med - part["usd_p5"].to_numpy(), part["usd_p95"].to_numpy() - med], capsize=2,
             error_kw={"elinewidth": 0.8})
-    ax.set_xscale("log")
+    _log(ax.xaxis)
     ax.set_xlabel("USD content of the required fleet (median, p5-p95 whiskers, log)")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "$" + short(v, 2)))
     ax.set_title("Supplier exposure by supplier and role")
@@ -299,7 +308,7 @@ def tornado(sensitivity: pl.DataFrame, scenario: str, top: int = 12) -> bytes:
     ax.set_yticks(range(part.height), [f"{r['assumption']} [{short(r['low_value'])}..{short(r['high_value'])}]"
                                        for r in part.iter_rows(named=True)], fontsize=7)
     ax.axvline(base, color="black", lw=0.8)
-    ax.set_xscale("log")
+    _log(ax.xaxis)
     ax.set_xlabel("chips needed at the horizon (green: assumption at low end, red: at high end; log)")
     ax.xaxis.set_major_formatter(_SHORT_FMT)
     ax.set_title(f"Sensitivity of chips needed ({scenario})")

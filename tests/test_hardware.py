@@ -156,3 +156,19 @@ def test_throughput_cli_json_and_input_checks():
         assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, \
             proc.stderr
         assert proc.stdout == ""
+
+
+_SLUG = st.text(alphabet="aB%_.*?[]-/\\", max_size=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(alphabet="aAbB.*?[]-/\\", max_size=8), pattern=_SLUG)
+def test_the_python_slug_rule_is_duckdbs_like(text, pattern):
+    """hardware/specs.like and the SQL models' `lower(slug) like lower(pattern)` agree, on the characters
+    that are wildcards in one matcher and literal in another (* ? [ ] . \\)."""
+    import duckdb
+
+    from hardware.specs import like
+
+    want = duckdb.execute("select lower(?) like lower(?)", [text, pattern]).fetchone()[0]
+    assert like(text, pattern) == want

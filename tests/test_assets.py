@@ -1,0 +1,68 @@
+"""Assets through Dagster (dg.materialize) on a tiny warehouse of their own, without the CLI."""
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_duckdb import DuckDBResource
+
+from assets.ingest import assumptions_table, forecast_hierarchy, report_config_tables
+from assets.resources import ProjectSettings
+from configuration.assumptions import load_configuration
+from tests.conftest import ASSUMPTIONS, ROOT
+
+
+def _settings(tmp_path, assumptions):
+    return ProjectSettings(data_dir=str(ROOT / "data"), assumptions_path=str(assumptions),
+                           reports_dir=str(tmp_path / "reports"), call_logs_config=str(ROOT / "config" / "call_logs.yaml"))
+
+
+def test_configuration_assets_write_the_validated_configuration(tmp_path):
+    """meta.assumptions, meta.scenarios, meta.report_series and the demand hierarchy come from one validated
+    configuration; a scenario added to the YAML reaches meta.scenarios with its label."""
+    text = ASSUMPTIONS.read_text()
+    start = text.index("\nscenarios:\n") + len("\nscenarios:\n")
+    extra = ("  test_only:\n    label: Test only\n    summary: one H100 segment\n    segments:\n"
+             "      rest_of_world:\n        decode:\n          H100: 1.0\n")
+    yaml_path = tmp_path / "assumptions.yaml"
+    yaml_path.write_text(text[:start] + extra + text[start:])
+    warehouse = tmp_path / "w.duckdb"
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([assumptions_table, forecast_hierarchy, report_config_tables], instance=instance,
+                                resources={"warehouse": DuckDBResource(database=str(warehouse)),
+                                           "settings": _settings(tmp_path, yaml_path)})
+    assert result.success
+    config = load_configuration(yaml_path)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        rows = con.execute("select name, value, low, high from meta.assumptions order by name").fetchall()
+        scenarios = dict(con.execute("select scenario, label from meta.scenarios").fetchall())
+        roles = dict(con.execute("select role, series_id from meta.report_series").fetchall())
+        hierarchy = con.execute("select count(*) from meta.forecast_hierarchy").fetchone()[0]
+    finally:
+        con.close()
+    expected = config.rows().sort("name")
+    assert [r[0] for r in rows] == expected["name"].to_list()
+    assert [r[1] for r in rows] == pytest.approx(expected["value"].to_list())
+    assert scenarios["test_only"] == "Test only" and set(scenarios) == set(config.data["scenarios"])
+    assert roles["global"] == config.model.forecast.global_demand.series_id
+    assert hierarchy == sum(len(e.parts) for e in config.model.forecast.hierarchy)
+
+
+def test_a_broken_configuration_fails_the_asset_with_the_key_and_keeps_the_table(tmp_path):
+    warehouse = tmp_path / "w.duckdb"
+    resources = {"warehouse": DuckDBResource(database=str(warehouse)), "settings": _settings(tmp_path, ASSUMPTIONS)}
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([assumptions_table], instance=instance, resources=resources).success
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(ASSUMPTIONS.read_text().replace("  pue:\n", "  peu:\n", 1))
+        resources["settings"] = _settings(tmp_path, broken)
+        result = dg.materialize([assumptions_table], instance=instance, resources=resources, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "'fleet.peu' is not a known key; did you mean 'pue'" in failure.event_specific_data.error.message
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        assert con.execute("select count(*) from meta.assumptions where name = 'fleet.pue.value' "
+                           "or name = 'fleet.pue'").fetchone()[0] == 1
+    finally:
+        con.close()
