@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 
-from pipelines.settings import Paths, ensure_dagster_home, run_config
+from pipelines.settings import Paths, as_of_from_env, ensure_dagster_home, run_config
 
 STEPS = {"month": 1, "quarter": 3, "half-year": 6, "year": 12}
 
@@ -39,7 +38,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if start and end and start > end:
         print(f"error: --from {start} is after --to {end}", file=sys.stderr)
         return 2
-    as_of = _date(args.as_of, "--as-of") if args.as_of else os.environ.get("T2C_AS_OF", "")
+    as_of = _date(args.as_of, "--as-of") if args.as_of else as_of_from_env()
     paths = Paths.from_env(warehouse=args.warehouse, assumptions=args.assumptions)
     if not paths.warehouse.exists():
         print(f"error: no warehouse at {paths.warehouse}; run `tokens2chips run` first (the backtest replays "

@@ -6,12 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from pipelines.query_cli import cmd_query
 from pipelines.report_cli import cmd_report
 from pipelines.run_cli import cmd_run
+from pipelines.settings import debug
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # the last line of defence: one line, no traceback (T2C_DEBUG=1 shows it)
-        if os.environ.get("T2C_DEBUG"):
+        if debug():
             raise
         print(f"error: {type(exc).__name__}: {exc} (set T2C_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

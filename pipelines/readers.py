@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
-from pipelines.settings import Paths
+from pipelines.settings import Paths, warehouse_from_env
 
 
 def read_target(warehouse_arg: str | None, published_of_env: bool = False) -> Path:
@@ -17,7 +16,7 @@ def read_target(warehouse_arg: str | None, published_of_env: bool = False) -> Pa
 
     if warehouse_arg:
         return Paths.from_env(warehouse=warehouse_arg).warehouse
-    if os.environ.get("T2C_WAREHOUSE") and not published_of_env:
+    if warehouse_from_env() and not published_of_env:
         return Paths.from_env().warehouse
     default = Paths.from_env().warehouse
     return published_copy(default) if published_copy(default).exists() else default

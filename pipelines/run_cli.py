@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from pipelines.instance_repair import SlotSweeper, reclaim_dead_runs
-from pipelines.settings import Paths, ensure_dagster_home, run_config, settings_config
+from pipelines.settings import (Paths, as_of_from_env, call_logs_dir, ensure_dagster_home, run_config,
+                                settings_config)
 
 
 # dated sources without which a run has nothing to model: an as-of date before their first row is an error
@@ -81,7 +82,7 @@ def _preflight(paths: Paths, as_of: str) -> str | None:
     return None
 
 def cmd_run(args: argparse.Namespace) -> int:
-    as_of = args.as_of or os.environ.get("T2C_AS_OF", "")
+    as_of = args.as_of or as_of_from_env()
     if as_of:
         try:
             dt.date.fromisoformat(as_of)
@@ -94,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    call_logs = args.call_logs or os.environ.get("T2C_CALL_LOGS", "")
+    call_logs = args.call_logs or call_logs_dir()
     call_logs = str(Path(call_logs).expanduser().resolve()) if call_logs else ""
     from pipelines.runlock import RunLockBusy, run_lock
 

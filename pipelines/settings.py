@@ -34,8 +34,22 @@ class Paths:
 CALL_LOGS_CONFIG = PROJECT_ROOT / "config" / "call_logs.yaml"
 
 
+def warehouse_from_env() -> bool:
+    """Whether the user chose the warehouse through T2C_WAREHOUSE."""
+    return bool(os.environ.get("T2C_WAREHOUSE"))
+
+
 def call_logs_dir() -> str:
     return os.environ.get("T2C_CALL_LOGS", "")
+
+
+def as_of_from_env() -> str:
+    return os.environ.get("T2C_AS_OF", "")
+
+
+def debug() -> bool:
+    """T2C_DEBUG=1: a failing CLI command shows its traceback."""
+    return bool(os.environ.get("T2C_DEBUG"))
 
 
 def ensure_dagster_home() -> Path:
@@ -68,4 +82,4 @@ def build_resources() -> dict:
     paths = Paths.from_env()
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
     return {"warehouse": Warehouse(database=str(paths.warehouse)),
-            "settings": ProjectSettings(**settings_config(paths, os.environ.get("T2C_AS_OF", ""), call_logs_dir()))}
+            "settings": ProjectSettings(**settings_config(paths, as_of_from_env(), call_logs_dir()))}
