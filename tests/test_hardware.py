@@ -1,6 +1,5 @@
 """The demand-to-hardware model: hand-computed rooflines, memory minimums, calibration, properties."""
 
-import datetime as dt
 
 import numpy as np
 import polars as pl
