@@ -74,7 +74,7 @@ def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: s
     _replace_days subtracts from pass 1's groups. Returns the temp tables that hold rejected rows."""
     reader = file_reader(files, fmt)
     ts, tok = _typed(col)
-    status = col.text("status") if col.has("status") else "null"
+    status = col.text("status")
     # the row rules but the one that needs the file's day (pass 1 settles that per group, from the
     # timestamps' range)
     cheap = reject_reason(ts, None, col.sql("model"), {t: tok[t] for t in col.tokens},
@@ -160,7 +160,7 @@ def generic_passes(con, files: list[Path], file_day: dict[Path, dt.date], fmt: s
             one = (f"read_csv({sql_list([path])}, filename = true, all_varchar = true, header = true, "
                    "parallel = false, hive_partitioning = false)")
             number = "row_number() over ()"
-        checked = _checked(one, number, col if parquet else ColumnMap(col.sources, {}), day, ok, failed, from_flat)
+        checked = _checked(one, number, col, day, ok, failed, from_flat)
         try:
             con.execute(f"""insert into _call_log_bad select {position[path]}, day, filename, row_number, reason, model,
                             provider, status, prompt_tokens, completion_tokens, cached_tokens, reasoning_tokens

@@ -205,7 +205,7 @@ def _load_call_logs(instance, paths: Paths, as_of: str, root: Path) -> int:
 
     config = run_config(paths, as_of, str(root))
     try:
-        cfg = load_call_log_config(config["resources"]["settings"]["config"]["call_logs_config"])
+        cfg = load_call_log_config(settings_config(paths)["call_logs_config"])
         con = connect(paths.warehouse)
         try:
             days = changed_days(con, day_files(root, cfg, con))
