@@ -1,27 +1,31 @@
 """Asset checks: the mart contracts of sql/contracts.yaml (blocking), findings tables (WARN when they have
-rows, `warn_if_rows` in sql/contracts.yaml) and source freshness (WARN)."""
+rows, `warn_if_rows` in sql/contracts.yaml) and source freshness (WARN).
+
+Each table's checks run together in one step (a multi-asset check: one connection, one step instead of one per
+check); the check names, their blocking and their severities are those of the contract. Sources' freshness runs
+in one step as well."""
 
 
 from functools import cache
 
 import dagster as dg
-import yaml
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
+from configuration.yaml_file import read_mapping
 from warehouse.sources import SOURCES, Source
 from warehouse.io import SQL_DIR, quote_ident
 
 
+class ContractsError(ValueError):
+    """sql/contracts.yaml cannot be read."""
+
+
 @cache
 def contracts() -> dict[str, dict]:
-    return yaml.safe_load((SQL_DIR / "contracts.yaml").read_text())
-
-
-def _count(warehouse: DuckDBResource, sql: str) -> int:
-    with warehouse.get_connection() as con:
-        return int(con.execute(sql).fetchone()[0])
+    return read_mapping(SQL_DIR / "contracts.yaml", ContractsError)[0]
 
 
 def contract_violations(table: str, contract: dict) -> dict[str, str]:
@@ -48,84 +52,89 @@ def contract_violations(table: str, contract: dict) -> dict[str, str]:
     return checks
 
 
-def _contract_check(table: str, check_name: str, sql: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(table.split(".")),
-        name=check_name,
-        blocking=True,
-        pool=POOL,
-        description=f"{table}: {check_name.replace('_', ' ')} (sql/contracts.yaml)",
-    )
-    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-        bad = _count(warehouse, sql)
-        return dg.AssetCheckResult(passed=bad == 0, metadata={"violating_rows": bad})
-
-    return _check
+def _asset(table: str) -> dg.AssetKey:
+    return dg.AssetKey(table.split("."))
 
 
-def _freshness_check(source: Source) -> dg.AssetChecksDefinition:
-    @dg.asset_check(
-        asset=dg.AssetKey(["raw", source.stem]),
-        name="fresh",
-        additional_deps=[dg.AssetKey(["meta", "assumptions"])],
-        pool=POOL,
-        description=f"WARN when the newest {source.observed} in {source.file_name} is older than "
-        "freshness.max_age_days (config/assumptions.yaml) at the run's as-of date.",
-    )
-    def _check(warehouse: DuckDBResource, settings: ProjectSettings) -> dg.AssetCheckResult:
-        with warehouse.get_connection() as con:
-            newest, max_age = con.execute(
-                f"""select max({quote_ident(source.observed)}),
-                           (select value from meta.assumptions where name = 'freshness.max_age_days')
-                    from {source.table}"""
-            ).fetchone()
-        as_of = settings.as_of_date()
-        age = (as_of - newest).days if newest else None
-        passed = age is not None and max_age is not None and age <= max_age
-        return dg.AssetCheckResult(
-            passed=passed,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"newest": str(newest), "age_days": age if age is not None else -1,
-                      "max_age_days": max_age if max_age is not None else -1, "as_of": str(as_of)},
-        )
-
-    return _check
+def violation_result(con: duckdb.DuckDBPyConnection, table: str, name: str, sql: str) -> dg.AssetCheckResult:
+    """A blocking contract check: passes when `sql` counts no violating row."""
+    bad = int(con.execute(sql).fetchone()[0])
+    return dg.AssetCheckResult(asset_key=_asset(table), check_name=name, passed=bad == 0,
+                               metadata={"violating_rows": bad})
 
 
-def _warn_check(table: str, name: str, spec: dict) -> dg.AssetChecksDefinition:
+def warn_result(con: duckdb.DuckDBPyConnection, table: str, name: str, spec: dict) -> dg.AssetCheckResult:
     """WARN (non-blocking) when `table` has rows (those matching `where`, when given): they are findings
     to read, not broken data."""
     where = f" where {spec['where']}" if spec.get("where") else ""
-    @dg.asset_check(
-        asset=dg.AssetKey(table.split(".")),
-        name=name,
-        blocking=False,
-        pool=POOL,
-        description=f"{table}: WARN when it has rows{' with ' + spec['where'] if where else ''} -- "
-                    f"{spec['description']} (sql/contracts.yaml)",
+    rows = con.execute(f"select {spec['show']} from {table}{where} limit 5").fetchall()
+    count = int(con.execute(f"select count(*) from {table}{where}").fetchone()[0])
+    return dg.AssetCheckResult(
+        asset_key=_asset(table), check_name=name, passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rows": count, "first_rows": dg.MetadataValue.md("\n".join(f"- {r[0]}" for r in rows) or "none")},
     )
-    def _check(warehouse: DuckDBResource) -> dg.AssetCheckResult:
+
+
+def table_checks(table: str, contract: dict) -> dg.AssetChecksDefinition:
+    violations = contract_violations(table, contract)
+    warns = contract.get("warn_if_rows", {})
+    specs = [dg.AssetCheckSpec(name, asset=_asset(table), blocking=True,
+                               description=f"{table}: {name.replace('_', ' ')} (sql/contracts.yaml)")
+             for name in violations]
+    specs += [dg.AssetCheckSpec(name, asset=_asset(table), blocking=False,
+                                description=f"{table}: WARN when it has rows"
+                                f"{' with ' + spec['where'] if spec.get('where') else ''} -- "
+                                f"{spec['description']} (sql/contracts.yaml)")
+              for name, spec in warns.items()]
+
+    @dg.multi_asset_check(specs=specs, name=f"{'__'.join(_asset(table).path)}_contract", pool=POOL,
+                          description=f"{table}: its contract in sql/contracts.yaml")
+    def _checks(warehouse: DuckDBResource):
         with warehouse.get_connection() as con:
-            rows = con.execute(f"select {spec['show']} from {table}{where} limit 5").fetchall()
-            count = int(con.execute(f"select count(*) from {table}{where}").fetchone()[0])
-        return dg.AssetCheckResult(
-            passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
-            metadata={"rows": count, "first_rows": dg.MetadataValue.md("\n".join(f"- {r[0]}" for r in rows) or "none")},
-        )
+            for name, sql in violations.items():
+                yield violation_result(con, table, name, sql)
+            for name, spec in warns.items():
+                yield warn_result(con, table, name, spec)
 
-    return _check
+    return _checks
 
 
-contract_checks = [
-    _contract_check(table, name, sql)
-    for table, contract in contracts().items()
-    for name, sql in contract_violations(table, contract).items()
-] + [
-    _warn_check(table, name, spec)
-    for table, contract in contracts().items()
-    for name, spec in contract.get("warn_if_rows", {}).items()
-]
-freshness_checks = [_freshness_check(s) for s in SOURCES if s.observed]
+def freshness_result(con: duckdb.DuckDBPyConnection, source: Source, as_of) -> dg.AssetCheckResult:
+    """WARN when the newest observation of `source` is older than freshness.max_age_days at `as_of`."""
+    newest, max_age = con.execute(
+        f"""select max({quote_ident(source.observed)}),
+                   (select value from meta.assumptions where name = 'freshness.max_age_days')
+            from {source.table}"""
+    ).fetchone()
+    age = (as_of - newest).days if newest else None
+    passed = age is not None and max_age is not None and age <= max_age
+    return dg.AssetCheckResult(
+        asset_key=_asset(source.table), check_name="fresh", passed=passed, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"newest": str(newest), "age_days": age if age is not None else -1,
+                  "max_age_days": max_age if max_age is not None else -1, "as_of": str(as_of)},
+    )
+
+
+_DATED = [s for s in SOURCES if s.observed]
+
+
+@dg.multi_asset_check(
+    specs=[dg.AssetCheckSpec("fresh", asset=_asset(s.table), additional_deps=[dg.AssetKey(["meta", "assumptions"])],
+                             description=f"WARN when the newest {s.observed} in {s.file_name} is older than "
+                             "freshness.max_age_days (config/assumptions.yaml) at the run's as-of date.")
+           for s in _DATED],
+    name="source_freshness",
+    pool=POOL,
+    description="Every dated source's freshness at the run's as-of date.",
+)
+def source_freshness(warehouse: DuckDBResource, settings: ProjectSettings):
+    with warehouse.get_connection() as con:
+        for source in _DATED:
+            yield freshness_result(con, source, settings.as_of_date())
+
+
+contract_checks = [table_checks(table, contract) for table, contract in contracts().items()]
+freshness_checks = [source_freshness]
 
 
 @dg.asset_check(
@@ -137,8 +146,9 @@ freshness_checks = [_freshness_check(s) for s in SOURCES if s.observed]
     description="Every series in marts.forecast has exactly one row in marts.forecast_selection.",
 )
 def every_series_selected(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-    missing = _count(warehouse, "select count(*) from (select distinct series_id from marts.forecast) f "
-                                "anti join marts.forecast_selection s using (series_id)")
+    with warehouse.get_connection() as con:
+        missing = int(con.execute("select count(*) from (select distinct series_id from marts.forecast) f "
+                                  "anti join marts.forecast_selection s using (series_id)").fetchone()[0])
     return dg.AssetCheckResult(passed=missing == 0, metadata={"series_without_selection": missing})
 
 

@@ -1,5 +1,5 @@
 """Reading a YAML configuration file: the one place the project parses YAML it is configured by
-(config/assumptions.yaml, config/call_logs.yaml; sql/contracts.yaml is read by assets/checks.py)."""
+(config/assumptions.yaml, config/call_logs.yaml, sql/contracts.yaml)."""
 
 from __future__ import annotations
 

@@ -221,24 +221,17 @@ def test_margin_joins_prices_to_chip_costs_and_the_disclosed_margin():
     assert -1.0 < r["modelled_on_disclosed_basis"] < 1.0
 
 
-def test_warn_check_counts_only_the_rows_its_where_clause_selects(tmp_path):
-    import duckdb
-    from dagster_duckdb import DuckDBResource
+def test_warn_check_counts_only_the_rows_its_where_clause_selects(con):
+    from assets.checks import contracts, warn_result
 
-    from assets.checks import _warn_check, contracts
-
-    path = tmp_path / "w.duckdb"
-    con = duckdb.connect(str(path))
     con.execute("create schema marts")
     con.execute("create table marts.implied_utilisation as select * from (values "
                 "('a', 'short', 1.5), ('b', 'ok', 0.5), ('c', 'overbuild', 0.1)) t(scenario, flag, u)")
-    con.close()
-    warehouse = DuckDBResource(database=str(path))
     spec = {"description": "d", "where": "flag = 'short'", "show": "scenario || ' ' || u"}
-    result = _warn_check("marts.implied_utilisation", "short_rows", spec)(warehouse=warehouse)
-    assert not result.passed and result.metadata["rows"].value == 1
+    result = warn_result(con, "marts.implied_utilisation", "short_rows", spec)
+    assert not result.passed and result.metadata["rows"].value == 1 and result.check_name == "short_rows"
     assert "a 1.5" in result.metadata["first_rows"].value
-    none = _warn_check("marts.implied_utilisation", "none", {**spec, "where": "flag = 'missing'"})(warehouse=warehouse)
+    none = warn_result(con, "marts.implied_utilisation", "none", {**spec, "where": "flag = 'missing'"})
     assert none.passed
     # the shipped contracts select short and overbuild rows of the fourth quarter
     checks = contracts()["marts.implied_utilisation"]["warn_if_rows"]
