@@ -19,8 +19,11 @@ install: $(STAMP)
 run: install
 	$(BIN)/tokens2chips run
 
+# two pytest workers (pytest-xdist); --dist loadfile keeps a file's tests, and so its module-scoped
+# end-to-end run, on one worker. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 dev: install
 	$(BIN)/dagster dev -m pipelines.definitions

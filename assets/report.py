@@ -40,7 +40,7 @@ def build_report(con: duckdb.DuckDBPyConnection, as_of: dt.date, reports_dir: Pa
     "var/reports/latest/.",
 )
 def analyst_report(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    checks = check_evaluations(context.instance, context.run_id)
+    checks = check_evaluations(context.instance, context.run.run_id)
     with warehouse.get_connection() as con:
         path = build_report(con, settings.as_of_date(), settings.reports_dir, checks, vintage=settings.as_of_date())
     context.log.info(f"report written to {path}")

@@ -229,9 +229,11 @@ class Prior:
 
 def calibrate(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[str, LlmSpec],
               priors: dict[str, Prior], limits: Limits, prior_weight: float = 0.5,
-              exclude_source: str | None = None) -> dict[tuple[str, str], float]:
+              exclude_source: str | None = None,
+              start: dict[tuple[str, str], float] | None = None) -> dict[tuple[str, str], float]:
     """Fit the efficiency parameters of each chip group on the measurement rows (bounded least
-    squares on log errors, plus `prior_weight` x log(param / prior) per fitted parameter)."""
+    squares on log errors, plus `prior_weight` x log(param / prior) per fitted parameter). The search
+    starts at `start` (fitted values, e.g. the fit on every row) or at the priors."""
     from scipy.optimize import least_squares
 
     rows = [r for r in measurements.iter_rows(named=True) if r["source_id"] != exclude_source and r["in_fit"]]
@@ -249,7 +251,8 @@ def calibrate(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[s
         out = [np.log(predict_row(r, chips, models, effs, limits)[0] / _measured(r)) for r in rows]
         return np.concatenate([out, prior_weight * (x - x0)])
 
-    fit = least_squares(residuals, np.clip(x0, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), diff_step=1e-3,
+    first = np.log([start[k] for k in keys]) if start else x0
+    fit = least_squares(residuals, np.clip(first, lo + 1e-9, hi - 1e-9), bounds=(lo, hi), diff_step=1e-3,
                         max_nfev=200)
     return values(fit.x)
 
@@ -261,7 +264,9 @@ def calibration_table(measurements: pl.DataFrame, chips: dict[str, Chip], models
     effs = efficiencies_from(fitted)
     loso: dict[str, float] = {}
     for source in measurements["source_id"].unique().to_list():
-        held = efficiencies_from(calibrate(measurements, chips, models, priors, limits, exclude_source=source))
+        # leaving one source out moves the optimum a little: search from the full fit's
+        held = efficiencies_from(calibrate(measurements, chips, models, priors, limits, exclude_source=source,
+                                           start=fitted))
         for r in measurements.filter(pl.col("source_id") == source).iter_rows(named=True):
             loso[r["measurement_id"]] = predict_row(r, chips, models, held, limits)[0]
     out = []

@@ -1,11 +1,22 @@
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import duckdb
-import pytest
+# `make test` runs two pytest workers on this 2-core machine: one BLAS/OpenMP thread per process (and per
+# pipeline subprocess, which inherits the environment), or the workers' threads oversubscribe the cores
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from configuration.assumptions import flatten_assumptions, load_assumptions
-from warehouse.io import read_sql, replace_table, replace_table_from_frame
+import duckdb  # noqa: E402
+import pytest  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from configuration.assumptions import flatten_assumptions, load_assumptions  # noqa: E402
+from warehouse.io import read_sql, replace_table, replace_table_from_frame  # noqa: E402
+
+threadpool_limits(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
@@ -56,3 +67,72 @@ def dagster_env(tmp_path: Path, monkeypatch, data_dir: Path) -> dict:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
+
+
+# ---------------------------------------------------------------- end-to-end runs (tests/test_pipeline.py,
+# tests/test_vintage_run.py): each module builds one pipeline through the CLI and its tests share it
+
+def cli(*args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """`python -m pipelines <args>` in a subprocess with `env` added to the environment."""
+    proc = subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=ROOT, env={**os.environ, **(env or {})},
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def marts_of(path: Path) -> dict:
+    """Every marts table of the warehouse at `path`, rows in a stable order."""
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        tables = [t for (t,) in con.execute(
+            "select table_name from duckdb_tables() where schema_name = 'marts' order by 1").fetchall()]
+        return {t: con.execute(f"select * from marts.{t} order by all").fetchall() for t in tables}
+    finally:
+        con.close()
+
+
+def pipeline_root(root: Path) -> dict:
+    """A private data copy, Dagster instance and var/ under `root`, and the environment that points at them."""
+    data = root / "data"
+    shutil.copytree(DATA, data)
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text().replace("var/dagster", str(root / "dg")))
+    env = {"DAGSTER_HOME": str(home), "T2C_DATA_DIR": str(data),
+           "T2C_WAREHOUSE": str(root / "var" / "warehouse.duckdb"), "T2C_REPORTS_DIR": str(root / "var" / "reports"),
+           "T2C_ASSUMPTIONS": str(ASSUMPTIONS)}
+    return {"root": root, "data": data, "env": env, "warehouse": root / "var" / "warehouse.duckdb",
+            "reports": root / "var" / "reports"}
+
+
+def private_copy(pipeline: dict, tmp_path: Path) -> dict:
+    """A copy of a module's pipeline (data, warehouse, reports, Dagster instance) that a test may change
+    without touching what the other tests read."""
+    root = tmp_path / "copy"
+    shutil.copytree(pipeline["root"], root, ignore=shutil.ignore_patterns("logs"))
+    old, new = str(pipeline["root"]), str(root)
+    config = root / "dagster_home" / "dagster.yaml"
+    config.write_text(config.read_text().replace(old, new))
+    # call logs stay where they were (read-only): their recorded fingerprints include the paths
+    env = {k: (v if k == "T2C_CALL_LOGS" else v.replace(old, new)) for k, v in pipeline["env"].items()}
+    return {**pipeline, "root": root, "original_root": pipeline["root"], "env": env, "data": root / "data",
+            "warehouse": root / "var" / "warehouse.duckdb", "reports": root / "var" / "reports"}
+
+
+def same_marts(copy: dict) -> bool:
+    """The copy's marts equal the original's (file paths inside them differ only by the copy's root)."""
+    return repr(marts_of(copy["warehouse"])).replace(str(copy["root"]), str(copy["original_root"])) \
+        == repr(copy["marts"])
+
+
+def resources_for(pipeline: dict, as_of: str) -> dict:
+    """The warehouse and settings resources of `pipeline`'s runs, for dg.materialize."""
+    from assets.resources import ProjectSettings, Warehouse
+    from pipelines.settings import Paths, settings_config
+
+    env = pipeline["env"]
+    paths = Paths(data_dir=Path(env["T2C_DATA_DIR"]), warehouse=Path(env["T2C_WAREHOUSE"]),
+                  reports_dir=Path(env["T2C_REPORTS_DIR"]), assumptions=Path(env["T2C_ASSUMPTIONS"]))
+    return {"warehouse": Warehouse(database=str(paths.warehouse)),
+            "settings": ProjectSettings(**settings_config(paths, as_of, env.get("T2C_CALL_LOGS", "")))}

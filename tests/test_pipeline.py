@@ -1,4 +1,7 @@
-"""End to end: Definitions load; `tokens2chips run` builds the warehouse as a Dagster run, idempotently."""
+"""End to end: Definitions load; one `tokens2chips run` (after a run SIGKILLed inside a step) builds the
+warehouse as a Dagster run; the CLI's other commands, the report in a browser, and the model and report
+assets rebuilt through dg.materialize on copies of that warehouse. The early-vintage run and a run that
+fails on a bad file are in tests/test_vintage_run.py."""
 
 import datetime as dt
 import json
@@ -14,29 +17,11 @@ import duckdb
 import pytest
 
 from bench.make_call_logs import generate
-from tests.conftest import ROOT
+from tests.conftest import ASSUMPTIONS, ROOT, cli, marts_of, pipeline_root, private_copy, resources_for, same_marts
 
 # rows of the embedded shipments file (derived, not hard-coded: the data grows)
 SHIPMENT_ROWS = sum(1 for line in (ROOT / "data" / "chip_shipments_quarterly.csv").read_text().splitlines()[1:]
                     if line.strip())
-
-
-def _cli(*args, env=None, check=True):
-    proc = subprocess.run([sys.executable, "-m", "pipelines", *args], cwd=ROOT, env={**os.environ, **(env or {})},
-                          capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
-
-
-def _marts(path):
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        tables = [t for (t,) in con.execute(
-            "select table_name from duckdb_tables() where schema_name = 'marts' order by 1").fetchall()]
-        return {t: con.execute(f"select * from marts.{t} order by all").fetchall() for t in tables}
-    finally:
-        con.close()
 
 
 def test_definitions_load_with_job_schedule_sensor(dagster_env):
@@ -74,45 +59,33 @@ HOSTILE = "<script>alert(1)</script>"
 AS_OF = "2026-11-01"
 
 
+def _killed_run(env: dict) -> None:
+    """Start `run` and SIGKILL it once it is inside a step (holding Dagster's pool "duckdb")."""
+    killed = subprocess.Popen([sys.executable, "-m", "pipelines", "run", "--as-of", AS_OF], cwd=ROOT,
+                              env={**os.environ, **env}, stdout=subprocess.PIPE, text=True)
+    for line in killed.stdout:
+        if line.startswith("  ok    "):
+            break
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    killed.stdout.close()
+
+
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """One end-to-end run on a private copy of the data (plus a platform with a hostile name)."""
+    """The module's one end-to-end CLI run, on a private copy of the data plus a platform with a hostile name
+    and 21 days of call logs. A run killed inside its first step comes before it: the run must reclaim what
+    the dead one held."""
     root = tmp_path_factory.mktemp("e2e")
-    data = root / "data"
-    shutil.copytree(ROOT / "data", data)
-    with (data / "token_volume_observations.csv").open("a") as fh:
+    p = pipeline_root(root)
+    with (p["data"] / "token_volume_observations.csv").open("a") as fh:
         fh.write(f'2025-06-30,"{HOSTILE}",all,1e12,tokens_per_day,average,test,low,hostile name,\n')
         fh.write(f'2025-12-31,"{HOSTILE}",all,2e12,tokens_per_day,average,test,low,hostile name,\n')
-    home = root / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text().replace("var/dagster", str(root / "dg")))
-    env = {"DAGSTER_HOME": str(home), "T2C_DATA_DIR": str(data), "T2C_WAREHOUSE": str(root / "var" / "warehouse.duckdb"),
-           "T2C_REPORTS_DIR": str(root / "var" / "reports"), "T2C_ASSUMPTIONS": str(ROOT / "config" / "assumptions.yaml")}
+    _killed_run(p["env"])  # without the call logs: killed inside refresh_all, not in their pre-load
     generate(20_000, 21, root / "logs", "parquet", dt.date(2026, 3, 2), bad_fraction=0.001, seed=5, threads=1)
-    env["T2C_CALL_LOGS"] = str(root / "logs")
-    first = _cli("run", "--as-of", AS_OF, env=env)
-    return {"root": root, "data": data, "env": env, "first": first, "warehouse": root / "var" / "warehouse.duckdb",
-            "reports": root / "var" / "reports", "marts": _marts(root / "var" / "warehouse.duckdb")}
-
-
-def _private(pipeline, tmp_path) -> dict:
-    """A copy of the module's pipeline (data, warehouse, reports, Dagster instance) that a test may change
-    without touching what the other tests read."""
-    root = tmp_path / "copy"
-    shutil.copytree(pipeline["root"], root)
-    old, new = str(pipeline["root"]), str(root)
-    config = root / "dagster_home" / "dagster.yaml"
-    config.write_text(config.read_text().replace(old, new))
-    # the call logs stay where they were (read-only): their recorded fingerprints include the paths
-    env = {k: (v if k == "T2C_CALL_LOGS" else v.replace(old, new)) for k, v in pipeline["env"].items()}
-    return {**pipeline, "root": root, "original_root": pipeline["root"], "env": env, "data": root / "data", "warehouse": root / "var" / "warehouse.duckdb",
-            "reports": root / "var" / "reports"}
-
-
-def _same_marts(copy: dict) -> bool:
-    """The copy's marts equal the original's (file paths inside them differ only by the copy's root)."""
-    return repr(_marts(copy["warehouse"])).replace(str(copy["root"]), str(copy["original_root"])) \
-        == repr(copy["marts"])
+    p["env"]["T2C_CALL_LOGS"] = str(root / "logs")
+    first = cli("run", "--as-of", AS_OF, env=p["env"])
+    return {**p, "first": first, "marts": marts_of(p["warehouse"])}
 
 
 def test_run_prints_progress_and_records_the_run(pipeline):
@@ -148,38 +121,63 @@ def test_call_logs_flow_into_marts_forecasts_and_report(pipeline):
     assert "Request-level call logs" in (pipeline["reports"] / AS_OF / "report.md").read_text()
 
 
-def test_killed_run_is_reclaimed_and_the_next_run_is_idempotent(pipeline, monkeypatch, tmp_path):
-    # SIGKILL a run once it is inside a step (holding pool "duckdb"); the next run must not wait for
-    # that slot for ever, and must produce exactly the same marts (on a private copy of the pipeline)
-    pipeline = _private(pipeline, tmp_path)
+def test_a_killed_run_is_reclaimed_by_the_next_run(pipeline, monkeypatch):
+    # the run SIGKILLed inside a step held pool "duckdb": the next run reclaims it (marks it failed and
+    # frees the slot) instead of waiting for that slot for ever
+    assert "reclaimed run" in pipeline["first"].stdout
     monkeypatch.setenv("DAGSTER_HOME", pipeline["env"]["DAGSTER_HOME"])
     with dg.DagsterInstance.get() as instance:
-        before = {r.run_id for r in instance.get_runs()}
-    killed = subprocess.Popen([sys.executable, "-m", "pipelines", "run", "--as-of", AS_OF], cwd=ROOT,
-                              env={**os.environ, **pipeline["env"]}, stdout=subprocess.PIPE, text=True)
-    for line in killed.stdout:
-        if line.startswith("  ok    "):
-            break
-    killed.send_signal(signal.SIGKILL)
-    killed.wait()
-    second = _cli("run", "--as-of", AS_OF, env=pipeline["env"])
-    assert "no new or changed day-partitions" in second.stdout
-    assert "reclaimed run" in second.stdout
-    assert _same_marts(pipeline)
-    with dg.DagsterInstance.get() as instance:
-        runs = sorted((r.job_name, r.status.value) for r in instance.get_runs() if r.run_id not in before)
-        assert runs == [("refresh_all", "FAILURE"), ("refresh_all", "SUCCESS")]  # the killed one, the next one
+        runs = [r.status.value for r in reversed(instance.get_runs()) if r.job_name == "refresh_all"]
+        assert runs == ["FAILURE", "SUCCESS"]  # the killed one, the next one
         assert not instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots
+
+
+def test_the_model_assets_rebuilt_through_dagster_reproduce_every_mart(pipeline, tmp_path):
+    """The seeded models (throughput calibration, forecasts, the hardware Monte Carlo) re-materialised with
+    dg.materialize on a copy of the run's warehouse give exactly the run's marts: re-running is idempotent."""
+    from assets.forecast import forecast_marts
+    from assets.hardware import hardware_marts, throughput_calibration
+
+    copy = private_copy(pipeline, tmp_path)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([throughput_calibration, forecast_marts, hardware_marts], instance=instance,
+                                resources=resources_for(copy, AS_OF))
+    assert result.success
+    built = {e.event_specific_data.materialization.asset_key.to_user_string()
+             for e in result.get_asset_materialization_events()}
+    assert {"marts/forecast", "marts/hardware_demand", "marts/serving_efficiency"} <= built
+    assert same_marts(copy)
+
+
+def test_a_hardware_build_that_fails_names_file_and_scenario_and_keeps_every_mart(pipeline, tmp_path):
+    from assets.hardware import hardware_marts
+
+    copy = private_copy(pipeline, tmp_path)
+    text = ASSUMPTIONS.read_text()
+    broken = tmp_path / "assumptions.yaml"
+    head, tail = text.split("\nscenarios:\n", 1)
+    broken.write_text(head + "\nscenarios:\n  no_such_chip:\n    label: No such chip\n    summary: a chip the specs "
+                      "lack\n    segments:\n      rest_of_world:\n        decode:\n          NoSuchChip9000: 1.0\n"
+                      + tail)
+    copy["env"]["T2C_ASSUMPTIONS"] = str(broken)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([hardware_marts], instance=instance, raise_on_error=False,
+                                resources=resources_for(copy, AS_OF))
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    message = failure.event_specific_data.error.message
+    assert "scenario 'no_such_chip'" in message and str(broken) in message
+    assert same_marts(copy)
 
 
 def test_query_is_read_only_and_formats(pipeline):
     env = pipeline["env"]
-    out = _cli("query", "select chip, units_median from marts.chip_shipments order by units_median desc limit 3",
+    out = cli("query", "select chip, units_median from marts.chip_shipments order by units_median desc limit 3",
                env=env)
     assert "chip" in out.stdout and "units_median" in out.stdout
-    out = _cli("query", "select count(*) as n from marts.chip_shipments", "--format", "json", env=env)
+    out = cli("query", "select count(*) as n from marts.chip_shipments", "--format", "json", env=env)
     assert json.loads(out.stdout) == [{"n": SHIPMENT_ROWS}]
-    refused = _cli("query", "create table marts.x as select 1", check=False, env=env)
+    refused = cli("query", "create table marts.x as select 1", check=False, env=env)
     assert refused.returncode != 0 and "read-only" in refused.stderr.lower()
 
 
@@ -290,25 +288,33 @@ def test_report_in_headless_chromium(pipeline, tmp_path):
     assert max(w for _, w, _ in seen["phone"]["images"]) < 800 < max(w for _, w, _ in seen["desktop"]["images"])
 
 
-def test_report_cli_rebuilds_from_the_warehouse(pipeline, tmp_path):
-    pipeline = _private(pipeline, tmp_path)
-    latest = pipeline["reports"] / "latest"
-    out = _cli("report", "--as-of", "2026-11-02", env=pipeline["env"])
-    assert "report.html" in out.stdout
-    rebuilt = pipeline["reports"] / "2026-11-02"
-    assert (rebuilt / "report.html").exists() and (rebuilt / "report.md").exists()
-    assert json.loads((latest / "key_numbers.json").read_text())["as_of"] == "2026-11-02"
+def test_the_report_asset_and_the_report_command_render_from_the_warehouse(pipeline, tmp_path, monkeypatch,
+                                                                            capsys):
+    from assets.report import analyst_report
+    from pipelines.cli import main
+
+    copy = private_copy(pipeline, tmp_path)
+    latest = copy["reports"] / "latest"
+    for key in ("T2C_WAREHOUSE", "T2C_REPORTS_DIR"):
+        monkeypatch.setenv(key, copy["env"][key])
+    # the command: another as-of date is not compared, and says so; the header names the data's as-of date
+    assert main(["report", "--as-of", "2026-11-02"]) == 0
+    assert "report.html" in capsys.readouterr().out
+    rebuilt = copy["reports"] / "2026-11-02"
+    assert (rebuilt / "report.html").exists()
     md = (rebuilt / "report.md").read_text()
-    # another as-of date: not compared, and said so; the header names the data's own as-of date
     assert "the as-of date moved to 2026-11-02" in md and f"data as of {AS_OF}" in md
-    # the same as-of date again: compared
-    _cli("report", "--as-of", "2026-11-02", env=pipeline["env"])
-    assert "Compared with the previous report of the same as-of date" in (rebuilt / "report.md").read_text()
-    # an as-of date before the warehouse's data is refused; latest/ keeps the newest as-of date
-    early = _cli("report", "--as-of", "2026-06-30", env=pipeline["env"], check=False)
-    assert early.returncode == 2 and "before the warehouse's data" in early.stderr
-    assert not (pipeline["reports"] / "2026-06-30").exists()
-    _cli("report", "--as-of", AS_OF, env=pipeline["env"])
+    assert json.loads((latest / "key_numbers.json").read_text())["as_of"] == "2026-11-02"
+    # an as-of date before the warehouse's data is refused
+    assert main(["report", "--as-of", "2026-06-30"]) == 2
+    assert "before the warehouse's data" in capsys.readouterr().err
+    assert not (copy["reports"] / "2026-06-30").exists()
+    # the asset, through Dagster, at the run's as-of date: compared with the run's report of that date;
+    # latest/ keeps the newest as-of date
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([analyst_report], instance=instance, resources=resources_for(copy, AS_OF)).success
+    assert "Compared with the previous report of the same as-of date" in \
+        (copy["reports"] / AS_OF / "report.md").read_text()
     assert json.loads((latest / "key_numbers.json").read_text())["as_of"] == "2026-11-02"
 
 
@@ -318,7 +324,7 @@ def test_export_writes_a_workbook_and_files_from_the_published_copy(pipeline, tm
 
     from reports.export import EXPORT_TABLES
 
-    out = _cli("export", "--out", str(tmp_path / "x"), env=pipeline["env"])
+    out = cli("export", "--out", str(tmp_path / "x"), env=pipeline["env"])
     assert "exported" in out.stdout
     book = openpyxl.load_workbook(tmp_path / "x" / "tokens2chips.xlsx")
     assert book.sheetnames == ["cover", *EXPORT_TABLES]
@@ -344,29 +350,14 @@ def test_export_writes_a_workbook_and_files_from_the_published_copy(pipeline, tm
     assert sum(values) == pytest.approx(demand)
     assert [c.value for c in book["assumptions"][1]][:2] == ["name", "value [see unit column]"]
     # CSV and Parquet: one file per table plus cover and tables
-    _cli("export", "--format", "csv", "--out", str(tmp_path / "c"), env=pipeline["env"])
-    _cli("export", "--format", "parquet", "--out", str(tmp_path / "q"), env=pipeline["env"])
+    cli("export", "--format", "csv", "--out", str(tmp_path / "c"), env=pipeline["env"])
+    cli("export", "--format", "parquet", "--out", str(tmp_path / "q"), env=pipeline["env"])
     for name, rows in counts.items():
         assert pl.read_csv(tmp_path / "c" / f"{name}.csv", infer_schema_length=0).height == rows
         assert pl.read_parquet(tmp_path / "q" / f"{name}.parquet").height == rows
     assert (tmp_path / "c" / "cover.csv").exists() and (tmp_path / "q" / "tables.parquet").exists()
-    bad = _cli("export", "--format", "docx", env=pipeline["env"], check=False)
+    bad = cli("export", "--format", "docx", env=pipeline["env"], check=False)
     assert bad.returncode == 2
-
-
-def test_bad_file_fails_the_run_and_keeps_every_table(pipeline, tmp_path):
-    pipeline = _private(pipeline, tmp_path)
-    path = pipeline["data"] / "chip_shipments_quarterly.csv"
-    lines = path.read_text().splitlines()
-    lines[5] = lines[5].replace(",medium", ",certain")
-    path.write_text("\n".join(lines) + "\n")
-    proc = _cli("run", "--as-of", AS_OF, check=False, env=pipeline["env"])
-    assert proc.returncode == 1
-    message = "chip_shipments_quarterly.csv, line 6, column 'confidence'"
-    assert (proc.stdout + proc.stderr).count(message) == 1  # printed once, in the summary
-    assert "FAIL  raw/chip_shipments_quarterly" in proc.stdout and "raw__" not in proc.stdout + proc.stderr
-    assert "not run because of the failure" in proc.stderr and "marts/installed_base" in proc.stderr
-    assert _same_marts(pipeline)
 
 
 @pytest.mark.parametrize("bad,message", [("2026-13-01", "not a date"), ("2020-01-01", "no row of"),
@@ -374,13 +365,13 @@ def test_bad_file_fails_the_run_and_keeps_every_table(pipeline, tmp_path):
 def test_run_rejects_bad_as_of(dagster_env, bad, message):
     # not a date, a date before the data (nothing would be known then) or after the forecast horizon (no
     # forecast for "now"): refused before any run starts
-    proc = _cli("run", "--as-of", bad, check=False)
+    proc = cli("run", "--as-of", bad, check=False)
     assert proc.returncode == 2 and message in proc.stderr
 
 
 def test_backtest_replays_vintages_and_publishes(pipeline, tmp_path):
-    pipeline = _private(pipeline, tmp_path)
-    out = _cli("backtest", "--from", "2025-06-01", "--to", "2026-03-31", "--step", "quarter", env=pipeline["env"])
+    pipeline = private_copy(pipeline, tmp_path)
+    out = cli("backtest", "--from", "2025-06-01", "--to", "2026-03-31", "--step", "quarter", env=pipeline["env"])
     assert "(all series)" in out.stdout and "bias" in out.stdout
     con = duckdb.connect(str(pipeline["warehouse"].with_name("warehouse.published.duckdb")), read_only=True)
     try:
@@ -395,21 +386,7 @@ def test_backtest_replays_vintages_and_publishes(pipeline, tmp_path):
     assert vintages and min(vintages) >= dt.date(2025, 6, 1) and max(vintages) <= dt.date(2026, 3, 31)
     assert pooled[0] > 0 and 0 <= pooled[1] <= 1
     assert leaked == 0  # only disclosures published after each vintage are scored
-    bad = _cli("backtest", "--step", "fortnight", check=False, env=pipeline["env"])
+    bad = cli("backtest", "--step", "fortnight", check=False, env=pipeline["env"])
     assert bad.returncode != 0 and "--step" in bad.stderr
 
 
-def test_early_vintage_runs_with_partial_composites_flagged(pipeline, tmp_path):
-    pipeline = _private(pipeline, tmp_path)
-    out = _cli("run", "--as-of", "2025-06-30", env=pipeline["env"])
-    assert "WARN" in out.stdout + out.stderr
-    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
-    try:
-        flags = dict(con.execute("select series_id, flag from marts.forecast_flags").fetchall())
-        newest = con.execute("select max(observed_on) from raw.token_volume_observations").fetchone()[0]
-        hw = con.execute("select count(*) from marts.hardware_demand where segment = 'china'").fetchone()[0]
-    finally:
-        con.close()
-    assert newest <= dt.date(2025, 6, 30)
-    assert flags.get("tokens/global") == "partial_composite"  # OpenAI's API figure came in October 2025
-    assert flags.get("tokens/china_national/all") == "segment_demand_fallback" and hw > 0
