@@ -6,6 +6,7 @@ Every chart has a title, units on its axes and a source line. Each PNG also carr
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 
 import matplotlib
@@ -15,7 +16,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from reports.format import short  # noqa: E402
 
@@ -83,21 +84,31 @@ def _log(axis) -> None:
     axis.set_minor_locator(NullLocator())
 
 
+def _month_starts(lo: float, hi: float, months: tuple[int, ...]) -> list[float]:
+    """Matplotlib date numbers of the first days of `months` between `lo` and `hi` (date numbers)."""
+    start, end = mdates.num2date(lo), mdates.num2date(hi)
+    return [mdates.date2num(dt.datetime(y, m, 1)) for y in range(start.year, end.year + 1) for m in months
+            if lo <= mdates.date2num(dt.datetime(y, m, 1)) <= hi]
+
+
 def _dates(ax) -> None:
     """Date ticks that do not run into each other, even in a narrow panel: yearly ticks over more than
-    two years, half-yearly over one to two, quarterly below (called after the data are plotted)."""
+    two years, half-yearly over one to two, quarterly below (called after the data are plotted). The ticks
+    are fixed once from the axis range: a date locator recomputes its rule at every draw and layout pass."""
     lo, hi = ax.get_xlim()
     span_days = hi - lo
+    quarters = (1, 4, 7, 10)
     if span_days > 2 * 365:
-        locator, fmt = mdates.YearLocator(), mdates.DateFormatter("%Y")
+        major, fmt = _month_starts(lo, hi, (1,)), mdates.DateFormatter("%Y")
     elif span_days > 365:
-        locator, fmt = mdates.MonthLocator(bymonth=(1, 7)), mdates.DateFormatter("%b %Y")
+        major, fmt = _month_starts(lo, hi, (1, 7)), mdates.DateFormatter("%b %Y")
     else:
-        locator, fmt = mdates.MonthLocator(bymonth=(1, 4, 7, 10)), mdates.DateFormatter("%b %Y")
-    ax.xaxis.set_major_locator(locator)
+        major, fmt = _month_starts(lo, hi, quarters), mdates.DateFormatter("%b %Y")
+    ax.xaxis.set_major_locator(FixedLocator(major))
     ax.xaxis.set_major_formatter(fmt)
     # quarter marks between labelled ticks only where they stay few (each tick is several artists)
-    ax.xaxis.set_minor_locator(mdates.MonthLocator(bymonth=(1, 4, 7, 10)) if span_days <= 4 * 365 else NullLocator())
+    ax.xaxis.set_minor_locator(FixedLocator(_month_starts(lo, hi, quarters)) if span_days <= 4 * 365
+                               else NullLocator())
     ax.xaxis.set_minor_formatter(mdates.DateFormatter(""))
 
 

@@ -86,7 +86,7 @@ def test_interval_coverage_on_simulated_random_walks():
         logs = np.cumsum(0.02 + 0.05 * rng.standard_normal(n + h)) + 10
         series[f"s{i:02d}"] = np.exp(logs[:n])
         future[f"s{i:02d}"] = np.exp(logs[n:])
-    fc = forecasts.forecast(_frame(series, "M"), h, "M", workers=2)
+    fc = forecasts.forecast(_frame(series, "M"), h, "M", workers=1)
     _check_intervals(fc)
     actual = np.concatenate([future[s] for s in sorted(future)])
     fc = fc.sort("series_id", "period_start")

@@ -1,0 +1,46 @@
+"""The code location without a pipeline run: Definitions load (job, schedule, sensors), the data-directory
+sensor, and `run` refusing a bad as-of date before any run starts."""
+
+import dagster as dg
+import pytest
+
+from tests.conftest import cli
+
+
+def test_definitions_load_with_job_schedule_sensor(dagster_env):
+    from pipelines.definitions import defs
+
+    repo = defs.get_repository_def()
+    assert repo.has_job("refresh_all")
+    schedule = repo.get_schedule_def("weekly_refresh")
+    assert schedule.cron_schedule == "0 6 * * 1" and schedule.execution_timezone == "UTC"
+    assert repo.has_sensor_def("data_dir_sensor")
+    keys = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()}
+    assert {"raw/token_volume_observations", "marts/chip_shipments", "marts/installed_base",
+            "marts/token_observations", "marts/vendor_revenue", "marts/packaging_revenue"} <= keys
+    # what `dagster definitions validate -m pipelines.definitions` checks (a fresh process importing the
+    # module is every CLI test's run)
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_data_dir_sensor_requests_run_on_change(dagster_env, data_dir):
+    from pipelines.definitions import data_dir_sensor
+
+    with dg.instance_for_test() as instance:
+        first = data_dir_sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        assert not first.run_requests and first.cursor
+        unchanged = data_dir_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert not unchanged.run_requests
+        (data_dir / "fx_rates_annual.csv").write_text(
+            (data_dir / "fx_rates_annual.csv").read_text() + "2027,CNY,0.14,annual_average_fx,low\n")
+        changed = data_dir_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert len(changed.run_requests) == 1
+
+
+@pytest.mark.parametrize("bad,message", [("2026-13-01", "not a date"), ("2020-01-01", "no row of"),
+                                         ("2031-01-01", "after the forecast horizon")])
+def test_run_rejects_bad_as_of(dagster_env, bad, message):
+    # not a date, a date before the data (nothing would be known then) or after the forecast horizon (no
+    # forecast for "now"): refused before any run starts
+    proc = cli("run", "--as-of", bad, check=False)
+    assert proc.returncode == 2 and message in proc.stderr
