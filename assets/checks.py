@@ -1,9 +1,9 @@
 """Asset checks: the mart contracts of sql/contracts.yaml (blocking), findings tables (WARN when they have
 rows, `warn_if_rows` in sql/contracts.yaml) and source freshness (WARN).
 
-Each table's checks run together in one step (a multi-asset check: one connection, one step instead of one per
-check); the check names, their blocking and their severities are those of the contract. Sources' freshness runs
-in one step as well."""
+A table's contract is checked by the asset that writes it, in the same step, right after the write
+(`contract_specs` declares the checks on the asset, `contract_results` evaluates them): a failed blocking
+check fails that step, so nothing downstream runs. Sources' freshness is one multi-asset check (one step)."""
 
 
 from functools import cache
@@ -75,28 +75,27 @@ def warn_result(con: duckdb.DuckDBPyConnection, table: str, name: str, spec: dic
     )
 
 
-def table_checks(table: str, contract: dict) -> dg.AssetChecksDefinition:
-    violations = contract_violations(table, contract)
-    warns = contract.get("warn_if_rows", {})
+def contract_specs(table: str, contract: dict | None = None) -> list[dg.AssetCheckSpec]:
+    """The checks of `table`'s contract (sql/contracts.yaml unless given) as Dagster check specs, for the asset
+    that writes the table: blocking for the contract, WARN for the findings."""
+    contract = contracts().get(table, {}) if contract is None else contract
     specs = [dg.AssetCheckSpec(name, asset=_asset(table), blocking=True,
                                description=f"{table}: {name.replace('_', ' ')} (sql/contracts.yaml)")
-             for name in violations]
+             for name in contract_violations(table, contract)]
     specs += [dg.AssetCheckSpec(name, asset=_asset(table), blocking=False,
                                 description=f"{table}: WARN when it has rows"
                                 f"{' with ' + spec['where'] if spec.get('where') else ''} -- "
                                 f"{spec['description']} (sql/contracts.yaml)")
-              for name, spec in warns.items()]
+              for name, spec in contract.get("warn_if_rows", {}).items()]
+    return specs
 
-    @dg.multi_asset_check(specs=specs, name=f"{'__'.join(_asset(table).path)}_contract", pool=POOL,
-                          description=f"{table}: its contract in sql/contracts.yaml")
-    def _checks(warehouse: DuckDBResource):
-        with warehouse.get_connection() as con:
-            for name, sql in violations.items():
-                yield violation_result(con, table, name, sql)
-            for name, spec in warns.items():
-                yield warn_result(con, table, name, spec)
 
-    return _checks
+def contract_results(con: duckdb.DuckDBPyConnection, table: str,
+                     contract: dict | None = None) -> list[dg.AssetCheckResult]:
+    """Evaluate `table`'s contract on `con`, right after the asset wrote it (in the same step)."""
+    contract = contracts().get(table, {}) if contract is None else contract
+    return ([violation_result(con, table, name, sql) for name, sql in contract_violations(table, contract).items()]
+            + [warn_result(con, table, name, spec) for name, spec in contract.get("warn_if_rows", {}).items()])
 
 
 def freshness_result(con: duckdb.DuckDBPyConnection, source: Source, as_of) -> dg.AssetCheckResult:
@@ -133,23 +132,15 @@ def source_freshness(warehouse: DuckDBResource, settings: ProjectSettings):
             yield freshness_result(con, source, settings.as_of_date())
 
 
-contract_checks = [table_checks(table, contract) for table, contract in contracts().items()]
 freshness_checks = [source_freshness]
 
-
-@dg.asset_check(
-    asset=dg.AssetKey(["marts", "forecast_selection"]),
-    name="every_series_selected",
-    blocking=True,
-    pool=POOL,
-    additional_deps=[dg.AssetKey(["marts", "forecast"])],
-    description="Every series in marts.forecast has exactly one row in marts.forecast_selection.",
-)
-def every_series_selected(warehouse: DuckDBResource) -> dg.AssetCheckResult:
-    with warehouse.get_connection() as con:
-        missing = int(con.execute("select count(*) from (select distinct series_id from marts.forecast) f "
-                                  "anti join marts.forecast_selection s using (series_id)").fetchone()[0])
-    return dg.AssetCheckResult(passed=missing == 0, metadata={"series_without_selection": missing})
+SELECTION_CHECK = dg.AssetCheckSpec(
+    "every_series_selected", asset=dg.AssetKey(["marts", "forecast_selection"]), blocking=True,
+    description="Every series in marts.forecast has exactly one row in marts.forecast_selection.")
 
 
-forecast_checks = [every_series_selected]
+def every_series_selected(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    missing = int(con.execute("select count(*) from (select distinct series_id from marts.forecast) f "
+                              "anti join marts.forecast_selection s using (series_id)").fetchone()[0])
+    return dg.AssetCheckResult(asset_key=SELECTION_CHECK.asset_key, check_name=SELECTION_CHECK.name,
+                               passed=missing == 0, metadata={"series_without_selection": missing})

@@ -9,6 +9,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 import forecasts
+from assets.checks import SELECTION_CHECK, contract_results, contract_specs, every_series_selected
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from warehouse.io import replace_tables_from_frames
@@ -25,6 +26,8 @@ SELECTION = dg.AssetKey(["marts", "forecast_selection"])
 FLAGS = dg.AssetKey(["marts", "forecast_flags"])
 VINTAGE_ERRORS = dg.AssetKey(["marts", "forecast_vintage_errors"])
 VINTAGE_POINTS = dg.AssetKey(["marts", "forecast_vintage_points"])
+FORECAST_TABLES = ("marts.forecast", "marts.forecast_backtest", "marts.forecast_selection", "marts.forecast_flags")
+VINTAGE_TABLES = ("marts.forecast_vintage_errors", "marts.forecast_vintage_points")
 
 
 def _assumption(config: dict, name: str) -> float:
@@ -265,6 +268,7 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
                      "disclosure yet) and segments sized from their fallback demand series.",
                      group_name="forecast", kinds={"duckdb"}),
     ],
+    check_specs=[*(spec for t in FORECAST_TABLES for spec in contract_specs(t)), SELECTION_CHECK],
     pool=POOL,
 )
 def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
@@ -290,6 +294,7 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         counts = replace_tables_from_frames(con, {"marts.forecast": forecast, "marts.forecast_backtest": backtest,
                                                   "marts.forecast_selection": result.selection,
                                                   "marts.forecast_flags": result.flags})
+        checks = [r for t in FORECAST_TABLES for r in contract_results(con, t)] + [every_series_selected(con)]
     warned = result.selection.filter(pl.col("warnings") != "")
     for row in warned.iter_rows(named=True):
         context.log.warning(f"{row['series_id']}: {row['warnings']}")
@@ -301,9 +306,9 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
                          f"{summary['common_growth']:.2f} log units/yr at {summary['t0']:.2f}; "
                          + ("; ".join(summary["reconciled"]) or "no reconciliation needed"))
     context.log.info(f"{n_series} series forecast; {warned.height} with convergence or other warnings")
-    for key, table in ((FORECAST, "marts.forecast"), (BACKTEST, "marts.forecast_backtest"),
-                       (SELECTION, "marts.forecast_selection"), (FLAGS, "marts.forecast_flags")):
+    for key, table in zip((FORECAST, BACKTEST, SELECTION, FLAGS), FORECAST_TABLES):
         yield dg.MaterializeResult(asset_key=key, metadata={"row_count": dg.MetadataValue.int(counts[table])})
+    yield from checks
 
 
 class VintageConfig(dg.Config):
@@ -324,6 +329,7 @@ class VintageConfig(dg.Config):
                      description="One row per (vintage, later disclosure): forecast, interval, actual, log error.",
                      group_name="forecast", kinds={"duckdb"}),
     ],
+    check_specs=[spec for t in VINTAGE_TABLES for spec in contract_specs(t)],
     pool=POOL,
 )
 def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, warehouse: DuckDBResource,
@@ -342,11 +348,13 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {"marts.forecast_vintage_errors": summary,
                                                   "marts.forecast_vintage_points": points})
+        checks = [r for t in VINTAGE_TABLES for r in contract_results(con, t)]
     pooled = summary.filter(pl.col("series_id") == POOLED)
     if pooled.height:
         row = pooled.row(0, named=True)
         context.log.info(f"vintage backtest: {row['n_forecasts']} forecasts from {row['n_vintages']} vintages; bias "
                          f"{row['bias']:+.2f}, median |log error| {row['median_abs_log_error']:.2f}, coverage 80% "
                          f"{row['coverage80']:.0%}, 95% {row['coverage95']:.0%}")
-    for key, table in ((VINTAGE_ERRORS, "marts.forecast_vintage_errors"), (VINTAGE_POINTS, "marts.forecast_vintage_points")):
+    for key, table in zip((VINTAGE_ERRORS, VINTAGE_POINTS), VINTAGE_TABLES):
         yield dg.MaterializeResult(asset_key=key, metadata={"row_count": dg.MetadataValue.int(counts[table])})
+    yield from checks

@@ -9,6 +9,7 @@ import warnings
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.checks import contract_results, contract_specs
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from warehouse.io import replace_tables_from_frames
@@ -61,6 +62,7 @@ DEPS = [dg.AssetKey(t.split(".")) for t in INPUTS.values()]
 @dg.multi_asset(
     specs=[dg.AssetSpec(["marts", name], deps=DEPS, description=text, group_name="hardware",
                         kinds={"duckdb", "numpy"}) for name, text in OUTPUTS.items()],
+    check_specs=[spec for name in OUTPUTS for spec in contract_specs(f"marts.{name}")],
     pool=POOL,
 )
 def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
@@ -79,14 +81,17 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         raise dg.Failure(description=f"{settings.assumptions_path}: {exc}", allow_retries=False) from None
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {f"marts.{name}": frame for name, frame in frames.items()})
+        checks = [r for name in OUTPUTS for r in contract_results(con, f"marts.{name}")]
     seconds = time.perf_counter() - started
     context.log.info(f"hardware model: {seconds:.1f} s")
     for name in OUTPUTS:
         yield dg.MaterializeResult(asset_key=["marts", name],
                                    metadata={"row_count": dg.MetadataValue.int(counts[f"marts.{name}"]),
                                              "seconds": dg.MetadataValue.float(seconds)})
+    yield from checks
 
 
+CALIBRATION_TABLES = ("marts.throughput_calibration", "marts.serving_efficiency")
 CALIBRATION_DEPS = [dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey(["staging", "accelerator_specs"]),
                     dg.AssetKey(["raw", "model_catalog"]), dg.AssetKey(["meta", "assumptions"])]
 
@@ -101,6 +106,7 @@ CALIBRATION_DEPS = [dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey
                         kinds={"duckdb", "scipy"},
                         description="The fitted efficiency parameters per chip group (hbm, lpu, wafer_scale) and "
                         "the calibration's leave-one-source-out error, which the fleet model uses.")],
+    check_specs=[spec for t in CALIBRATION_TABLES for spec in contract_specs(t)],
     pool=POOL,
 )
 def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
@@ -126,6 +132,7 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {"marts.throughput_calibration": table,
                                                   "marts.serving_efficiency": efficiency})
+        checks = [r for t in CALIBRATION_TABLES for r in contract_results(con, t)]
     fit = table.filter(pl.col("in_fit"))
     seconds = time.perf_counter() - started
     context.log.info(f"calibration: median |log error| {fit['abs_log_error'].median():.3f} over {fit.height} "
@@ -144,3 +151,4 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
         "fitted_parameters": dg.MetadataValue.json({f"{g}.{p}": v for (g, p), v in fitted.items()}),
         "seconds": dg.MetadataValue.float(seconds),
     })
+    yield from checks

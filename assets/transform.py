@@ -1,13 +1,15 @@
 """Staging and mart assets: one per SQL file in sql/<schema>/<table>.sql.
 
 The file name is the table name; the upstream assets are the `schema.table` names the SQL reads.
-Each asset rebuilds its table in one transaction (warehouse/io.replace_table).
+Each asset rebuilds its table in one transaction (warehouse/io.replace_table), then checks it against its
+contract in sql/contracts.yaml in the same step (assets/checks.py).
 """
 
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from assets.checks import contract_results, contract_specs
 from assets.ingest import POOL
 from warehouse.io import read_sql, referenced_tables, replace_table, sql_files, table_preview
 
@@ -33,14 +35,17 @@ def _sql_asset(table: str) -> dg.AssetsDefinition:
         kinds={"duckdb", "sql"},
         pool=POOL,
         description=_description(sql) + f" (sql/{schema}/{name}.sql)",
+        check_specs=contract_specs(table),
     )
     def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
         with warehouse.get_connection() as con:
             rows = replace_table(con, table, read_sql(table))
             preview = table_preview(con, table)
+            checks = contract_results(con, table)
         context.log.info(f"{table}: {rows} rows")
         return dg.MaterializeResult(
-            metadata={"row_count": dg.MetadataValue.int(rows), "preview": dg.MetadataValue.md(preview)}
+            metadata={"row_count": dg.MetadataValue.int(rows), "preview": dg.MetadataValue.md(preview)},
+            check_results=checks,
         )
 
     return _asset

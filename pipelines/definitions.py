@@ -6,7 +6,7 @@ import hashlib
 import dagster as dg
 
 from assets.call_logs import call_log_assets
-from assets.checks import contract_checks, forecast_checks, freshness_checks
+from assets.checks import freshness_checks
 from assets.forecast import forecast_marts, forecast_vintage
 from assets.hardware import hardware_marts, throughput_calibration
 from assets.report import analyst_report
@@ -19,7 +19,7 @@ from pipelines.settings import Paths
 resources = build_resources()
 call_log_daily, call_logs_job = call_log_assets(resources["settings"].call_log_config().partitions_start)
 all_assets = [call_log_daily, *raw_assets, assumptions_table, forecast_hierarchy, report_config_tables, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
-all_checks = [*contract_checks, *freshness_checks, *forecast_checks]
+all_checks = [*freshness_checks]  # the contracts are checked inside the assets that write the tables
 
 refresh_all = dg.define_asset_job(
     name="refresh_all",

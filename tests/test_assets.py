@@ -69,28 +69,30 @@ def test_a_broken_configuration_fails_the_asset_with_the_key_and_keeps_the_table
 
 
 def test_a_failed_contract_check_blocks_what_is_downstream_and_a_finding_only_warns(tmp_path):
-    """A table's contract checks run in one step: a broken key fails it (blocking: the asset downstream is
-    not built), a finding (warn_if_rows) is a WARN that blocks nothing, and each check keeps its own name."""
+    """A table's contract is checked in the step that writes it: a broken key fails that step (blocking: the
+    asset downstream is not built), a finding (warn_if_rows) is a WARN that blocks nothing, and each check
+    keeps its own name."""
     from dagster_duckdb import DuckDBResource as Resource
 
-    from assets.checks import table_checks
+    from assets.checks import contract_results, contract_specs
 
-    @dg.asset(key=["marts", "t"])
+    contract = {"key": ["k"], "non_negative": ["x"],
+                "warn_if_rows": {"large": {"description": "x above 5", "where": "x > 5", "show": "k"}}}
+
+    @dg.asset(key=["marts", "t"], check_specs=contract_specs("marts.t", contract))
     def t(warehouse: Resource):
         with warehouse.get_connection() as con:
             con.execute("create schema if not exists marts")
             con.execute("create or replace table marts.t as select * from (values (1, 2.0), (1, 3.0), (2, 9.0)) "
                         "v(k, x)")
+            return dg.MaterializeResult(check_results=contract_results(con, "marts.t", contract))
 
     @dg.asset(key=["marts", "after"], deps=[t])
     def after():
         return None
 
-    checks = table_checks("marts.t", {"key": ["k"], "non_negative": ["x"],
-                                      "warn_if_rows": {"large": {"description": "x above 5", "where": "x > 5",
-                                                                 "show": "k"}}})
     with dg.instance_for_test() as instance:
-        result = dg.materialize([t, after, checks], instance=instance, raise_on_error=False,
+        result = dg.materialize([t, after], instance=instance, raise_on_error=False,
                                 resources={"warehouse": Resource(database=str(tmp_path / "w.duckdb"))})
     found = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert set(found) == {"key_not_null_unique", "non_negative", "large"}
@@ -99,6 +101,8 @@ def test_a_failed_contract_check_blocks_what_is_downstream_and_a_finding_only_wa
     assert found["non_negative"].passed
     assert not found["large"].passed and found["large"].severity == dg.AssetCheckSeverity.WARN
     assert "- 2" in found["large"].metadata["first_rows"].value
-    built = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
-             for m in [m.event_specific_data.materialization]}
+    built = {e.event_specific_data.materialization.asset_key.to_user_string()
+             for e in result.get_asset_materialization_events()}
     assert built == {"marts/t"}  # marts/after waited for the blocking check and was not built
+    failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
+    assert "marts/t: key_not_null_unique" in failure.event_specific_data.error.message

@@ -44,3 +44,18 @@ def test_run_rejects_bad_as_of(dagster_env, bad, message):
     # forecast for "now"): refused before any run starts
     proc = cli("run", "--as-of", bad, check=False)
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_every_contract_is_checked_by_the_asset_that_writes_its_table(dagster_env):
+    from assets.checks import contract_violations, contracts
+    from pipelines.definitions import defs
+    from warehouse.sources import SOURCES
+
+    graph = defs.get_repository_def().asset_graph
+    declared = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    expected = {(table.replace(".", "/"), name) for table, contract in contracts().items()
+                for name in [*contract_violations(table, contract), *contract.get("warn_if_rows", {})]}
+    assert expected and expected <= declared, sorted(expected - declared)
+    assert ("marts/forecast_selection", "every_series_selected") in declared
+    fresh = {k.asset_key.to_user_string() for k in graph.asset_check_keys if k.name == "fresh"}
+    assert fresh == {f"raw/{source.stem}" for source in SOURCES if source.observed}
