@@ -57,14 +57,25 @@ def error_text(error) -> str:
 
 
 def steps_not_run(instance: dg.DagsterInstance, run_id: str) -> list[str]:
-    """Steps of the run's plan that never started (skipped because an upstream step or check failed)."""
+    """The assets of the steps of the run's plan that never started (skipped because an upstream step or
+    check failed): `marts/forecast`, not the step `forecast_marts` that writes it (a step without an asset
+    is named by its label)."""
     run = instance.get_run_by_id(run_id)
     if run is None or not run.execution_plan_snapshot_id:
         return []
     plan = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
     started = {r.event_log_entry.dagster_event.step_key for r in
                instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_START, limit=10_000).records}
-    return sorted(step_label(s.key) for s in plan.steps if s.key not in started)
+    names = set()
+    for step in plan.steps:
+        if step.key in started:
+            continue
+        keys = [o.properties.asset_key for o in step.outputs if o.properties and o.properties.asset_key]
+        if keys:
+            names.update(k.to_user_string() for k in keys)
+        else:
+            names.add(step_label(step.key))
+    return sorted(names)
 
 
 def run_failures(instance: dg.DagsterInstance, run_id: str) -> list[str]:
