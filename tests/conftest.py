@@ -136,3 +136,12 @@ def resources_for(pipeline: dict, as_of: str) -> dict:
                   reports_dir=Path(env["T2C_REPORTS_DIR"]), assumptions=Path(env["T2C_ASSUMPTIONS"]))
     return {"warehouse": Warehouse(database=str(paths.warehouse)),
             "settings": ProjectSettings(**settings_config(paths, as_of, env.get("T2C_CALL_LOGS", "")))}
+
+
+# Modules that build a pipeline run first: with `make test`'s two workers (--dist loadfile
+# --no-loadscope-reorder) each starts on one of them, and the short modules fill in around them.
+LONG_MODULES = ("test_pipeline.py", "test_vintage_run.py")
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in LONG_MODULES)

@@ -102,19 +102,20 @@ def test_a_killed_run_is_reclaimed_by_the_next_run(pipeline, monkeypatch):
 
 
 def test_the_model_assets_rebuilt_through_dagster_reproduce_every_mart(pipeline, tmp_path):
-    """The seeded models (throughput calibration, forecasts, the hardware Monte Carlo) re-materialised with
-    dg.materialize on a copy of the run's warehouse give exactly the run's marts: re-running is idempotent."""
+    """The seeded models (forecasts, the hardware Monte Carlo) re-materialised with dg.materialize on a copy of
+    the run's warehouse give exactly the run's marts: re-running is idempotent."""
     from assets.forecast import forecast_marts
-    from assets.hardware import hardware_marts, throughput_calibration
+    from assets.hardware import hardware_marts
 
     copy = private_copy(pipeline, tmp_path)
     with dg.instance_for_test() as instance:
-        result = dg.materialize([throughput_calibration, forecast_marts, hardware_marts], instance=instance,
+        result = dg.materialize([forecast_marts, hardware_marts], instance=instance,
                                 resources=resources_for(copy, AS_OF))
     assert result.success
     built = {e.event_specific_data.materialization.asset_key.to_user_string()
              for e in result.get_asset_materialization_events()}
-    assert {"marts/forecast", "marts/hardware_demand", "marts/serving_efficiency"} <= built
+    assert {"marts/forecast", "marts/forecast_selection", "marts/hardware_demand", "marts/sensitivity"} <= built
+    assert all(e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR)
     assert same_marts(copy)
 
 
