@@ -2,7 +2,6 @@
 marts.forecast_selection (written together in one transaction)."""
 
 import datetime as dt
-import math
 
 import dagster as dg
 import polars as pl
@@ -16,6 +15,7 @@ from warehouse.io import replace_tables_from_frames
 from forecasts.demand import DemandConfig, compose_draws, fit_demand, monthly_to_weekly
 from forecasts.grid import date_range
 from forecasts.vintage import POOLED, replay, summarise, vintages
+from hardware.stats import log_sigma, sigma
 
 FORECAST_COLUMNS = ["series_id", "period_start", "value", "lo80", "hi80", "lo95", "hi95", "model_name"]
 FLAG_SCHEMA = {"series_id": pl.Utf8, "flag": pl.Utf8, "message": pl.Utf8}
@@ -76,7 +76,7 @@ def demand_config(config: dict, draws: int | None = None) -> DemandConfig:
     prior = d["growth_prior"]
     return DemandConfig(
         halflife_low=float(d["halflife_years"]["low"]), halflife_high=float(d["halflife_years"]["high"]),
-        growth_prior=float(prior["value"]), growth_prior_sd=(float(prior["high"]) - float(prior["low"])) / 3.92,
+        growth_prior=float(prior["value"]), growth_prior_sd=float(sigma(float(prior["low"]), float(prior["high"]))),
         sigma_low=float(d["disclosure_noise"]["low"]), sigma_high=float(d["disclosure_noise"]["high"]),
         tau_low=float(d["growth_spread"]["low"]), tau_high=float(d["growth_spread"]["high"]),
         sigma_prior=float(d["disclosure_noise"]["value"]), tau_prior=float(d["growth_spread"]["value"]),
@@ -121,7 +121,7 @@ def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, se
     level_sd = {}
     for platform, spec in config["forecast"].get("estimated_components", {}).items():
         price = spec["usd_per_million_tokens"]
-        level_sd[f"tokens/{platform}_estimated/all"] = math.log(float(price["high"]) / float(price["low"])) / 3.92
+        level_sd[f"tokens/{platform}_estimated/all"] = float(log_sigma(float(price["low"]), float(price["high"])))
     return fit_demand(members, horizon_end(config), hierarchy=config["forecast"].get("hierarchy", []),
                       panel=total, satellites=satellites, seed=seed, config=demand_config(config, draws),
                       level_sd=level_sd)

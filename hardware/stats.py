@@ -1,5 +1,6 @@
-"""The few statistics the hardware library shares: normal quantiles, the log-normal spread of an interval,
-and the p5 / median / p95 summary of Monte Carlo draws (one implementation each)."""
+"""The few statistics the hardware library and the forecast assets share: normal quantiles, the normal and
+log-normal spread of an interval, and the p5 / median / p95 summary of Monte Carlo draws (one implementation
+each; sql/marts/installed_base_projection.sql writes Z90/Z80 as literals, bound to these by a test)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,14 @@ Z90 = 1.6448536269514722  # two-sided 90%: p5 and p95
 Z95 = 1.959963984540054  # two-sided 95%
 
 
+def sigma(lo, hi, z: float = Z95):
+    """The normal s.d. implied by a two-sided interval [lo, hi] at the coverage of `z`."""
+    return (np.asarray(hi, dtype=float) - np.asarray(lo, dtype=float)) / (2 * z)
+
+
 def log_sigma(lo, hi, z: float = Z95):
     """The log-normal s.d. implied by a two-sided interval [lo, hi] at the coverage of `z`."""
-    return (np.log(hi) - np.log(lo)) / (2 * z)
+    return sigma(np.log(lo), np.log(hi), z)
 
 
 def percentiles(values) -> tuple[float, float, float]:

@@ -303,3 +303,86 @@ def test_workload_mix_shares_over_the_last_eight_split_weeks_and_call_logs(con):
     assert rows[("call_logs", "m1")] == [pytest.approx(0.75), pytest.approx(1 / 3), pytest.approx(0.075), "day", 1,
                                          dt.date(2026, 3, 1), dt.date(2026, 3, 2)]
     assert rows[("call_logs", "m2")][0] == pytest.approx(0.25)
+
+
+def test_call_log_rejects_summary_counts_rows_and_files_per_day_and_reason(con):
+    con.execute("create schema raw")
+    con.execute("""create table raw.call_log_rejects as select * from (values
+        (date '2026-03-02', 'negative token count', 'b.csv', 7),
+        (date '2026-03-02', 'negative token count', 'a.csv', 9),
+        (date '2026-03-02', 'negative token count', 'a.csv', 3),
+        (date '2026-03-02', 'unknown status', 'a.csv', 5),
+        (date '2026-03-03', 'negative token count', 'c.csv', 1)) t(day, reason, file, row_number)""")
+    build(con, "marts.call_log_rejects_summary")
+    got = con.execute("select day, reason, rows, files, example_file, example_row "
+                      "from marts.call_log_rejects_summary").fetchall()
+    assert got == [(dt.date(2026, 3, 2), "negative token count", 3, 2, "a.csv", 3),
+                   (dt.date(2026, 3, 2), "unknown status", 1, 1, "a.csv", 5),
+                   (dt.date(2026, 3, 3), "negative token count", 1, 1, "c.csv", 1)]
+
+
+def test_cost_at_interactivity_takes_the_cheapest_configuration_that_reaches_each_speed(con):
+    con.execute("create schema meta")
+    con.execute("create schema marts")
+    con.execute("""create table meta.assumptions as select * from (values
+        ('report.interactivity_reading', 20.0::double), ('report.interactivity_agents', 100.0),
+        ('fleet.pue', 1.2)) t(name, value)""")
+    # one chip x model at three batches: faster per user = fewer users per chip = dearer per token
+    con.execute("""create table marts.interactivity_curves as select * from (values
+        ('H100', 'gpu', 'm', 'fp8', 150.0, 150.0, 1, 8, 9.0::double),
+        ('H100', 'gpu', 'm', 'fp8', 60.0, 1900.0, 32, 8, 1.5),
+        ('H100', 'gpu', 'm', 'fp8', 25.0, 4000.0, 160, 8, 0.7),
+        ('X', 'asic', 'm', 'fp8', 30.0, 900.0, 30, 4, 2.0))
+        t(chip, chip_class, model_name, precision, tokens_per_s_per_user, tokens_per_s_per_chip, batch,
+          replica_chips, usd_per_million_output_tokens)""")
+    build(con, "marts.cost_at_interactivity")
+    got = {(r[0], r[1]): r[2:] for r in con.execute(
+        "select chip, level, usd_per_million_output_tokens, batch, tokens_per_s_per_user "
+        "from marts.cost_at_interactivity").fetchall()}
+    # reading speed (>= 20/s): H100 at batch 160 ($0.70) beats its batch 32 and batch 1; X reaches it too
+    assert got[("H100", "reading")] == (pytest.approx(0.7), 160, pytest.approx(25.0))
+    assert got[("X", "reading")] == (pytest.approx(2.0), 30, pytest.approx(30.0))
+    # agents (>= 100/s): only H100's batch 1 reaches it; X cannot and has no row
+    assert got[("H100", "agents")] == (pytest.approx(9.0), 1, pytest.approx(150.0))
+    assert ("X", "agents") not in got and len(got) == 3
+
+
+def test_supply_metrics_keeps_every_figure_but_revenue(con, tmp_path):
+    header = "period_start,period_end,company,metric,segment,value,unit,currency,source_id,confidence,note\n"
+    _load(con, tmp_path, "packaging_and_supply_metrics", header
+          + "2025-01-01,2025-12-31,TSMC,cowos_capacity,all,75000,wafers_per_month,,s,medium,\n"
+          + "2025-01-01,2025-12-31,SK hynix,hbm_share,all,0.6,ratio,,s,medium,\n"
+          + "2025-01-01,2025-12-31,JCET,revenue,advanced_packaging,1e9,amount,USD,s,high,\n")
+    build(con, "marts.supply_metrics")
+    got = con.execute("select company, metric, value from marts.supply_metrics").fetchall()
+    assert got == [("TSMC", "cowos_capacity", pytest.approx(75000)), ("SK hynix", "hbm_share", pytest.approx(0.6))]
+
+
+def test_model_slug_map_takes_the_first_matching_pattern_in_file_order_ignoring_case(con, tmp_path):
+    _load(con, tmp_path, "model_slug_map", "slug_pattern,model,confidence,note\n"
+          "deepseek/deepseek-r1%,DeepSeek-R1,high,\n"
+          "deepseek/%,DeepSeek-V3.2,medium,any other DeepSeek\n"
+          "openai/gpt-oss-120b,gpt-oss-120b,high,\n")
+    con.execute("create table raw.openrouter_weekly_top_models as select * from (values "
+                "('DeepSeek/DeepSeek-R1-0528'), ('deepseek/deepseek-chat'), ('deepseek/deepseek-chat'), "
+                "('openai/gpt-oss-120b'), ('acme/unknown')) t(model_slug)")
+    build(con, "staging.model_slug_map")
+    got = dict(con.execute("select model_slug, model from staging.model_slug_map").fetchall())
+    # the R1 slug matches both DeepSeek patterns: the first line wins; upper case still matches
+    assert got == {"DeepSeek/DeepSeek-R1-0528": "DeepSeek-R1", "deepseek/deepseek-chat": "DeepSeek-V3.2",
+                   "openai/gpt-oss-120b": "gpt-oss-120b"}
+
+
+def test_the_projection_sql_reads_the_forecast_band_with_the_shared_normal_quantiles():
+    """installed_base_projection.sql turns the forecast's 80% band into p5/p95 (z90/z80); SQL cannot import
+    hardware/stats.py, so its literals must be those quantiles."""
+    import re
+
+    from hardware.stats import Z80, Z90
+    from warehouse.io import read_sql
+
+    sql = read_sql("marts.installed_base_projection")
+    pairs = re.findall(r"exp\(-?([0-9.]+) \* \(ln\(hi80\) - ln\(lo80\)\) / \(2 \* ([0-9.]+)\)\)", sql)
+    assert len(pairs) == 2
+    for z90, z80 in pairs:
+        assert float(z90) == pytest.approx(Z90, abs=1e-4) and float(z80) == pytest.approx(Z80, abs=1e-4)
