@@ -106,3 +106,55 @@ def test_a_failed_contract_check_blocks_what_is_downstream_and_a_finding_only_wa
     assert built == {"marts/t"}  # marts/after waited for the blocking check and was not built
     failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_FAILURE)
     assert "marts/t: key_not_null_unique" in failure.event_specific_data.error.message
+
+
+def test_forecast_assets_on_a_tiny_history(tmp_path):
+    """forecast_marts and forecast_vintage through Dagster on a warehouse holding only a small
+    model_inputs.forecast_history: every series is forecast to the horizon, the selection has one row per
+    series, the contract checks pass, and what this history lacks is flagged, not hidden."""
+    import datetime as dt
+
+    import polars as pl
+
+    from assets.forecast import forecast_marts, forecast_vintage, horizon_end
+    from warehouse.io import replace_table_from_frame
+
+    config = load_configuration(ASSUMPTIONS)
+    months = [dt.date(2024, m, 1) for m in (5, 8, 11)] + [dt.date(2025, m, 1) for m in (2, 5, 8)]
+    quarters = [dt.date(2022 + i // 4, 1 + 3 * (i % 4), 1) for i in range(12)]
+    rows = ([("tokens/google/all", "M", d, 1e13 * 1.5 ** i, "tokens_per_day", d + dt.timedelta(days=20))
+             for i, d in enumerate(months)]
+            + [("tokens/doubao/all", "M", d, 4e12 * 1.4 ** i, "tokens_per_day", d + dt.timedelta(days=20))
+               for i, d in enumerate(months)]
+            + [("revenue/Acme/total", "Q", d, 1e9 * 1.08 ** i, "usd_per_quarter", d + dt.timedelta(days=120))
+               for i, d in enumerate(quarters)])
+    history = pl.DataFrame(rows, schema=["series_id", "freq", "period_start", "value", "unit", "known_on"],
+                           orient="row")
+    warehouse = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(warehouse))
+    con.execute("create schema model_inputs")
+    replace_table_from_frame(con, "model_inputs.forecast_history", history)
+    con.close()
+    settings = _settings(tmp_path, ASSUMPTIONS).model_copy(update={"as_of": "2025-12-31"})
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([forecast_marts, forecast_vintage], instance=instance,
+                                resources={"warehouse": DuckDBResource(database=str(warehouse)), "settings": settings})
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations() if e.severity == dg.AssetCheckSeverity.ERROR)
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        last = dict(con.execute("select series_id, max(period_start) from marts.forecast where is_forecast "
+                                "group by 1").fetchall())
+        selected = dict(con.execute("select series_id, count(*) from marts.forecast_selection group by 1").fetchall())
+        flags = dict(con.execute("select series_id, flag from marts.forecast_flags").fetchall())
+        vintages = con.execute("select count(*) from marts.forecast_vintage_points").fetchone()[0]
+    finally:
+        con.close()
+    end = horizon_end(config.data)
+    for sid in ("tokens/google/all", "tokens/doubao/all", "revenue/Acme/total"):
+        assert sid in last and end - dt.timedelta(days=92) < last[sid] <= end, sid
+    assert set(selected) >= set(last) and set(selected.values()) == {1}
+    global_id = config.model.forecast.global_demand.series_id
+    assert flags[global_id] == "partial_composite"  # two of its components only
+    assert "segment_demand_fallback" in flags.values()
+    assert vintages > 0  # the later disclosures score the earlier vintages

@@ -148,3 +148,37 @@ def test_sizing_overheads_are_time_aligned_and_the_festival_peak_is_only_a_stres
     total = values["fleet.peak_to_average"] / values["fleet.utilisation"] * (1 + values["fleet.redundancy"])
     assert values["fleet.peak_to_average"] < values["fleet.festival_peak_to_average"]
     assert total < 2.0  # was 1.8 / 0.6 x 1.1 = 3.3 on top of calibrated rates
+
+
+def test_sensitivity_moves_one_assumption_at_a_time_and_demand_across_its_80pct_interval():
+    from hardware.build import _sensitivity
+    from hardware.stats import Z80, Z95
+
+    chips = {"gpu": GPU}
+    scen = parse_scenarios({"s": {"precision": "fp8", "segments": {"all": {"prefill": {"gpu": 1.0},
+                                                                          "decode": {"gpu": 1.0}}}}}, chips, ["all"])
+    load = 86_400 * 1e6
+    demand = pl.DataFrame({"period_start": [dt.date(2027, 1, 1)], "segment": ["all"], "value": [load],
+                           "lo95": [load / 4], "hi95": [load * 4]})
+    rows = {n: (float(v[0]), float(v[0]), float(v[0])) for n, v in _a(**{"fleet.utilisation": 0.6}).items()}
+    rows["fleet.utilisation"] = (0.6, 0.3, 0.9)
+    rows["fleet.festival_peak_to_average"] = (3.0, 3.0, 3.0)
+    assumptions = pl.DataFrame([{"name": n, "value": v, "low": lo, "high": hi, "unit": "x"}
+                                for n, (v, lo, hi) in rows.items()])
+    out = _sensitivity(demand, scen, chips, {DENSE.name: DENSE}, {"all": {DENSE.name: 1.0}}, assumptions, SERVING)
+    by = {r["assumption"]: r for r in out.iter_rows(named=True)}
+    base = by["fleet.utilisation"]["chips_at_value"]
+    # chips scale with 1 / utilisation: 0.6 -> 0.3 doubles them, 0.6 -> 0.9 takes a third off
+    assert by["fleet.utilisation"]["chips_at_low"] == pytest.approx(2 * base)
+    assert by["fleet.utilisation"]["chips_at_high"] == pytest.approx(base * 2 / 3)
+    # demand across its 80% interval: a 95% interval of x/4..x4 is a log s.d. of ln(16) / (2 z95)
+    spread = np.log(16) / (2 * Z95)
+    demand_row = by["demand (forecast 80% interval)"]
+    assert demand_row["low_value"] == pytest.approx(load * np.exp(-Z80 * spread))
+    assert demand_row["chips_at_high"] == pytest.approx(base * np.exp(Z80 * spread))
+    # the festival peak is a stress case: three times the average load, three times the chips
+    assert by["stress: festival peak (fleet.festival_peak_to_average)"]["chips_at_high"] == pytest.approx(3 * base)
+    # no calibration error in this serving model: no swing; assumptions without a range are not moved
+    assert by["calibration error (leave-one-source-out, 80% interval)"]["swing_chips"] == pytest.approx(0.0)
+    assert "fleet.pue" not in by
+    assert out["swing_chips"].to_list() == sorted(out["swing_chips"].to_list(), reverse=True)
