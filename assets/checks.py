@@ -98,19 +98,16 @@ def contract_results(con: duckdb.DuckDBPyConnection, table: str,
             + [warn_result(con, table, name, spec) for name, spec in contract.get("warn_if_rows", {}).items()])
 
 
-def freshness_result(con: duckdb.DuckDBPyConnection, source: Source, as_of) -> dg.AssetCheckResult:
-    """WARN when the newest observation of `source` is older than freshness.max_age_days at `as_of`."""
-    newest, max_age = con.execute(
-        f"""select max({quote_ident(source.observed)}),
-                   (select value from meta.assumptions where name = 'freshness.max_age_days')
-            from {source.table}"""
-    ).fetchone()
+def freshness_result(con: duckdb.DuckDBPyConnection, source: Source, as_of, max_age_days: float | None
+                     ) -> dg.AssetCheckResult:
+    """WARN when the newest observation of `source` is older than `max_age_days` at `as_of`."""
+    newest = con.execute(f"select max({quote_ident(source.observed)}) from {source.table}").fetchone()[0]
     age = (as_of - newest).days if newest else None
-    passed = age is not None and max_age is not None and age <= max_age
+    passed = age is not None and max_age_days is not None and age <= max_age_days
     return dg.AssetCheckResult(
         asset_key=_asset(source.table), check_name="fresh", passed=passed, severity=dg.AssetCheckSeverity.WARN,
         metadata={"newest": str(newest), "age_days": age if age is not None else -1,
-                  "max_age_days": max_age if max_age is not None else -1, "as_of": str(as_of)},
+                  "max_age_days": max_age_days if max_age_days is not None else -1, "as_of": str(as_of)},
     )
 
 
@@ -118,7 +115,7 @@ _DATED = [s for s in SOURCES if s.observed]
 
 
 @dg.multi_asset_check(
-    specs=[dg.AssetCheckSpec("fresh", asset=_asset(s.table), additional_deps=[dg.AssetKey(["meta", "assumptions"])],
+    specs=[dg.AssetCheckSpec("fresh", asset=_asset(s.table),
                              description=f"WARN when the newest {s.observed} in {s.file_name} is older than "
                              "freshness.max_age_days (config/assumptions.yaml) at the run's as-of date.")
            for s in _DATED],
@@ -127,9 +124,10 @@ _DATED = [s for s in SOURCES if s.observed]
     description="Every dated source's freshness at the run's as-of date.",
 )
 def source_freshness(warehouse: DuckDBResource, settings: ProjectSettings):
+    max_age = float(settings.configuration().model.freshness.max_age_days.value)
     with warehouse.get_connection() as con:
         for source in _DATED:
-            yield freshness_result(con, source, settings.as_of_date())
+            yield freshness_result(con, source, settings.as_of_date(), max_age)
 
 
 freshness_checks = [source_freshness]

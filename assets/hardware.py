@@ -1,6 +1,7 @@
 """Hardware assets: the measurements -> hardware.serving calibration -> marts.throughput_calibration and
-marts.serving_efficiency; then the warehouse's demand forecasts, specs, assumptions and the calibrated
-efficiencies -> hardware.build.build -> marts.hardware_demand, supplier_exposure, supplier_concentration,
+marts.serving_efficiency; then the warehouse's demand forecasts, specs and calibrated efficiencies, with the
+run's one validated configuration (its assumption rows, as written to meta.assumptions, and its scenarios)
+-> hardware.build.build -> marts.hardware_demand, supplier_exposure, supplier_concentration,
 supply_demand_gap, sensitivity, cross_checks, interactivity_curves (written together in one transaction)."""
 
 import time
@@ -22,7 +23,6 @@ INPUTS = {
     "supply_chain": "raw.supply_chain",
     "workload_mix": "marts.workload_mix",
     "demand": "model_inputs.quarterly_demand",
-    "assumptions": "meta.assumptions",
     "installed_base_projection": "marts.installed_base_projection",
     "supply_capacity": "marts.supply_capacity",
     "api_prices": "raw.api_prices",
@@ -56,7 +56,8 @@ OUTPUTS = {
                             "scenario's decode chips and main model, with batch, replica and cost per million "
                             "output tokens.",
 }
-DEPS = [dg.AssetKey(t.split(".")) for t in INPUTS.values()]
+# meta.assumptions stays a dependency (it is written from the same configuration object the assets are handed)
+DEPS = [dg.AssetKey(t.split(".")) for t in [*INPUTS.values(), "meta.assumptions"]]
 
 
 @dg.multi_asset(
@@ -67,9 +68,12 @@ DEPS = [dg.AssetKey(t.split(".")) for t in INPUTS.values()]
 )
 def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     started = time.perf_counter()
-    config = settings.assumptions()
+    configuration = settings.configuration()
+    config = configuration.data
     with warehouse.get_connection() as con:
         inputs = {key: con.execute(f"select * from {table}").pl() for key, table in INPUTS.items()}
+    # the assumptions' rows from the run's one validated configuration, as meta.assumptions holds them
+    inputs["assumptions"] = configuration.rows()
     context.log.info(f"sizing fleets for {len(config.get('scenarios') or {})} scenarios")
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -116,7 +120,8 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
     from hardware.specs import chips_from_frame, models_from_frame
 
     started = time.perf_counter()
-    config = settings.assumptions()
+    configuration = settings.configuration()
+    config = configuration.data
     overrides = {c: {k: v for k, v in o.items() if k != "rationale"}
                  for c, o in (config.get("chip_overrides") or {}).items()}
     with warehouse.get_connection() as con:
@@ -124,8 +129,7 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
         catalog = con.execute("select * from raw.model_catalog").pl()
         measured = con.execute("select * exclude (_line, _source_file, _loaded_at) "
                                "from raw.throughput_measurements").pl()
-        assumptions = con.execute("select * from meta.assumptions").pl()
-    priors, limits = priors_and_limits(assumptions)
+    priors, limits = priors_and_limits(configuration.rows())
     table, fitted = calibration_table(measurements_frame(measured), chips_from_frame(specs, overrides),
                                       models_from_frame(catalog), priors, limits)
     efficiency = efficiency_table(table, fitted)
