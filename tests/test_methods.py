@@ -63,3 +63,26 @@ def test_llt_prior_continues_the_growth_and_damping_bounds_it():
     level = damped.mean[0] - 0.1 * 0.5
     assert damped.mean[-1] == pytest.approx(level + 0.1, abs=0.02)
     assert np.all(np.diff(undamped.sd) > 0)
+
+
+def test_local_drift_continues_the_last_step_and_widens_with_earlier_bursts():
+    from forecasts.methods import local_drift
+
+    # growth slowing: steps of 4, 3, 2, 1; the last step (1 per period) continues
+    y = np.array([0.0, 4.0, 7.0, 9.0, 10.0])
+    p = local_drift(y, 3)
+    assert p.mean == pytest.approx([11.0, 12.0, 13.0])
+    # s.d. from the increments around that drift: residuals 3, 2, 1, 0 over 3 degrees of freedom
+    sigma = np.sqrt((9 + 4 + 1 + 0) / 3)
+    assert p.sd == pytest.approx(sigma * np.sqrt(np.arange(1, 4) * (1 + np.arange(1, 4) / 1.0)))
+
+
+def test_seasonal_naive_repeats_the_last_season():
+    from forecasts.methods import seasonal_naive
+
+    season = np.array([1.0, 5.0, 3.0, 2.0])
+    y = np.concatenate([season, season + 1.0, season + 2.0])
+    p = seasonal_naive(y, 6, season=4)
+    assert p.mean == pytest.approx([3.0, 7.0, 5.0, 4.0, 3.0, 7.0])
+    # every seasonal difference is 1: s.d. 1 for the first season ahead, sqrt(2) for the second
+    assert p.sd == pytest.approx([1, 1, 1, 1, np.sqrt(2), np.sqrt(2)])
