@@ -75,27 +75,35 @@ def warn_result(con: duckdb.DuckDBPyConnection, table: str, name: str, spec: dic
     )
 
 
-def contract_specs(table: str, contract: dict | None = None) -> list[dg.AssetCheckSpec]:
-    """The checks of `table`'s contract (sql/contracts.yaml unless given) as Dagster check specs, for the asset
-    that writes the table: blocking for the contract, WARN for the findings."""
-    contract = contracts().get(table, {}) if contract is None else contract
-    specs = [dg.AssetCheckSpec(name, asset=_asset(table), blocking=True,
-                               description=f"{table}: {name.replace('_', ' ')} (sql/contracts.yaml)")
-             for name in contract_violations(table, contract)]
-    specs += [dg.AssetCheckSpec(name, asset=_asset(table), blocking=False,
-                                description=f"{table}: WARN when it has rows"
-                                f"{' with ' + spec['where'] if spec.get('where') else ''} -- "
-                                f"{spec['description']} (sql/contracts.yaml)")
-              for name, spec in contract.get("warn_if_rows", {}).items()]
+def _contracts_of(tables: tuple[str, ...], contract: dict | None) -> dict[str, dict]:
+    """Each table's contract: sql/contracts.yaml's, or `contract` (for a test's own table)."""
+    return {t: contracts().get(t, {}) if contract is None else contract for t in tables}
+
+
+def contract_specs(*tables: str, contract: dict | None = None) -> list[dg.AssetCheckSpec]:
+    """The checks of the tables' contracts as Dagster check specs, for the asset that writes the tables:
+    blocking for the contract, WARN for the findings."""
+    specs = []
+    for table, c in _contracts_of(tables, contract).items():
+        specs += [dg.AssetCheckSpec(name, asset=_asset(table), blocking=True,
+                                    description=f"{table}: {name.replace('_', ' ')} (sql/contracts.yaml)")
+                  for name in contract_violations(table, c)]
+        specs += [dg.AssetCheckSpec(name, asset=_asset(table), blocking=False,
+                                    description=f"{table}: WARN when it has rows"
+                                    f"{' with ' + spec['where'] if spec.get('where') else ''} -- "
+                                    f"{spec['description']} (sql/contracts.yaml)")
+                  for name, spec in c.get("warn_if_rows", {}).items()]
     return specs
 
 
-def contract_results(con: duckdb.DuckDBPyConnection, table: str,
+def contract_results(con: duckdb.DuckDBPyConnection, *tables: str,
                      contract: dict | None = None) -> list[dg.AssetCheckResult]:
-    """Evaluate `table`'s contract on `con`, right after the asset wrote it (in the same step)."""
-    contract = contracts().get(table, {}) if contract is None else contract
-    return ([violation_result(con, table, name, sql) for name, sql in contract_violations(table, contract).items()]
-            + [warn_result(con, table, name, spec) for name, spec in contract.get("warn_if_rows", {}).items()])
+    """Evaluate the tables' contracts on `con`, right after the asset wrote them (in the same step)."""
+    results = []
+    for table, c in _contracts_of(tables, contract).items():
+        results += [violation_result(con, table, name, sql) for name, sql in contract_violations(table, c).items()]
+        results += [warn_result(con, table, name, spec) for name, spec in c.get("warn_if_rows", {}).items()]
+    return results
 
 
 def freshness_result(con: duckdb.DuckDBPyConnection, source: Source, as_of, max_age_days: float | None

@@ -268,7 +268,7 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
                      "disclosure yet) and segments sized from their fallback demand series.",
                      group_name="forecast", kinds={"duckdb"}),
     ],
-    check_specs=[*(spec for t in FORECAST_TABLES for spec in contract_specs(t)), SELECTION_CHECK],
+    check_specs=[*contract_specs(*FORECAST_TABLES), SELECTION_CHECK],
     pool=POOL,
 )
 def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
@@ -294,7 +294,7 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         counts = replace_tables_from_frames(con, {"marts.forecast": forecast, "marts.forecast_backtest": backtest,
                                                   "marts.forecast_selection": result.selection,
                                                   "marts.forecast_flags": result.flags})
-        checks = [r for t in FORECAST_TABLES for r in contract_results(con, t)] + [every_series_selected(con)]
+        checks = [*contract_results(con, *FORECAST_TABLES), every_series_selected(con)]
     warned = result.selection.filter(pl.col("warnings") != "")
     for row in warned.iter_rows(named=True):
         context.log.warning(f"{row['series_id']}: {row['warnings']}")
@@ -329,7 +329,7 @@ class VintageConfig(dg.Config):
                      description="One row per (vintage, later disclosure): forecast, interval, actual, log error.",
                      group_name="forecast", kinds={"duckdb"}),
     ],
-    check_specs=[spec for t in VINTAGE_TABLES for spec in contract_specs(t)],
+    check_specs=contract_specs(*VINTAGE_TABLES),
     pool=POOL,
 )
 def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, warehouse: DuckDBResource,
@@ -348,7 +348,7 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {"marts.forecast_vintage_errors": summary,
                                                   "marts.forecast_vintage_points": points})
-        checks = [r for t in VINTAGE_TABLES for r in contract_results(con, t)]
+        checks = contract_results(con, *VINTAGE_TABLES)
     pooled = summary.filter(pl.col("series_id") == POOLED)
     if pooled.height:
         row = pooled.row(0, named=True)

@@ -56,6 +56,7 @@ OUTPUTS = {
                             "scenario's decode chips and main model, with batch, replica and cost per million "
                             "output tokens.",
 }
+TABLES = tuple(f"marts.{name}" for name in OUTPUTS)
 # meta.assumptions stays a dependency (it is written from the same configuration object the assets are handed)
 DEPS = [dg.AssetKey(t.split(".")) for t in [*INPUTS.values(), "meta.assumptions"]]
 
@@ -63,7 +64,7 @@ DEPS = [dg.AssetKey(t.split(".")) for t in [*INPUTS.values(), "meta.assumptions"
 @dg.multi_asset(
     specs=[dg.AssetSpec(["marts", name], deps=DEPS, description=text, group_name="hardware",
                         kinds={"duckdb", "numpy"}) for name, text in OUTPUTS.items()],
-    check_specs=[spec for name in OUTPUTS for spec in contract_specs(f"marts.{name}")],
+    check_specs=contract_specs(*TABLES),
     pool=POOL,
 )
 def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
@@ -85,7 +86,7 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
         raise dg.Failure(description=f"{settings.assumptions_path}: {exc}", allow_retries=False) from None
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {f"marts.{name}": frame for name, frame in frames.items()})
-        checks = [r for name in OUTPUTS for r in contract_results(con, f"marts.{name}")]
+        checks = contract_results(con, *TABLES)
     seconds = time.perf_counter() - started
     context.log.info(f"hardware model: {seconds:.1f} s")
     for name in OUTPUTS:
@@ -110,7 +111,7 @@ CALIBRATION_DEPS = [dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey
                         kinds={"duckdb", "scipy"},
                         description="The fitted efficiency parameters per chip group (hbm, lpu, wafer_scale) and "
                         "the calibration's leave-one-source-out error, which the fleet model uses.")],
-    check_specs=[spec for t in CALIBRATION_TABLES for spec in contract_specs(t)],
+    check_specs=contract_specs(*CALIBRATION_TABLES),
     pool=POOL,
 )
 def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
@@ -136,7 +137,7 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {"marts.throughput_calibration": table,
                                                   "marts.serving_efficiency": efficiency})
-        checks = [r for t in CALIBRATION_TABLES for r in contract_results(con, t)]
+        checks = contract_results(con, *CALIBRATION_TABLES)
     fit = table.filter(pl.col("in_fit"))
     seconds = time.perf_counter() - started
     context.log.info(f"calibration: median |log error| {fit['abs_log_error'].median():.3f} over {fit.height} "

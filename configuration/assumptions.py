@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,11 @@ class Configuration:
     model: "Assumptions"
 
     def rows(self) -> pl.DataFrame:
+        """meta.assumptions' rows (flattened once per configuration object)."""
+        return self._rows
+
+    @cached_property
+    def _rows(self) -> pl.DataFrame:
         return flatten_assumptions(self.data, self.path)
 
 

@@ -86,9 +86,9 @@ def _log(axis) -> None:
 
 def _month_starts(lo: float, hi: float, months: tuple[int, ...]) -> list[float]:
     """Matplotlib date numbers of the first days of `months` between `lo` and `hi` (date numbers)."""
-    start, end = mdates.num2date(lo), mdates.num2date(hi)
-    return [mdates.date2num(dt.datetime(y, m, 1)) for y in range(start.year, end.year + 1) for m in months
-            if lo <= mdates.date2num(dt.datetime(y, m, 1)) <= hi]
+    years = range(mdates.num2date(lo).year, mdates.num2date(hi).year + 1)
+    ticks = mdates.date2num([dt.datetime(y, m, 1) for y in years for m in months])
+    return [t for t in ticks if lo <= t <= hi]
 
 
 def _dates(ax) -> None:

@@ -50,20 +50,8 @@ def build(con, *tables: str) -> None:
 
 @pytest.fixture
 def dagster_env(tmp_path: Path, monkeypatch, data_dir: Path) -> dict:
-    """Environment for an end-to-end run: temp warehouse, reports and Dagster instance."""
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    storage = tmp_path / "dagster_storage"
-    (home / "dagster.yaml").write_text(
-        (ROOT / "dagster.yaml").read_text().replace("var/dagster", str(storage))
-    )
-    env = {
-        "DAGSTER_HOME": str(home),
-        "T2C_DATA_DIR": str(data_dir),
-        "T2C_WAREHOUSE": str(tmp_path / "var" / "warehouse.duckdb"),
-        "T2C_REPORTS_DIR": str(tmp_path / "var" / "reports"),
-        "T2C_ASSUMPTIONS": str(ASSUMPTIONS),
-    }
+    """Environment for an end-to-end run: temp warehouse, reports and Dagster instance, reading `data_dir`."""
+    env = pipeline_root(tmp_path, data=data_dir)["env"]
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -92,10 +80,12 @@ def marts_of(path: Path) -> dict:
         con.close()
 
 
-def pipeline_root(root: Path) -> dict:
-    """A private data copy, Dagster instance and var/ under `root`, and the environment that points at them."""
-    data = root / "data"
-    shutil.copytree(DATA, data)
+def pipeline_root(root: Path, data: Path | None = None) -> dict:
+    """A Dagster instance and var/ under `root`, the data (`data`, else a private copy of the embedded data
+    under `root`), and the environment that points at them."""
+    if data is None:
+        data = root / "data"
+        shutil.copytree(DATA, data)
     home = root / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text().replace("var/dagster", str(root / "dg")))
@@ -132,8 +122,8 @@ def resources_for(pipeline: dict, as_of: str) -> dict:
     from pipelines.settings import Paths, settings_config
 
     env = pipeline["env"]
-    paths = Paths(data_dir=Path(env["T2C_DATA_DIR"]), warehouse=Path(env["T2C_WAREHOUSE"]),
-                  reports_dir=Path(env["T2C_REPORTS_DIR"]), assumptions=Path(env["T2C_ASSUMPTIONS"]))
+    paths = Paths.from_env(data_dir=env["T2C_DATA_DIR"], warehouse=env["T2C_WAREHOUSE"],
+                           reports_dir=env["T2C_REPORTS_DIR"], assumptions=env["T2C_ASSUMPTIONS"])
     return {"warehouse": Warehouse(database=str(paths.warehouse)),
             "settings": ProjectSettings(**settings_config(paths, as_of, env.get("T2C_CALL_LOGS", "")))}
 

@@ -79,13 +79,13 @@ def test_a_failed_contract_check_blocks_what_is_downstream_and_a_finding_only_wa
     contract = {"key": ["k"], "non_negative": ["x"],
                 "warn_if_rows": {"large": {"description": "x above 5", "where": "x > 5", "show": "k"}}}
 
-    @dg.asset(key=["marts", "t"], check_specs=contract_specs("marts.t", contract))
+    @dg.asset(key=["marts", "t"], check_specs=contract_specs("marts.t", contract=contract))
     def t(warehouse: Resource):
         with warehouse.get_connection() as con:
             con.execute("create schema if not exists marts")
             con.execute("create or replace table marts.t as select * from (values (1, 2.0), (1, 3.0), (2, 9.0)) "
                         "v(k, x)")
-            return dg.MaterializeResult(check_results=contract_results(con, "marts.t", contract))
+            return dg.MaterializeResult(check_results=contract_results(con, "marts.t", contract=contract))
 
     @dg.asset(key=["marts", "after"], deps=[t])
     def after():
