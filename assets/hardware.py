@@ -15,6 +15,7 @@ from assets.ingest import POOL
 from assets.resources import ProjectSettings
 from warehouse.io import replace_tables_from_frames
 from hardware.fleet import ScenarioError
+from hardware.stockflow import AvailabilityError
 from hardware.build import build
 
 INPUTS = {
@@ -31,6 +32,8 @@ INPUTS = {
     "forecast": "marts.forecast",
     "supply_metrics": "marts.supply_metrics",
     "serving_efficiency": "marts.serving_efficiency",
+    "chip_shipments": "marts.chip_shipments",
+    "chip_availability": "raw.chip_availability",
 }
 OUTPUTS = {
     "hardware_demand": "Chips, H100e, MW and capex needed per quarter, scenario, segment, phase and chip "
@@ -55,6 +58,15 @@ OUTPUTS = {
     "interactivity_curves": "Decode tokens/s per chip against tokens/s per user (InferenceX's axes) for each "
                             "scenario's decode chips and main model, with batch, replica and cost per million "
                             "output tokens.",
+    "installed_base_by_chip": "Shipped and installed units per quarter, region, designer and chip: Epoch AI's counted "
+                              "shipments, then each designer's H100e forecast split over its chips inside their "
+                              "availability window (data/chip_availability.csv); chip null = projected H100e no chip "
+                              "of the designer can take. Data: Epoch AI.",
+    "fleet_stock_flow": "Stock and flow per quarter, scenario, segment and chip: installed inference chips, chips in "
+                        "use and their utilisation, tokens/day they serve, and chips bought in the quarter.",
+    "fleet_totals": "Per quarter, scenario and segment ('all' = every segment), totals computed within each Monte "
+                    "Carlo draw, then p5/median/p95: fleet serving demand (chips, H100e, MW, capex), chips bought, "
+                    "installed utilisation, share of demand the installed base serves, shortfall.",
 }
 TABLES = tuple(f"marts.{name}" for name in OUTPUTS)
 # meta.assumptions stays a dependency (it is written from the same configuration object the assets are handed)
@@ -82,7 +94,7 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
             frames = build(inputs, config)
         for message in sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)}):
             context.log.warning(message)
-    except (ScenarioError, KeyError) as exc:
+    except (ScenarioError, AvailabilityError, KeyError) as exc:
         raise dg.Failure(description=f"{settings.assumptions_path}: {exc}", allow_retries=False) from None
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {f"marts.{name}": frame for name, frame in frames.items()})

@@ -12,10 +12,11 @@ from __future__ import annotations
 import difflib
 import math
 from pathlib import Path
-from typing import Any
+import datetime as dt
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 STRICT = ConfigDict(extra="forbid")
 
@@ -220,6 +221,14 @@ class Segment(BaseModel):
     model_mix_source: str = ""
 
 
+class ScenarioPeriod(BaseModel):
+    """Shares from a quarter on: only the segments and placements named change."""
+    model_config = STRICT
+    from_: dt.date = Field(alias="from")
+    placement: dict[str, dict[str, dict[str, float]]] = {}
+    segments: dict[str, dict[str, dict[str, float]] | Literal["shipment_mix"]] = {}
+
+
 class Scenario(BaseModel):
     model_config = STRICT
     label: str = ""
@@ -229,7 +238,9 @@ class Scenario(BaseModel):
     kv_cache_on_ssd: bool = False
     orchestration_cpu: str | None = None
     placement: dict[str, dict[str, dict[str, float]]] = {}
-    segments: dict[str, dict[str, dict[str, float]]]
+    # a segment: phase -> {chip: share}, or 'shipment_mix' (bought in the region's projected shipment mix)
+    segments: dict[str, dict[str, dict[str, float]] | Literal["shipment_mix"]]
+    periods: list[ScenarioPeriod] = []
 
 
 class Report(BaseModel):

@@ -20,8 +20,12 @@ import numpy as np
 import polars as pl
 
 from hardware.exposure import concentration, supplier_exposure
-from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, check_speed, draw_assumptions,
-                            parse_scenarios, size_fleet, summarise, tie_workload)
+import dataclasses
+
+from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, Stock, check_speed, check_windows,
+                            draw_assumptions, parse_scenarios, size_fleet, summarise, tie_workload)
+from hardware.stockflow import (SHIPMENT_MIX, _units_by_region, fleet_totals, installed_by_chip, stock_flow_table,
+                                windows_from_frame)
 from hardware.serving import interactivity_curves, priors_and_limits, serving_from_table
 from hardware.specs import chips_from_frame, models_from_frame
 from hardware.stats import Z80, log_sigma, percentiles
@@ -126,6 +130,13 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     point = dict(assumptions.select("name", "value").iter_rows())
     check_speed(scenarios, chips, models, mix, point, serving)
 
+    region = {s: spec["region"] for s, spec in config["segments"].items()}
+    windows = windows_from_frame(inputs["chip_availability"])
+    check_windows(scenarios, sorted(demand["period_start"].unique().to_list()), region, windows, mix)
+    life_quarters = int(round(_value(assumptions, "installed_base.service_life_years") * 4))
+    installed = installed_by_chip(inputs["chip_shipments"], inputs["installed_base_projection"], inputs["specs"],
+                                  windows, life_quarters)
+
     draws = int(_value(assumptions, "fleet.mc_draws"))
     rng = np.random.default_rng(seed)
     samples = draw_assumptions(assumptions, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
@@ -135,14 +146,16 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     samples = tie_workload(samples, int(_value(assumptions, "fleet.workload_points")))
     demand_z = {s: rng.standard_normal(draws) for s in segments}
     error_z = {g: rng.standard_normal(draws) for g in error_sd}
-    rows = size_fleet(demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z)
+    share = samples["fleet.inference_share_of_installed_base"]
+    stock = Stock(_units_by_region(installed), installed, windows, region, share, life_quarters)
+    stock_records: list[dict] = []
+    rows = size_fleet(demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z, stock,
+                      stock_records)
     hardware_demand = summarise(rows, chips, samples)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
-    region = {s: spec["region"] for s, spec in config["segments"].items()}
     supply = config.get("supply") or {}
     projection = inputs["installed_base_projection"]
-    share = samples["fleet.inference_share_of_installed_base"]
     gap = supply_demand_gap(rows, chips, region, projection, share)
     utilisation = implied_utilisation(rows, chips, region, projection, share,
                                       _value(assumptions, "supply.utilisation_overbuild"))
@@ -152,11 +165,12 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
                           list(supply.get("margin_chips") or []), supply.get("margin_precision", "fp8"),
                           _range(assumptions, "supply.all_in_cost_multiplier"))
-    sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving)
+    point_stock = dataclasses.replace(stock, share=np.full(1, _value(assumptions, "fleet.inference_share_of_installed_base")))
+    sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving, point_stock)
     checks = _cross_checks(rows, chips, designer, inputs, samples, exposure,
                            _value(assumptions, "supply.flow_revenue_tolerance"),
                            _value(assumptions, "supply.share_tolerance"), supply)
-    curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips), serving.efficiency,
+    curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips, rows), serving.efficiency,
                                   limits, point)
     return {
         "hardware_demand": hardware_demand,
@@ -169,69 +183,91 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
         "sensitivity": sensitivity,
         "cross_checks": checks,
         "interactivity_curves": curves,
+        "installed_base_by_chip": installed.with_columns(pl.col("chip").fill_null("(unplaced)")),
+        "fleet_stock_flow": stock_flow_table(stock_records, chips, region),
+        "fleet_totals": fleet_totals(rows, stock_records, chips, samples["fleet.pue"]),
     }
 
 
-def _curve_pairs(config, scenarios, mix, chips) -> list[tuple[str, str, str]]:
-    """(chip, model, precision) for the interactivity curves: each decode chip of each scenario with the
-    largest model share of its segment (report.curve_models adds models to every chip)."""
+def _curve_pairs(config, scenarios, mix, chips, rows) -> list[tuple[str, str, str]]:
+    """(chip, model, precision) for the interactivity curves: each chip a scenario buys for decode in a
+    segment (shipment-mix segments: the chips the stock and flow bought), with the largest model share of
+    the segment (report.curve_models adds models to every chip)."""
     extra = list((config.get("report") or {}).get("curve_models") or [])
+    bought = {(r["scenario"], r["segment"], r["chip"]) for r in rows
+              if r["phase"] == "decode" and np.any(r["bought"] > 0)}
     pairs = []
     for scen in scenarios.values():
-        for segment, phases in scen.mix.items():
+        for segment in mix:
             top = max(mix[segment], key=mix[segment].get)
-            for chip in phases["decode"]:
+            named = {c for m, _ in scen.entries() if m[segment] != SHIPMENT_MIX for c in m[segment]["decode"]}
+            named |= {c for s, seg, c in bought if s == scen.name and seg == segment}
+            for chip in sorted(named):
                 for model in [top, *extra]:
                     if (chip, model, scen.precision) not in pairs and chips[chip].chip_class != "cpu":
                         pairs.append((chip, model, scen.precision))
     return pairs
 
 
-def _total_chips(demand, scenarios, chips, models, mix, point: dict, z: float, serving: Serving,
-                 error: float = 0.0) -> dict[str, float]:
-    rows = size_fleet(demand, scenarios, chips, models, mix, point,
-                      {s: np.full(1, z) for s in demand["segment"].unique().to_list()}, serving,
-                      {g: np.full(1, error) for g in serving.error_sd})
-    totals: dict[str, float] = {}
+def _total_chips(demand, scenarios, chips, models, mix, cases: list[dict], point: dict, serving: Serving,
+                 stock: Stock | None = None) -> list[dict[str, float]]:
+    """Chips serving demand in the last quarter of `demand` per scenario (installed in use + bought), for each
+    case: {assumption: value} moves, demand z 'z', calibration error z 'error', inference share 'share'. The
+    cases run together as the draws of one stock-and-flow pass."""
+    k = len(cases)
+    samples = {n: np.array([c.get(n, v) for c in cases], dtype=float) for n, v in point.items()}
+    z = np.array([c.get("z", 0.0) for c in cases])
+    error = np.array([c.get("error", 0.0) for c in cases])
+    if stock is not None:
+        stock = dataclasses.replace(stock, share=np.array([c.get("share", float(stock.share[0])) for c in cases]))
+    rows = size_fleet(demand, scenarios, chips, models, mix, samples,
+                      {s: z for s in demand["segment"].unique().to_list()}, serving,
+                      {g: error for g in serving.error_sd}, stock)
+    last = demand["period_start"].max()
+    totals = [dict.fromkeys(scenarios, 0.0) for _ in range(k)]
     for r in rows:
-        totals[r["scenario"]] = totals.get(r["scenario"], 0.0) + float(r["chips"][0])
+        if r["period_start"] == last:
+            for i in range(k):
+                totals[i][r["scenario"]] += float(r["chips"][i])
     return totals
 
 
-def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: Serving) -> pl.DataFrame:
-    """Total chips at the horizon's last quarter when one assumption moves to its low or high end with
-    the others at their values; the demand forecast and the calibration error move across their 80%
-    intervals; the festival peak is a stress case (low = high = the festival peak-to-average)."""
+def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: Serving,
+                 stock: Stock | None = None) -> pl.DataFrame:
+    """Total chips serving demand at the horizon's last quarter (installed chips in use + bought; the stock and
+    flow runs the whole horizon) when one assumption moves to its low or high end with the others at their
+    values; the demand forecast and the calibration error move across their 80% intervals; the festival peak
+    is a stress case (low = high = the festival peak-to-average)."""
     last = demand.filter(pl.col("period_start") == demand["period_start"].max())
     rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
-    point = {n: np.full(1, rows[n]["value"]) for n in FLEET_ASSUMPTIONS}
-
-    def total(moved: dict | None = None, z: float = 0.0, error: float = 0.0):
-        return _total_chips(last, scenarios, chips, models, mix, {**point, **(moved or {})}, z, serving, error)
-
-    base = total()
+    point = {n: rows[n]["value"] for n in FLEET_ASSUMPTIONS}
     spread = log_sigma(last["lo95"], last["hi95"])
+    festival = rows["fleet.festival_peak_to_average"]["value"]
+    share = rows["fleet.inference_share_of_installed_base"]
+    # (name, unit, low, value, high, case at low, case at high)
     moves = [("demand (forecast 80% interval)", "tokens/day", float((last["value"] * np.exp(-Z80 * spread)).sum()),
               float(last["value"].sum()), float((last["value"] * np.exp(Z80 * spread)).sum()),
-              total(z=-Z80), total(z=Z80)),
+              {"z": -Z80}, {"z": Z80}),
              ("calibration error (leave-one-source-out, 80% interval)",
               "z: per-chip rates x exp(z x error_log_sd of the chip group)", -Z80, 0.0, Z80,
-              total(error=-Z80), total(error=Z80))]
-    festival = rows["fleet.festival_peak_to_average"]["value"]
-    stressed = total({"fleet.peak_to_average": np.full(1, festival)})
-    moves.append(("stress: festival peak (fleet.festival_peak_to_average)", rows["fleet.peak_to_average"]["unit"],
-                  rows["fleet.peak_to_average"]["value"], rows["fleet.peak_to_average"]["value"], festival,
-                  base, stressed))
+              {"error": -Z80}, {"error": Z80}),
+             ("stress: festival peak (fleet.festival_peak_to_average)", rows["fleet.peak_to_average"]["unit"],
+              rows["fleet.peak_to_average"]["value"], rows["fleet.peak_to_average"]["value"], festival,
+              {}, {"fleet.peak_to_average": festival})]
+    if stock is not None and share["high"] > share["low"]:
+        moves.append(("fleet.inference_share_of_installed_base", share["unit"], share["low"], share["value"],
+                      share["high"], {"share": share["low"]}, {"share": share["high"]}))
     for name in FLEET_ASSUMPTIONS:
         r = rows[name]
-        if r["high"] <= r["low"]:
-            continue
-        moves.append((name, r["unit"], r["low"], r["value"], r["high"],
-                      total({name: np.full(1, r["low"])}), total({name: np.full(1, r["high"])})))
+        if r["high"] > r["low"]:
+            moves.append((name, r["unit"], r["low"], r["value"], r["high"], {name: r["low"]}, {name: r["high"]}))
+    cases = [{}] + [c for m in moves for c in m[5:]]
+    totals = _total_chips(demand, scenarios, chips, models, mix, cases, point, serving, stock)
+    base = totals[0]
     out = [{"scenario": scen, "assumption": name, "unit": unit, "low_value": low, "value": value,
-            "high_value": high, "chips_at_low": at_low[scen], "chips_at_value": base[scen],
-            "chips_at_high": at_high[scen]}
-           for name, unit, low, value, high, at_low, at_high in moves for scen in scenarios]
+            "high_value": high, "chips_at_low": totals[1 + 2 * i][scen], "chips_at_value": base[scen],
+            "chips_at_high": totals[2 + 2 * i][scen]}
+           for i, (name, unit, low, value, high, _, _) in enumerate(moves) for scen in scenarios]
     frame = pl.DataFrame(out).with_columns(
         (pl.col("chips_at_high") - pl.col("chips_at_low")).abs().alias("swing_chips"),
         pl.lit(last["period_start"][0]).alias("period_start"))

@@ -27,6 +27,8 @@ ScenarioError naming scenario, segment, chip and model.
 
 from __future__ import annotations
 
+import datetime as dt
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,8 +37,11 @@ import polars as pl
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, group_of, serve
 from hardware.stats import log_sigma, percentiles
+from hardware.stockflow import (SHIPMENT_MIX, _stock_at, check_available, quarters_between, servable,
+                                shipment_mix)
 
 PHASES = ("prefill", "decode")
+ALLOCATION_ROUNDS = 6  # water-filling rounds that hand installed chips' idle time to models with load left
 PRECISIONS = ("bf16", "fp8", "fp4")
 SECONDS_PER_DAY = 86_400.0
 
@@ -51,13 +56,28 @@ class Scenario:
     description: str
     precision: str
     kv_cache_on_ssd: bool
-    mix: dict  # segment -> phase -> {chip: share}
+    mix: dict  # segment -> phase -> {chip: share}, or segment -> SHIPMENT_MIX (the quarter's shipment mix)
     orchestration_cpu: str | None = None
     placement: dict | None = None  # model -> phase -> {chip: share}: overrides the segment's mix for that model
+    # (from quarter, mix, placement) from that quarter on (the first entry: the scenario's own mix, from any date)
+    schedule: tuple = ()
 
-    def shares(self, segment: str, phase: str, model: str) -> dict[str, float]:
-        """The chips (and their shares) that serve `model`'s `phase` in `segment`."""
-        return ((self.placement or {}).get(model) or {}).get(phase) or self.mix[segment][phase]
+    def entry(self, period: dt.date | None) -> tuple[dict, dict]:
+        mix, placement = self.mix, self.placement or {}
+        for start, m, p in self.schedule:
+            if period is not None and start <= period:
+                mix, placement = m, p
+        return mix, placement
+
+    def shares(self, segment: str, phase: str, model: str, period: dt.date | None = None) -> dict[str, float] | str:
+        """The chips (and their shares) that serve `model`'s `phase` in `segment` in `period`, or SHIPMENT_MIX."""
+        mix, placement = self.entry(period)
+        return (placement.get(model) or {}).get(phase) or (SHIPMENT_MIX if mix[segment] == SHIPMENT_MIX
+                                                           else mix[segment][phase])
+
+    def entries(self):
+        """Every (mix, placement) the scenario uses over time."""
+        return [(self.mix, self.placement or {})] + [(m, p) for _, m, p in self.schedule]
 
 
 def _check_costed(chip: Chip, where: str) -> None:
@@ -67,9 +87,64 @@ def _check_costed(chip: Chip, where: str) -> None:
                                 "chip_overrides")
 
 
+def _parse_shares(shares, chips: dict[str, Chip], at: str) -> dict[str, float]:
+    if not isinstance(shares, dict) or not shares:
+        raise ScenarioError(f"{at}: needs chip: share entries")
+    for chip, share in shares.items():
+        if chip not in chips:
+            raise ScenarioError(f"{at}: unknown chip '{chip}' (not in accelerator_specs.csv)")
+        if not isinstance(share, (int, float)) or share < 0:
+            raise ScenarioError(f"{at}, chip '{chip}': share {share!r} must be a non-negative number")
+        _check_costed(chips[chip], at)
+    total = sum(shares.values())
+    if abs(total - 1.0) > 1e-6:
+        raise ScenarioError(f"{at}: shares sum to {total:g}, not 1")
+    return {c: float(v) for c, v in shares.items() if v > 0}
+
+
+def _parse_mix(raw: dict, chips, segments, where: str, base: dict | None = None) -> dict:
+    """segment -> phase -> {chip: share} (or SHIPMENT_MIX); with `base`, segments not named keep base's."""
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{where}: 'segments' must map segment -> phase -> chip: share")
+    unknown = set(raw) - set(segments)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown segment(s) {sorted(unknown)}; known: {segments}")
+    mix = dict(base or {})
+    for segment in segments:
+        phases = raw.get(segment)
+        if phases is None and base is not None:
+            continue
+        if phases == SHIPMENT_MIX:
+            mix[segment] = SHIPMENT_MIX
+            continue
+        if not isinstance(phases, dict):
+            raise ScenarioError(f"{where}: segment '{segment}' is missing (phase -> chip: share, or "
+                                f"'{SHIPMENT_MIX}')")
+        mix[segment] = {phase: _parse_shares(phases.get(phase), chips, f"{where}, segment '{segment}', phase '{phase}'")
+                        for phase in PHASES}
+    return mix
+
+
+def _parse_placement(raw, chips, where: str, base: dict | None = None) -> dict:
+    placement = {m: dict(v) for m, v in (base or {}).items()}
+    for model, phases in (raw or {}).items():
+        placement[model] = {}
+        for phase, shares in (phases or {}).items():
+            at = f"{where}, placement of '{model}', phase '{phase}'"
+            if phase not in PHASES:
+                raise ScenarioError(f"{at}: needs prefill/decode -> chip: share entries")
+            placement[model][phase] = _parse_shares(shares, chips, at)
+    return placement
+
+
 def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], source: str = "assumptions") \
         -> dict[str, Scenario]:
-    """Validate the `scenarios` section and return Scenario objects. Every problem is a ScenarioError."""
+    """Validate the `scenarios` section and return Scenario objects. Every problem is a ScenarioError.
+
+    A segment maps phase -> {chip: share}, or is the string 'shipment_mix' (chips bought in proportion
+    to the quarter's projected shipments of the segment's region). `periods` is a list of
+    {from: date, segments: {...}, placement: {...}} whose entries apply from that quarter on, each
+    replacing only the segments and placements it names."""
     if not isinstance(raw, dict) or not raw:
         raise ScenarioError(f"{source}: 'scenarios' must map scenario names to definitions")
     out = {}
@@ -80,54 +155,54 @@ def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], sour
         precision = spec.get("precision", "fp8")
         if precision not in PRECISIONS:
             raise ScenarioError(f"{where}: precision {precision!r} is not one of {list(PRECISIONS)}")
-        mix = {}
-        for segment in segments:
-            phases = spec["segments"].get(segment)
-            if not isinstance(phases, dict):
-                raise ScenarioError(f"{where}: segment '{segment}' is missing")
-            mix[segment] = {}
-            for phase in PHASES:
-                shares = phases.get(phase)
-                if not isinstance(shares, dict) or not shares:
-                    raise ScenarioError(f"{where}, segment '{segment}': phase '{phase}' needs chip: share entries")
-                for chip, share in shares.items():
-                    if chip not in chips:
-                        raise ScenarioError(f"{where}, segment '{segment}', phase '{phase}': unknown chip '{chip}' "
-                                            "(not in accelerator_specs.csv)")
-                    if not isinstance(share, (int, float)) or share < 0:
-                        raise ScenarioError(f"{where}, segment '{segment}', phase '{phase}', chip '{chip}': share "
-                                            f"{share!r} must be a non-negative number")
-                    _check_costed(chips[chip], f"{where}, segment '{segment}', phase '{phase}'")
-                total = sum(shares.values())
-                if abs(total - 1.0) > 1e-6:
-                    raise ScenarioError(f"{where}, segment '{segment}', phase '{phase}': shares sum to {total:g}, "
-                                        "not 1")
-                mix[segment][phase] = {c: float(v) for c, v in shares.items() if v > 0}
-        unknown = set(spec["segments"]) - set(segments)
-        if unknown:
-            raise ScenarioError(f"{where}: unknown segment(s) {sorted(unknown)}; known: {segments}")
-        placement = {}
-        for model, phases in (spec.get("placement") or {}).items():
-            placement[model] = {}
-            for phase, shares in (phases or {}).items():
-                at = f"{where}, placement of '{model}', phase '{phase}'"
-                if phase not in PHASES or not isinstance(shares, dict) or not shares:
-                    raise ScenarioError(f"{at}: needs prefill/decode -> chip: share entries")
-                for chip in shares:
-                    if chip not in chips:
-                        raise ScenarioError(f"{at}: unknown chip '{chip}' (not in accelerator_specs.csv)")
-                    _check_costed(chips[chip], at)
-                if abs(sum(shares.values()) - 1.0) > 1e-6:
-                    raise ScenarioError(f"{at}: shares sum to {sum(shares.values()):g}, not 1")
-                placement[model][phase] = {c: float(v) for c, v in shares.items() if v > 0}
+        mix = _parse_mix(spec["segments"], chips, segments, where)
+        placement = _parse_placement(spec.get("placement"), chips, where)
+        schedule = []
+        prev_mix, prev_placement = mix, placement
+        for i, period in enumerate(spec.get("periods") or []):
+            at = f"{where}, periods[{i}]"
+            start = period.get("from") if isinstance(period, dict) else None
+            if isinstance(start, str):
+                try:
+                    start = dt.date.fromisoformat(start)
+                except ValueError:
+                    start = None
+            if not isinstance(start, dt.date):
+                raise ScenarioError(f"{at}: needs 'from' as a date (YYYY-MM-DD, a quarter start)")
+            if schedule and start <= schedule[-1][0]:
+                raise ScenarioError(f"{at}: 'from' {start} must come after the previous entry's")
+            prev_mix = _parse_mix(period.get("segments") or {}, chips, segments, at, base=prev_mix)
+            prev_placement = _parse_placement(period.get("placement"), chips, at, base=prev_placement)
+            schedule.append((start, prev_mix, prev_placement))
         cpu = spec.get("orchestration_cpu")
         if cpu is not None:
             if cpu not in chips:
                 raise ScenarioError(f"{where}: orchestration_cpu '{cpu}' is not in accelerator_specs.csv")
             _check_costed(chips[cpu], f"{where}, orchestration_cpu")
         out[name] = Scenario(name, str(spec.get("description", "")), precision,
-                             bool(spec.get("kv_cache_on_ssd", False)), mix, cpu, placement)
+                             bool(spec.get("kv_cache_on_ssd", False)), mix, cpu, placement, tuple(schedule))
     return out
+
+
+def check_windows(scenarios: dict[str, Scenario], periods: list[dt.date], region: dict[str, str],
+                  windows: dict, model_mix: dict[str, dict[str, float]]) -> None:
+    """A scenario that puts new load on a chip outside its availability window in a quarter of the horizon is
+    an AvailabilityError naming scenario, quarter, region and chip."""
+    for scen in scenarios.values():
+        for period in periods:
+            mix, placement = scen.entry(period)
+            for segment, phases in mix.items():
+                reg = region[segment]
+                named = [] if phases == SHIPMENT_MIX else [(p, c) for p, shares in phases.items() for c in shares]
+                named += [(p, c) for model, ph in placement.items() if model in model_mix[segment]
+                          for p, shares in ph.items() for c in shares]
+                for phase, chip in named:
+                    check_available(windows, scen.name, period, reg, chip,
+                                    f"segment '{segment}', phase '{phase}'")
+            if scen.orchestration_cpu:
+                for segment in mix:
+                    check_available(windows, scen.name, period, region[segment], scen.orchestration_cpu,
+                                    "orchestration_cpu")
 
 
 def draw_assumptions(assumptions: pl.DataFrame, names: list[str], draws: int, rng: np.random.Generator) \
@@ -208,18 +283,35 @@ def check_speed(scenarios: dict[str, Scenario], chips: dict[str, Chip], models: 
     prompt = point["workload.input_tokens"]
     output = output_tokens_per_request(prompt, point["workload.output_share"])
     for scen in scenarios.values():
-        for segment in scen.mix:
-            for model_name in model_mix[segment]:
-                for chip_name in scen.shares(segment, "decode", model_name):
-                    chip = chips[chip_name]
-                    r = serve(chip, models[model_name], scen.precision, prompt, output,
-                              serving.efficiency[group_of(chip)], serving.limits, user_speed=target)
-                    if not r["meets_speed"]:
-                        raise ScenarioError(
-                            f"scenario '{scen.name}', segment '{segment}': chip '{chip_name}' cannot decode model "
-                            f"'{model_name}' at the per-user speed target of {target:g} tokens/s (it reaches "
-                            f"{r['decode_per_user']:.1f} at batch 1 on {r['n']:g} chips). Move that decode share "
-                            "to a faster chip (placement) or take the model out of the segment's mix.")
+        named = {(segment, model_name, chip_name)
+                 for mix, placement in scen.entries() for segment in mix for model_name in model_mix[segment]
+                 for chip_name in ((placement.get(model_name) or {}).get("decode")
+                                   or ({} if mix[segment] == SHIPMENT_MIX else mix[segment]["decode"]))}
+        for segment, model_name, chip_name in sorted(named):
+            chip = chips[chip_name]
+            r = serve(chip, models[model_name], scen.precision, prompt, output,
+                      serving.efficiency[group_of(chip)], serving.limits, user_speed=target)
+            if not r["meets_speed"]:
+                raise ScenarioError(
+                    f"scenario '{scen.name}', segment '{segment}': chip '{chip_name}' cannot decode model "
+                    f"'{model_name}' at the per-user speed target of {target:g} tokens/s (it reaches "
+                    f"{r['decode_per_user']:.1f} at batch 1 on {r['n']:g} chips). Move that decode share "
+                    "to a faster chip (placement) or take the model out of the segment's mix.")
+
+
+@dataclass(frozen=True)
+class Stock:
+    """The installed base the fleet serves from first: installed units per (quarter, region) and chip
+    (hardware.stockflow.installed_by_chip), the availability windows, the segment -> region map, the
+    inference share of the installed base (per draw), the service life in quarters, and the shipment rows
+    the `shipment_mix` policy reads. Bought chips join the stock and retire after the service life."""
+    units: dict
+    installed: pl.DataFrame
+    windows: dict
+    region: dict
+    share: np.ndarray
+    life_quarters: int
+    mix_cache: dict = dataclasses.field(default_factory=dict)  # (region, quarter) -> the shipment-mix shares
 
 
 def size_fleet(
@@ -232,16 +324,22 @@ def size_fleet(
     demand_z: dict[str, np.ndarray],
     serving: Serving,
     error_z: dict[str, np.ndarray] | None = None,
+    stock: Stock | None = None,
+    flows: list | None = None,
 ) -> list[dict]:
-    """Chips per draw for every (period, scenario, segment, phase, chip).
+    """Chips per draw for every (period, scenario, segment, phase, chip): the installed chips in use plus the
+    chips bought in the quarter (stock and flow); without `stock`, every quarter is sized from scratch.
 
     `demand` has period_start, segment, value, lo95, hi95 (tokens/day; log-normal between the 95%
     bounds); `demand_z` holds one standard-normal draw per Monte Carlo draw and segment, `error_z` one per
     draw and chip group (the calibration error; None: none). Returns long rows with numpy arrays of draws
-    in `chips` and `tokens_per_day`."""
+    in `chips` (= `installed_used` + `bought`) and `tokens_per_day`. With `flows` (a list), one record per
+    (period, scenario, segment, chip) of the stock is appended to it: installed inference chips, chips in use,
+    tokens/day served, chips bought, and per segment the shortfall (chip None)."""
     draws = len(next(iter(samples.values())))
     rates_cache: dict[tuple, dict] = {}
     factor = {g: np.exp(sd * (error_z[g] if error_z else np.zeros(draws))) for g, sd in serving.error_sd.items()}
+    zero = np.zeros(draws)
 
     def rate(chip_name, model_name, precision):
         key = (chip_name, model_name, precision)
@@ -250,46 +348,167 @@ def size_fleet(
         return rates_cache[key]
 
     overhead = samples["fleet.peak_to_average"] / samples["fleet.utilisation"] * (1.0 + samples["fleet.redundancy"])
-    rows = []
-    for period, segment, value, lo, hi in demand.select(
-            "period_start", "segment", "value", "lo95", "hi95").iter_rows():
+    frame = demand.select("period_start", "segment", "value", "lo95", "hi95").sort("period_start", "segment")
+    tokens_by = {}
+    for period, segment, value, lo, hi in frame.iter_rows():
         sigma = log_sigma(lo, hi) if lo and lo > 0 else 0.0
-        tokens_per_day = value * np.exp(sigma * demand_z[segment])
-        for scen in scenarios.values():
-            cached = samples["workload.cached_share"] * (1.0 if scen.kv_cache_on_ssd
-                                                   else samples["workload.cache_hit_retention_without_ssd"])
-            share_out = samples["workload.output_share"]
-            phase_tps = {"prefill": tokens_per_day / SECONDS_PER_DAY * (1 - share_out) * (1 - cached),
-                         "decode": tokens_per_day / SECONDS_PER_DAY * share_out}
-            accelerators = np.zeros_like(tokens_per_day)
-            for phase in PHASES:
-                need: dict[str, np.ndarray] = {}
-                flops: dict[str, np.ndarray] = {}
-                tokens: dict[str, np.ndarray] = {}
-                context = samples["workload.input_tokens"] / 2 if phase == "prefill" else samples["workload.input_tokens"]
-                for model_name, weight in model_mix[segment].items():
-                    for chip_name, share in scen.shares(segment, phase, model_name).items():
+        tokens_by[(period, segment)] = value * np.exp(sigma * demand_z[segment])
+    periods = sorted({p for p, _ in tokens_by})
+    segments = sorted({s for _, s in tokens_by})
+    rows = []
+    for scen in scenarios.values():
+        bought_stock: dict[str, list[tuple[dt.date, np.ndarray]]] = {}  # (segment) chip -> [(quarter, chips)]
+        for period in periods:
+            for segment in segments:
+                if (period, segment) not in tokens_by:
+                    continue
+                tokens_per_day = tokens_by[(period, segment)]
+                cached = samples["workload.cached_share"] * (1.0 if scen.kv_cache_on_ssd
+                                                       else samples["workload.cache_hit_retention_without_ssd"])
+                share_out = samples["workload.output_share"]
+                phase_tps = {"prefill": tokens_per_day / SECONDS_PER_DAY * (1 - share_out) * (1 - cached),
+                             "decode": tokens_per_day / SECONDS_PER_DAY * share_out}
+                context = {"prefill": samples["workload.input_tokens"] / 2, "decode": samples["workload.input_tokens"]}
+                mix = model_mix[segment]
+                # ---- the stock: installed inference chips and chips bought earlier, still in service
+                held: dict[str, np.ndarray] = {}
+                if stock is not None:
+                    region = stock.region[segment]
+                    peers = [s for s in segments if stock.region[s] == region and (period, s) in tokens_by]
+                    total = sum(tokens_by[(period, s)] for s in peers)
+                    part = np.where(total > 0, tokens_per_day / np.where(total > 0, total, 1.0), 0.0)
+                    for chip_name, units in _stock_at(stock.units, period, region).items():
+                        if chip_name in chips and servable(chips[chip_name]):
+                            held[chip_name] = units * stock.share * part
+                    for (seg, chip_name), entries in bought_stock.items():
+                        if seg != segment:
+                            continue
+                        alive = sum((n for q, n in entries if 0 <= quarters_between(q, period) < stock.life_quarters),
+                                    zero)
+                        held[chip_name] = held.get(chip_name, zero) + alive
+                # chips a stock chip needs to carry all of model m's load (co-located), and whether it meets
+                # the per-user speed target
+                need: dict[tuple[str, str], np.ndarray] = {}
+                phase_frac: dict[tuple[str, str], np.ndarray] = {}
+                ok: dict[tuple[str, str], np.ndarray] = {}
+                for chip_name in held:
+                    f = factor[group_of(chips[chip_name])]
+                    for model_name, weight in mix.items():
                         r = rate(chip_name, model_name, scen.precision)
-                        tps = phase_tps[phase] * share * weight
-                        per_chip = r[phase] * factor[group_of(chips[chip_name])]
-                        need[chip_name] = need.get(chip_name, 0.0) + np.where(
-                            tps > 0, np.maximum(tps / per_chip, r["replica"]), 0.0)
-                        flops[chip_name] = flops.get(chip_name, 0.0) + \
-                            tps * SECONDS_PER_DAY * models[model_name].flops_per_token(context)
-                        tokens[chip_name] = tokens.get(chip_name, 0.0) + tps * SECONDS_PER_DAY
-                for chip_name, chip_need in need.items():
-                    n = chip_need * overhead
+                        pre = phase_tps["prefill"] * weight / (r["prefill"] * f)
+                        dec = phase_tps["decode"] * weight / (r["decode"] * f)
+                        need[(chip_name, model_name)] = (pre + dec) * overhead
+                        phase_frac[(chip_name, model_name)] = np.where(pre + dec > 0, pre / np.maximum(pre + dec, 1e-300), 0.0)
+                        ok[(chip_name, model_name)] = r["meets_speed"]
+                # water-filling: each round, a chip's free time goes to the models it can serve that still have
+                # load, in proportion to their token shares; a model takes at most its remaining load
+                free = {c: np.ones(draws) for c in held}
+                remaining = {m: np.ones(draws) for m in mix}
+                on: dict[tuple[str, str], np.ndarray] = {(c, m): zero for c in held for m in mix}
+                for _ in range(ALLOCATION_ROUNDS):
+                    offer = {m: zero for m in mix}
+                    alloc = {}
+                    for c in held:
+                        weights = {m: np.where(ok[(c, m)] & (remaining[m] > 1e-9), w, 0.0) for m, w in mix.items()}
+                        norm = sum(weights.values(), zero)
+                        for m, w in weights.items():
+                            alloc[(c, m)] = np.where(norm > 0, free[c] * w / np.where(norm > 0, norm, 1.0), 0.0)
+                            offer[m] = offer[m] + held[c] * alloc[(c, m)] / np.maximum(need[(c, m)], 1e-300)
+                    take = {m: np.where(offer[m] > 0, np.minimum(1.0, remaining[m] / np.maximum(offer[m], 1e-300)), 0.0)
+                            for m in mix}
+                    for (c, m), a in alloc.items():
+                        on[(c, m)] = on[(c, m)] + held[c] * a * take[m]
+                        free[c] = free[c] - a * take[m]
+                    for m in mix:
+                        remaining[m] = np.maximum(remaining[m] - offer[m] * take[m], 0.0)
+                covered = {m: 1.0 - remaining[m] for m in mix}
+                per_chip: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+                def add(chip_name, phase, key, value, tokens=None, flops=None):
+                    rec = per_chip.setdefault((chip_name, phase), {"installed_used": zero, "bought": zero,
+                                                                   "tokens": zero, "flops": zero})
+                    rec[key] = rec[key] + value
+                    if tokens is not None:
+                        rec["tokens"] = rec["tokens"] + tokens
+                        rec["flops"] = rec["flops"] + flops
+
+                served = {}
+                for chip_name in held:
+                    used = zero
+                    tokens = zero
+                    for m, weight in mix.items():
+                        chips_on_m = on[(chip_name, m)]
+                        used = used + chips_on_m
+                        carried = np.where(need[(chip_name, m)] > 0, chips_on_m / np.maximum(need[(chip_name, m)], 1e-300), 0.0)
+                        tokens = tokens + tokens_per_day * weight * carried
+                        frac = phase_frac[(chip_name, m)]
+                        for phase, pf in (("prefill", frac), ("decode", 1.0 - frac)):
+                            t = phase_tps[phase] * weight * carried * SECONDS_PER_DAY
+                            add(chip_name, phase, "installed_used", chips_on_m * pf, t,
+                                t * models[m].flops_per_token(context[phase]))
+                    served[chip_name] = (used, tokens)
+                # ---- the remainder: bought from the chips available that quarter
+                shortfall = zero
+                bought_now: dict[str, np.ndarray] = {}
+                for phase in PHASES:
+                    for m, weight in mix.items():
+                        rest = phase_tps[phase] * weight * (1.0 - covered[m])
+                        shares = scen.shares(segment, phase, m, period)
+                        if shares == SHIPMENT_MIX:
+                            if stock is None:
+                                raise ScenarioError(f"scenario '{scen.name}', segment '{segment}': the "
+                                                    f"'{SHIPMENT_MIX}' policy needs the installed base")
+                            key = (stock.region[segment], period)
+                            if key not in stock.mix_cache:
+                                stock.mix_cache[key] = shipment_mix(stock.installed, chips, key[0], period,
+                                                                    stock.windows)
+                            shares = stock.mix_cache[key]
+                        rated = {c: rate(c, m, scen.precision) for c in shares}
+                        fine = {c: rated[c]["meets_speed"] for c in shares}
+                        norm = sum((np.where(fine[c], v, 0.0) for c, v in shares.items()), zero)
+                        shortfall = shortfall + np.where(norm > 0, 0.0, rest * SECONDS_PER_DAY)
+                        for chip_name, share in shares.items():
+                            r = rated[chip_name]
+                            s_eff = np.where(fine[chip_name] & (norm > 0), share / np.where(norm > 0, norm, 1.0), 0.0)
+                            tps = rest * s_eff
+                            per = r[phase] * factor[group_of(chips[chip_name])]
+                            n = np.where(tps > 0, np.maximum(tps / per, r["replica"]), 0.0) * overhead
+                            t = tps * SECONDS_PER_DAY
+                            add(chip_name, phase, "bought", n, t, t * models[m].flops_per_token(context[phase]))
+                            bought_now[chip_name] = bought_now.get(chip_name, zero) + n
+                accelerators, acc_bought = zero, zero
+                for (chip_name, phase), rec in per_chip.items():
+                    n = rec["installed_used"] + rec["bought"]
+                    if not np.any(n > 0):
+                        continue
                     accelerators = accelerators + n
+                    acc_bought = acc_bought + rec["bought"]
                     rows.append({"period_start": period, "scenario": scen.name, "segment": segment, "phase": phase,
                                  "chip": chip_name, "chip_class": chips[chip_name].chip_class, "chips": n,
-                                 "tokens_per_day": tokens[chip_name], "flops_per_day": flops[chip_name]})
-            if scen.orchestration_cpu:
-                cpu = chips[scen.orchestration_cpu]
-                agentic = samples["workload.agentic_share"]
-                rows.append({"period_start": period, "scenario": scen.name, "segment": segment,
-                             "phase": "orchestration", "chip": cpu.name, "chip_class": cpu.chip_class,
-                             "chips": accelerators * agentic * samples["cpu_layer.cpus_per_agentic_accelerator"],
-                             "tokens_per_day": tokens_per_day * agentic, "flops_per_day": np.zeros_like(tokens_per_day)})
+                                 "installed_used": rec["installed_used"], "bought": rec["bought"],
+                                 "tokens_per_day": rec["tokens"], "flops_per_day": rec["flops"]})
+                if stock is not None:
+                    for chip_name, n in bought_now.items():
+                        bought_stock.setdefault((segment, chip_name), []).append((period, n))
+                if flows is not None:
+                    for chip_name in sorted(set(held) | set(bought_now)):
+                        used, tokens = served.get(chip_name, (zero, zero))
+                        flows.append({"period_start": period, "scenario": scen.name, "segment": segment,
+                                      "chip": chip_name, "installed": held.get(chip_name, zero), "used": used,
+                                      "served_tokens_per_day": tokens, "bought": bought_now.get(chip_name, zero),
+                                      "demand_tokens_per_day": tokens_per_day})
+                    flows.append({"period_start": period, "scenario": scen.name, "segment": segment, "chip": None,
+                                  "shortfall_tokens_per_day": shortfall, "demand_tokens_per_day": tokens_per_day})
+                if scen.orchestration_cpu:
+                    cpu = chips[scen.orchestration_cpu]
+                    agentic = samples["workload.agentic_share"]
+                    n = accelerators * agentic * samples["cpu_layer.cpus_per_agentic_accelerator"]
+                    bought_share = np.where(accelerators > 0, acc_bought / np.maximum(accelerators, 1e-300), 0.0)
+                    rows.append({"period_start": period, "scenario": scen.name, "segment": segment,
+                                 "phase": "orchestration", "chip": cpu.name, "chip_class": cpu.chip_class,
+                                 # the CPU layer follows the accelerators: bought in the share they are bought
+                                 "chips": n, "installed_used": n - n * bought_share, "bought": n * bought_share,
+                                 "tokens_per_day": tokens_per_day * agentic, "flops_per_day": zero})
     return rows
 
 
@@ -305,16 +524,19 @@ def summarise(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.nd
     for r in rows:
         chip = chips[r["chip"]]
         n = r["chips"]
-        cost = n * (chip.unit_price_usd * daily_capex + chip.tdp_w * pue * energy)
+        price, tdp = chip.unit_price_usd or 0.0, chip.tdp_w or 0.0  # installed chips without a published figure: 0
+        cost = n * (price * daily_capex + tdp * pue * energy)
         out.append({
             "period_start": r["period_start"], "scenario": r["scenario"], "segment": r["segment"],
             "phase": r["phase"], "chip": r["chip"], "chip_class": r["chip_class"],
             "tokens_per_day": float(np.median(r["tokens_per_day"])),
             "flops_per_day": float(np.median(r["flops_per_day"])),
             **dict(zip(("chips_p5", "chips_median", "chips_p95"), percentiles(n))),
-            "h100e_median": float(np.median(n * chip.h100e)),
-            "power_mw_median": float(np.median(n * chip.tdp_w * pue / 1e6)),
-            "capex_usd_median": float(np.median(n * chip.unit_price_usd)),
+            "installed_chips_used_median": float(np.median(r["installed_used"])),
+            "bought_chips_median": float(np.median(r["bought"])),
+            "h100e_median": float(np.median(n * (chip.h100e or 0.0))),
+            "power_mw_median": float(np.median(n * tdp * pue / 1e6)),
+            "capex_usd_median": float(np.median(n * price)),
             "cost_usd_per_day_median": float(np.median(cost)),
         })
     return pl.DataFrame(out)

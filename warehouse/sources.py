@@ -381,6 +381,25 @@ SOURCES: tuple[Source, ...] = (
         references={"chip": (("accelerator_specs", "chip"),)},
     ),
     Source(
+        stem="chip_availability",
+        description="per chip and region: the quarters in which it ships (first, last or open), why the window "
+                    "opens or closes (launch, end of life, export control, roadmap); the fleet buys only inside it",
+        columns={
+            "chip": "VARCHAR",
+            "region": "VARCHAR",
+            "first_quarter": "DATE",
+            "last_quarter": "DATE",
+            "reason": "VARCHAR",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("chip", "region"),
+        required=("chip", "region", "first_quarter", "reason", "source_id", "confidence"),
+        allowed={"region": ("rest", "china"), "reason": ("launch", "end_of_life", "export_control", "roadmap"),
+                 "confidence": CONFIDENCE_VALUES},
+    ),
+    Source(
         stem="supply_capacity",
         description="capacity of the resources that bound accelerator output (CoWoS, HBM, HBM stock), reported "
                     "and analysts' projections, each as a low/value/high range",

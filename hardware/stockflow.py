@@ -1,0 +1,302 @@
+"""Fleets from stock and flow (pure library: polars/numpy in, polars out).
+
+Chip availability (data/chip_availability.csv) says in which quarters a chip ships into a region. The
+installed base by chip and region is built from Epoch AI's counted shipments and, for projected quarters,
+the designer's H100e shipment forecast (marts.installed_base_projection) split over the designer's chips:
+
+    share of chip x in quarter q = its share of the designer's H100e in the last four complete quarters,
+    kept while x is inside its window; the share of a chip past its window moves to the designer's newest
+    chip inside its window in the same region (else it is left unplaced and counted: chip null)
+    units = H100e / H100e per chip;  installed(q) = shipments of the last `life` quarters
+
+Each quarter the installed base serves demand first (`serve_from_stock`): a chip's inference share serves
+the segment's models it can run at the per-user speed target, its time split over them by their token
+shares; a model whose load exceeds what the installed chips give it leaves a remainder, which is bought
+from the scenario's chips available that quarter (or, for the `shipment_mix` policy, in proportion to the
+quarter's projected shipments of the region). Chips bought join the stock and retire after the service
+life. A load that no available chip can serve at the target is a shortfall, stated as such.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from hardware.roofline import Chip
+
+SHIPMENT_MIX = "shipment_mix"
+
+
+class AvailabilityError(ValueError):
+    """A chip is used outside its availability window (the message names scenario, quarter, region, chip)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    first: dt.date
+    last: dt.date | None
+    reason: str
+    source_id: str
+
+    def contains(self, quarter: dt.date) -> bool:
+        return self.first <= quarter and (self.last is None or quarter <= self.last)
+
+    def describe(self) -> str:
+        last = self.last.isoformat() if self.last else "open"
+        return f"{self.first.isoformat()} to {last}, {self.reason}, {self.source_id}"
+
+
+def windows_from_frame(frame: pl.DataFrame, source: str = "data/chip_availability.csv") \
+        -> dict[tuple[str, str], Window]:
+    """(chip, region) -> Window. A window whose last quarter precedes its first is an error naming the row."""
+    out = {}
+    for line, r in enumerate(frame.iter_rows(named=True), start=2):
+        first, last = r["first_quarter"], r["last_quarter"]
+        if last is not None and last < first:
+            raise AvailabilityError(f"{source} row {r.get('_line', line)}, column last_quarter: {last} is before "
+                                    f"first_quarter {first} for chip '{r['chip']}' in region '{r['region']}'")
+        out[(r["chip"], r["region"])] = Window(first, last, r["reason"], r["source_id"])
+    return out
+
+
+def available(windows: dict, chip: str, region: str, quarter: dt.date) -> bool:
+    w = windows.get((chip, region))
+    return w is not None and w.contains(quarter)
+
+
+def check_available(windows: dict, scenario: str, quarter: dt.date, region: str, chip: str, what: str) -> None:
+    w = windows.get((chip, region))
+    if w is None or not w.contains(quarter):
+        why = f"its window is {w.describe()}" if w else "it has no row for this region"
+        raise AvailabilityError(
+            f"scenario '{scenario}', quarter {quarter.isoformat()}, region '{region}': {what} puts new load on "
+            f"chip '{chip}', which is not available then ({why}; data/chip_availability.csv). Give the scenario "
+            "a `periods` entry that moves this share to a chip available in that quarter.")
+
+
+def _newest(designer_chips: list[str], windows: dict, region: str, quarter: dt.date) -> str | None:
+    live = [(windows[(c, region)].first, c) for c in designer_chips
+            if (c, region) in windows and windows[(c, region)].contains(quarter)]
+    return max(live)[1] if live else None
+
+
+def installed_by_chip(shipments: pl.DataFrame, projection: pl.DataFrame, specs: pl.DataFrame,
+                      windows: dict, life_quarters: int) -> pl.DataFrame:
+    """Shipped and installed units per quarter, region and chip, observed then projected.
+
+    `shipments` is marts.chip_shipments (counted units per chip), `projection` marts.installed_base_projection
+    (its basis says which quarters are projected per designer and region, and their shipped H100e), `specs`
+    staging.accelerator_specs (designer, h100e_per_chip). Returns quarter_start, region, designer, chip, basis,
+    shipped_units, shipped_h100e, installed_units, installed_h100e; unplaced projected H100e (a designer
+    with no chip in its window and in the spec sheet) is a row with chip null."""
+    h100e = {c: v for c, v in specs.select("chip", "h100e_per_chip").iter_rows() if v}
+    designer_of = dict(specs.select("chip", "designer").iter_rows())
+    chips_of: dict[str, list[str]] = {}
+    accelerator = {c for c, k in specs.select("chip", "chip_class").iter_rows() if k != "cpu"}
+    for chip, designer in designer_of.items():
+        if chip in h100e and chip in accelerator:
+            chips_of.setdefault(designer, []).append(chip)
+    obs = (shipments.with_columns(pl.when(pl.col("china_market")).then(pl.lit("china")).otherwise(pl.lit("rest"))
+                                  .alias("region"))
+           .select("quarter_start", "designer", "region", pl.col("spec_chip").alias("chip"), "incomplete",
+                   pl.col("units_median").alias("shipped_units"), pl.col("h100e_median").alias("shipped_h100e")))
+    projected_q = (projection.filter(pl.col("basis").is_in(["projected", "partial"]))
+                   .group_by("quarter_start", "designer")
+                   .agg(pl.col("shipped_h100e").sum().alias("designer_h100e")))
+    # counted quarters that the projection does not replace
+    counted = obs.join(projected_q.select("quarter_start", "designer"), on=["quarter_start", "designer"], how="anti")
+    # each designer's mix over its last four complete quarters (H100e share per region and chip)
+    complete = (obs.group_by("quarter_start", "designer").agg(pl.col("incomplete").any())
+                .filter(~pl.col("incomplete"))
+                .with_columns(pl.col("quarter_start").rank("dense", descending=True).over("designer").alias("k"))
+                .filter(pl.col("k") <= 4).select("quarter_start", "designer"))
+    mix = (obs.join(complete, on=["quarter_start", "designer"])
+           .group_by("designer", "region", "chip").agg(pl.col("shipped_h100e").sum())
+           .with_columns((pl.col("shipped_h100e") / pl.col("shipped_h100e").sum().over("designer")).alias("share"))
+           .filter(pl.col("share") > 0))
+    placed = []
+    for q, designer, total in projected_q.sort("quarter_start", "designer").iter_rows():
+        base = mix.filter(pl.col("designer") == designer)
+        shares: dict[tuple[str | None, str], float] = {}
+        for region, chip, share in base.select("region", "chip", "share").iter_rows():
+            target = chip if chip in h100e and available(windows, chip, region, q) else None
+            if target is None:
+                target = _newest(chips_of.get(designer, []), windows, region, q)
+            # no chip of the designer ships into the region (e.g. Nvidia in China after the H20): unplaced
+            shares[(target, region)] = shares.get((target, region), 0.0) + share
+        for (chip, region), share in shares.items():
+            placed.append({"quarter_start": q, "designer": designer, "region": region, "chip": chip,
+                           "shipped_h100e": total * share,
+                           "shipped_units": total * share / h100e[chip] if chip else 0.0})
+    schema = {"quarter_start": pl.Date, "designer": pl.Utf8, "region": pl.Utf8, "chip": pl.Utf8,
+              "shipped_h100e": pl.Float64, "shipped_units": pl.Float64}
+    flows = pl.concat([
+        counted.select(*schema).with_columns(pl.lit("observed").alias("basis")),
+        pl.DataFrame(placed, schema=schema).with_columns(pl.lit("projected").alias("basis")),
+    ]).group_by("quarter_start", "designer", "region", "chip", "basis").agg(pl.col("shipped_h100e", "shipped_units").sum())
+    quarters = pl.DataFrame({"quarter_start": pl.date_range(flows["quarter_start"].min(), flows["quarter_start"].max(),
+                                                            "3mo", eager=True)})
+    keys = flows.select("designer", "region", "chip").unique()
+    grid = keys.join(quarters, how="cross")
+    stock = (grid.join(flows.rename({"quarter_start": "shipped_quarter"}), on=["designer", "region", "chip"],
+                       how="left", nulls_equal=True)
+             .with_columns(((pl.col("quarter_start").dt.year() - pl.col("shipped_quarter").dt.year()) * 4
+                            + (pl.col("quarter_start").dt.month() - pl.col("shipped_quarter").dt.month()) // 3)
+                           .alias("age"))
+             .with_columns(pl.when((pl.col("age") >= 0) & (pl.col("age") < life_quarters)).then(1.0).otherwise(0.0)
+                           .alias("in_service"))
+             .group_by("quarter_start", "designer", "region", "chip")
+             .agg((pl.col("shipped_units") * pl.col("in_service")).sum().alias("installed_units"),
+                  (pl.col("shipped_h100e") * pl.col("in_service")).sum().alias("installed_h100e"),
+                  pl.col("shipped_units").filter(pl.col("age") == 0).sum().alias("shipped_units"),
+                  pl.col("shipped_h100e").filter(pl.col("age") == 0).sum().alias("shipped_h100e"),
+                  pl.col("basis").filter(pl.col("age") == 0).first().alias("basis")))
+    return (stock.with_columns(pl.col("basis").fill_null("none"))
+            .filter((pl.col("installed_units") > 0) | (pl.col("shipped_h100e") > 0))
+            .sort("quarter_start", "region", "designer", "chip", nulls_last=True))
+
+
+def shipment_mix(installed: pl.DataFrame, chips: dict[str, Chip], region: str, quarter: dt.date,
+                 windows: dict) -> dict[str, float]:
+    """The `shipment_mix` policy: chips bought in `quarter` and `region` in proportion to that quarter's
+    shipped H100e (the latest quarter with shipments at or before it), among chips in their window that
+    have a price, a power figure and memory specs (what the serving model and the costs need)."""
+    part = installed.filter((pl.col("region") == region) & (pl.col("quarter_start") <= quarter)
+                            & (pl.col("shipped_h100e") > 0) & pl.col("chip").is_not_null())
+    if part.height == 0:
+        return {}
+    latest = part.filter(pl.col("quarter_start") == part["quarter_start"].max())
+    out = {}
+    for chip, h in latest.group_by("chip").agg(pl.col("shipped_h100e").sum()).sort("chip").iter_rows():
+        c = chips.get(chip)
+        if c is None or not available(windows, chip, region, quarter) or not servable(c) or not costed(c):
+            continue
+        out[chip] = out.get(chip, 0.0) + h
+    total = sum(out.values())
+    return {c: v / total for c, v in out.items()} if total > 0 else {}
+
+
+def servable(chip: Chip) -> bool:
+    """The serving model can rate the chip: memory capacity and bandwidth in the spec sheet."""
+    return chip.memory_bytes > 0 and bool(chip.sram_tbps if chip.sram_only else chip.mem_tbps)
+
+
+def costed(chip: Chip) -> bool:
+    return chip.tdp_w is not None and chip.unit_price_usd is not None and chip.h100e is not None
+
+
+def _units_by_region(installed: pl.DataFrame) -> dict[tuple[dt.date, str], dict[str, float]]:
+    out: dict[tuple[dt.date, str], dict[str, float]] = {}
+    part = (installed.filter(pl.col("chip").is_not_null() & (pl.col("installed_units") > 0))
+            .group_by("quarter_start", "region", "chip").agg(pl.col("installed_units").sum()))
+    for q, region, chip, units in part.iter_rows():
+        out.setdefault((q, region), {})[chip] = float(units)
+    return out
+
+
+def _stock_at(units: dict, period: dt.date, region: str) -> dict[str, float]:
+    """Installed units in `region` at `period` (the latest quarter of the table at or before it)."""
+    quarters = sorted(q for q, r in units if r == region and q <= period)
+    return units[(quarters[-1], region)] if quarters else {}
+
+
+def quarters_between(a: dt.date, b: dt.date) -> int:
+    return (b.year - a.year) * 4 + (b.month - a.month) // 3
+
+
+def _p(prefix: str, values) -> dict:
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    return {f"{prefix}_p5": float(np.percentile(v, 5)), f"{prefix}_median": float(np.median(v)),
+            f"{prefix}_p95": float(np.percentile(v, 95))}
+
+
+def stock_flow_table(flows: list[dict], chips: dict[str, Chip], region: dict[str, str]) -> pl.DataFrame:
+    """marts.fleet_stock_flow: per quarter, scenario, segment and chip, the installed inference chips, the chips
+    in use and their utilisation (in [0, 1]), the tokens/day they serve, and the chips bought in the quarter."""
+    out = []
+    for f in flows:
+        if f["chip"] is None:
+            continue
+        chip = chips[f["chip"]]
+        installed, used, bought = f["installed"], f["used"], f["bought"]
+        util = np.where(installed > 0, used / np.maximum(installed, 1e-300), np.nan)
+        util_stats = (_p("utilisation", util[~np.isnan(util)]) if np.any(~np.isnan(util))
+                      else {"utilisation_p5": None, "utilisation_median": None, "utilisation_p95": None})
+        out.append({"period_start": f["period_start"], "scenario": f["scenario"], "segment": f["segment"],
+                    "region": region[f["segment"]], "chip": f["chip"], "chip_class": chip.chip_class,
+                    "installed_inference_chips_median": float(np.median(installed)),
+                    "chips_in_use_median": float(np.median(used)), **util_stats,
+                    "served_tokens_per_day_median": float(np.median(f["served_tokens_per_day"])),
+                    **_p("bought_chips", bought),
+                    "bought_capex_usd_median": float(np.median(bought * (chip.unit_price_usd or 0.0)))})
+    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "segment": pl.Utf8, "region": pl.Utf8, "chip": pl.Utf8,
+              "chip_class": pl.Utf8, "installed_inference_chips_median": pl.Float64, "chips_in_use_median": pl.Float64,
+              "utilisation_p5": pl.Float64, "utilisation_median": pl.Float64, "utilisation_p95": pl.Float64,
+              "served_tokens_per_day_median": pl.Float64, "bought_chips_p5": pl.Float64,
+              "bought_chips_median": pl.Float64, "bought_chips_p95": pl.Float64, "bought_capex_usd_median": pl.Float64}
+    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment", "chip")
+
+
+TOTAL_MEASURES = ("chips", "h100e", "power_mw", "capex_usd", "bought_chips", "bought_capex_usd",
+                  "installed_inference_chips", "chips_in_use", "installed_utilisation", "demand_tokens_per_day",
+                  "served_by_installed_share", "shortfall_tokens_per_day")
+
+
+def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pue: np.ndarray) -> pl.DataFrame:
+    """marts.fleet_totals: per quarter, scenario and segment (and 'all'), every total summed within each Monte
+    Carlo draw and then summarised (p5 / median / p95 of the per-draw totals): the fleet serving demand
+    (chips, H100e, MW, capex of installed chips in use plus chips bought), what is bought, the installed
+    inference chips and their utilisation, the share of demand the installed base serves, and the shortfall."""
+    acc: dict[tuple, dict[str, np.ndarray]] = {}
+
+    def bucket(period, scenario, segment):
+        return acc.setdefault((period, scenario, segment), {})
+
+    def add(keys, name, value):
+        for k in keys:
+            b = bucket(*k)
+            b[name] = b.get(name, 0.0) + value
+
+    for r in rows:
+        chip = chips[r["chip"]]
+        keys = [(r["period_start"], r["scenario"], r["segment"]), (r["period_start"], r["scenario"], "all")]
+        n = r["chips"]
+        add(keys, "chips", n)
+        add(keys, "h100e", n * (chip.h100e or 0.0))
+        add(keys, "power_mw", n * (chip.tdp_w or 0.0) * pue / 1e6)
+        add(keys, "capex_usd", n * (chip.unit_price_usd or 0.0))
+        add(keys, "bought_chips", r["bought"])
+        add(keys, "bought_capex_usd", r["bought"] * (chip.unit_price_usd or 0.0))
+    demand_seen = set()
+    for f in flows:
+        keys = [(f["period_start"], f["scenario"], f["segment"]), (f["period_start"], f["scenario"], "all")]
+        if f["chip"] is None:
+            add(keys, "shortfall_tokens_per_day", f["shortfall_tokens_per_day"])
+            if (f["period_start"], f["scenario"], f["segment"]) not in demand_seen:
+                demand_seen.add((f["period_start"], f["scenario"], f["segment"]))
+                add(keys, "demand_tokens_per_day", f["demand_tokens_per_day"])
+            continue
+        add(keys, "installed_inference_chips", f["installed"])
+        add(keys, "chips_in_use", f["used"])
+        add(keys, "served_tokens_per_day", f["served_tokens_per_day"])
+    out = []
+    for (period, scenario, segment), b in acc.items():
+        installed = b.get("installed_inference_chips", 0.0)
+        demand = b.get("demand_tokens_per_day", 0.0)
+        b["installed_utilisation"] = np.where(np.asarray(installed) > 0,
+                                              np.asarray(b.get("chips_in_use", 0.0)) / np.maximum(installed, 1e-300),
+                                              np.nan)
+        b["served_by_installed_share"] = np.where(np.asarray(demand) > 0, np.asarray(b.get("served_tokens_per_day", 0.0))
+                                                  / np.maximum(demand, 1e-300), np.nan)
+        rec = {"period_start": period, "scenario": scenario, "segment": segment}
+        for name in TOTAL_MEASURES:
+            v = np.atleast_1d(np.asarray(b.get(name, 0.0), dtype=float))
+            v = v[~np.isnan(v)]
+            rec.update(_p(name, v) if v.size else {f"{name}_p5": None, f"{name}_median": None, f"{name}_p95": None})
+        out.append(rec)
+    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "segment": pl.Utf8,
+              **{f"{n}_{s}": pl.Float64 for n in TOTAL_MEASURES for s in ("p5", "median", "p95")}}
+    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment")
