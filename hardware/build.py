@@ -243,7 +243,6 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
     point = {n: rows[n]["value"] for n in FLEET_ASSUMPTIONS}
     spread = log_sigma(last["lo95"], last["hi95"])
     festival = rows["fleet.festival_peak_to_average"]["value"]
-    share = rows["fleet.inference_share_of_installed_base"]
     # (name, unit, low, value, high, case at low, case at high)
     moves = [("demand (forecast 80% interval)", "tokens/day", float((last["value"] * np.exp(-Z80 * spread)).sum()),
               float(last["value"].sum()), float((last["value"] * np.exp(Z80 * spread)).sum()),
@@ -254,7 +253,8 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
              ("stress: festival peak (fleet.festival_peak_to_average)", rows["fleet.peak_to_average"]["unit"],
               rows["fleet.peak_to_average"]["value"], rows["fleet.peak_to_average"]["value"], festival,
               {}, {"fleet.peak_to_average": festival})]
-    if stock is not None and share["high"] > share["low"]:
+    share = rows.get("fleet.inference_share_of_installed_base")
+    if stock is not None and share is not None and share["high"] > share["low"]:
         moves.append(("fleet.inference_share_of_installed_base", share["unit"], share["low"], share["value"],
                       share["high"], {"share": share["low"]}, {"share": share["high"]}))
     for name in FLEET_ASSUMPTIONS:

@@ -464,7 +464,9 @@ def size_fleet(
                                                                     stock.windows)
                             shares = stock.mix_cache[key]
                         rated = {c: rate(c, m, scen.precision) for c in shares}
-                        fine = {c: rated[c]["meets_speed"] for c in shares}
+                        # the per-user speed target binds decode; a disaggregated prefill chip only prefills
+                        fine = {c: rated[c]["meets_speed"] if phase == "decode" else np.ones(draws, dtype=bool)
+                                for c in shares}
                         norm = sum((np.where(fine[c], v, 0.0) for c, v in shares.items()), zero)
                         shortfall = shortfall + np.where(norm > 0, 0.0, rest * SECONDS_PER_DAY)
                         for chip_name, share in shares.items():

@@ -262,7 +262,7 @@ def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pu
 
     for r in rows:
         chip = chips[r["chip"]]
-        keys = [(r["period_start"], r["scenario"], r["segment"]), (r["period_start"], r["scenario"], "all")]
+        keys = dict.fromkeys([(r["period_start"], r["scenario"], r["segment"]), (r["period_start"], r["scenario"], "all")])
         n = r["chips"]
         add(keys, "chips", n)
         add(keys, "h100e", n * (chip.h100e or 0.0))
@@ -272,7 +272,7 @@ def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pu
         add(keys, "bought_capex_usd", r["bought"] * (chip.unit_price_usd or 0.0))
     demand_seen = set()
     for f in flows:
-        keys = [(f["period_start"], f["scenario"], f["segment"]), (f["period_start"], f["scenario"], "all")]
+        keys = dict.fromkeys([(f["period_start"], f["scenario"], f["segment"]), (f["period_start"], f["scenario"], "all")])
         if f["chip"] is None:
             add(keys, "shortfall_tokens_per_day", f["shortfall_tokens_per_day"])
             if (f["period_start"], f["scenario"], f["segment"]) not in demand_seen:

@@ -38,6 +38,7 @@ REPORT_TABLES = {
     "coherence": "marts.demand_coherence", "ledger": "marts.supply_ledger",
     "utilisation": "marts.implied_utilisation", "flows": "marts.supplier_flows", "margin": "marts.token_margin",
     "scenario_defs": "meta.scenarios", "report_series": "meta.report_series",
+    "totals": "marts.fleet_totals", "stock_flow": "marts.fleet_stock_flow",
 }
 
 
@@ -86,9 +87,9 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     end = fc[-1].row(0, named=True)
     hw = frames["hardware"]
     horizon = hw["period_start"].max()
-    per_scenario = (_at(hw, horizon).group_by("scenario").agg(
-        pl.col("chips_median").sum(), pl.col("h100e_median").sum(), pl.col("power_mw_median").sum(),
-        pl.col("capex_usd_median").sum()).sort("scenario"))
+    # totals per Monte Carlo draw, then summarised (marts.fleet_totals, segment 'all')
+    totals = frames["totals"].filter(pl.col("segment") == "all")
+    per_scenario = _at(totals, horizon).sort("scenario")
     exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == headline)
     top = exposure.group_by("supplier").agg(pl.col("usd_median").sum()).sort("usd_median", descending=True).head(3)
     weekly = frames["weekly"]
@@ -103,7 +104,7 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
     quarters = sorted(hw["period_start"].unique().to_list())
     started = [q for q in quarters if q <= as_of]
     now_quarter = started[-1] if started else (quarters[0] if quarters else None)
-    per_scenario_now = (_at(hw, now_quarter).group_by("scenario").agg(pl.col("h100e_median").sum())
+    per_scenario_now = (_at(totals, now_quarter).select("scenario", "h100e_median")
                         if now_quarter else pl.DataFrame(schema={"scenario": pl.Utf8, "h100e_median": pl.Float64}))
     est = frames["forecast"].filter((pl.col("series_id") == _series(frames, "estimated")) & pl.col("is_forecast"))
     est_now = est.filter(pl.col("period_start") == now["period_start"])
@@ -123,7 +124,11 @@ def key_numbers(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
                            "hi80": end["hi80"]},
         "horizon_quarter": str(horizon),
         "scenarios": {r["scenario"]: {k: r[k] for k in ("chips_median", "h100e_median", "power_mw_median",
-                                                         "capex_usd_median")}
+                                                         "capex_usd_median", "bought_chips_median",
+                                                         "bought_capex_usd_median", "installed_utilisation_median",
+                                                         "served_by_installed_share_median",
+                                                         "installed_inference_chips_median",
+                                                         "shortfall_tokens_per_day_median")}
                       for r in per_scenario.iter_rows(named=True)},
         "top_suppliers": [{"supplier": s, "usd_median": v} for s, v in top.iter_rows()],
         "openrouter_week": str(last_week),
@@ -206,6 +211,10 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                           "h100e": short(vals["h100e_median"]) + " H100e",
                           "chips": short(vals["chips_median"]), "mw": power_mw(vals["power_mw_median"]),
                           "capex": usd(vals["capex_usd_median"]),
+                          "served": _pct_or_na(vals.get("served_by_installed_share_median")),
+                          "utilisation": _pct_or_na(vals.get("installed_utilisation_median")),
+                          "bought": short(vals.get("bought_chips_median") or 0.0),
+                          "bought_capex": usd(vals.get("bought_capex_usd_median") or 0.0),
                           "h100e_start": short(float(numbers["scenarios_now"].get(scen, 0.0))) + " H100e"})
     g_now, g_end = numbers["global_now"], numbers["global_horizon"]
     last = dt.date.fromisoformat(numbers["last_disclosure"]) if numbers.get("last_disclosure") else None
@@ -257,6 +266,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "not_passed": [{"asset": r["asset"], "check": r["check_name"],
                         "result": "warn" if r["severity"] == "WARN" else "FAIL"} for r in not_passed.iter_rows(named=True)],
         "horizon": str(horizon), "scenario_rows": scen_rows,
+        "fleet_chip_rows": _fleet_chip_rows(frames, headline, horizon),
         "top_suppliers": [{"supplier": t["supplier"], "usd": usd(t["usd_median"])} for t in numbers["top_suppliers"]],
         "openrouter": ({"week": numbers["openrouter_week"], "cn": pct(numbers["openrouter_share"]["cn"]),
                         "us": pct(numbers["openrouter_share"]["us"])} if numbers["openrouter_share"] else None),
@@ -327,6 +337,26 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     }
 
 
+def _fleet_chip_rows(frames: dict[str, pl.DataFrame], headline: str, horizon) -> list[dict]:
+    """The headline scenario's fleet at the horizon by chip: installed inference chips, in use, utilisation,
+    bought, and the chip's share of the fleet serving demand (marts.fleet_stock_flow)."""
+    part = _at(frames["stock_flow"], horizon).filter(pl.col("scenario") == headline)
+    if part.height == 0:
+        return []
+    part = part.with_columns((pl.col("chips_in_use_median") + pl.col("bought_chips_median")).alias("serving"))
+    total = float(part["serving"].sum()) or 1.0
+    return [{"region": "China" if r["region"] == "china" else "rest of world", "chip": r["chip"],
+             "installed": short(r["installed_inference_chips_median"]), "in_use": short(r["chips_in_use_median"]),
+             "utilisation": _pct_or_na(r["utilisation_median"]), "bought": short(r["bought_chips_median"]),
+             "share": pct(r["serving"] / total)}
+            for r in part.sort("region", "serving", descending=[False, True]).iter_rows(named=True)
+            if r["serving"] > 0 or r["installed_inference_chips_median"] > 0]
+
+
+def _pct_or_na(value) -> str:
+    return "n/a" if value is None else pct(value)
+
+
 def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs: dict, cross_flags: list[str],
              moved: list[dict], comparison: str, horizon) -> list[str]:
     """The executive summary: 3-6 sentences generated from the numbers."""
@@ -350,9 +380,16 @@ def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs:
         d = defs.get(headline, {})
         label = d.get("label") or headline
         what = f" ({d['summary'].rstrip('.')})" if d.get("summary") else ""
-        text = (f"Serving it in the headline scenario, {label}{what}, takes {short(v['h100e_median'])} H100-equivalents "
-                f"({short(v['chips_median'])} chips, {power_mw(v['power_mw_median'])}, {usd(v['capex_usd_median'])} of "
-                f"chips) by {quarter_label(horizon)}")
+        text = (f"In the headline scenario, {label}{what}, the installed base (Epoch AI's shipments, projected, less "
+                f"retirements) serves {_pct_or_na(v.get('served_by_installed_share_median'))} of that demand in "
+                f"{quarter_label(horizon)} at {_pct_or_na(v.get('installed_utilisation_median'))} utilisation of its "
+                f"inference share ({short(v.get('installed_inference_chips_median') or 0.0)} chips), and "
+                f"{short(v.get('bought_chips_median') or 0.0)} more chips ({usd(v.get('bought_capex_usd_median') or 0.0)}) "
+                f"must be bought in the quarter beyond the projected shipments; the fleet serving demand is "
+                f"{short(v['h100e_median'])} H100-equivalents ({short(v['chips_median'])} chips, "
+                f"{power_mw(v['power_mw_median'])}, {usd(v['capex_usd_median'])} of chips)")
+        if (v.get("shortfall_tokens_per_day_median") or 0.0) > 0:
+            text += f"; {tokens_per_day(v['shortfall_tokens_per_day_median'])} no available chip can serve"
         if len(scen) > 1:
             lo = min(scen, key=lambda k: scen[k]["chips_median"])
             hi = max(scen, key=lambda k: scen[k]["chips_median"])

@@ -1,0 +1,188 @@
+"""Fleets from stock and flow (issue 26): chip availability, the installed base by chip, the installed base
+serving first, the remainder bought, bought chips joining the stock, shortfalls, and totals per draw.
+
+Toy chips, models and shipments are built here; answers are worked out by hand from the serving model's rates."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hardware.fleet import Stock, check_windows, parse_scenarios, size_fleet
+from hardware.serving import serve
+from hardware.stockflow import (AvailabilityError, Window, _units_by_region, fleet_totals, installed_by_chip,
+                                windows_from_frame)
+from tests.test_fleet import BIG, CPU, DENSE, EFF, GPU, SERVING, SLOW, _a
+
+Q = [dt.date(2027, 1, 1), dt.date(2027, 4, 1), dt.date(2027, 7, 1)]
+
+
+def _windows(rows: dict) -> dict:
+    return {(chip, region): Window(first, last, "launch", "test") for (chip, region), (first, last) in rows.items()}
+
+
+def _stock(units: dict[str, float], windows: dict, share: float = 0.5, life: int = 20, draws: int = 1) -> Stock:
+    installed = pl.DataFrame([{"quarter_start": q, "region": "rest", "designer": "d", "chip": c, "basis": "observed",
+                               "shipped_units": 0.0, "shipped_h100e": 0.0, "installed_units": u,
+                               "installed_h100e": u}
+                              for q in Q for c, u in units.items()])
+    return Stock(_units_by_region(installed), installed, windows, {"all": "rest"}, np.full(draws, share), life)
+
+
+def _demand(values) -> pl.DataFrame:
+    return pl.DataFrame({"period_start": Q[:len(values)], "segment": ["all"] * len(values), "value": values,
+                         "lo95": values, "hi95": values})
+
+
+def _run(values, stock, spec=None, chips=None, model=DENSE, a=None, flows=None):
+    chips = chips or {"gpu": GPU}
+    spec = spec or {"segments": {"all": {"prefill": {"gpu": 1.0}, "decode": {"gpu": 1.0}}}}
+    scen = parse_scenarios({"s": {"precision": "fp8", **spec}}, chips, ["all"])
+    return size_fleet(_demand(values), scen, chips, {model.name: model}, {"all": {model.name: 1.0}}, a or _a(),
+                      {"all": np.zeros(1)}, SERVING, None, stock, flows)
+
+
+def _chips_per_token_per_s():
+    """GPU-seconds per token/s of the _a() workload (half prefill, half decode) on the toy GPU, co-located."""
+    r = serve(GPU, DENSE, "fp8", 1000.0, 1000.0, EFF, SERVING.limits, user_speed=20.0)
+    return 0.5 / r["prefill_per_chip"] + 0.5 / r["decode_per_chip"], r
+
+
+def test_the_installed_base_serves_first_and_its_utilisation_is_load_over_capacity():
+    per, _ = _chips_per_token_per_s()
+    windows = _windows({("gpu", "rest"): (dt.date(2020, 1, 1), None)})
+    units = 10_000.0  # x share 0.5 = 5,000 inference chips
+    load = 0.4 * 5_000 / per  # 40% of what they can carry, tokens/s
+    flows: list = []
+    rows = _run([load * 86_400], _stock({"gpu": units}, windows), flows=flows)
+    assert sum(float(r["bought"][0]) for r in rows) == 0.0
+    used = sum(float(r["installed_used"][0]) for r in rows)
+    assert used == pytest.approx(0.4 * 5_000, rel=1e-9)
+    rec = [f for f in flows if f["chip"] == "gpu"][0]
+    assert float(rec["used"][0] / rec["installed"][0]) == pytest.approx(0.4, rel=1e-9)
+    assert float(rec["served_tokens_per_day"][0]) == pytest.approx(load * 86_400, rel=1e-9)
+
+
+def test_only_the_remainder_is_bought_and_bought_chips_serve_the_next_quarter():
+    per, r = _chips_per_token_per_s()
+    windows = _windows({("gpu", "rest"): (dt.date(2020, 1, 1), None)})
+    capacity = 5_000 / per  # tokens/s the installed inference share carries
+    load = 3 * capacity
+    rows = _run([load * 86_400, load * 86_400], _stock({"gpu": 10_000.0}, windows))
+    first = [x for x in rows if x["period_start"] == Q[0]]
+    bought = {x["phase"]: float(x["bought"][0]) for x in first}
+    # the remaining two thirds of each phase, disaggregated, at the phase's per-chip rate
+    assert bought["prefill"] == pytest.approx(2 * capacity * 0.5 / r["prefill_per_chip"], rel=1e-9)
+    assert bought["decode"] == pytest.approx(2 * capacity * 0.5 / r["decode_per_chip"], rel=1e-9)
+    # next quarter, same load: what was bought is in the stock; co-located it carries more than needed
+    second = [x for x in rows if x["period_start"] == Q[1]]
+    assert sum(float(x["bought"][0]) for x in second) == 0.0
+    assert sum(float(x["installed_used"][0]) for x in second) == pytest.approx(3 * 5_000, rel=1e-6)
+
+
+def test_bought_chips_retire_after_the_service_life():
+    per, _ = _chips_per_token_per_s()
+    windows = _windows({("gpu", "rest"): (dt.date(2020, 1, 1), None)})
+    load = 2 * 5_000 / per
+    rows = _run([load * 86_400] * 3, _stock({"gpu": 10_000.0}, windows, life=1))
+    bought = [sum(float(x["bought"][0]) for x in rows if x["period_start"] == q) for q in Q]
+    # a one-quarter life: the chips bought in a quarter are gone the next, so each quarter buys again
+    assert bought[0] > 0 and bought[1] == pytest.approx(bought[0]) and bought[2] == pytest.approx(bought[0])
+
+
+def test_a_chip_that_cannot_reach_the_speed_target_carries_nothing_and_the_remainder_is_bought():
+    # the dual-socket CPU reaches 12 tokens/s per user on BIG, under the 20 tokens/s target: installed CPUs idle
+    chips = {"gpu": GPU, "cpu": CPU}
+    windows = _windows({("gpu", "rest"): (dt.date(2020, 1, 1), None), ("cpu", "rest"): (dt.date(2020, 1, 1), None)})
+    assert not serve(CPU, BIG, "fp8", 1000.0, 1000.0, EFF, SERVING.limits, user_speed=20.0)["meets_speed"]
+    flows: list = []
+    rows = _run([1e12], _stock({"cpu": 100_000.0}, windows), chips=chips, model=BIG, flows=flows)
+    cpu = [f for f in flows if f["chip"] == "cpu"][0]
+    assert float(cpu["installed"][0]) == pytest.approx(50_000.0) and float(cpu["used"][0]) == 0.0
+    assert sum(float(x["bought"][0]) for x in rows if x["chip"] == "gpu") > 0
+
+
+def test_a_load_no_available_chip_can_serve_is_a_named_shortfall():
+    chips = {"cpu": CPU}
+    windows = _windows({("cpu", "rest"): (dt.date(2020, 1, 1), None)})
+    flows: list = []
+    spec = {"segments": {"all": {"prefill": {"cpu": 1.0}, "decode": {"cpu": 1.0}}}}
+    _run([1e12], _stock({"cpu": 0.0}, windows), spec=spec, chips=chips, model=BIG, flows=flows)
+    short = [f for f in flows if f["chip"] is None][0]
+    # no chip of the scenario decodes BIG at the speed target: the decode half (output share 0.5) is a shortfall;
+    # prefill has no per-user speed target and is bought
+    assert float(short["shortfall_tokens_per_day"][0]) == pytest.approx(0.5e12, rel=1e-9)
+
+
+def test_a_scenario_outside_a_chips_window_is_an_error_naming_scenario_quarter_region_and_chip():
+    chips = {"gpu": GPU, "cpu": CPU}
+    windows = _windows({("gpu", "rest"): (dt.date(2020, 1, 1), dt.date(2027, 1, 1)),
+                          ("cpu", "rest"): (dt.date(2020, 1, 1), None)})
+    spec = {"segments": {"all": {"prefill": {"gpu": 1.0}, "decode": {"gpu": 1.0}}}}
+    scen = parse_scenarios({"late": {"precision": "fp8", **spec}}, chips, ["all"])
+    check_windows(scen, Q[:1], {"all": "rest"}, windows, {"all": {"dense": 1.0}})  # inside: fine
+    with pytest.raises(AvailabilityError) as err:
+        check_windows(scen, Q, {"all": "rest"}, windows, {"all": {"dense": 1.0}})
+    text = str(err.value)
+    assert "scenario 'late'" in text and "2027-04-01" in text and "region 'rest'" in text and "chip 'gpu'" in text
+    # a `periods` entry that moves the share on is accepted
+    moved = parse_scenarios({"late": {"precision": "fp8", **spec, "periods": [
+        {"from": dt.date(2027, 4, 1), "segments": {"all": {"prefill": {"cpu": 1.0}, "decode": {"cpu": 1.0}}}}]}},
+        chips, ["all"])
+    check_windows(moved, Q, {"all": "rest"}, windows, {"all": {"dense": 1.0}})
+    assert moved["late"].shares("all", "decode", "dense", Q[2]) == {"cpu": 1.0}
+    assert moved["late"].shares("all", "decode", "dense", Q[0]) == {"gpu": 1.0}
+
+
+def test_a_window_that_ends_before_it_starts_names_the_file_row_and_column():
+    frame = pl.DataFrame({"chip": ["x"], "region": ["rest"], "first_quarter": [dt.date(2027, 1, 1)],
+                          "last_quarter": [dt.date(2026, 1, 1)], "reason": ["launch"], "source_id": ["s"],
+                          "_line": [7]})
+    with pytest.raises(AvailabilityError, match="row 7, column last_quarter"):
+        windows_from_frame(frame)
+
+
+def test_projected_shipments_move_from_a_chip_past_its_window_to_the_designers_newest_chip():
+    specs = pl.DataFrame({"chip": ["old", "new", "host"], "designer": ["d", "d", "d"],
+                          "chip_class": ["gpu", "gpu", "cpu"], "h100e_per_chip": [1.0, 4.0, 0.1]})
+    windows = _windows({("old", "rest"): (dt.date(2024, 1, 1), dt.date(2025, 4, 1)),
+                          ("new", "rest"): (dt.date(2025, 7, 1), None),
+                          ("host", "rest"): (dt.date(2025, 10, 1), None)})
+    quarters = [dt.date(2024, 1, 1), dt.date(2024, 4, 1), dt.date(2024, 7, 1), dt.date(2024, 10, 1)]
+    shipments = pl.DataFrame({"quarter_start": quarters, "designer": ["d"] * 4, "spec_chip": ["old"] * 4,
+                              "china_market": [False] * 4, "incomplete": [False] * 4,
+                              "units_median": [100.0] * 4, "h100e_median": [100.0] * 4})
+    projection = pl.DataFrame({"quarter_start": [dt.date(2025, 1, 1), dt.date(2025, 10, 1)], "designer": ["d", "d"],
+                               "region": ["rest", "rest"], "basis": ["projected", "projected"],
+                               "shipped_h100e": [400.0, 400.0]})
+    out = installed_by_chip(shipments, projection, specs, windows, life_quarters=4)
+    shipped = {(r["quarter_start"], r["chip"]): r["shipped_units"] for r in out.iter_rows(named=True)
+               if r["shipped_units"] > 0}
+    # 2025 Q1: 'old' still ships (400 H100e = 400 units); 2025 Q4: its share goes to 'new' (not the CPU)
+    assert shipped[(dt.date(2025, 1, 1), "old")] == pytest.approx(400.0)
+    assert shipped[(dt.date(2025, 10, 1), "new")] == pytest.approx(100.0)
+    installed = {(r["quarter_start"], r["chip"]): r["installed_units"] for r in out.iter_rows(named=True)}
+    # a four-quarter life: the 2024 shipments retire through 2025; in 2025 Q4 only the 2025 Q1 'old' remains
+    assert installed[(dt.date(2024, 10, 1), "old")] == pytest.approx(400.0)
+    assert installed[(dt.date(2025, 10, 1), "old")] == pytest.approx(400.0)
+    assert installed[(dt.date(2025, 10, 1), "new")] == pytest.approx(100.0)
+
+
+def test_totals_are_summed_within_each_draw_then_summarised():
+    # two chips whose per-draw counts move in opposite directions: the median of the total is not the sum
+    # of the medians
+    a = np.array([1.0, 2.0, 10.0])
+    b = np.array([10.0, 2.0, 1.0])
+    zero = np.zeros(3)
+    rows = [{"period_start": Q[0], "scenario": "s", "segment": "all", "phase": "decode", "chip": c, "chips": n,
+             "installed_used": zero, "bought": n} for c, n in (("gpu", a), ("slow", b))]
+    flows = [{"period_start": Q[0], "scenario": "s", "segment": "all", "chip": None,
+              "shortfall_tokens_per_day": zero, "demand_tokens_per_day": np.ones(3)}]
+    out = fleet_totals(rows, flows, {"gpu": GPU, "slow": SLOW}, np.ones(3))
+    total = out.filter(pl.col("segment") == "all").row(0, named=True)
+    assert total["chips_median"] == pytest.approx(float(np.median(a + b)))  # 11, not 2 + 2
+    assert total["chips_median"] != pytest.approx(float(np.median(a) + np.median(b)))
+    assert total["capex_usd_median"] == pytest.approx(float(np.median(a * 25_000 + b * 12_000)))
