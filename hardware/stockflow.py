@@ -99,22 +99,25 @@ def installed_by_chip(shipments: pl.DataFrame, projection: pl.DataFrame, specs: 
     for chip, designer in designer_of.items():
         if chip in h100e and chip in accelerator:
             chips_of.setdefault(designer, []).append(chip)
+    shipments = shipments.sort("quarter_start", "designer", "spec_chip")
+    projection = projection.sort("quarter_start", "designer", "region")
     obs = (shipments.with_columns(pl.when(pl.col("china_market")).then(pl.lit("china")).otherwise(pl.lit("rest"))
                                   .alias("region"))
            .select("quarter_start", "designer", "region", pl.col("spec_chip").alias("chip"), "incomplete",
                    pl.col("units_median").alias("shipped_units"), pl.col("h100e_median").alias("shipped_h100e")))
     projected_q = (projection.filter(pl.col("basis").is_in(["projected", "partial"]))
-                   .group_by("quarter_start", "designer")
+                   .group_by("quarter_start", "designer", maintain_order=True)
                    .agg(pl.col("shipped_h100e").sum().alias("designer_h100e")))
     # counted quarters that the projection does not replace
     counted = obs.join(projected_q.select("quarter_start", "designer"), on=["quarter_start", "designer"], how="anti")
     # each designer's mix over its last four complete quarters (H100e share per region and chip)
-    complete = (obs.group_by("quarter_start", "designer").agg(pl.col("incomplete").any())
+    complete = (obs.group_by("quarter_start", "designer", maintain_order=True).agg(pl.col("incomplete").any())
                 .filter(~pl.col("incomplete"))
                 .with_columns(pl.col("quarter_start").rank("dense", descending=True).over("designer").alias("k"))
                 .filter(pl.col("k") <= 4).select("quarter_start", "designer"))
     mix = (obs.join(complete, on=["quarter_start", "designer"])
-           .group_by("designer", "region", "chip").agg(pl.col("shipped_h100e").sum())
+           .group_by("designer", "region", "chip", maintain_order=True).agg(pl.col("shipped_h100e").sum())
+           .sort("designer", "region", "chip")
            .with_columns((pl.col("shipped_h100e") / pl.col("shipped_h100e").sum().over("designer")).alias("share"))
            .filter(pl.col("share") > 0))
     placed = []
@@ -136,10 +139,12 @@ def installed_by_chip(shipments: pl.DataFrame, projection: pl.DataFrame, specs: 
     flows = pl.concat([
         counted.select(*schema).with_columns(pl.lit("observed").alias("basis")),
         pl.DataFrame(placed, schema=schema).with_columns(pl.lit("projected").alias("basis")),
-    ]).group_by("quarter_start", "designer", "region", "chip", "basis").agg(pl.col("shipped_h100e", "shipped_units").sum())
+    ]).sort("quarter_start", "designer", "region", "chip", "basis", nulls_last=True)
+    flows = flows.group_by("quarter_start", "designer", "region", "chip", "basis", maintain_order=True).agg(
+        pl.col("shipped_h100e", "shipped_units").sum())
     quarters = pl.DataFrame({"quarter_start": pl.date_range(flows["quarter_start"].min(), flows["quarter_start"].max(),
                                                             "3mo", eager=True)})
-    keys = flows.select("designer", "region", "chip").unique()
+    keys = flows.select("designer", "region", "chip").unique(maintain_order=True)
     grid = keys.join(quarters, how="cross")
     stock = (grid.join(flows.rename({"quarter_start": "shipped_quarter"}), on=["designer", "region", "chip"],
                        how="left", nulls_equal=True)
@@ -148,7 +153,8 @@ def installed_by_chip(shipments: pl.DataFrame, projection: pl.DataFrame, specs: 
                            .alias("age"))
              .with_columns(pl.when((pl.col("age") >= 0) & (pl.col("age") < life_quarters)).then(1.0).otherwise(0.0)
                            .alias("in_service"))
-             .group_by("quarter_start", "designer", "region", "chip")
+             .sort("quarter_start", "designer", "region", "chip", "shipped_quarter", nulls_last=True)
+             .group_by("quarter_start", "designer", "region", "chip", maintain_order=True)
              .agg((pl.col("shipped_units") * pl.col("in_service")).sum().alias("installed_units"),
                   (pl.col("shipped_h100e") * pl.col("in_service")).sum().alias("installed_h100e"),
                   pl.col("shipped_units").filter(pl.col("age") == 0).sum().alias("shipped_units"),
@@ -170,7 +176,8 @@ def shipment_mix(installed: pl.DataFrame, chips: dict[str, Chip], region: str, q
         return {}
     latest = part.filter(pl.col("quarter_start") == part["quarter_start"].max())
     out = {}
-    for chip, h in latest.group_by("chip").agg(pl.col("shipped_h100e").sum()).sort("chip").iter_rows():
+    for chip, h in (latest.sort("chip", "designer").group_by("chip", maintain_order=True)
+                    .agg(pl.col("shipped_h100e").sum()).iter_rows()):
         c = chips.get(chip)
         if c is None or not available(windows, chip, region, quarter) or not servable(c) or not costed(c):
             continue
@@ -191,7 +198,8 @@ def costed(chip: Chip) -> bool:
 def _units_by_region(installed: pl.DataFrame) -> dict[tuple[dt.date, str], dict[str, float]]:
     out: dict[tuple[dt.date, str], dict[str, float]] = {}
     part = (installed.filter(pl.col("chip").is_not_null() & (pl.col("installed_units") > 0))
-            .group_by("quarter_start", "region", "chip").agg(pl.col("installed_units").sum()))
+            .sort("quarter_start", "region", "chip", "designer")
+            .group_by("quarter_start", "region", "chip", maintain_order=True).agg(pl.col("installed_units").sum()))
     for q, region, chip, units in part.iter_rows():
         out.setdefault((q, region), {})[chip] = float(units)
     return out
