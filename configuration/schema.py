@@ -144,6 +144,11 @@ class Serving(BaseModel):
     max_batch_per_chip: Leaf
     max_replica_chips: Leaf
     scaleup_chips: Leaf
+    ep_layer_latency_us: Leaf
+    kv_cache_bytes_per_value: Leaf
+    max_moe_tokens_per_chip: Leaf
+    scaleup_gbps: Leaf
+    scaleout_gbps: Leaf
 
 
 class Workload(BaseModel):
@@ -207,6 +212,7 @@ class ChipOverride(BaseModel):
     tdp_w: float | None = None
     unit_price_usd: float | None = None
     scaleup_chips: float | None = None
+    scaleup_gbps: float | None = None
     rationale: str
 
 

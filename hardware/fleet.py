@@ -1,14 +1,21 @@
 """Fleet sizing: tokens/day per segment -> chips, H100e, MW and capex per scenario, on the serving model
 (hardware/serving.py, the code path of `tokens2chips size`), with Monte Carlo over the demand forecast,
-the workload assumptions and the calibration's own error.
+the workload assumptions and the calibration's own error. Fleets are stock and flow (hardware/stockflow.py).
 
-Per draw d, period t, segment s, phase p, chip x (share of the phase in the scenario) and model m
-(share of the segment's tokens):
+Per draw d, quarter t, segment s, phase p and model m (share of the segment's tokens):
 
     prefill tokens/s = T[d,t,s] / 86,400 x (1 - output share) x (1 - cached share)
     decode tokens/s  = T[d,t,s] / 86,400 x output share
-    chips[x]         = sum over m of  max(tokens/s x share[x] x mix[m] / rate[x, m, p, d], replica[x, m])
-                       x peak_to_average / utilisation x (1 + redundancy)
+1. The stock serves first: the installed chips of the segment's region (their inference share) and the chips
+   bought in earlier quarters still in service. A stock chip x carries model m co-located (both phases) and
+   needs  (prefill tokens/s / prefill rate + decode tokens/s / decode rate) x overhead  chips for all of m's
+   load; chips that cannot decode m at the per-user speed target carry none of it. Their time goes to the
+   models with load left in proportion to token shares (water-filling, ALLOCATION_ROUNDS rounds).
+2. The remainder is bought: chips[x] = replica_chips(remaining tokens/s x share[x], rate[x, m, p, d],
+   replica[x, m], overhead), whole replicas (serving.replica_chips, the arithmetic of `size`), from the
+   scenario's chips for that quarter (or the region's shipment mix), each inside its availability window.
+   A decode load no chip of the scenario can serve at the speed target is a shortfall.
+    overhead = peak_to_average / utilisation x (1 + redundancy)
     H100e = chips x H100e per chip;  MW = chips x TDP x PUE / 1e6;  capex = chips x unit price
 
 rate[x, m, p, d] is the serving model's calibrated tokens/s per chip (replica, batch and latency chosen
@@ -35,7 +42,7 @@ import numpy as np
 import polars as pl
 
 from hardware.roofline import Chip, LlmSpec
-from hardware.serving import Efficiency, Limits, group_of, serve
+from hardware.serving import Efficiency, Limits, group_of, replica_chips, serve
 from hardware.stats import log_sigma, percentiles
 from hardware.stockflow import (SHIPMENT_MIX, _stock_at, check_available, quarters_between, servable,
                                 shipment_mix)
@@ -474,7 +481,7 @@ def size_fleet(
                             s_eff = np.where(fine[chip_name] & (norm > 0), share / np.where(norm > 0, norm, 1.0), 0.0)
                             tps = rest * s_eff
                             per = r[phase] * factor[group_of(chips[chip_name])]
-                            n = np.where(tps > 0, np.maximum(tps / per, r["replica"]), 0.0) * overhead
+                            n = replica_chips(tps, per, r["replica"], overhead)
                             t = tps * SECONDS_PER_DAY
                             add(chip_name, phase, "bought", n, t, t * models[m].flops_per_token(context[phase]))
                             bought_now[chip_name] = bought_now.get(chip_name, zero) + n

@@ -45,6 +45,7 @@ class Chip:
     unit_price_usd: float | None = None
     h100e: float | None = None
     scaleup_chips: float | None = None  # chips in its scale-up domain (NVLink box/rack); None: the default
+    scaleup_gbps: float | None = None  # per-chip, per-direction bandwidth of the scale-up links (GB/s)
 
     @property
     def sram_only(self) -> bool:
@@ -109,9 +110,15 @@ class LlmSpec:
     def weight_bytes(self, precision: str) -> float:
         return self.total_params_b * 1e9 * BYTES_PER_PARAM[precision]
 
-    def kv_bytes_per_token(self, precision: str) -> float:
-        """KV cache per token, scaled from the catalog's bf16 figure to the serving precision."""
-        return self.kv_bytes_per_token_bf16 * BYTES_PER_PARAM[precision] / 2.0
+    def kv_bytes_per_token(self, precision: str, kv_precision: str | None = None) -> float:
+        """KV cache per token, scaled from the catalog's bf16 figure: at `kv_precision` when given (engines
+        keep the KV cache at bf16 or fp8 when weights go to fp4), else at the weights' precision."""
+        return self.kv_bytes_per_token_bf16 * BYTES_PER_PARAM[kv_precision or precision] / 2.0
+
+    def attention_flops_per_token(self, context):
+        """Attention FLOPs of one token over `context` earlier tokens (the part of flops_per_token that
+        reads the KV cache rather than the weights)."""
+        return 2.0 * self.n_layers * np.asarray(context, dtype=float) * self.attention_width
 
     def weight_bytes_read(self, precision: str, tokens_in_step):
         """Weight bytes streamed per forward step that processes `tokens_in_step` tokens."""

@@ -44,15 +44,20 @@ import polars as pl
 from hardware.roofline import Chip, LlmSpec
 
 SRAM_GROUPS = ("lpu", "wafer_scale")
-PARAMS = ("mfu", "mbu", "layer_us", "hop_us", "moe", "scaleout_us")
+PARAMS = ("mfu", "mbu", "layer_us", "hop_us", "moe", "scaleout_us", "ep_us")
 # which parameters each group's measurements can inform (the others stay at the prior)
-FITTED = {"hbm": ("mfu", "mbu", "layer_us", "moe", "scaleout_us"), "lpu": ("mbu", "layer_us", "hop_us"),
-          "wafer_scale": ("mbu", "layer_us", "hop_us")}
+FITTED = {"hbm": ("mfu", "mbu", "layer_us", "moe", "scaleout_us", "ep_us"),
+          "domestic": ("mfu", "mbu", "layer_us", "moe", "ep_us"),
+          "lpu": ("mbu", "layer_us", "hop_us"), "wafer_scale": ("mbu", "layer_us", "hop_us")}
 BATCH_GRID = np.unique(np.round(np.geomspace(1, 8192, 40))).astype(float)
 
 
 def group_of(chip: Chip) -> str:
-    return chip.chip_class if chip.chip_class in SRAM_GROUPS else "hbm"
+    """The efficiency group: SRAM parts by class; China's domestic accelerators (Ascend, Cambricon) on their own
+    software stacks ('domestic'); every other HBM/DDR part ('hbm': GPUs, TPUs, Trainium, CPUs)."""
+    if chip.chip_class in SRAM_GROUPS:
+        return chip.chip_class
+    return "domestic" if chip.chip_class == "domestic_asic" else "hbm"
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,7 @@ class Efficiency:
     hop_us: float = 2.0
     moe: float = 0.5
     scaleout_us: float = 500.0
+    ep_us: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -73,31 +79,80 @@ class Limits:
     max_replica_chips: float = 64.0
     prefill_chunk_tokens: float = 8192.0
     scaleup_chips: float = 8.0  # chips in one scale-up domain (NVLink box / rack); per chip via overrides
+    kv_cache_bytes_per_value: float = 1.0  # KV cache kept at fp8 (1 byte) unless the weights are wider
+    max_moe_tokens_per_chip: float = 128.0  # expert-parallel dispatch buffer: tokens in flight per chip
+    scaleup_gbps: float = 450.0  # scale-up link bandwidth per chip and direction, where the chip has none
+    scaleout_gbps: float = 50.0  # scale-out (NIC) bandwidth per chip and direction
 
 
 def _scaleup(chip: Chip, limits: Limits) -> float:
     return float(chip.scaleup_chips or limits.scaleup_chips)
 
 
-def _chips_needed(chip: Chip, model: LlmSpec, precision: str, limits: Limits, context: float) -> int:
+KV_PRECISION = {1.0: "fp8", 2.0: "bf16", 0.5: "fp4"}
+
+
+def kv_precision(precision: str, limits: Limits, given: str | None = None) -> str:
+    """The KV cache's precision: `given` (a measurement's engine setting), else the weights' precision but
+    never narrower than limits.kv_cache_bytes_per_value (engines keep KV at fp8 when weights go to fp4)."""
+    if given:
+        return given
+    from hardware.roofline import BYTES_PER_PARAM
+
+    floor = float(limits.kv_cache_bytes_per_value)
+    return precision if BYTES_PER_PARAM[precision] >= floor else KV_PRECISION.get(floor, "fp8")
+
+
+def _chips_needed(chip: Chip, model: LlmSpec, precision: str, limits: Limits, context: float,
+                  kv: str | None = None) -> int:
+    """Chips that hold the weights and one sequence's KV, rounded to a layout a server runs: a power of two
+    inside the scale-up domain (tensor/expert parallel degrees divide the box), whole domains beyond it;
+    SRAM parts need exactly what holds the model."""
     if chip.memory_bytes <= 0:
         raise ValueError(f"chip {chip.name!r} has no memory capacity in the spec sheet")
-    need = model.weight_bytes(precision) + context * model.kv_bytes_per_token(precision)
-    return int(np.ceil(need / (chip.memory_bytes * limits.memory_usable_fraction) - 1e-9))
+    need = model.weight_bytes(precision) + context * model.kv_bytes_per_token(precision, kv_precision(precision, limits, kv))
+    n = int(np.ceil(need / (chip.memory_bytes * limits.memory_usable_fraction) - 1e-9))
+    if group_of(chip) in SRAM_GROUPS or n <= 1:
+        return max(n, 1)
+    domain = int(_scaleup(chip, limits))
+    power = 1 << int(np.ceil(np.log2(n)))
+    return power if power <= domain else int(np.ceil(n / domain) * domain)
+
+
+def ep_seconds(chip: Chip, model: LlmSpec, n: float, tokens_per_chip, eff: Efficiency, limits: Limits):
+    """Expert-parallel dispatch and combine per decode step of a mixture-of-experts model spread over n chips:
+    per MoE layer a fixed floor (eff.ep_us) plus the bytes each chip sends over its links, tokens per chip x
+    experts per token x hidden size x 3 bytes (fp8 dispatch, bf16 combine) x the share of experts off the chip,
+    at the scale-up link bandwidth inside the domain and the scale-out bandwidth beyond it. Dense models
+    and one-chip replicas: 0 (their tensor-parallel all-reduce is in the per-layer latency)."""
+    if not model.is_moe or n <= 1:
+        return 0.0 * np.asarray(tokens_per_chip, dtype=float)
+    hidden = float(model.hidden_size or model.attention_width)
+    sent = np.asarray(tokens_per_chip, dtype=float) * model.experts_active * hidden * 3.0 * (1.0 - 1.0 / n)
+    inside = n <= _scaleup(chip, limits)
+    gbps = (chip.scaleup_gbps or limits.scaleup_gbps) if inside else limits.scaleout_gbps
+    return model.n_layers * (eff.ep_us * 1e-6 + sent / (gbps * 1e9))
 
 
 def decode_curve(chip: Chip, model: LlmSpec, precision: str, n: float, batch, context: float,
-                 eff: Efficiency, scaleup: float = 8.0, mode: str = "tp"):
+                 eff: Efficiency, scaleup: float = 8.0, mode: str = "tp", limits: Limits | None = None,
+                 kv: str | None = None):
     """Per-chip tokens/s, per-user tokens/s and the bound of decode at each batch (arrays).
 
+    A step runs the weight GEMMs (bound by reading the weights the batch touches, or by their FLOPs) and then
+    attention (bound by reading each sequence's KV cache, or by its FLOPs), one after the other, plus fixed
+    per-layer latency and, for mixture-of-experts models over several chips, expert-parallel dispatch and
+    combine (ep_seconds).
     mode "tp": every layer split over the n chips (one stage); wider than the scale-up domain it is
     expert/tensor parallel across nodes and each layer pays the scale-out latency.
     mode "pp": S pipeline stages of n/S chips (S = n for SRAM parts, the scale-up domains otherwise); a
     token passes every stage in turn, the replica keeps S micro-batches of b = max(1, B/S) in flight, and
     each stage boundary is one hop."""
+    limits = limits or Limits(scaleup_chips=scaleup)
     batch = np.asarray(batch, dtype=float)
-    kv = model.kv_bytes_per_token(precision) * context
-    flops = model.flops_per_token(context)
+    kv_token = model.kv_bytes_per_token(precision, kv_precision(precision, limits, kv)) * context
+    gemm_flops = 2.0 * model.active_params_b * 1e9
+    attn_flops = model.attention_flops_per_token(context)
     bw, peak = chip.bandwidth * eff.mbu, chip.peak_flops(precision) * eff.mfu
     fixed = model.n_layers * eff.layer_us * 1e-6
     if mode == "pp":
@@ -105,19 +160,26 @@ def decode_curve(chip: Chip, model: LlmSpec, precision: str, n: float, batch, co
         b = np.maximum(1.0, batch / stages)
         # a stage holds 1/S of the layers (weights and KV) on n/S chips and runs a micro-batch of b;
         # a token passes all S stages in turn
-        t_mem = stages * (model.weight_bytes_read(precision, b) + b * kv) / (n * bw)
-        t_cmp = stages * b * flops / (n * peak)
+        w_mem, w_cmp = stages * model.weight_bytes_read(precision, b) / (n * bw), stages * b * gemm_flops / (n * peak)
+        a_mem, a_cmp = stages * b * kv_token / (n * bw), stages * b * attn_flops / (n * peak)
         latency = fixed + (stages - 1) * eff.hop_us * 1e-6
+        per_stage = n / stages
+        t_ep = ep_seconds(chip, model, per_stage, b / per_stage, eff, limits) if group_of(chip) not in SRAM_GROUPS \
+            else 0.0 * b
     else:
-        t_mem = (model.weight_bytes_read(precision, batch) + batch * kv) / (n * bw)
-        t_cmp = batch * flops / (n * peak)
+        w_mem, w_cmp = model.weight_bytes_read(precision, batch) / (n * bw), batch * gemm_flops / (n * peak)
+        a_mem, a_cmp = batch * kv_token / (n * bw), batch * attn_flops / (n * peak)
         # a replica wider than the scale-up domain crosses the scale-out network in every layer
         latency = fixed + (model.n_layers * eff.scaleout_us * 1e-6 if n > scaleup else 0.0)
-    step = np.maximum(t_mem, t_cmp) + latency
-    # "interconnect" when the scale-out crossings are most of the fixed time, "latency" otherwise
-    slow = "interconnect" if mode == "tp" and n > scaleup and latency > 2 * fixed else "latency"
-    bound = np.where(latency >= np.maximum(t_mem, t_cmp), slow,
-                     np.where(t_mem >= t_cmp, "memory", "compute"))
+        t_ep = ep_seconds(chip, model, n, batch / n, eff, limits)
+    work = np.maximum(w_mem, w_cmp) + np.maximum(a_mem, a_cmp)
+    step = work + latency + t_ep
+    # "interconnect" when scale-out crossings or expert dispatch are most of the overhead, "latency" when the
+    # fixed per-layer time is; else memory or compute, by which kind of bound holds most of the work
+    memory = np.where(w_mem >= w_cmp, w_mem, 0.0) + np.where(a_mem >= a_cmp, a_mem, 0.0)
+    slow = np.where(((mode == "tp") and n > scaleup and latency > 2 * fixed) | (t_ep > latency), "interconnect",
+                    "latency")
+    bound = np.where(latency + t_ep >= work, slow, np.where(memory >= work / 2, "memory", "compute"))
     return batch / (n * step), 1.0 / step, bound
 
 
@@ -145,15 +207,17 @@ def prefill_rate(chip: Chip, model: LlmSpec, precision: str, n: float, prompt_to
 
 def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
           eff: Efficiency, limits: Limits, user_speed: float | None = None, batch: float | None = None,
-          max_chips: float | None = None) -> dict:
+          max_chips: float | None = None, kv: str | None = None) -> dict:
     """The replica a server would run and its rates.
 
     `user_speed`: minimum decode tokens/s per user (None: no target). `batch`: a fixed decode batch
-    per replica (None: the largest allowed). `max_chips`: the most chips a replica may span."""
+    per replica (None: the largest allowed). `max_chips`: the most chips a replica may span. `kv`: the KV
+    cache's precision (None: kv_precision's rule)."""
     if chip.memory_bytes <= 0 or not (chip.sram_tbps if chip.sram_only else chip.mem_tbps):
         raise ValueError(f"chip {chip.name!r} lacks memory capacity or bandwidth in the spec sheet")
     context = prompt_tokens + output_tokens / 2.0
-    n_min = _chips_needed(chip, model, precision, limits, context)
+    kv = kv_precision(precision, limits, kv)
+    n_min = _chips_needed(chip, model, precision, limits, context, kv)
     cap = max(float(max_chips or limits.max_replica_chips), n_min)
     sizes = [float(n_min)]
     if group_of(chip) in SRAM_GROUPS:
@@ -165,14 +229,18 @@ def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, outp
     best, best_key = None, None
     for n in sizes:
         free = n * chip.memory_bytes * limits.memory_usable_fraction - model.weight_bytes(precision)
-        fits = np.floor(free / (model.kv_bytes_per_token(precision) * max(context, 1.0)))
-        top = max(1.0, min(fits, limits.max_batch_per_chip * n))
+        fits = np.floor(free / (model.kv_bytes_per_token(precision, kv) * max(context, 1.0)))
+        per_chip_cap = limits.max_batch_per_chip
+        if model.is_moe and n > 1 and group_of(chip) not in SRAM_GROUPS:
+            # expert-parallel engines bound the tokens a chip holds in flight by their dispatch buffer
+            per_chip_cap = min(per_chip_cap, limits.max_moe_tokens_per_chip)
+        top = max(1.0, min(fits, per_chip_cap * n))
         grid = np.array([batch], dtype=float) if batch else BATCH_GRID[BATCH_GRID <= top]
         if not batch and (grid.size == 0 or grid[-1] < top):
             grid = np.append(grid, top)
         for mode in modes(chip, n, _scaleup(chip, limits)):
             per_chip, per_user, bound = decode_curve(chip, model, precision, n, grid, context, eff,
-                                                     _scaleup(chip, limits), mode)
+                                                     _scaleup(chip, limits), mode, limits, kv)
             ok = per_user >= (user_speed or 0.0)
             # the fastest layout at batch 1 when no batch meets the target
             i = int(np.max(np.flatnonzero(ok))) if ok.any() else 0
@@ -206,7 +274,7 @@ def predict_row(row: dict, chips: dict[str, Chip], models: dict[str, LlmSpec], e
     output = row["output_tokens"] or 500.0
     max_chips = row["chips"] if row["chips"] and group_of(chip) not in SRAM_GROUPS else None
     res = serve(chip, model, row["precision"], prompt, output, eff, limits, row["user_tokens_per_s_target"],
-                row["concurrency"], max_chips)
+                row["concurrency"], max_chips, row.get("kv_precision"))
     if row["tokens_per_s_per_chip"] is None:
         return res["decode_per_user"], "tokens_per_s_per_user"
     if row["phase"] == "prefill":
@@ -287,19 +355,23 @@ def measurements_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """The measurement file with numeric columns as floats (empty = null)."""
     numeric = ["chips", "prompt_tokens", "output_tokens", "concurrency", "user_tokens_per_s_target",
                "tokens_per_s_per_chip", "tokens_per_s_per_user"]
-    return frame.with_columns(pl.col(c).cast(pl.Float64) for c in numeric)
+    if "kv_precision" not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, pl.Utf8).alias("kv_precision"))
+    return frame.with_columns(*(pl.col(c).cast(pl.Float64) for c in numeric), pl.col("kv_precision").cast(pl.Utf8))
 
 
 PRIOR_NAMES = {"mfu": "serving.mfu", "mbu": "serving.mbu", "layer_us": "serving.layer_latency_us",
                "hop_us": "serving.hop_latency_us", "moe": "serving.moe_prefill_efficiency",
-               "scaleout_us": "serving.scaleout_layer_latency_us"}
+               "scaleout_us": "serving.scaleout_layer_latency_us", "ep_us": "serving.ep_layer_latency_us"}
 
 
 def priors_and_limits(assumptions: pl.DataFrame) -> tuple[dict[str, Prior], Limits]:
     """Priors of the efficiency parameters and the serving limits from meta.assumptions rows."""
     rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
     needed = [*PRIOR_NAMES.values(), "hardware.memory_usable_fraction", "serving.max_replica_chips",
-              "serving.max_batch_per_chip", "serving.prefill_chunk_tokens", "serving.scaleup_chips"]
+              "serving.max_batch_per_chip", "serving.prefill_chunk_tokens", "serving.scaleup_chips",
+              "serving.kv_cache_bytes_per_value", "serving.max_moe_tokens_per_chip", "serving.scaleup_gbps",
+              "serving.scaleout_gbps"]
     missing = [n for n in needed if n not in rows]
     if missing:
         raise KeyError(f"assumption(s) {missing} missing from the assumptions file")
@@ -308,50 +380,86 @@ def priors_and_limits(assumptions: pl.DataFrame) -> tuple[dict[str, Prior], Limi
                     max_batch_per_chip=rows["serving.max_batch_per_chip"]["value"],
                     max_replica_chips=rows["serving.max_replica_chips"]["value"],
                     prefill_chunk_tokens=rows["serving.prefill_chunk_tokens"]["value"],
-                    scaleup_chips=rows["serving.scaleup_chips"]["value"])
+                    scaleup_chips=rows["serving.scaleup_chips"]["value"],
+                    kv_cache_bytes_per_value=rows["serving.kv_cache_bytes_per_value"]["value"],
+                    max_moe_tokens_per_chip=rows["serving.max_moe_tokens_per_chip"]["value"],
+                    scaleup_gbps=rows["serving.scaleup_gbps"]["value"],
+                    scaleout_gbps=rows["serving.scaleout_gbps"]["value"])
     return priors, limits
+
+
+def replica_chips(load_tokens_per_s, tokens_per_s_per_chip, replica: float, overhead=1.0):
+    """Chips to carry a load, the one arithmetic of `size` and the fleet: load x overhead / per-chip rate,
+    rounded up to whole replicas of `replica` chips (0 for no load). Vectorised over draws."""
+    load = np.asarray(load_tokens_per_s, dtype=float)
+    need = load * np.asarray(overhead, dtype=float) / np.asarray(tokens_per_s_per_chip, dtype=float)
+    return np.where(load > 0, np.ceil(need / replica - 1e-9) * replica, 0.0)
+
+
+def _replica_sizes(chip: Chip, model: LlmSpec, precision: str, context: float, limits: Limits) -> list[float]:
+    n = float(_chips_needed(chip, model, precision, limits, context))
+    sizes = [n]
+    while group_of(chip) not in SRAM_GROUPS and sizes[-1] * 2 <= max(limits.max_replica_chips, n):
+        sizes.append(sizes[-1] * 2)
+    return sizes
 
 
 def size(chip: Chip, model: LlmSpec, precision: str, input_tokens_per_day: float, output_tokens_per_day: float,
          cached_share: float, prompt_tokens: float, output_tokens: float, eff: Efficiency, limits: Limits,
          user_speed: float, prefill_chip: Chip | None = None, prefill_eff: Efficiency | None = None,
          peak_to_average: float = 1.0, utilisation: float = 1.0, redundancy: float = 0.0) -> dict:
-    """Chips to serve a daily load: prefill and decode sized apart (disaggregated), each at its
-    calibrated per-chip rate; average load x peak_to_average / utilisation x (1 + redundancy)."""
+    """Chips to serve a daily load: average load x peak_to_average / utilisation x (1 + redundancy), in whole
+    replicas (replica_chips, the fleet's arithmetic). Two layouts, the smaller wins:
+      disaggregated  prefill and decode on their own replicas, each at its calibrated per-chip rate (decode on
+                     the replica with the highest per-chip rate at the speed target), as a large fleet runs;
+      co-located     both phases on the same replicas, of the size (n_min x 2^k) that needs the fewest chips at
+                     the speed target, as one server of a small deployment runs (not with --prefill-chip)."""
     overhead = peak_to_average / utilisation * (1.0 + redundancy)
+    prefill_tps = input_tokens_per_day * (1.0 - cached_share) / 86_400.0
+    decode_tps = output_tokens_per_day / 86_400.0
     decode = serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed)
     pchip = prefill_chip or chip
     prefill = serve(pchip, model, precision, prompt_tokens, output_tokens, prefill_eff or eff, limits, user_speed) \
         if prefill_chip is not None else decode
-    prefill_tps = input_tokens_per_day * (1.0 - cached_share) / 86_400.0
-    decode_tps = output_tokens_per_day / 86_400.0
-
-    def chips(load, rate, replica):
-        if load <= 0:
-            return 0.0
-        return float(max(np.ceil(load / rate * overhead), replica))
-
-    p_chips = chips(prefill_tps, prefill["prefill_per_chip"], prefill["min_chips"])
-    d_chips = chips(decode_tps, decode["decode_per_chip"], decode["n"])
+    p_chips = float(replica_chips(prefill_tps, prefill["prefill_per_chip"], prefill["n"], overhead))
+    d_chips = float(replica_chips(decode_tps, decode["decode_per_chip"], decode["n"], overhead))
+    layout, replica, chosen = "disaggregated", decode["n"], decode
+    if prefill_chip is None and (prefill_tps > 0 or decode_tps > 0):
+        context = prompt_tokens + output_tokens / 2.0
+        for n in _replica_sizes(chip, model, precision, context, limits):
+            r = serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed, max_chips=n)
+            if not r["meets_speed"] and decode["meets_speed"]:
+                continue
+            # chip-seconds per second of both phases on the same chips
+            busy = prefill_tps / r["prefill_per_chip"] + decode_tps / r["decode_per_chip"]
+            chips = float(replica_chips(1.0, 1.0 / busy, r["n"], overhead)) if busy > 0 else 0.0
+            if chips < p_chips + d_chips:
+                share = (prefill_tps / r["prefill_per_chip"]) / busy
+                layout, replica, chosen = "co-located", r["n"], r
+                p_chips, d_chips = chips * share, chips - chips * share
+                prefill = r
     return {
         "chips": p_chips + d_chips,
+        "layout": layout,
+        "replica_chips": replica,
         "overhead_factor": overhead,
         "prefill": {"chip": pchip.name, "chips": p_chips, "tokens_per_s": prefill_tps,
                     "tokens_per_s_per_chip": prefill["prefill_per_chip"], "bound": prefill["prefill_bound"],
                     "batch": limits.prefill_chunk_tokens, "batch_unit": "tokens per chip per forward pass"},
         "decode": {"chip": chip.name, "chips": d_chips, "tokens_per_s": decode_tps,
-                   "tokens_per_s_per_chip": decode["decode_per_chip"],
-                   "tokens_per_s_per_user": decode["decode_per_user"], "bound": decode["decode_bound"],
-                   "batch": decode["batch"], "replica_chips": decode["n"], "layout": decode["layout"],
-                   "meets_user_speed": decode["meets_speed"],
-                   "per_user_latency_ms": decode["per_user_latency_ms"]},
+                   "tokens_per_s_per_chip": chosen["decode_per_chip"],
+                   "tokens_per_s_per_user": chosen["decode_per_user"], "bound": chosen["decode_bound"],
+                   "batch": chosen["batch"], "replica_chips": chosen["n"], "layout": chosen["layout"],
+                   "meets_user_speed": chosen["meets_speed"],
+                   "per_user_latency_ms": chosen["per_user_latency_ms"]},
     }
 
 
 # ---------------------------------------------------------------- fitted values as a table, and curves
 
 EFFICIENCY_COLUMNS = {"mfu": "mfu", "mbu": "mbu", "layer_us": "layer_latency_us", "hop_us": "hop_latency_us",
-                      "moe": "moe_prefill_efficiency", "scaleout_us": "scaleout_layer_latency_us"}
+                      "moe": "moe_prefill_efficiency", "scaleout_us": "scaleout_layer_latency_us",
+                      "ep_us": "ep_layer_latency_us"}
 ROBUST_SD = 1.4826  # s.d. of a normal = 1.4826 x its median absolute deviation
 
 

@@ -33,6 +33,7 @@ def chips_from_frame(specs: pl.DataFrame, overrides: dict | None = None) -> dict
             unit_price_usd=_num(extra.get("unit_price_usd", row.get("unit_price_usd"))),
             h100e=_num(row.get("h100e_per_chip")),
             scaleup_chips=_num(extra.get("scaleup_chips")),
+            scaleup_gbps=_num(extra.get("scaleup_gbps")),
         )
     return out
 

@@ -56,7 +56,39 @@ def _cache_key(paths) -> str:
     for f in files:
         digest.update(str(f).encode())
         digest.update(f.read_bytes() if f.is_file() else b"<missing>")
+    published = _published(paths)
+    if published is not None:  # the calibration the marts used: its file's identity
+        stat = published.stat()
+        digest.update(f"{published}:{stat.st_mtime_ns}:{stat.st_size}".encode())
     return digest.hexdigest()[:32]
+
+
+def _published(paths):
+    from warehouse.io import published_copy
+
+    path = published_copy(paths.warehouse)
+    return path if path.is_file() else None
+
+
+def _published_efficiency(paths):
+    """marts.serving_efficiency of the published warehouse (the calibration the fleet marts used), or None
+    when there is no published copy or it predates the table."""
+    path = _published(paths)
+    if path is None:
+        return None
+    import duckdb
+
+    from hardware.serving import serving_from_table
+
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            frame = con.execute("select * from marts.serving_efficiency").pl()
+        finally:
+            con.close()
+        return serving_from_table(frame)[0]
+    except (duckdb.Error, KeyError):
+        return None
 
 
 def _context(args):
@@ -109,10 +141,15 @@ def _build_context(paths):
     chips = chips_from_frame(specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip")), overrides)
     models = models_from_frame(catalog)
     priors, limits = priors_and_limits(assumptions)
-    effs = efficiencies_from(calibrate(measured, chips, models, priors, limits))
+    # the published calibration (what the fleet marts used); without a warehouse, the same fit on the files
+    effs = _published_efficiency(paths)
+    source = f"published calibration ({_published(paths)}: marts.serving_efficiency)"
+    if effs is None:
+        effs = efficiencies_from(calibrate(measured, chips, models, priors, limits))
+        source = "fitted on data/throughput_measurements.csv (no published warehouse yet)"
     values = dict(assumptions.select("name", "value").iter_rows())
     slug_pairs = list(slugs.select("slug_pattern", "model").iter_rows())
-    return chips, models, slug_pairs, effs, limits, values
+    return chips, models, slug_pairs, effs, limits, values, source
 
 
 def _resolve(args, chips, models, slugs):
@@ -144,7 +181,7 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         _check("user-speed", args.user_speed, 0, low_open=True)
         _check("mfu", args.mfu, 0, 1, low_open=True)
         _check("mbu", args.mbu, 0, 1, low_open=True)
-        chips, models, slugs, effs, limits, values = _context(args)
+        chips, models, slugs, effs, limits, values, source = _context(args)
         chip, model, resolved = _resolve(args, chips, models, slugs)
         eff = effs[group_of(chip)]
         changes = {k: v for k, v in (("mfu", args.mfu), ("mbu", args.mbu)) if v is not None}
@@ -167,7 +204,8 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         "per-user speed target",
         "efficiency": {"mfu": eff.mfu, "mbu": eff.mbu, "layer_latency_us": eff.layer_us, "hop_latency_us": eff.hop_us,
                        "moe_prefill_efficiency": eff.moe, "scaleout_layer_latency_us": eff.scaleout_us,
-                       "from": "calibrated on data/throughput_measurements.csv" + (" (overridden)" if changes else "")},
+                       "ep_layer_latency_us": eff.ep_us,
+                       "from": source + (" (overridden)" if changes else "")},
         "min_chips_per_replica": r["min_chips"], "replica_chips": r["n"],
         "layout": {"tp": "layers split over the replica's chips (tensor/expert parallel)",
                    "pp": "pipeline: stages of chips in turn"}[r["layout"]],
@@ -196,7 +234,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         _check("peak-to-average", args.peak_to_average, 1)
         _check("utilisation", args.utilisation, 0, 1, low_open=True)
         _check("redundancy", args.redundancy, 0)
-        chips, models, slugs, effs, limits, values = _context(args)
+        chips, models, slugs, effs, limits, values, source = _context(args)
         chip, model, resolved = _resolve(args, chips, models, slugs)
         pchip = None
         if args.prefill_chip:
@@ -224,7 +262,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         notes.append(f"{chip.name} cannot serve {model.name} at {speed:g} tokens/s per user; sized at batch 1")
     out = {"model": model.name, "resolved": resolved, **result, "assumptions": used,
            "decode_context_tokens": args.prompt_tokens + args.output_tokens / 2,
-           "efficiency_source": "calibrated on data/throughput_measurements.csv (marts.throughput_calibration)",
+           "efficiency_source": source,
            "notes": notes}
     print(json.dumps(out, indent=2, allow_nan=False))
     return 0
