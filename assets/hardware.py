@@ -64,6 +64,9 @@ OUTPUTS = {
                               "of the designer can take. Data: Epoch AI.",
     "fleet_stock_flow": "Stock and flow per quarter, scenario, segment and chip: installed inference chips, chips in "
                         "use and their utilisation, tokens/day they serve, and chips bought in the quarter.",
+    "token_cost": "Cost per million tokens by quarter, scenario, chip class and phase: the day's amortised capex "
+                  "and energy of the chips serving the load over the tokens they process, per Monte Carlo draw; "
+                  "median (unsuffixed) and p5/p95.",
     "fleet_totals": "Per quarter, scenario and segment ('all' = every segment), totals computed within each Monte "
                     "Carlo draw, then p5/median/p95: fleet serving demand (chips, H100e, MW, capex), chips bought, "
                     "installed utilisation, share of demand the installed base serves, shortfall.",

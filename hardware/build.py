@@ -24,8 +24,8 @@ import dataclasses
 
 from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, Stock, check_speed, check_windows,
                             draw_assumptions, parse_scenarios, size_fleet, summarise, tie_workload)
-from hardware.stockflow import (SHIPMENT_MIX, _units_by_region, fleet_totals, installed_by_chip, stock_flow_table,
-                                windows_from_frame)
+from hardware.stockflow import SHIPMENT_MIX, _units_by_region, installed_by_chip, stock_flow_table, windows_from_frame
+from hardware.totals import fleet_totals, token_cost
 from hardware.serving import interactivity_curves, priors_and_limits, serving_from_table
 from hardware.specs import chips_from_frame, models_from_frame
 from hardware.stats import Z80, log_sigma, percentiles
@@ -186,6 +186,7 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
         "installed_base_by_chip": installed.with_columns(pl.col("chip").fill_null("(unplaced)")),
         "fleet_stock_flow": stock_flow_table(stock_records, chips, region),
         "fleet_totals": fleet_totals(rows, stock_records, chips, samples["fleet.pue"]),
+        "token_cost": token_cost(rows, chips, samples),
     }
 
 

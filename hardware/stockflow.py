@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from hardware.roofline import Chip
+from hardware.totals import _p
 
 SHIPMENT_MIX = "shipment_mix"
 
@@ -215,12 +216,6 @@ def quarters_between(a: dt.date, b: dt.date) -> int:
     return (b.year - a.year) * 4 + (b.month - a.month) // 3
 
 
-def _p(prefix: str, values) -> dict:
-    v = np.atleast_1d(np.asarray(values, dtype=float))
-    return {f"{prefix}_p5": float(np.percentile(v, 5)), f"{prefix}_median": float(np.median(v)),
-            f"{prefix}_p95": float(np.percentile(v, 95))}
-
-
 def stock_flow_table(flows: list[dict], chips: dict[str, Chip], region: dict[str, str]) -> pl.DataFrame:
     """marts.fleet_stock_flow: per quarter, scenario, segment and chip, the installed inference chips, the chips
     in use and their utilisation (in [0, 1]), the tokens/day they serve, and the chips bought in the quarter."""
@@ -231,8 +226,7 @@ def stock_flow_table(flows: list[dict], chips: dict[str, Chip], region: dict[str
         chip = chips[f["chip"]]
         installed, used, bought = f["installed"], f["used"], f["bought"]
         util = np.where(installed > 0, used / np.maximum(installed, 1e-300), np.nan)
-        util_stats = (_p("utilisation", util[~np.isnan(util)]) if np.any(~np.isnan(util))
-                      else {"utilisation_p5": None, "utilisation_median": None, "utilisation_p95": None})
+        util_stats = _p("utilisation", util)
         out.append({"period_start": f["period_start"], "scenario": f["scenario"], "segment": f["segment"],
                     "region": region[f["segment"]], "chip": f["chip"], "chip_class": chip.chip_class,
                     "installed_inference_chips_median": float(np.median(installed)),
@@ -246,65 +240,3 @@ def stock_flow_table(flows: list[dict], chips: dict[str, Chip], region: dict[str
               "served_tokens_per_day_median": pl.Float64, "bought_chips_p5": pl.Float64,
               "bought_chips_median": pl.Float64, "bought_chips_p95": pl.Float64, "bought_capex_usd_median": pl.Float64}
     return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment", "chip")
-
-
-TOTAL_MEASURES = ("chips", "h100e", "power_mw", "capex_usd", "bought_chips", "bought_capex_usd",
-                  "installed_inference_chips", "chips_in_use", "installed_utilisation", "demand_tokens_per_day",
-                  "served_by_installed_share", "shortfall_tokens_per_day")
-
-
-def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pue: np.ndarray) -> pl.DataFrame:
-    """marts.fleet_totals: per quarter, scenario and segment (and 'all'), every total summed within each Monte
-    Carlo draw and then summarised (p5 / median / p95 of the per-draw totals): the fleet serving demand
-    (chips, H100e, MW, capex of installed chips in use plus chips bought), what is bought, the installed
-    inference chips and their utilisation, the share of demand the installed base serves, and the shortfall."""
-    acc: dict[tuple, dict[str, np.ndarray]] = {}
-
-    def bucket(period, scenario, segment):
-        return acc.setdefault((period, scenario, segment), {})
-
-    def add(keys, name, value):
-        for k in keys:
-            b = bucket(*k)
-            b[name] = b.get(name, 0.0) + value
-
-    for r in rows:
-        chip = chips[r["chip"]]
-        keys = dict.fromkeys([(r["period_start"], r["scenario"], r["segment"]), (r["period_start"], r["scenario"], "all")])
-        n = r["chips"]
-        add(keys, "chips", n)
-        add(keys, "h100e", n * (chip.h100e or 0.0))
-        add(keys, "power_mw", n * (chip.tdp_w or 0.0) * pue / 1e6)
-        add(keys, "capex_usd", n * (chip.unit_price_usd or 0.0))
-        add(keys, "bought_chips", r["bought"])
-        add(keys, "bought_capex_usd", r["bought"] * (chip.unit_price_usd or 0.0))
-    demand_seen = set()
-    for f in flows:
-        keys = dict.fromkeys([(f["period_start"], f["scenario"], f["segment"]), (f["period_start"], f["scenario"], "all")])
-        if f["chip"] is None:
-            add(keys, "shortfall_tokens_per_day", f["shortfall_tokens_per_day"])
-            if (f["period_start"], f["scenario"], f["segment"]) not in demand_seen:
-                demand_seen.add((f["period_start"], f["scenario"], f["segment"]))
-                add(keys, "demand_tokens_per_day", f["demand_tokens_per_day"])
-            continue
-        add(keys, "installed_inference_chips", f["installed"])
-        add(keys, "chips_in_use", f["used"])
-        add(keys, "served_tokens_per_day", f["served_tokens_per_day"])
-    out = []
-    for (period, scenario, segment), b in acc.items():
-        installed = b.get("installed_inference_chips", 0.0)
-        demand = b.get("demand_tokens_per_day", 0.0)
-        b["installed_utilisation"] = np.where(np.asarray(installed) > 0,
-                                              np.asarray(b.get("chips_in_use", 0.0)) / np.maximum(installed, 1e-300),
-                                              np.nan)
-        b["served_by_installed_share"] = np.where(np.asarray(demand) > 0, np.asarray(b.get("served_tokens_per_day", 0.0))
-                                                  / np.maximum(demand, 1e-300), np.nan)
-        rec = {"period_start": period, "scenario": scenario, "segment": segment}
-        for name in TOTAL_MEASURES:
-            v = np.atleast_1d(np.asarray(b.get(name, 0.0), dtype=float))
-            v = v[~np.isnan(v)]
-            rec.update(_p(name, v) if v.size else {f"{name}_p5": None, f"{name}_median": None, f"{name}_p95": None})
-        out.append(rec)
-    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "segment": pl.Utf8,
-              **{f"{n}_{s}": pl.Float64 for n in TOTAL_MEASURES for s in ("p5", "median", "p95")}}
-    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment")

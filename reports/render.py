@@ -287,10 +287,12 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                              for r in frames["calibration"].sort("chip_group", "chip", "measurement_id")
                              .iter_rows(named=True)],
         "calibration_summary": _calibration_summary(frames["calibration"]),
+        "loso_rows": _loso_by_source(frames["calibration"]),
         "efficiency_rows": [{"group": r["chip_group"], "mfu": f"{r['mfu']:.2f}", "mbu": f"{r['mbu']:.2f}",
                              "layer_us": f"{r['layer_latency_us']:.1f}", "hop_us": f"{r['hop_latency_us']:.2f}",
                              "moe": f"{r['moe_prefill_efficiency']:.2f}",
                              "scaleout_us": f"{r['scaleout_layer_latency_us']:.0f}",
+                             "ep_us": f"{r['ep_layer_latency_us']:.1f}",
                              "error_sd": f"{r['error_log_sd']:.2f}", "rows": r["fitted_rows"]}
                             for r in frames["serving_efficiency"].iter_rows(named=True)],
         "cost_level_rows": _cost_levels(frames["cost_levels"]),
@@ -548,6 +550,20 @@ def _calibration_summary(table: pl.DataFrame) -> dict:
     return {"rows": table.height, "fitted": fit.height, "median": f"{fit['abs_log_error'].median():.2f}",
             "worst": f"{worst['ratio']:.2f}x ({worst['measurement_id']})",
             "loso": f"{fit['ratio_leave_source_out'].log().abs().median():.2f}"}
+
+
+def _loso_by_source(table: pl.DataFrame) -> list[dict]:
+    """Leave-one-source-out error per source (fitted rows): median |log ratio| and the range of the ratios,
+    worst first; a source beyond 2x either way is flagged."""
+    fit = table.filter(pl.col("in_fit")).with_columns(pl.col("ratio_leave_source_out").log().abs().alias("e"))
+    per = (fit.group_by("source_id").agg(pl.len().alias("n"), pl.col("e").median().alias("median"),
+                                         pl.col("ratio_leave_source_out").min().alias("low"),
+                                         pl.col("ratio_leave_source_out").max().alias("high"),
+                                         pl.col("chip").unique().sort().str.join(", ").alias("chips"))
+           .sort("median", "source_id", descending=[True, False]))
+    return [{"source": r["source_id"], "rows": r["n"], "chips": r["chips"], "median": f"{r['median']:.2f}",
+             "range": f"{r['low']:.2f}-{r['high']:.2f}", "flag": r["high"] > 2 or r["low"] < 0.5}
+            for r in per.iter_rows(named=True)]
 
 
 def _cost_levels(frame: pl.DataFrame) -> list[dict]:

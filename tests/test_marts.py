@@ -176,24 +176,6 @@ def test_quarterly_demand_takes_each_quarters_last_month_forecast(con):
                    dt.date(2027, 10, 1): 12.0}
 
 
-def test_token_cost_divides_the_days_cost_by_its_tokens(con):
-    import polars as pl
-
-    from warehouse.io import replace_table_from_frame
-
-    frame = pl.DataFrame({
-        "period_start": [dt.date(2027, 1, 1)] * 3, "scenario": ["s"] * 3, "segment": ["a", "b", "a"],
-        "phase": ["decode", "decode", "prefill"], "chip": ["g1", "g2", "g1"], "chip_class": ["gpu"] * 3,
-        "tokens_per_day": [1e9, 3e9, 4e9], "cost_usd_per_day_median": [100.0, 300.0, 40.0]})
-    replace_table_from_frame(con, "marts.hardware_demand", frame)
-    build(con, "marts.token_cost")
-    got = {r[0]: r[1:] for r in con.execute(
-        "select phase, tokens_per_day, cost_usd_per_day, usd_per_million_tokens from marts.token_cost").fetchall()}
-    # decode: $400 for 4e9 tokens = $0.10 per million; prefill: $40 for 4e9 = $0.01 per million
-    assert got["decode"] == (pytest.approx(4e9), pytest.approx(400.0), pytest.approx(0.1))
-    assert got["prefill"][2] == pytest.approx(0.01)
-
-
 def _frame(con, table, rows: dict):
     import polars as pl
 

@@ -98,15 +98,18 @@ def test_calibration_meets_the_bar_on_fitted_rows(calibration):
 
 
 def test_size_replays_deepseeks_disclosed_day():
-    # DeepSeek, 2025-03-01: 608B input tokens/day (56.3% cache hits), 168B output, 20-22 tokens/s per user,
-    # served by 226.75 H800 nodes on average (1,814 GPUs)
-    proc = subprocess.run([sys.executable, "-m", "pipelines", "size", "--chip", "H800", "--model", "DeepSeek-V3.2",
+    # DeepSeek, 2025-03-01: V3 and R1 (one architecture) served 608B input tokens/day (56.3% cache hits) and
+    # 168B output at 20-22 tokens/s per user, with a disclosed mean KV length of 4,989 tokens (= prompt + half
+    # the output: 4,381 + 1,217 / 2 at the disclosed 3.6 input tokens per output token), on 226.75 H800 nodes on
+    # average (1,814 GPUs)
+    proc = subprocess.run([sys.executable, "-m", "pipelines", "size", "--chip", "H800", "--model", "DeepSeek-R1",
                            "--input-tokens-per-day", "6.08e11", "--output-tokens-per-day", "168000000000",
-                           "--cached-share", "0.563", "--prompt-tokens", "3000", "--output-tokens", "500",
+                           "--cached-share", "0.563", "--prompt-tokens", "4381", "--output-tokens", "1217",
                            "--user-speed", "20"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert 1814 / 1.3 < out["chips"] < 1814 * 1.3
+    assert out["decode"]["tokens_per_s_per_user"] >= 20 and out["layout"] in ("disaggregated", "co-located")
     assert out["chips"] == out["prefill"]["chips"] + out["decode"]["chips"]
     assert out["decode"]["tokens_per_s_per_user"] >= 20
     for key in ("tokens_per_s_per_chip", "bound", "batch"):

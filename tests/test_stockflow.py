@@ -13,8 +13,8 @@ import pytest
 
 from hardware.fleet import Stock, check_windows, parse_scenarios, size_fleet
 from hardware.serving import serve
-from hardware.stockflow import (AvailabilityError, Window, _units_by_region, fleet_totals, installed_by_chip,
-                                windows_from_frame)
+from hardware.stockflow import AvailabilityError, Window, _units_by_region, installed_by_chip, windows_from_frame
+from hardware.totals import fleet_totals, token_cost
 from tests.test_fleet import BIG, CPU, DENSE, EFF, GPU, SERVING, SLOW, _a
 
 Q = [dt.date(2027, 1, 1), dt.date(2027, 4, 1), dt.date(2027, 7, 1)]
@@ -215,3 +215,17 @@ def test_a_small_load_runs_both_phases_on_the_smallest_replica_that_meets_the_ta
     assert small["chips"] == small["replica_chips"] <= r["n"]
     assert small["chips"] == pytest.approx(small["prefill"]["chips"] + small["decode"]["chips"])
     assert small["decode"]["tokens_per_s_per_user"] >= 20.0
+
+
+def test_cost_per_token_is_the_median_of_each_draws_cost_over_its_tokens():
+    # two draws: the ratio of medians (cost 200 / tokens 2e9) is not the median of the ratios
+    rows = [{"period_start": Q[0], "scenario": "s", "segment": "x", "phase": "decode", "chip": "gpu",
+             "chips": np.array([1.0, 3.0]), "installed_used": np.zeros(2), "bought": np.array([1.0, 3.0]),
+             "tokens_per_day": np.array([1e9, 1e9])}]
+    samples = {"installed_base.service_life_years": np.full(2, 25_000 / 365.25 / 100.0),  # $100/day per GPU
+               "fleet.electricity_usd_per_mwh": np.zeros(2), "fleet.pue": np.ones(2)}
+    out = token_cost(rows, {"gpu": GPU}, samples).row(0, named=True)
+    # $100 and $300 per day for 1e9 tokens: $0.1 and $0.3 per million; the median of two draws is their mean
+    assert out["usd_per_million_tokens"] == pytest.approx(0.2)
+    assert out["usd_per_million_tokens_p5"] == pytest.approx(0.11) and out["usd_per_million_tokens_p95"] == pytest.approx(0.29)
+    assert out["cost_usd_per_day"] == pytest.approx(200.0)

@@ -1,0 +1,115 @@
+"""Totals per Monte Carlo draw, then summarised (pure library): the fleet's scenario totals and cost per
+token. A sum of per-row medians is not the median of the total when draws are correlated (one demand draw
+moves every chip), so every total here is summed within each draw first.
+
+    fleet_totals  marts.fleet_totals: per quarter, scenario and segment ('all' = every segment)
+    token_cost    marts.token_cost: cost per million tokens per quarter, scenario, chip class and phase
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from hardware.roofline import Chip
+
+
+def _p(prefix: str, values) -> dict:
+    v = np.atleast_1d(np.asarray(values, dtype=float))
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return {f"{prefix}_p5": None, f"{prefix}_median": None, f"{prefix}_p95": None}
+    return {f"{prefix}_p5": float(np.percentile(v, 5)), f"{prefix}_median": float(np.median(v)),
+            f"{prefix}_p95": float(np.percentile(v, 95))}
+
+
+TOTAL_MEASURES = ("chips", "h100e", "power_mw", "capex_usd", "bought_chips", "bought_capex_usd",
+                  "installed_inference_chips", "chips_in_use", "installed_utilisation", "demand_tokens_per_day",
+                  "served_by_installed_share", "shortfall_tokens_per_day")
+
+
+def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pue: np.ndarray) -> pl.DataFrame:
+    """marts.fleet_totals: per quarter, scenario and segment (and 'all'), every total summed within each Monte
+    Carlo draw and then summarised (p5 / median / p95 of the per-draw totals): the fleet serving demand
+    (chips, H100e, MW, capex of installed chips in use plus chips bought), what is bought, the installed
+    inference chips and their utilisation, the share of demand the installed base serves, and the shortfall."""
+    acc: dict[tuple, dict[str, np.ndarray]] = {}
+
+    def bucket(period, scenario, segment):
+        return acc.setdefault((period, scenario, segment), {})
+
+    def add(keys, name, value):
+        for k in keys:
+            b = bucket(*k)
+            b[name] = b.get(name, 0.0) + value
+
+    for r in rows:
+        chip = chips[r["chip"]]
+        keys = dict.fromkeys([(r["period_start"], r["scenario"], r["segment"]), (r["period_start"], r["scenario"], "all")])
+        n = r["chips"]
+        add(keys, "chips", n)
+        add(keys, "h100e", n * (chip.h100e or 0.0))
+        add(keys, "power_mw", n * (chip.tdp_w or 0.0) * pue / 1e6)
+        add(keys, "capex_usd", n * (chip.unit_price_usd or 0.0))
+        add(keys, "bought_chips", r["bought"])
+        add(keys, "bought_capex_usd", r["bought"] * (chip.unit_price_usd or 0.0))
+    demand_seen = set()
+    for f in flows:
+        keys = dict.fromkeys([(f["period_start"], f["scenario"], f["segment"]), (f["period_start"], f["scenario"], "all")])
+        if f["chip"] is None:
+            add(keys, "shortfall_tokens_per_day", f["shortfall_tokens_per_day"])
+            if (f["period_start"], f["scenario"], f["segment"]) not in demand_seen:
+                demand_seen.add((f["period_start"], f["scenario"], f["segment"]))
+                add(keys, "demand_tokens_per_day", f["demand_tokens_per_day"])
+            continue
+        add(keys, "installed_inference_chips", f["installed"])
+        add(keys, "chips_in_use", f["used"])
+        add(keys, "served_tokens_per_day", f["served_tokens_per_day"])
+    out = []
+    for (period, scenario, segment), b in acc.items():
+        installed = b.get("installed_inference_chips", 0.0)
+        demand = b.get("demand_tokens_per_day", 0.0)
+        b["installed_utilisation"] = np.where(np.asarray(installed) > 0,
+                                              np.asarray(b.get("chips_in_use", 0.0)) / np.maximum(installed, 1e-300),
+                                              np.nan)
+        b["served_by_installed_share"] = np.where(np.asarray(demand) > 0, np.asarray(b.get("served_tokens_per_day", 0.0))
+                                                  / np.maximum(demand, 1e-300), np.nan)
+        rec = {"period_start": period, "scenario": scenario, "segment": segment}
+        for name in TOTAL_MEASURES:
+            rec.update(_p(name, b.get(name, 0.0)))
+        out.append(rec)
+    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "segment": pl.Utf8,
+              **{f"{n}_{s}": pl.Float64 for n in TOTAL_MEASURES for s in ("p5", "median", "p95")}}
+    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment")
+
+
+def token_cost(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.ndarray]) -> pl.DataFrame:
+    """marts.token_cost: per quarter, scenario, chip class and phase, the day's cost of the chips serving the
+    load (installed chips in use and chips bought: amortised capex = price / service life, plus energy = TDP x
+    PUE x 24 h x electricity price) over the tokens they process, per draw; then the median (the unsuffixed
+    columns) and p5/p95 of cost per million tokens. Prefill tokens exclude prompt tokens served from the prefix
+    cache."""
+    daily_capex = 1.0 / (samples["installed_base.service_life_years"] * 365.25)
+    energy = 24.0 / 1e6 * samples["fleet.electricity_usd_per_mwh"] * samples["fleet.pue"]  # USD per W-day
+    acc: dict[tuple, list] = {}
+    for r in rows:
+        chip = chips[r["chip"]]
+        cost = r["chips"] * ((chip.unit_price_usd or 0.0) * daily_capex + (chip.tdp_w or 0.0) * energy)
+        key = (r["period_start"], r["scenario"], chip.chip_class, r["phase"])
+        got = acc.setdefault(key, [0.0, 0.0])
+        got[0] = got[0] + cost
+        got[1] = got[1] + r["tokens_per_day"]
+    out = []
+    for (period, scenario, cls, phase), (cost, tokens) in acc.items():
+        cost, tokens = np.asarray(cost, dtype=float), np.asarray(tokens, dtype=float)
+        per_million = np.where(tokens > 0, cost / np.where(tokens > 0, tokens, 1.0) * 1e6, np.nan)
+        stats = _p("usd_per_million_tokens", per_million)
+        out.append({"period_start": period, "scenario": scenario, "chip_class": cls, "phase": phase,
+                    "tokens_per_day": float(np.median(tokens)), "cost_usd_per_day": float(np.median(cost)),
+                    "usd_per_million_tokens": stats["usd_per_million_tokens_median"],
+                    "usd_per_million_tokens_p5": stats["usd_per_million_tokens_p5"],
+                    "usd_per_million_tokens_p95": stats["usd_per_million_tokens_p95"]})
+    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "chip_class": pl.Utf8, "phase": pl.Utf8,
+              "tokens_per_day": pl.Float64, "cost_usd_per_day": pl.Float64, "usd_per_million_tokens": pl.Float64,
+              "usd_per_million_tokens_p5": pl.Float64, "usd_per_million_tokens_p95": pl.Float64}
+    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "chip_class", "phase")
