@@ -229,3 +229,28 @@ def test_cost_per_token_is_the_median_of_each_draws_cost_over_its_tokens():
     assert out["usd_per_million_tokens"] == pytest.approx(0.2)
     assert out["usd_per_million_tokens_p5"] == pytest.approx(0.11) and out["usd_per_million_tokens_p95"] == pytest.approx(0.29)
     assert out["cost_usd_per_day"] == pytest.approx(200.0)
+
+
+def test_the_embedded_availability_covers_every_scenario_chip_and_the_public_roadmaps():
+    from configuration.assumptions import load_assumptions
+    from tests.conftest import ASSUMPTIONS, DATA
+
+    frame = pl.read_csv(DATA / "chip_availability.csv", try_parse_dates=True)
+    windows = windows_from_frame(frame)
+    config = load_assumptions(ASSUMPTIONS)
+    region = {s: spec["region"] for s, spec in config["segments"].items()}
+    for name, spec in config["scenarios"].items():
+        for entry in [spec, *(spec.get("periods") or [])]:
+            for segment, phases in (entry.get("segments") or {}).items():
+                if phases == "shipment_mix":
+                    continue
+                for chip in {c for shares in phases.values() for c in shares}:
+                    assert (chip, region[segment]) in windows, (name, segment, chip)
+    # the roadmaps to 2028: the next generation of each designer has a window
+    for chip in ("Rubin", "MI400", "Ascend 950PR", "Ascend 950DT", "Ascend 960", "TPU v8", "Trainium3", "Trainium4"):
+        assert any(c == chip for c, _ in windows), chip
+    # the H20 stopped shipping (export control) and nothing of Nvidia's ships into China after it
+    h20 = windows[("H20", "china")]
+    assert h20.reason == "export_control" and h20.last is not None and h20.last < dt.date(2026, 1, 1)
+    nvidia_china = {c for (c, r), w in windows.items() if r == "china" and w.contains(dt.date(2026, 10, 1))}
+    assert not nvidia_china & {"H20", "H800", "A800", "H200", "B200", "B300", "Rubin"}
