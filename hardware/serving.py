@@ -47,6 +47,7 @@ SRAM_GROUPS = ("lpu", "wafer_scale")
 # groups whose parameters are pulled toward another group's fitted values rather than the priors (partial
 # pooling): China's domestic accelerators have few public measurements, and are HBM parts like the rest
 SHRINK_TO = {"domestic": "hbm"}
+FTOL = 1e-4  # least-squares stopping tolerances (relative cost and step): 1e-8 gives the same fit to 4 decimals in 2.4x the time
 PARAMS = ("mfu", "mbu", "layer_us", "hop_us", "moe", "scaleout_us", "ep_us")
 # which parameters each group's measurements can inform (the others stay at the prior)
 FITTED = {"hbm": ("mfu", "mbu", "layer_us", "moe", "scaleout_us", "ep_us"),
@@ -341,7 +342,7 @@ def calibrate(measurements: pl.DataFrame, chips: dict[str, Chip], models: dict[s
             return np.concatenate([errors, prior_weight * (x - mid)])
 
         x = np.clip(np.log([first[k] for k in keys]), lo + 1e-9, hi - 1e-9)
-        return values(least_squares(residuals, x, bounds=(lo, hi), diff_step=1e-3, max_nfev=200).x)
+        return values(least_squares(residuals, x, bounds=(lo, hi), diff_step=1e-3, max_nfev=200, ftol=FTOL, xtol=FTOL).x)
 
     first = {**base, **(start or {})}
     values = fit(list(FITTED), base, base, first)

@@ -411,18 +411,16 @@ def _summary(numbers: dict, frames: dict[str, pl.DataFrame], supply: dict, defs:
         else:
             text += "; no resource is short at the median"
         out.append(text + ".")
-    util = frames["utilisation"].filter((pl.col("scenario") == headline)
-                                        & (pl.col("period_start") == horizon) & pl.col("utilisation_median").is_not_null())
-    if util.height:
-        def level(u):
-            return f"{u:.1f}x" if u >= 2 else pct(u)
-
-        parts = [f"{'China' if r['region'] == 'china' else 'rest of world'} {r['chip_class']} "
-                 f"{level(r['utilisation_median'])}"
-                 f"{' (short)' if r['flag'] == 'short' else ' (overbuild)' if r['flag'] == 'overbuild' else ''}"
-                 for r in util.sort("region", "chip_class").iter_rows(named=True)]
-        out.append(f"Against the projected installed base's inference share, the headline fleet in "
-                   f"{quarter_label(horizon)} means utilisation of " + ", ".join(parts) + ".")
+    segs = frames["totals"].filter((pl.col("scenario") == headline) & (pl.col("period_start") == horizon)
+                                   & (pl.col("segment") != "all"))
+    if segs.height:
+        parts = [f"{r['segment'].replace('_', ' ')} {_pct_or_na(r['installed_utilisation_median'])} used"
+                 + (f", {short(r['bought_chips_median'])} chips bought beyond the projected shipments"
+                    if (r["bought_chips_median"] or 0) > 0 else "")
+                 for r in segs.sort("segment").iter_rows(named=True)]
+        out.append(f"By segment in {quarter_label(horizon)}, the installed base's inference share is "
+                   + "; ".join(parts) + " (marts.fleet_totals; a region whose installed chips sit idle while another "
+                   "buys more says the demand the fleet serves there is incomplete or the shipments go elsewhere).")
     if supply.get("gainers"):
         out.append(f"Who gains (inference purchases in {supply['flow_year']}, a flow): "
                    + "; ".join(supply["gainers"][:3]) + ".")
