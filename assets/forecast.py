@@ -81,6 +81,7 @@ def demand_config(config: dict, draws: int | None = None) -> DemandConfig:
         tau_low=float(d["growth_spread"]["low"]), tau_high=float(d["growth_spread"]["high"]),
         sigma_prior=float(d["disclosure_noise"]["value"]), tau_prior=float(d["growth_spread"]["value"]),
         draws=draws or int(_assumption(config, "composite_draws")),
+        anchor_halflife=float(d["anchor_halflife_years"]["value"]),
     )
 
 

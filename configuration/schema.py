@@ -76,6 +76,7 @@ class Demand(BaseModel):
     growth_prior: Leaf
     disclosure_noise: Leaf
     growth_spread: Leaf
+    anchor_halflife_years: Leaf
     panel_prefix: str = "openrouter_top10/"
 
 

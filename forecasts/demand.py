@@ -30,6 +30,9 @@ by every platform in a draw, which makes the platforms' forecasts correlated (on
 sums of platforms (composites) are taken per draw. Predictions are of what the next disclosure will
 say: they include the disclosure noise sigma.
 
+No seam: a forecast starts from the series' newest observation, not from the curve: per draw, that
+observation's residual from the draw's curve is carried forward and fades with `anchor_halflife` years.
+
 Coherence: `hierarchy` entries say that the parts' sum cannot exceed the total (e.g. Doubao inside
 China's national total). Per draw, where the parts' sum exceeds the total, both move to the same
 value, the better-determined side (smaller predictive log-variance in that period) moving less; parts
@@ -68,6 +71,8 @@ class DemandConfig:
     tau_prior: float = 0.6  # the likelihood is penalised toward them, so a vintage with little data does not
     component_prior_sd: float = 0.5  # push a variance component to the end of its range
     draws: int = 4000
+    anchor_halflife: float = 0.5  # years: a series' last residual from the curve fades with this half-life
+    # (0: no anchoring, the forecast starts on the curve)
 
 
 @dataclass
@@ -205,6 +210,20 @@ def _satellite(y: np.ndarray, f: np.ndarray, common: float, sigma: float, tau: f
     return cov @ (x.T @ (y - common * f) / sigma**2), cov
 
 
+def _anchor(b: float, t0: float, tf: np.ndarray, newest: tuple[float, float], level, rate,
+            cfg: DemandConfig) -> np.ndarray:
+    """No seam at the last observation: per draw, the newest observation's residual from the draw's curve,
+    carried into the forecast and fading with half-life `cfg.anchor_halflife` (a platform below its curve
+    stays below it for a while). (draws, periods) log units; 0 without anchoring."""
+    if cfg.anchor_halflife <= 0:
+        return np.zeros((len(np.atleast_1d(level)), len(tf)))
+    t_last, y_last = newest
+    f_last = np.expm1(b * (t_last - t0)) / b
+    residual = y_last - (np.asarray(level) + np.asarray(rate) * f_last)
+    fade = np.exp(-math.log(2) * np.maximum(tf - t_last, 0.0) / cfg.anchor_halflife)
+    return residual[:, None] * fade[None, :]
+
+
 def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict] | None = None,
                panel: pl.DataFrame | None = None, satellites: pl.DataFrame | None = None, levels=(80, 95),
                seed: int = 0, config: DemandConfig | None = None,
@@ -254,6 +273,12 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
     last = (pl.concat([data.select("series_id", "period_start"), sat.select("series_id", "period_start")])
             if sat is not None else data).group_by("series_id").agg(pl.col("period_start").max())
     last = dict(zip(last["series_id"].to_list(), last["period_start"].to_list()))
+    # each forecast series' newest observation (time in years, log value): its forecast starts from it
+    newest = (pl.concat([data.select("series_id", "period_start", "value"), sat.select("series_id", "period_start", "value")])
+              if sat is not None else data.select("series_id", "period_start", "value"))
+    newest = newest.sort("series_id", "period_start").group_by("series_id", maintain_order=True).last()
+    last_obs = {r["series_id"]: (float(_years([r["period_start"]])[0]), float(np.log(r["value"])))
+                for r in newest.iter_rows(named=True)}
     start = min(last[s] for s in series)
     n_periods = (horizon_end.year - start.year) * 12 + horizon_end.month - start.month + 1
     periods = date_range(start, n_periods, "M")[1:]
@@ -273,14 +298,17 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
             i = members.index(s)
             level, rate = theta[:, i], common + theta[:, p + 1 + i]
             noise = rng.standard_normal((len(rows), len(periods))) * fit["sigma"]
-            log_draws[s][rows] = level[:, None] + rate[:, None] * ff[None, :] + noise
+            curve = level[:, None] + rate[:, None] * ff[None, :]
+            log_draws[s][rows] = curve + _anchor(fit["b"], t0, tf, last_obs[s], level, rate, cfg) + noise
         for s in sat_names:
             part = sat.filter(pl.col("series_id") == s)
             fs = np.expm1(fit["b"] * (_years(part["period_start"].to_list()) - t0)) / fit["b"]
             mu, cov = _satellite(np.log(part["value"].to_numpy()), fs, float(fit["mu"][p]), fit["sigma"], fit["tau"])
             own = rng.multivariate_normal(mu, cov, size=len(rows), method="eigh")
             noise = rng.standard_normal((len(rows), len(periods))) * fit["sigma"]
-            log_draws[s][rows] = own[:, [0]] + (common + own[:, 1])[:, None] * ff[None, :] + noise
+            curve = own[:, [0]] + (common + own[:, 1])[:, None] * ff[None, :]
+            log_draws[s][rows] = curve + _anchor(fit["b"], t0, tf, last_obs[s], own[:, 0], common + own[:, 1],
+                                                 cfg) + noise
     for s, sd in (level_sd or {}).items():
         if s in log_draws:
             log_draws[s] += sd * rng.standard_normal((cfg.draws, 1))

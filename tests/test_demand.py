@@ -149,3 +149,32 @@ def test_point_in_time_load_keeps_rows_known_on_the_date(con, tmp_path):
     path.write_text(header + "\n2025-04-30,acme,all,2e12,tokens_per_day,average,s,high,\n")
     assert load_source(con, source, path, as_of=dt.date(2025, 5, 1)) == 1
     assert con.execute("select published_on from raw.token_volume_observations").fetchone() == (None,)
+
+
+def test_the_forecast_starts_from_the_last_disclosure_not_from_the_curve():
+    """No seam: a platform whose newest disclosure sits well below the pooled curve (as Google's did in May
+    2026) starts its forecast from that disclosure, within its own month-to-month variation."""
+    rng = np.random.default_rng(3)
+    history = _history(rng, noise=0.02)
+    last = history.filter(pl.col("series_id") == "tokens/a/all").sort("period_start")[-1]
+    low = last.with_columns(pl.col("value") * 0.6)  # the newest disclosure 40% below the curve
+    history = pl.concat([history.filter(~((pl.col("series_id") == "tokens/a/all")
+                                          & (pl.col("period_start") == last["period_start"][0]))), low])
+    month = dt.date(last["period_start"][0].year + (last["period_start"][0].month) // 12,
+                    last["period_start"][0].month % 12 + 1, 1)
+
+    def first_month(cfg):
+        fit = fit_demand(history, dt.date(2028, 12, 1), config=cfg)
+        fc = fit.forecast.filter((pl.col("series_id") == "tokens/a/all") & (pl.col("period_start") == month))
+        return float(fc["value"][0])
+
+    observed = float(low["value"][0])
+    anchored = first_month(CFG)
+    # one month of growth at about 1.5 log units a year, plus the disclosure noise: within +/- 25% of the last
+    assert abs(math.log(anchored / observed)) < 0.25
+    # without the anchor the first month jumps most of the way back to the curve (1/0.6 = +0.51 in log)
+    from dataclasses import replace
+
+    unanchored = first_month(replace(CFG, anchor_halflife=0.0))
+    assert math.log(unanchored / observed) > 0.25
+    assert math.log(unanchored / observed) > abs(math.log(anchored / observed)) + 0.15

@@ -86,3 +86,18 @@ def test_seasonal_naive_repeats_the_last_season():
     assert p.mean == pytest.approx([3.0, 7.0, 5.0, 4.0, 3.0, 7.0])
     # every seasonal difference is 1: s.d. 1 for the first season ahead, sqrt(2) for the second
     assert p.sd == pytest.approx([1, 1, 1, 1, np.sqrt(2), np.sqrt(2)])
+
+
+@pytest.mark.parametrize("name", ["naive", "drift", "local_drift", "ets_AAN", "ets_AAdN", "arima", "theta", "llt",
+                                  "llt_prior"])
+def test_no_method_jumps_at_its_seam(name):
+    """No seam (issue 27): the first forecast of every model family starts from the last observation's level,
+    within the series' own period-to-period variation, also when the last point sits below the trend."""
+    rng = np.random.default_rng(11)
+    y = np.log(100.0) + 0.03 * np.arange(36) + 0.02 * rng.standard_normal(36)
+    step = float(np.std(np.diff(y)))  # the series' own period-to-period variation
+    y[-1] -= 3 * step  # the newest point below the trend (a weak month)
+    first = float(MODELS[name](y, 6, None).mean[0])
+    expected = y[-1] + 0.03  # one period of trend from the last point
+    # within the trend step plus three of the series' own steps of the last point
+    assert abs(first - expected) < 0.03 + 3 * step, (name, first - y[-1])
