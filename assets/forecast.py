@@ -121,8 +121,9 @@ def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, se
         return None
     level_sd = {}
     for platform, spec in config["forecast"].get("estimated_components", {}).items():
-        price = spec["usd_per_million_tokens"]
-        level_sd[f"tokens/{platform}_estimated/all"] = float(log_sigma(float(price["low"]), float(price["high"])))
+        # the method's assumption range (price per token, or tokens per unit of usage) as a level uncertainty
+        leaf = spec.get("usd_per_million_tokens") or spec.get("tokens_per_unit")
+        level_sd[f"tokens/{platform}_estimated/all"] = float(log_sigma(float(leaf["low"]), float(leaf["high"])))
     return fit_demand(members, horizon_end(config), hierarchy=config["forecast"].get("hierarchy", []),
                       panel=total, satellites=satellites, seed=seed, config=demand_config(config, draws),
                       level_sd=level_sd)

@@ -67,6 +67,10 @@ OUTPUTS = {
     "token_cost": "Cost per million tokens by quarter, scenario, chip class and phase: the day's amortised capex "
                   "and energy of the chips serving the load over the tokens they process, per Monte Carlo draw; "
                   "median (unsuffixed) and p5/p95.",
+    "demand_reconciliation": "Per quarter, scenario and segment (region): what the installed base's inference share "
+                             "can serve (tokens/day at calibrated rates with the fleet's overheads) against "
+                             "disclosed and estimated demand; utilisation, the residual at the busy share public "
+                             "statements support, and the inference share that would close the gap.",
     "fleet_totals": "Per quarter, scenario and segment ('all' = every segment), totals computed within each Monte "
                     "Carlo draw, then p5/median/p95: fleet serving demand (chips, H100e, MW, capex), chips bought, "
                     "installed utilisation, share of demand the installed base serves, shortfall.",

@@ -95,8 +95,18 @@ class VintageBacktest(BaseModel):
 
 
 class EstimatedComponent(BaseModel):
+    """A platform without token disclosures: revenue run rate / price per token, or usage x tokens per unit."""
     model_config = STRICT
-    usd_per_million_tokens: Leaf
+    demand_class: str
+    usd_per_million_tokens: Leaf | None = None
+    tokens_per_unit: Leaf | None = None
+
+    @model_validator(mode="after")
+    def _one_method(self) -> "EstimatedComponent":
+        if (self.usd_per_million_tokens is None) == (self.tokens_per_unit is None):
+            raise ValueError("needs exactly one of usd_per_million_tokens (revenue method) or tokens_per_unit "
+                             "(usage method)")
+        return self
 
 
 class Forecast(BaseModel):
@@ -191,6 +201,7 @@ class Supply(BaseModel):
     flow_revenue_tolerance: Leaf
     share_tolerance: Leaf
     utilisation_overbuild: Leaf
+    inference_busy_share: Leaf
     all_in_cost_multiplier: Leaf
     margin_precision: str = "fp8"
     # the cross-checks of marts.cross_checks: whose spend is set against its revenue series, which supplier
@@ -221,6 +232,7 @@ class Segment(BaseModel):
     model_config = STRICT
     demand_series: str
     demand_fallback: str | None = None
+    disclosed_series: str | None = None  # the disclosed-only part of demand_series (None: all of it)
     region: str
     model_mix: str | dict[str, float]
     model_mix_fallback: dict[str, float] | None = None

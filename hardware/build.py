@@ -25,7 +25,7 @@ import dataclasses
 from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, Stock, check_speed, check_windows,
                             draw_assumptions, parse_scenarios, size_fleet, summarise, tie_workload)
 from hardware.stockflow import SHIPMENT_MIX, _units_by_region, installed_by_chip, stock_flow_table, windows_from_frame
-from hardware.totals import fleet_totals, token_cost
+from hardware.totals import demand_reconciliation, fleet_totals, token_cost
 from hardware.serving import interactivity_curves, priors_and_limits, serving_from_table
 from hardware.specs import chips_from_frame, models_from_frame
 from hardware.stats import Z80, log_sigma, percentiles
@@ -187,6 +187,12 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
         "fleet_stock_flow": stock_flow_table(stock_records, chips, region),
         "fleet_totals": fleet_totals(rows, stock_records, chips, samples["fleet.pue"]),
         "token_cost": token_cost(rows, chips, samples),
+        "demand_reconciliation": demand_reconciliation(
+            stock_records, inputs["demand"], config["segments"],
+            (config.get("forecast") or {}).get("estimated_components") or {},
+            list((config.get("forecast") or {}).get("composites") or []),
+            _value(assumptions, "fleet.inference_share_of_installed_base"),
+            _range(assumptions, "supply.inference_busy_share")),
     }
 
 

@@ -379,6 +379,7 @@ def size_fleet(
                 mix = model_mix[segment]
                 # ---- the stock: installed inference chips and chips bought earlier, still in service
                 held: dict[str, np.ndarray] = {}
+                installed_only: dict[str, np.ndarray] = {}
                 if stock is not None:
                     region = stock.region[segment]
                     peers = [s for s in segments if stock.region[s] == region and (period, s) in tokens_by]
@@ -387,6 +388,7 @@ def size_fleet(
                     for chip_name, units in _stock_at(stock.units, period, region).items():
                         if chip_name in chips and servable(chips[chip_name]):
                             held[chip_name] = units * stock.share * part
+                    installed_only.update(held)  # the installed base's inference share, before earlier purchases
                     for (seg, chip_name), entries in bought_stock.items():
                         if seg != segment:
                             continue
@@ -429,6 +431,16 @@ def size_fleet(
                     for m in mix:
                         remaining[m] = np.maximum(remaining[m] - offer[m] * take[m], 0.0)
                 covered = {m: 1.0 - remaining[m] for m in mix}
+                # what the installed base's inference share can serve at full use (tokens/day): each chip on the
+                # segment's mix of the models it can decode at the target, with the fleet's overheads
+                capacity: dict[str, np.ndarray] = {}
+                load_tps = tokens_per_day / SECONDS_PER_DAY
+                for c, n in installed_only.items():
+                    weights = {m: np.where(ok[(c, m)], w, 0.0) for m, w in mix.items()}
+                    norm = sum(weights.values(), zero)
+                    per_token = sum((np.where(norm > 0, weights[m] / np.where(norm > 0, norm, 1.0), 0.0)
+                                     * need[(c, m)] / np.maximum(load_tps * mix[m], 1e-300) for m in mix), zero)
+                    capacity[c] = np.where(per_token > 0, n / np.maximum(per_token, 1e-300), 0.0) * SECONDS_PER_DAY
                 per_chip: dict[tuple[str, str], dict[str, np.ndarray]] = {}
 
                 def add(chip_name, phase, key, value, tokens=None, flops=None):
@@ -505,7 +517,8 @@ def size_fleet(
                         flows.append({"period_start": period, "scenario": scen.name, "segment": segment,
                                       "chip": chip_name, "installed": held.get(chip_name, zero), "used": used,
                                       "served_tokens_per_day": tokens, "bought": bought_now.get(chip_name, zero),
-                                      "demand_tokens_per_day": tokens_per_day})
+                                      "demand_tokens_per_day": tokens_per_day,
+                                      "capacity_tokens_per_day": capacity.get(chip_name, zero)})
                     flows.append({"period_start": period, "scenario": scen.name, "segment": segment, "chip": None,
                                   "shortfall_tokens_per_day": shortfall, "demand_tokens_per_day": tokens_per_day})
                 if scen.orchestration_cpu:

@@ -113,3 +113,85 @@ def token_cost(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.n
               "tokens_per_day": pl.Float64, "cost_usd_per_day": pl.Float64, "usd_per_million_tokens": pl.Float64,
               "usd_per_million_tokens_p5": pl.Float64, "usd_per_million_tokens_p95": pl.Float64}
     return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "chip_class", "phase")
+
+
+def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: dict, estimated: dict,
+                          composites: list[dict], share: float, busy: tuple[float, float, float]) -> pl.DataFrame:
+    """marts.demand_reconciliation: per quarter, scenario and segment (one region each), what the installed
+    base's inference share can serve against the demand counted.
+
+    capacity      tokens/day the installed chips' inference share serves at full use on the segment's model mix
+                  (calibrated rates, the fleet's peak and headroom overheads), summed per draw
+    disclosed     the segment's disclosed series (`disclosed_series`, else its demand series), median
+    estimated     the estimated components of its demand series (revenue / price, usage x tokens per unit),
+                  medians by demand class
+    utilisation   counted demand / capacity per draw (p5/median/p95); disclosed-only is the lower bound
+    residual      capacity x busy share - counted demand (median of per-draw values): capacity the counted demand
+                  does not fill at the busy share public statements support (positive), or demand beyond it
+    implied_inference_share  the inference share at which the counted demand would keep the installed base
+                  busy at that share: the gap expressed as a training share
+    `busy` = (low, value, high) of supply.inference_busy_share; `share` the inference share's point value."""
+    by_series = {}
+    for r in demand.select("period_start", "series_id", "value").iter_rows(named=True):
+        by_series[(r["period_start"], r["series_id"])] = r["value"]
+    components = {c["series_id"]: list(c["components"]) for c in composites}
+    cls = {f"tokens/{p}_estimated/all": spec.get("demand_class", "unclassified") for p, spec in estimated.items()}
+    acc: dict[tuple, dict] = {}
+    for f in records:
+        key = (f["period_start"], f["scenario"], f["segment"])
+        b = acc.setdefault(key, {"capacity": 0.0, "chips": 0.0, "demand": None})
+        if f["chip"] is None:
+            b["demand"] = f["demand_tokens_per_day"]
+        else:
+            b["capacity"] = b["capacity"] + f["capacity_tokens_per_day"]
+    out = []
+    low, value, high = busy
+    for (period, scenario, segment), b in acc.items():
+        spec = segments[segment]
+        total_series = spec["demand_series"]
+        disclosed_series = spec.get("disclosed_series") or total_series
+        demand_draws = np.asarray(b["demand"], dtype=float)
+        capacity = np.asarray(b["capacity"], dtype=float) * np.ones_like(demand_draws)
+        disclosed = by_series.get((period, disclosed_series))
+        fallback = (period, total_series) not in by_series  # a vintage sized from the fallback series
+        parts = [s for s in components.get(total_series, []) if s in cls] if not fallback else []
+        by_class: dict[str, float] = {}
+        for s in parts:
+            v = by_series.get((period, s))
+            if v is not None:
+                by_class[cls[s]] = by_class.get(cls[s], 0.0) + v
+        util = np.where(capacity > 0, demand_draws / np.maximum(capacity, 1e-300), np.nan)
+        u = _p("utilisation", util)
+        median_util = u["utilisation_median"]
+        residual = capacity * value - demand_draws
+        status = ("no installed base" if median_util is None else
+                  "short: counted demand exceeds the capacity" if median_util > 1 else
+                  "within the busy range" if median_util >= low else
+                  "gap: capacity exceeds the counted demand")
+        out.append({
+            "period_start": period, "scenario": scenario, "segment": segment, "region": spec["region"],
+            **_p("capacity_tokens_per_day", capacity),
+            "disclosed_tokens_per_day": disclosed,
+            "estimated_tokens_per_day": float(sum(by_class.values())) if by_class else 0.0,
+            "estimated_by_class": "; ".join(f"{k} {v / 1e12:.1f}T" for k, v in sorted(by_class.items())) or None,
+            "demand_tokens_per_day_median": float(np.median(demand_draws)),
+            **u,
+            "utilisation_disclosed_only_median": (float(np.median(disclosed / capacity[capacity > 0]))
+                                                  if disclosed and np.any(capacity > 0) else None),
+            "busy_share_low": low, "busy_share": value, "busy_share_high": high,
+            "residual_tokens_per_day_median": float(np.median(residual)),
+            "inference_share": share, "training_share": 1.0 - share,
+            "implied_inference_share_median": (share * median_util / value) if median_util is not None else None,
+            "status": status,
+        })
+    schema = {"period_start": pl.Date, "scenario": pl.Utf8, "segment": pl.Utf8, "region": pl.Utf8,
+              "capacity_tokens_per_day_p5": pl.Float64, "capacity_tokens_per_day_median": pl.Float64,
+              "capacity_tokens_per_day_p95": pl.Float64, "disclosed_tokens_per_day": pl.Float64,
+              "estimated_tokens_per_day": pl.Float64, "estimated_by_class": pl.Utf8,
+              "demand_tokens_per_day_median": pl.Float64, "utilisation_p5": pl.Float64,
+              "utilisation_median": pl.Float64, "utilisation_p95": pl.Float64,
+              "utilisation_disclosed_only_median": pl.Float64, "busy_share_low": pl.Float64, "busy_share": pl.Float64,
+              "busy_share_high": pl.Float64, "residual_tokens_per_day_median": pl.Float64,
+              "inference_share": pl.Float64, "training_share": pl.Float64,
+              "implied_inference_share_median": pl.Float64, "status": pl.Utf8}
+    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment")

@@ -324,3 +324,28 @@ def tornado(sensitivity: pl.DataFrame, scenario: str, top: int = 12) -> bytes:
     ax.xaxis.set_major_formatter(_SHORT_FMT)
     ax.set_title(f"Sensitivity of chips needed ({scenario})")
     return _png(fig, "Source: tokens2chips (marts.sensitivity); ranges: config/assumptions.yaml")
+
+
+def demand_reconciliation(recon: pl.DataFrame, scenario: str) -> bytes:
+    """Per segment: the demand counted (disclosed, then disclosed + estimated) against what the installed base's
+    inference share can serve, with the band public statements support for a sold-out fleet (busy share)."""
+    part = recon.filter(pl.col("scenario") == scenario)
+    segments = sorted(part["segment"].unique().to_list())
+    fig, axes = plt.subplots(1, max(1, len(segments)), figsize=(11, 3.8), squeeze=False)
+    for ax, segment in zip(axes[0], segments):
+        p = part.filter(pl.col("segment") == segment).sort("period_start")
+        x = p["period_start"].to_list()
+        cap = p["capacity_tokens_per_day_median"]
+        ax.fill_between(x, cap * p["busy_share_low"], cap * p["busy_share_high"], alpha=0.18, color="#4C72B0",
+                        label="installed inference capacity x busy share (sold-out range)")
+        ax.plot(x, cap, color="#4C72B0", ls="--", label="installed inference capacity (full use)")
+        ax.plot(x, p["disclosed_tokens_per_day"].fill_null(0.0), color="#8C8C8C", label="disclosed demand")
+        ax.plot(x, p["demand_tokens_per_day_median"], color="#C44E52", label="disclosed + estimated (median)")
+        _log(ax.yaxis)
+        ax.yaxis.set_major_formatter(_SHORT_FMT)
+        ax.set_ylabel("tokens/day (log)", fontsize=7)
+        ax.set_title(segment.replace("_", " "))
+        _dates(ax)
+        ax.legend(fontsize=6)
+    fig.suptitle(f"Demand counted vs what the installed base's inference share can serve ({scenario})")
+    return _png(fig, "Data: Epoch AI (installed base); tokens2chips (marts.demand_reconciliation)")

@@ -39,6 +39,7 @@ REPORT_TABLES = {
     "utilisation": "marts.implied_utilisation", "flows": "marts.supplier_flows", "margin": "marts.token_margin",
     "scenario_defs": "meta.scenarios", "report_series": "meta.report_series",
     "totals": "marts.fleet_totals", "stock_flow": "marts.fleet_stock_flow",
+    "reconciliation": "marts.demand_reconciliation",
 }
 
 
@@ -176,6 +177,7 @@ def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
         "origin_share": charts.origin_share(frames["weekly"]),
         "chips_by_class": charts.chips_by_class(hw, scenarios),
         "required_vs_installed": charts.required_vs_installed(frames["gap"], headline),
+        "reconciliation": charts.demand_reconciliation(frames["reconciliation"], headline),
         "interactivity": charts.interactivity(frames["curves"]),
         "phase_split": charts.phase_split(hw, horizon),
         **({"class_chart": charts.classes_over_time(hw, _class_chart_scenario(frames))}
@@ -267,6 +269,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
                         "result": "warn" if r["severity"] == "WARN" else "FAIL"} for r in not_passed.iter_rows(named=True)],
         "horizon": str(horizon), "scenario_rows": scen_rows,
         "fleet_chip_rows": _fleet_chip_rows(frames, headline, horizon),
+        "reconciliation_rows": _reconciliation_rows(frames, headline, now_q, horizon),
         "top_suppliers": [{"supplier": t["supplier"], "usd": usd(t["usd_median"])} for t in numbers["top_suppliers"]],
         "openrouter": ({"week": numbers["openrouter_week"], "cn": pct(numbers["openrouter_share"]["cn"]),
                         "us": pct(numbers["openrouter_share"]["us"])} if numbers["openrouter_share"] else None),
@@ -353,6 +356,28 @@ def _fleet_chip_rows(frames: dict[str, pl.DataFrame], headline: str, horizon) ->
              "share": pct(r["serving"] / total)}
             for r in part.sort("region", "serving", descending=[False, True]).iter_rows(named=True)
             if r["serving"] > 0 or r["installed_inference_chips_median"] > 0]
+
+
+def _reconciliation_rows(frames: dict[str, pl.DataFrame], headline: str, now_q, horizon) -> list[dict]:
+    """marts.demand_reconciliation for the headline scenario, now and at the horizon, one row per segment."""
+    rec = frames["reconciliation"].filter((pl.col("scenario") == headline)
+                                          & pl.col("period_start").is_in([q for q in (now_q, horizon) if q]))
+    out = []
+    for r in rec.sort("period_start", "segment").iter_rows(named=True):
+        out.append({"quarter": quarter_label(r["period_start"]), "segment": r["segment"].replace("_", " "),
+                    "capacity": tokens_per_day(r["capacity_tokens_per_day_median"]),
+                    "disclosed": tokens_per_day(r["disclosed_tokens_per_day"]) if r["disclosed_tokens_per_day"] else "n/a",
+                    "estimated": (tokens_per_day(r["estimated_tokens_per_day"]) + f" ({r['estimated_by_class']})"
+                                  if r["estimated_by_class"] else "none"),
+                    "utilisation": f"{_pct_or_na(r['utilisation_median'])} ({_pct_or_na(r['utilisation_p5'])}-"
+                                   f"{_pct_or_na(r['utilisation_p95'])})",
+                    "disclosed_only": _pct_or_na(r["utilisation_disclosed_only_median"]),
+                    "residual": (("+" if r["residual_tokens_per_day_median"] >= 0 else "-")
+                                 + tokens_per_day(abs(r["residual_tokens_per_day_median"]))),
+                    "implied_share": _pct_or_na(r["implied_inference_share_median"]),
+                    "share": pct(r["inference_share"]), "busy": f"{pct(r['busy_share_low'])}-{pct(r['busy_share_high'])}",
+                    "status": r["status"]})
+    return out
 
 
 def _pct_or_na(value) -> str:

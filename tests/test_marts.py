@@ -121,6 +121,10 @@ def test_token_estimates_from_revenue_run_rate_by_hand(con, tmp_path):
           "2026-02-12,anthropic,14e9,s,medium,,\n"
           "2025-08-31,anthropic,5e9,s,high,,2025-09-02\n"
           "2026-01-01,unpriced,1e9,s,low,,\n")
+    # usage method: 2.5 B prompts a day x chatgpt_consumer.tokens_per_unit 3,500 (1,200-10,000)
+    _load(con, tmp_path, "platform_usage",
+          "observed_on,platform,quantity,unit,source_id,confidence,note,published_on\n"
+          "2025-07-21,chatgpt_consumer,2.5e9,prompts_per_day,s,high,,\n")
     build(con, "staging.token_estimates")
     got = {d: (k, v, lo, hi) for d, k, v, lo, hi in con.execute(
         "select observed_on, known_on, tokens_per_day, tokens_per_day_low, tokens_per_day_high "
@@ -129,7 +133,9 @@ def test_token_estimates_from_revenue_run_rate_by_hand(con, tmp_path):
     assert got[dt.date(2026, 2, 12)][1:] == (pytest.approx(14e9 / 2.5e-6 / 365.25), pytest.approx(14e9 / 6e-6 / 365.25),
                                              pytest.approx(14e9 / 1e-6 / 365.25))
     assert got[dt.date(2025, 8, 31)][0] == dt.date(2025, 9, 2)  # known when published
-    assert len(got) == 2  # a platform without a configured price is not estimated
+    assert got[dt.date(2025, 7, 21)][1:] == (pytest.approx(2.5e9 * 3500), pytest.approx(2.5e9 * 1200),
+                                             pytest.approx(2.5e9 * 10000))
+    assert len(got) == 3  # a platform without a configured price is not estimated
 
 
 def test_demand_coherence_names_parts_above_their_total(con, tmp_path):
@@ -231,7 +237,7 @@ def test_source_inventory_splits_cited_sources_and_keeps_the_weakest_confidence(
     for stem in ("token_volume_observations", "chip_shipments_quarterly", "accelerator_specs",
                  "vendor_revenue_quarterly", "packaging_and_supply_metrics", "fx_rates_annual", "model_catalog",
                  "openrouter_weekly_top_models", "supply_chain", "chip_packaging", "supply_capacity", "api_prices",
-                 "provider_margins", "platform_revenue_run_rate"):
+                 "provider_margins", "platform_revenue_run_rate", "platform_usage", "chip_availability"):
         source = SOURCES_BY_STEM[stem]
         columns = ", ".join(f'"{c}" {t}' for c, t in [*source.columns.items(), *source.optional.items()])
         con.execute(f"create schema if not exists raw; create or replace table {source.table} ({columns})")

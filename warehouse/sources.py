@@ -114,6 +114,27 @@ SOURCES: tuple[Source, ...] = (
         known_on="observed_on",
     ),
     Source(
+        stem="platform_usage",
+        description="usage of platforms that publish no token counts (prompts per day, monthly active users), turned "
+        "into estimated token volumes with the tokens per unit of config/assumptions.yaml forecast.estimated_components",
+        columns={
+            "observed_on": "DATE",
+            "platform": "VARCHAR",
+            "quantity": "DOUBLE",
+            "unit": "VARCHAR",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+        },
+        key=("observed_on", "platform"),
+        required=("observed_on", "platform", "quantity", "unit", "source_id", "confidence"),
+        non_negative=("quantity",),
+        allowed={"confidence": CONFIDENCE_VALUES,
+                 "unit": ("prompts_per_day", "monthly_active_users", "weekly_active_users", "daily_active_users")},
+        observed="observed_on",
+        known_on="observed_on",
+    ),
+    Source(
         stem="chip_shipments_quarterly",
         description="accelerator unit shipments per calendar quarter with p5/median/p95 (Epoch AI)",
         columns={

@@ -29,6 +29,10 @@ with cited as (
     select source_id, confidence, observed_on, 'provider_margins' from raw.provider_margins
     union all
     select source_id, confidence, observed_on, 'platform_revenue_run_rate' from raw.platform_revenue_run_rate
+    union all
+    select source_id, confidence, observed_on, 'platform_usage' from raw.platform_usage
+    union all
+    select source_id, confidence, null, 'chip_availability' from raw.chip_availability
 ),
 
 split as (
