@@ -8,6 +8,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 import forecasts
+from forecasts.bounds import apply_outlooks, cap_growth
 from assets.checks import SELECTION_CHECK, contract_results, contract_specs, every_series_selected
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
@@ -17,6 +18,8 @@ from forecasts.grid import date_range
 from forecasts.vintage import POOLED, replay, summarise, vintages
 from hardware.stats import log_sigma, sigma
 
+# series families damped when sparse (forecast.sparse_max_growth)
+GROWTH_CAPPED = ("shipments_h100e/", "revenue/", "packaging_revenue/")
 FORECAST_COLUMNS = ["series_id", "period_start", "value", "lo80", "hi80", "lo95", "hi95", "model_name"]
 FLAG_SCHEMA = {"series_id": pl.Utf8, "flag": pl.Utf8, "message": pl.Utf8}
 
@@ -85,14 +88,34 @@ def demand_config(config: dict, draws: int | None = None) -> DemandConfig:
     )
 
 
+def pooled_series(config: dict) -> set[str]:
+    """Token series the pooled model must forecast jointly: composite components, hierarchy members and the
+    hardware segments' demand series."""
+    f = config["forecast"]
+    out = set(f["global_demand"]["components"])
+    for spec in f.get("composites") or []:
+        out |= set(spec["components"])
+    for entry in f.get("hierarchy") or []:
+        out |= {entry["total"], *entry["parts"]}
+    for seg in (config.get("segments") or {}).values():
+        out |= {seg.get("demand_series"), seg.get("demand_fallback"), seg.get("disclosed_series")} - {None}
+    return out
+
+
 def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(token disclosures, the dense OpenRouter panel as monthly tokens/day per series, everything else).
 
     The panel (weekly top-10 volume by origin) joins the pooled demand model as members in tokens/day
     (the monthly mean of its weeks / 7); their forecasts go back to weeks in tokens/week (weekly_rows)."""
     prefix = panel_prefix(config)
-    is_token = pl.col("series_id").str.starts_with("tokens/")
     is_panel = pl.col("series_id").str.starts_with(prefix)
+    # dense token series (a platform's own monthly or daily volumes) go to the engine, unless the pooled
+    # model's joint draws need them (composites, hierarchy, hardware segments)
+    dense_min = int(_assumption(config, "dense_min_points")) if "dense_min_points" in config["forecast"] else 10**9
+    counts = (history.filter(pl.col("series_id").str.starts_with("tokens/") & (pl.col("value") > 0))
+              .group_by("series_id").agg(pl.col("period_start").dt.truncate("1mo").n_unique().alias("n")))
+    dense = set(counts.filter(pl.col("n") >= dense_min)["series_id"].to_list()) - pooled_series(config)
+    is_token = pl.col("series_id").str.starts_with("tokens/") & ~pl.col("series_id").is_in(sorted(dense))
     tokens = history.filter(is_token)
     panel = (history.filter(is_panel)
              .group_by("series_id", pl.col("period_start").dt.truncate("1mo"))
@@ -175,7 +198,8 @@ def segment_flags(config: dict, series: set[str]) -> list[dict]:
     return flags
 
 
-def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None) -> forecasts.ForecastResult:
+def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None,
+                  outlooks: pl.DataFrame | None = None) -> forecasts.ForecastResult:
     """Fit every series of model_inputs.forecast_history to the configured horizon: token disclosures with the
     pooled demand model (reconciled, composites drawn jointly), the other series with the per-series
     engine. Pure function of its inputs (used by the asset and the tests); `result.flags` lists partial
@@ -196,6 +220,18 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
     fc = [r.forecast for r in results]
     selection = [r.selection for r in results]
     flags: list[dict] = []
+    # sparse shipment and revenue series: no more than forecast.sparse_max_growth over three years
+    if "sparse_max_growth" in config["forecast"] and fc:
+        capped, cap_flags = cap_growth(pl.concat([f.select(FORECAST_COLUMNS) for f in fc], how="vertical_relaxed"),
+                                       dense.select("series_id", "period_start", "value"), GROWTH_CAPPED,
+                                       _assumption(config, "sparse_max_growth"), 3.0,
+                                       int(_assumption(config, "dense_min_points")))
+        fc, flags = [capped], cap_flags
+    # published outlooks (data/market_outlooks.csv) pull the forecast of their series and year
+    if outlooks is not None and outlooks.height and fc:
+        moved, outlook_flags = apply_outlooks(pl.concat([f.select(FORECAST_COLUMNS) for f in fc], how="vertical_relaxed"),
+                                              outlooks, dense.select("series_id", "period_start", "value"))
+        fc, flags = [moved], flags + outlook_flags
     fit = fit_tokens(history, config)
     if fit is not None:
         fc.append(fit.forecast.filter(~pl.col("series_id").str.starts_with(panel_prefix(config))))
@@ -204,7 +240,8 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
             fc.append(weeks)
         selection.append(fit.selection.with_columns(pl.lit(True).alias("log_scale"), pl.lit(0).alias("n_origins"),
                                                     pl.lit(1.0).alias("interval_scale"), pl.lit("").alias("warnings")))
-        comp, flags = composites(fit, config)
+        comp, comp_flags = composites(fit, config)
+        flags += comp_flags
         if comp.height:
             fc.append(comp)
         for spec in composite_specs(config):
@@ -256,7 +293,8 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
 
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(FORECAST, deps=[dg.AssetKey(["model_inputs", "forecast_history"]), dg.AssetKey(["meta", "assumptions"])],
+        dg.AssetSpec(FORECAST, deps=[dg.AssetKey(["model_inputs", "forecast_history"]), dg.AssetKey(["meta", "assumptions"]),
+                                     dg.AssetKey(["raw", "market_outlooks"])],
                      description="Observed history and forecast (median, 80/95% intervals) of every series, "
                      "with the chosen model and unit.", group_name="forecast", kinds={"duckdb", "statsmodels"}),
         dg.AssetSpec(BACKTEST, deps=[dg.AssetKey(["model_inputs", "forecast_history"])],
@@ -277,9 +315,10 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     config = settings.assumptions()
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
+        outlooks = con.execute("select series_id, year, value, low, high, source_id from raw.market_outlooks").pl()
     n_series = history["series_id"].n_unique()
     context.log.info(f"fitting {n_series} series (backtest + selection + final fit)")
-    result = run_forecasts(history, config)
+    result = run_forecasts(history, config, outlooks=outlooks)
     units = history.select("series_id", "unit").unique()
     units = pl.concat([units, pl.DataFrame({"series_id": [c["series_id"] for c in composite_specs(config)],
                                             "unit": "tokens_per_day"})])
@@ -339,6 +378,7 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
     assumptions = settings.assumptions()
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
+        outlooks = con.execute("select series_id, year, value, low, high, source_id from raw.market_outlooks").pl()
     as_of = settings.as_of_date()
     try:
         start = dt.date.fromisoformat(config.start) if config.start else None

@@ -119,6 +119,8 @@ class Forecast(BaseModel):
     sparse_slope_sd_per_year: Leaf
     sparse_growth_halflife_years: Leaf
     composite_draws: Leaf
+    dense_min_points: Leaf
+    sparse_max_growth: Leaf
     global_demand: Composite
     composites: list[Composite] = []
     demand: Demand

@@ -185,3 +185,91 @@ def test_combination_is_the_default_unless_a_model_wins_clearly():
     reasons = result.selection["reason"].to_list()
     for model, reason in zip(result.selection["model_name"].to_list(), reasons):
         assert model == "combo" or "beats the combination" in reason, reason
+
+
+def test_a_dense_seasonal_token_series_goes_to_the_engine_and_beats_the_pooled_curve():
+    """Issue 27: a platform's dense monthly volumes (36 months with a yearly season) are forecast by the engine
+    with its seasonality test, not forced through the pooled adoption curve; sparse disclosures stay pooled."""
+    import math
+
+    from assets.forecast import run_forecasts, split_history
+    from configuration.assumptions import load_assumptions
+    from tests.conftest import ASSUMPTIONS
+
+    config = load_assumptions(ASSUMPTIONS)
+    months = date_range(dt.date(2023, 1, 1), 48, "M")
+    season = [1.0, 0.9, 1.0, 1.05, 1.1, 1.0, 0.8, 0.75, 1.0, 1.1, 1.2, 1.3]
+    truth = [1e12 * math.exp(0.02 * i) * season[d.month - 1] for i, d in enumerate(months)]
+    dense = pl.DataFrame({"series_id": "tokens/dense_platform/all", "freq": "M", "period_start": months[:36],
+                          "value": truth[:36], "unit": "tokens_per_day"})
+    sparse = pl.DataFrame({"series_id": ["tokens/google/all"] * 4, "freq": "M",
+                           "period_start": [dt.date(2025, 1, 1), dt.date(2025, 5, 1), dt.date(2025, 10, 1),
+                                            dt.date(2026, 2, 1)],
+                           "value": [20e12, 33e12, 43e12, 60e12], "unit": "tokens_per_day"})
+    history = pl.concat([dense, sparse])
+    tokens, _, engine = split_history(history, config)
+    assert set(tokens["series_id"].unique()) == {"tokens/google/all"}
+    assert set(engine["series_id"].unique()) == {"tokens/dense_platform/all"}
+    config["forecast"]["horizon_end_year"]["value"] = 2026
+    result = run_forecasts(history, config, workers=1)
+    fc = result.forecast.filter((pl.col("series_id") == "tokens/dense_platform/all") & pl.col("is_forecast")
+                                if "is_forecast" in result.forecast.columns else
+                                pl.col("series_id") == "tokens/dense_platform/all").sort("period_start")
+    chosen = result.selection.filter(pl.col("series_id") == "tokens/dense_platform/all")["model_name"][0]
+    assert chosen != "pooled_gompertz"
+    got = {d: v for d, v in fc.select("period_start", "value").iter_rows()}
+    errors = [abs(math.log(got[d] / t)) for d, t in zip(months[36:48], truth[36:48]) if d in got]
+    assert len(errors) == 12 and float(np.mean(errors)) < 0.1  # the season is kept: under 10% a month
+
+
+def test_a_sparse_shipment_series_may_not_rise_tenfold_in_three_years():
+    from forecasts.bounds import cap_growth
+
+    months = [dt.date(2025, 1, 1), dt.date(2025, 4, 1), dt.date(2025, 7, 1), dt.date(2025, 10, 1)]
+    history = pl.DataFrame({"series_id": ["shipments_h100e/x"] * 4 + ["tokens/t/all"],
+                            "period_start": months + [dt.date(2025, 10, 1)], "value": [1.0, 2.0, 4.0, 8.0, 8.0]})
+    future = [dt.date(2026, 10, 1), dt.date(2028, 10, 1)]
+    fc = pl.DataFrame({"series_id": ["shipments_h100e/x"] * 2 + ["tokens/t/all"] * 2 + ["shipments_h100e/x"],
+                       "period_start": future * 2 + [dt.date(2025, 7, 1)],
+                       "value": [20.0, 4000.0, 20.0, 4000.0, 4.0], "lo80": [10.0, 1000.0, 10.0, 1000.0, 4.0],
+                       "hi80": [40.0, 9000.0, 40.0, 9000.0, 4.0], "lo95": [5.0, 500.0, 5.0, 500.0, 4.0],
+                       "hi95": [80.0, 20000.0, 80.0, 20000.0, 4.0], "model_name": ["m"] * 5})
+    out, flags = cap_growth(fc, history, ("shipments_h100e/",), 10.0, 3.0, 24)
+    got = {(r["series_id"], r["period_start"]): r for r in out.iter_rows(named=True)}
+    # one year on: 8 x 10 ** (1/3) = 17.2 < 20, so capped; three years on: 80 (not 4,000); bands scale alike
+    one = got[("shipments_h100e/x", dt.date(2026, 10, 1))]
+    bound = 8 * 10 ** ((dt.date(2026, 10, 1) - dt.date(2025, 10, 1)).days / 365.25 / 3)
+    assert one["value"] == pytest.approx(bound) and one["hi95"] == pytest.approx(80 * bound / 20)
+    three = got[("shipments_h100e/x", dt.date(2028, 10, 1))]
+    assert three["value"] == pytest.approx(8 * 10 ** ((dt.date(2028, 10, 1) - dt.date(2025, 10, 1)).days / 365.25 / 3))
+    # token series, observed rows and a dense series are untouched; the capped series is flagged
+    assert got[("tokens/t/all", dt.date(2028, 10, 1))]["value"] == 4000.0
+    assert got[("shipments_h100e/x", dt.date(2025, 7, 1))]["value"] == 4.0
+    assert [f["series_id"] for f in flags] == ["shipments_h100e/x"] and flags[0]["flag"] == "growth_capped"
+    dense, no_flags = cap_growth(fc, history, ("shipments_h100e/",), 10.0, 3.0, 4)
+    assert dense.equals(fc) and no_flags == []
+
+
+def test_a_published_outlook_pulls_the_forecast_of_its_year():
+    from forecasts.bounds import apply_outlooks
+
+    history = pl.DataFrame({"series_id": ["m/x"] * 2, "period_start": [dt.date(2025, 1, 1), dt.date(2026, 1, 1)],
+                            "value": [38.0, 56.0]})
+    fc = pl.DataFrame({"series_id": ["m/x"] * 2, "period_start": [dt.date(2027, 1, 1), dt.date(2028, 1, 1)],
+                       "value": [120.0, 260.0], "lo80": [70.0, 110.0], "hi80": [200.0, 600.0],
+                       "lo95": [50.0, 65.0], "hi95": [290.0, 1030.0], "model_name": ["drift"] * 2})
+    outlooks = pl.DataFrame({"series_id": ["m/x"], "year": [2028], "value": [100.0], "low": [80.0], "high": [120.0],
+                             "source_id": ["o"]})
+    out, flags = apply_outlooks(fc, outlooks, history)
+    got = {r["period_start"]: r for r in out.iter_rows(named=True)}
+    # precision weights: forecast log s.d. ln(1030/65)/3.92 = 0.70, outlook ln(120/80)/3.92 = 0.10
+    f_sd, o_sd = np.log(1030 / 65) / (2 * 1.959964), np.log(120 / 80) / (2 * 1.959964)
+    w = o_sd ** -2 / (o_sd ** -2 + f_sd ** -2)
+    expected = 260 * np.exp(w * np.log(100 / 260))
+    assert got[dt.date(2028, 1, 1)]["value"] == pytest.approx(expected, rel=1e-9) and 95 < expected < 110
+    # halfway from the last observation (2026) to the outlook's year: half the log shift
+    assert got[dt.date(2027, 1, 1)]["value"] == pytest.approx(120 * np.exp(0.5 * w * np.log(100 / 260)), rel=1e-3)
+    # the band narrows toward the outlook's and stays ordered
+    r = got[dt.date(2028, 1, 1)]
+    assert r["lo95"] < r["lo80"] < r["value"] < r["hi80"] < r["hi95"] and r["hi95"] / r["lo95"] < 1030 / 65 / 5
+    assert flags and flags[0]["flag"] == "outlook_prior"

@@ -237,7 +237,7 @@ def test_source_inventory_splits_cited_sources_and_keeps_the_weakest_confidence(
     for stem in ("token_volume_observations", "chip_shipments_quarterly", "accelerator_specs",
                  "vendor_revenue_quarterly", "packaging_and_supply_metrics", "fx_rates_annual", "model_catalog",
                  "openrouter_weekly_top_models", "supply_chain", "chip_packaging", "supply_capacity", "api_prices",
-                 "provider_margins", "platform_revenue_run_rate", "platform_usage", "chip_availability"):
+                 "provider_margins", "platform_revenue_run_rate", "platform_usage", "chip_availability", "market_outlooks"):
         source = SOURCES_BY_STEM[stem]
         columns = ", ".join(f'"{c}" {t}' for c, t in [*source.columns.items(), *source.optional.items()])
         con.execute(f"create schema if not exists raw; create or replace table {source.table} ({columns})")

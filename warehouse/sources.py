@@ -135,6 +135,29 @@ SOURCES: tuple[Source, ...] = (
         known_on="observed_on",
     ),
     Source(
+        stem="market_outlooks",
+        description="published outlooks for a forecast series in a year (e.g. a memory maker's HBM market outlook), "
+        "with a low/high range: the forecast of that series is pulled toward them (forecasts/bounds.apply_outlooks)",
+        columns={
+            "series_id": "VARCHAR",
+            "year": "INTEGER",
+            "value": "DOUBLE",
+            "low": "DOUBLE",
+            "high": "DOUBLE",
+            "unit": "VARCHAR",
+            "source_id": SOURCE_ID,
+            "confidence": "VARCHAR",
+            "note": "VARCHAR",
+            "published_on": "DATE",
+        },
+        key=("series_id", "year"),
+        required=("series_id", "year", "value", "low", "high", "unit", "source_id", "confidence", "published_on"),
+        non_negative=("value", "low", "high"),
+        allowed={"confidence": CONFIDENCE_VALUES},
+        ordered=(("low", "value", "high"),),
+        known_on="published_on",
+    ),
+    Source(
         stem="chip_shipments_quarterly",
         description="accelerator unit shipments per calendar quarter with p5/median/p95 (Epoch AI)",
         columns={

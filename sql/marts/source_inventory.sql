@@ -33,6 +33,8 @@ with cited as (
     select source_id, confidence, observed_on, 'platform_usage' from raw.platform_usage
     union all
     select source_id, confidence, null, 'chip_availability' from raw.chip_availability
+    union all
+    select source_id, confidence, published_on, 'market_outlooks' from raw.market_outlooks
 ),
 
 split as (
