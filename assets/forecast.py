@@ -315,7 +315,11 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     config = settings.assumptions()
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
-        outlooks = con.execute("select series_id, year, value, low, high, source_id from raw.market_outlooks").pl()
+        # published outlooks (raw.market_outlooks); a warehouse without the table has none
+        has_outlooks = con.execute("select count(*) from information_schema.tables where table_schema = 'raw' "
+                                   "and table_name = 'market_outlooks'").fetchone()[0]
+        outlooks = (con.execute("select series_id, year, value, low, high, source_id from raw.market_outlooks").pl()
+                    if has_outlooks else None)
     n_series = history["series_id"].n_unique()
     context.log.info(f"fitting {n_series} series (backtest + selection + final fit)")
     result = run_forecasts(history, config, outlooks=outlooks)
@@ -378,7 +382,11 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
     assumptions = settings.assumptions()
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
-        outlooks = con.execute("select series_id, year, value, low, high, source_id from raw.market_outlooks").pl()
+        # published outlooks (raw.market_outlooks); a warehouse without the table has none
+        has_outlooks = con.execute("select count(*) from information_schema.tables where table_schema = 'raw' "
+                                   "and table_name = 'market_outlooks'").fetchone()[0]
+        outlooks = (con.execute("select series_id, year, value, low, high, source_id from raw.market_outlooks").pl()
+                    if has_outlooks else None)
     as_of = settings.as_of_date()
     try:
         start = dt.date.fromisoformat(config.start) if config.start else None

@@ -33,7 +33,22 @@ def _forecast(con, designer: str, rows: list[tuple[str, float, float, float]]):
     replace_table_from_frame(con, "marts.forecast", frame)
 
 
-def _projection(con, tmp_path):
+CAPACITY_HEADER = "period_end,region,resource,unit,basis,low,value,high,source_id,confidence,note\n"
+
+
+def _capacity(con, tmp_path, rows: str = ""):
+    """raw.supply_capacity (no rows: an empty table, no capacity bounds the projection)."""
+    if rows:
+        _load(con, tmp_path, "supply_capacity", CAPACITY_HEADER + rows)
+        return
+    from warehouse.sources import SOURCES_BY_STEM
+
+    source = SOURCES_BY_STEM["supply_capacity"]
+    columns = ", ".join(f'"{c}" {t}' for c, t in [*source.columns.items(), *source.optional.items()])
+    con.execute(f"create schema if not exists raw; create or replace table {source.table} ({columns})")
+
+
+def _projection(con, tmp_path, capacity: str = ""):
     # four complete H100 quarters (100, 200, 300, 400), then an incomplete one with 50 counted so far
     quarters = ["2024-01-01", "2024-04-01", "2024-07-01", "2024-10-01"]
     rows = "".join(f"{q},Nvidia,H100,{50 * (i + 1)},{100 * (i + 1)},{200 * (i + 1)},false,e,medium\n"
@@ -43,7 +58,8 @@ def _projection(con, tmp_path):
     _load(con, tmp_path, "chip_packaging", PACKAGING)
     # the forecast (made from complete quarters) for 2025Q1 and 2025Q2; 80% bands x/÷ 2
     _forecast(con, "Nvidia", [("2025-01-01", 500.0, 250.0, 1000.0), ("2025-04-01", 600.0, 300.0, 1200.0)])
-    build(con, "marts.installed_base_projection")
+    _capacity(con, tmp_path, capacity)
+    build(con, "marts.supply_capacity", "marts.installed_base_projection")
     return {r["quarter_start"].isoformat(): r for r in
             con.execute("select * from marts.installed_base_projection order by quarter_start").pl()
             .iter_rows(named=True)}
@@ -76,39 +92,57 @@ def test_a_partial_quarter_above_its_forecast_keeps_the_count(con, tmp_path):
     _specs_and_shipments(con, tmp_path, rows, service_life=1)
     _load(con, tmp_path, "chip_packaging", PACKAGING)
     _forecast(con, "Nvidia", [("2024-04-01", 300.0, 150.0, 600.0)])
-    build(con, "marts.installed_base_projection")
+    _capacity(con, tmp_path)
+    build(con, "marts.supply_capacity", "marts.installed_base_projection")
     basis, shipped = con.execute("select basis, shipped_h100e from marts.installed_base_projection "
                                  "where quarter_start = '2024-04-01'").fetchone()
     assert (basis, shipped) == ("partial", pytest.approx(900.0))
 
 
+LEDGER_CAPACITY = ("2024-12-31,rest,cowos,wafers_per_month,reported,,20,,a,low,\n"
+                   "2025-12-31,rest,cowos,wafers_per_month,projection,30,40,50,b,low,\n"
+                   "2024-12-31,rest,hbm,gb_per_year,reported,,4000,,c,low,\n"
+                   "2025-12-31,rest,hbm,gb_per_year,reported,,8000,,c,low,\n")
+
+
+def test_projected_shipments_are_capped_by_the_binding_resource_and_flagged(con, tmp_path):
+    # 2025Q2's 600 projected H100 need 48,000 GB of HBM against ~1,900 GB of capacity in the quarter: the
+    # projection is scaled to what the HBM builds; the CoWoS it then needs fits its capacity
+    got = _projection(con, tmp_path, LEDGER_CAPACITY)
+    q2 = got["2025-04-01"]
+    t0, t1, mid = dt.date(2024, 7, 2), dt.date(2025, 7, 2), dt.date(2025, 5, 16)
+    hbm_quarter = (4000 + 4000 * (mid - t0).days / (t1 - t0).days) / 4
+    assert q2["uncapped_shipped_h100e"] == pytest.approx(600.0)
+    assert q2["shipped_hbm_gb"] == pytest.approx(hbm_quarter)
+    assert q2["shipped_h100e"] == pytest.approx(hbm_quarter / 80) and q2["capped_by"] == "hbm"
+    # counted quarters are never capped, and bands scale with the median
+    assert got["2024-10-01"]["shipped_h100e"] == pytest.approx(400.0) and got["2024-10-01"]["capped_by"] is None
+    assert q2["shipped_h100e_p95"] / q2["shipped_h100e"] == pytest.approx(2 ** (1.6449 / 1.2816), rel=1e-4)
+
+
 def test_ledger_interpolates_capacity_and_marks_the_binding_resource(con, tmp_path):
-    _projection(con, tmp_path)
     # CoWoS: 20 wafers/month at the end of 2024, 40 at the end of 2025 -> at the midpoint of 2025Q2
     # (1 April + 45 days = 16 May 2025, 136 days on) 20 + 20 x 136/365 wafers/month, x 3 per quarter.
     # HBM: 8,000 GB a year centred mid-2025 (a single figure: flat after it, none before).
-    _load(con, tmp_path, "supply_capacity",
-          "period_end,region,resource,unit,basis,low,value,high,source_id,confidence,note\n"
-          "2024-12-31,rest,cowos,wafers_per_month,reported,,20,,a,low,\n"
-          "2025-12-31,rest,cowos,wafers_per_month,projection,30,40,50,b,low,\n"
-          "2024-12-31,rest,hbm,gb_per_year,reported,,4000,,c,low,\n"
-          "2025-12-31,rest,hbm,gb_per_year,reported,,8000,,c,low,\n")
-    build(con, "marts.supply_capacity", "marts.supply_ledger")
+    got = _projection(con, tmp_path, LEDGER_CAPACITY)
+    build(con, "marts.supply_ledger")
     ledger = {(r["period_start"].isoformat(), r["resource"]): r
               for r in con.execute("select * from marts.supply_ledger").pl().iter_rows(named=True)}
     cowos = ledger[("2025-04-01", "cowos")]
     wpm = 20 + 20 * 136 / 365
     assert cowos["capacity"] == pytest.approx(3 * wpm)
     assert cowos["capacity_low"] == pytest.approx(3 * (20 + 10 * 136 / 365))
-    assert cowos["required"] == pytest.approx(600 / 20)
-    assert cowos["ratio"] == pytest.approx(30 / (3 * wpm))
+    # the capped projection's wafers: its units / 20 packages per wafer
+    shipped = got["2025-04-01"]["shipped_units"]
+    assert cowos["required"] == pytest.approx(shipped / 20)
+    assert cowos["ratio"] == pytest.approx(shipped / 20 / (3 * wpm))
     assert cowos["capacity_basis"] == "projection" and cowos["required_basis"] == "projected"
     hbm = ledger[("2025-04-01", "hbm")]
     t0, t1, mid = dt.date(2024, 7, 2), dt.date(2025, 7, 2), dt.date(2025, 5, 16)
     per_year = 4000 + 4000 * (mid - t0).days / (t1 - t0).days
     assert hbm["capacity"] == pytest.approx(per_year / 4)
-    # 2025Q2 needs 600 x 80 GB = 48,000 GB against ~1,900 a quarter: HBM binds, not CoWoS
-    assert hbm["required"] == pytest.approx(600 * 80)
+    # the projection was capped to what the HBM builds: HBM binds at ratio 1, CoWoS below it
+    assert hbm["required"] == pytest.approx(per_year / 4) and hbm["ratio"] == pytest.approx(1.0)
     assert hbm["binding"] and not cowos["binding"]
     assert ("2024-04-01", "hbm") not in ledger  # before the first HBM figure's midpoint: no capacity row
 
@@ -119,10 +153,8 @@ def test_ledger_counts_a_stock_against_cumulative_use(con, tmp_path):
     _specs_and_shipments(con, tmp_path, rows)
     _load(con, tmp_path, "chip_packaging", PACKAGING)
     _forecast(con, "Acme", [("2024-07-01", 1.0, 0.5, 2.0)])
-    _load(con, tmp_path, "supply_capacity",
-          "period_end,region,resource,unit,basis,low,value,high,source_id,confidence,note\n"
-          "2025-09-08,china,hbm_stock,stacks,reported,,100,,s,low,\n")
-    build(con, "marts.installed_base_projection", "marts.supply_capacity", "marts.supply_ledger")
+    _capacity(con, tmp_path, "2025-09-08,china,hbm_stock,stacks,reported,,100,,s,low,\n")
+    build(con, "marts.supply_capacity", "marts.installed_base_projection", "marts.supply_ledger")
     got = dict(con.execute("select period_start, required from marts.supply_ledger "
                            "where resource = 'hbm_stock' order by 1").fetchall())
     # 4 stacks per X9: 10 x 4 = 40, then + 20 x 4 = 120 stacks used to date (above the 100 in stock)

@@ -11,7 +11,10 @@
 -- Per-chip CoWoS packages per wafer and HBM stacks: raw.chip_packaging; shipped_hbm_gb counts chips of
 -- the global supply chain (HBM from SK hynix, Samsung, Micron), shipped_domestic_hbm_stacks the stacks
 -- China's domestic chips draw from the stock that entered China, shipped_domestic_foundry_wafers the
--- SMIC logic wafers they need (dies per package / good dies per wafer, where sourced). Data: Epoch AI.
+-- SMIC logic wafers they need (dies per package / good dies per wafer, where sourced).
+-- Supply bounds: projected shipments are capped where a quarter's CoWoS, HBM or SMIC capacity
+-- (marts.supply_capacity) cannot build them; capped_by names the resource and uncapped_shipped_h100e keeps
+-- the forecast's figure. Data: Epoch AI.
 with life as (
     select cast(round(value * 4) as integer) as quarters
     from meta.assumptions where name = 'installed_base.service_life_years'
@@ -160,12 +163,91 @@ shipments as (
     from projected
 ),
 
+-- supply bounds: projected (and partial) shipments may not need more of a resource than the quarter's capacity
+-- (marts.supply_capacity): CoWoS wafers and HBM for chips of the global supply chain, SMIC advanced wafers for
+-- domestic chips with sourced dies per wafer. Where the quarter's shipments need more, every projected row
+-- drawing on that resource is scaled down by capacity / required (counted shipments are never changed) and
+-- marked capped, with the resource named; a row drawing on several takes the tightest.
+need as (
+    select
+        quarter_start,
+        sum(cowos_wafers order by designer, region) as cowos,
+        sum(hbm_gb order by designer, region) as hbm,
+        sum(foundry_wafers order by designer, region) as smic,
+        sum(cowos_wafers order by designer, region) filter (where basis <> 'observed') as cowos_projected,
+        sum(hbm_gb order by designer, region) filter (where basis <> 'observed') as hbm_projected,
+        sum(foundry_wafers order by designer, region) filter (where basis <> 'observed') as smic_projected
+    from shipments
+    group by quarter_start
+),
+
+capacity as (
+    select
+        quarter_start,
+        max(capacity) filter (where region = 'rest' and resource = 'cowos') as cowos,
+        max(capacity) filter (where region = 'rest' and resource = 'hbm') as hbm,
+        max(capacity) filter (where region = 'china' and resource = 'smic_advanced') as smic
+    from marts.supply_capacity
+    group by quarter_start
+),
+
+-- the share of each resource's projected use that fits: (capacity - counted use) / projected use, at most 1
+fits as (
+    select
+        n.quarter_start,
+        case when c.cowos is not null and n.cowos_projected > 0
+             then least(1.0, greatest(0.0, (c.cowos - (n.cowos - n.cowos_projected)) / n.cowos_projected)) end as cowos,
+        case when c.hbm is not null and n.hbm_projected > 0
+             then least(1.0, greatest(0.0, (c.hbm - (n.hbm - n.hbm_projected)) / n.hbm_projected)) end as hbm,
+        case when c.smic is not null and n.smic_projected > 0
+             then least(1.0, greatest(0.0, (c.smic - (n.smic - n.smic_projected)) / n.smic_projected)) end as smic
+    from need as n
+    left join capacity as c using (quarter_start)
+),
+
+scaled as (
+    select
+        s.*,
+        -- the tightest of the resources the row draws on (no capacity figure: unbounded); counted rows stay
+        case when s.basis = 'observed' then 1.0 else least(
+            case when s.cowos_wafers > 0 then coalesce(f.cowos, 1.0) else 1.0 end,
+            case when s.hbm_gb > 0 then coalesce(f.hbm, 1.0) else 1.0 end,
+            case when s.foundry_wafers > 0 then coalesce(f.smic, 1.0) else 1.0 end) end as factor,
+        case
+            when s.basis = 'observed' then null
+            when s.foundry_wafers > 0 and coalesce(f.smic, 1.0) < 1.0 then 'smic_advanced'
+            when s.cowos_wafers > 0 and coalesce(f.cowos, 1.0) < 1.0
+                 and coalesce(f.cowos, 1.0) <= coalesce(f.hbm, 1.0) then 'cowos'
+            when s.hbm_gb > 0 and coalesce(f.hbm, 1.0) < 1.0 then 'hbm'
+        end as capped_by
+    from shipments as s
+    left join fits as f using (quarter_start)
+),
+
+bounded as (
+    select
+        quarter_start, designer, region, chip_class, basis,
+        h100e_median * factor as h100e_median,
+        h100e_p5 * factor as h100e_p5,
+        h100e_p95 * factor as h100e_p95,
+        units_median * factor as units_median,
+        cowos_wafers * factor as cowos_wafers,
+        hbm_gb * factor as hbm_gb,
+        hbm_stacks * factor as hbm_stacks,
+        foundry_wafers * factor as foundry_wafers,
+        power_mw * factor as power_mw,
+        mem_tbps * factor as mem_tbps,
+        h100e_median as uncapped_h100e,
+        capped_by
+    from scaled
+),
+
 grid as (
     select cast(q as date) as quarter_start, g.designer, g.region, g.chip_class
-    from (select distinct designer, region, chip_class from shipments) as g
+    from (select distinct designer, region, chip_class from bounded) as g
     cross join generate_series(
-        (select min(quarter_start) from shipments),
-        (select max(quarter_start) from shipments),
+        (select min(quarter_start) from bounded),
+        (select max(quarter_start) from bounded),
         interval 3 month) as t(q)
 ),
 
@@ -177,6 +259,9 @@ final as (
         g.region,
         g.chip_class,
         coalesce(any_value(s.basis) filter (where s.quarter_start = g.quarter_start), 'none') as basis,
+        coalesce(sum(s.uncapped_h100e order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0)
+            as uncapped_shipped_h100e,
+        any_value(s.capped_by) filter (where s.quarter_start = g.quarter_start) as capped_by,
         coalesce(sum(s.h100e_median order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0) as shipped_h100e,
         coalesce(sum(s.h100e_p5 order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0) as shipped_h100e_p5,
         coalesce(sum(s.h100e_p95 order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0) as shipped_h100e_p95,
@@ -202,7 +287,7 @@ final as (
             as installed_power_mw
     from grid as g
     cross join life as l
-    left join shipments as s
+    left join bounded as s
         on s.designer = g.designer and s.region = g.region
         and s.quarter_start <= g.quarter_start
         and s.quarter_start + to_months(3 * l.quarters) >= g.quarter_start

@@ -6,7 +6,7 @@
 -- After the last figure: 'extrapolated' at the growth of the last two figures (value and high); low
 -- held flat at the last figure's low. Before the first figure: no row. A stock ('stacks') is constant.
 -- basis: 'interpolated' between reported figures, 'projection' toward an analysts' projection,
--- 'extrapolated' beyond the last figure. Quarters run to the end of marts.installed_base_projection.
+-- 'extrapolated' beyond the last figure. Quarters run from the first counted shipments to the forecast horizon.
 with points as (
     select
         region,
@@ -22,10 +22,13 @@ with points as (
 ),
 
 quarters as (
+    -- from the first counted shipment quarter to the forecast horizon's last quarter (the span of
+    -- marts.installed_base_projection, which this table bounds)
     select cast(q as date) as quarter_start
     from generate_series(
-        (select min(quarter_start) from marts.installed_base_projection),
-        (select max(quarter_start) from marts.installed_base_projection),
+        (select min(quarter_start) from marts.chip_shipments),
+        (select make_date(cast(value as integer), 10, 1) from meta.assumptions
+         where name = 'forecast.horizon_end_year'),
         interval 3 month) as g(q)
 ),
 
