@@ -288,7 +288,51 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
     tokens = tokens.filter(~pl.col("series_id").str.contains("_estimated/"))
     points = replay(tokens.select("series_id", "freq", "period_start", "value", "unit", "known_on"),
                     vintages(start, end, step), forecaster)
-    return points, summarise(points)
+    # the supply side: shipment and revenue vintages through the engine and its bounds, every quarter
+    supply_points = supply_vintages(known, config, start, end)
+    summary = summarise(points)
+    if supply_points.height:
+        supply = summarise(supply_points).with_columns(
+            pl.when(pl.col("series_id") == POOLED).then(pl.lit(SUPPLY_POOLED)).otherwise(pl.col("series_id"))
+            .alias("series_id"))
+        summary = pl.concat([summary, supply.select(summary.columns)], how="vertical_relaxed")
+        points = pl.concat([points, supply_points.select(points.columns)], how="vertical_relaxed")
+    return points, summary
+
+
+# the supply series the vintage backtest replays (Nvidia's data-center revenue, Epoch AI's shipments by designer)
+SUPPLY_VINTAGE_SERIES = ("revenue/Nvidia/data_center", "shipments_h100e/")
+SUPPLY_POOLED = "(supply series)"
+
+
+def supply_vintages(known: pl.DataFrame, config: dict, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Replay the per-series engine (with forecasts/bounds' growth cap) on the supply series known at each
+    quarter-end vintage and score its forecasts against the values published later."""
+    supply = known.filter(pl.any_horizontal(*[pl.col("series_id").str.starts_with(p) for p in SUPPLY_VINTAGE_SERIES]))
+    if supply.height == 0:
+        return pl.DataFrame()
+    cfg = engine_config(config)
+    horizon_end_date = horizon_end(config)
+
+    def forecaster(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
+        out = []
+        for (freq,), part in rows.group_by("freq", maintain_order=True):
+            last = part.group_by("series_id").agg(pl.col("period_start").max())["period_start"].min()
+            horizon = horizon_for(last, freq, horizon_end_date)
+            if horizon < 1:
+                continue
+            res = forecasts.run(part.select("series_id", "period_start", "value"), horizon, freq, workers=1,
+                                config=cfg)
+            fc = res.forecast.select(FORECAST_COLUMNS)
+            if "sparse_max_growth" in config["forecast"]:
+                fc, _ = cap_growth(fc, part.select("series_id", "period_start", "value"), GROWTH_CAPPED,
+                                   _assumption(config, "sparse_max_growth"), 3.0,
+                                   int(_assumption(config, "dense_min_points")))
+            out.append(fc)
+        return pl.concat(out) if out else pl.DataFrame()
+
+    return replay(supply.select("series_id", "freq", "period_start", "value", "unit", "known_on"),
+                  vintages(start, end, 3), forecaster)
 
 
 @dg.multi_asset(
@@ -382,11 +426,6 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
     assumptions = settings.assumptions()
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
-        # published outlooks (raw.market_outlooks); a warehouse without the table has none
-        has_outlooks = con.execute("select count(*) from information_schema.tables where table_schema = 'raw' "
-                                   "and table_name = 'market_outlooks'").fetchone()[0]
-        outlooks = (con.execute("select series_id, year, value, low, high, source_id from raw.market_outlooks").pl()
-                    if has_outlooks else None)
     as_of = settings.as_of_date()
     try:
         start = dt.date.fromisoformat(config.start) if config.start else None

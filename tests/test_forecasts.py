@@ -273,3 +273,28 @@ def test_a_published_outlook_pulls_the_forecast_of_its_year():
     r = got[dt.date(2028, 1, 1)]
     assert r["lo95"] < r["lo80"] < r["value"] < r["hi80"] < r["hi95"] and r["hi95"] / r["lo95"] < 1030 / 65 / 5
     assert flags and flags[0]["flag"] == "outlook_prior"
+
+
+def test_the_vintage_backtest_replays_shipment_and_revenue_vintages():
+    """Issue 27: `tokens2chips backtest` scores the supply side too: each vintage's engine forecast of a
+    revenue and a shipment series against the quarters published after it."""
+    from assets.forecast import SUPPLY_POOLED, vintage_backtest
+    from configuration.assumptions import load_assumptions
+    from tests.conftest import ASSUMPTIONS
+
+    config = load_assumptions(ASSUMPTIONS)
+    quarters = date_range(dt.date(2022, 1, 1), 20, "Q")
+    rows = []
+    for i, q in enumerate(quarters):
+        known = q + dt.timedelta(days=120)  # published a month after the quarter
+        rows.append(("revenue/Nvidia/data_center", "Q", q, 4e9 * 1.12 ** i, "usd_per_quarter", known))
+        rows.append(("shipments_h100e/Acme", "Q", q, 1e5 * 1.10 ** i, "h100e_per_quarter", known))
+    history = pl.DataFrame(rows, schema=["series_id", "freq", "period_start", "value", "unit", "known_on"],
+                           orient="row")
+    points, summary = vintage_backtest(history, config, dt.date(2026, 12, 1), start=dt.date(2025, 1, 1),
+                                       end=dt.date(2026, 6, 30))
+    assert set(points["series_id"].unique()) == {"revenue/Nvidia/data_center", "shipments_h100e/Acme"}
+    pooled = summary.filter(pl.col("series_id") == SUPPLY_POOLED).row(0, named=True)
+    assert pooled["n_forecasts"] > 10 and pooled["n_vintages"] >= 4
+    # steady 10-12% growth a quarter: the engine's forecasts land within 25% of what was published
+    assert pooled["median_abs_log_error"] < 0.25 and abs(pooled["bias"]) < 0.25
