@@ -198,17 +198,13 @@ def segment_flags(config: dict, series: set[str]) -> list[dict]:
     return flags
 
 
-def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None,
-                  outlooks: pl.DataFrame | None = None) -> forecasts.ForecastResult:
-    """Fit every series of model_inputs.forecast_history to the configured horizon: token disclosures with the
-    pooled demand model (reconciled, composites drawn jointly), the other series with the per-series
-    engine. Pure function of its inputs (used by the asset and the tests); `result.flags` lists partial
-    composites and segment fallbacks."""
+def engine_forecasts(series: pl.DataFrame, config: dict, workers: int | None = None) -> list:
+    """The per-series engine on `series` (series_id, freq, period_start, value), one run per frequency, to the
+    configured horizon."""
     end = horizon_end(config)
     cfg = engine_config(config)
-    _, _, dense = split_history(history, config)
     results = []
-    for (freq,), part in dense.group_by("freq", maintain_order=True):
+    for (freq,), part in series.group_by("freq", maintain_order=True):
         last = part.group_by("series_id").agg(pl.col("period_start").max())["period_start"].min()
         horizon = horizon_for(last, freq, end)
         if horizon < 1:
@@ -217,16 +213,34 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
                             workers=workers, config=cfg)
         res.forecast = res.forecast.filter(pl.col("period_start") <= end)
         results.append(res)
+    return results
+
+
+def bounded(forecast: pl.DataFrame, history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, list[dict]]:
+    """forecasts.bounds.cap_growth with the configured limits (sparse shipment and revenue series)."""
+    if "sparse_max_growth" not in config["forecast"]:
+        return forecast, []
+    return cap_growth(forecast, history.select("series_id", "period_start", "value"), GROWTH_CAPPED,
+                      _assumption(config, "sparse_max_growth"), 3.0, int(_assumption(config, "dense_min_points")))
+
+
+def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None,
+                  outlooks: pl.DataFrame | None = None) -> forecasts.ForecastResult:
+    """Fit every series of model_inputs.forecast_history to the configured horizon: token disclosures with the
+    pooled demand model (reconciled, composites drawn jointly), the other series with the per-series
+    engine. Pure function of its inputs (used by the asset and the tests); `result.flags` lists partial
+    composites and segment fallbacks."""
+    end = horizon_end(config)
+    _, _, dense = split_history(history, config)
+    results = engine_forecasts(dense, config, workers)
     fc = [r.forecast for r in results]
     selection = [r.selection for r in results]
     flags: list[dict] = []
     # sparse shipment and revenue series: no more than forecast.sparse_max_growth over three years
-    if "sparse_max_growth" in config["forecast"] and fc:
-        capped, cap_flags = cap_growth(pl.concat([f.select(FORECAST_COLUMNS) for f in fc], how="vertical_relaxed"),
-                                       dense.select("series_id", "period_start", "value"), GROWTH_CAPPED,
-                                       _assumption(config, "sparse_max_growth"), 3.0,
-                                       int(_assumption(config, "dense_min_points")))
-        fc, flags = [capped], cap_flags
+    if fc:
+        capped, flags = bounded(pl.concat([f.select(FORECAST_COLUMNS) for f in fc], how="vertical_relaxed"),
+                                dense, config)
+        fc = [capped]
     # published outlooks (data/market_outlooks.csv) pull the forecast of their series and year
     if outlooks is not None and outlooks.height and fc:
         moved, outlook_flags = apply_outlooks(pl.concat([f.select(FORECAST_COLUMNS) for f in fc], how="vertical_relaxed"),
@@ -311,25 +325,9 @@ def supply_vintages(known: pl.DataFrame, config: dict, start: dt.date, end: dt.d
     supply = known.filter(pl.any_horizontal(*[pl.col("series_id").str.starts_with(p) for p in SUPPLY_VINTAGE_SERIES]))
     if supply.height == 0:
         return pl.DataFrame()
-    cfg = engine_config(config)
-    horizon_end_date = horizon_end(config)
-
     def forecaster(rows: pl.DataFrame, vintage: dt.date) -> pl.DataFrame:
-        out = []
-        for (freq,), part in rows.group_by("freq", maintain_order=True):
-            last = part.group_by("series_id").agg(pl.col("period_start").max())["period_start"].min()
-            horizon = horizon_for(last, freq, horizon_end_date)
-            if horizon < 1:
-                continue
-            res = forecasts.run(part.select("series_id", "period_start", "value"), horizon, freq, workers=1,
-                                config=cfg)
-            fc = res.forecast.select(FORECAST_COLUMNS)
-            if "sparse_max_growth" in config["forecast"]:
-                fc, _ = cap_growth(fc, part.select("series_id", "period_start", "value"), GROWTH_CAPPED,
-                                   _assumption(config, "sparse_max_growth"), 3.0,
-                                   int(_assumption(config, "dense_min_points")))
-            out.append(fc)
-        return pl.concat(out) if out else pl.DataFrame()
+        out = [r.forecast.select(FORECAST_COLUMNS) for r in engine_forecasts(rows, config, workers=1)]
+        return bounded(pl.concat(out), rows, config)[0] if out else pl.DataFrame()
 
     return replay(supply.select("series_id", "freq", "period_start", "value", "unit", "known_on"),
                   vintages(start, end, 3), forecaster)
