@@ -21,7 +21,7 @@ def cap_growth(forecast: pl.DataFrame, history: pl.DataFrame, prefixes: tuple[st
                years: float, min_points: int) -> tuple[pl.DataFrame, list[dict]]:
     """`forecast`: series_id, period_start and the band columns; `history`: observed series_id, period_start,
     value. Series whose id starts with one of `prefixes` and that have fewer than `min_points` positive
-    observations are capped at last value x max_factor ** (max(elapsed years, 1) / years). Returns the capped
+    observations are capped at last value x max_factor ** (elapsed years / years). Returns the capped
     forecast and one flag per capped series."""
     obs = history.filter((pl.col("value") > 0)
                          & pl.any_horizontal(*[pl.col("series_id").str.starts_with(p) for p in prefixes]))
@@ -32,10 +32,10 @@ def cap_growth(forecast: pl.DataFrame, history: pl.DataFrame, prefixes: tuple[st
         return forecast, []
     elapsed = (pl.col("period_start") - pl.col("t0")).dt.total_days() / 365.25
     joined = (forecast.with_row_index("_row").join(sparse, on="series_id", how="left")
-              # compounding to max_factor at `years`; within the first year up to max_factor ** (1 / years),
-              # so a quarter's ordinary jump is not clipped
-              .with_columns((pl.col("v0") * pl.lit(max_factor) ** (pl.max_horizontal(elapsed, pl.lit(1.0)) / years))
-                            .alias("_bound"))
+              # compounding to max_factor at `years` (a path bound: the supply backtest scored it better than
+              # allowing the factor's cube root within the first year, pooled bias -0.06 against -0.01 but
+              # median |log error| 0.14 against 0.17)
+              .with_columns((pl.col("v0") * pl.lit(max_factor) ** (elapsed / years)).alias("_bound"))
               .with_columns(pl.when(pl.col("_bound").is_not_null() & (pl.col("period_start") > pl.col("t0"))
                                     & (pl.col("value") > pl.col("_bound")))
                             .then(pl.col("_bound") / pl.col("value")).otherwise(1.0).alias("_scale")))
