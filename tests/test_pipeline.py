@@ -140,6 +140,33 @@ def test_a_hardware_build_that_fails_names_file_and_scenario_and_keeps_every_mar
     assert same_marts(copy)
 
 
+def test_the_fleet_serves_total_demand_from_the_installed_base_first(pipeline):
+    """Issues 26-27 end to end: the rest of the world is sized on disclosed + estimated demand (the disclosed
+    series is the lower bound), installed utilisation stays in [0, 1], no chip is bought outside its window,
+    and size's arithmetic is the one the marts used."""
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    try:
+        total, disclosed, counted = con.execute(
+            "select t.value, d.value, r.demand_tokens_per_day_median from model_inputs.quarterly_demand as t "
+            "join model_inputs.quarterly_demand as d using (period_start) "
+            "join marts.demand_reconciliation as r using (period_start) "
+            "where t.series_id = 'tokens/rest_of_world_total' and d.series_id = 'tokens/rest_of_world' "
+            "and r.segment = 'rest_of_world' and r.scenario = 'gpu_centric' "
+            "order by period_start desc limit 1").fetchone()
+        assert counted > disclosed and counted == pytest.approx(total, rel=0.25)
+        low, high = con.execute("select min(utilisation_p5), max(utilisation_p95) from marts.fleet_stock_flow "
+                                "where utilisation_p5 is not null").fetchone()
+        assert 0.0 <= low and high <= 1.0 + 1e-9
+        outside = con.execute(
+            "select count(*) from marts.fleet_stock_flow as f "
+            "left join raw.chip_availability as a on a.chip = f.chip and a.region = f.region "
+            "where f.bought_chips_median > 0 and (a.chip is null or f.period_start < a.first_quarter "
+            "or (a.last_quarter is not null and f.period_start > a.last_quarter))").fetchone()[0]
+        assert outside == 0
+    finally:
+        con.close()
+
+
 def test_query_is_read_only_and_formats(pipeline):
     env = pipeline["env"]
     out = cli("query", "select chip, units_median from marts.chip_shipments order by units_median desc limit 3",

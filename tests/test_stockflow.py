@@ -254,3 +254,35 @@ def test_the_embedded_availability_covers_every_scenario_chip_and_the_public_roa
     assert h20.reason == "export_control" and h20.last is not None and h20.last < dt.date(2026, 1, 1)
     nvidia_china = {c for (c, r), w in windows.items() if r == "china" and w.contains(dt.date(2026, 10, 1))}
     assert not nvidia_china & {"H20", "H800", "A800", "H200", "B200", "B300", "Rubin"}
+
+
+def test_the_reconciliation_sets_capacity_against_disclosed_and_estimated_demand():
+    from hardware.totals import demand_reconciliation
+
+    q = Q[0]
+    zero = np.zeros(2)
+    # two draws: capacity 1,000 and 2,000 tokens/day from two chips; demand 500 and 500
+    records = [{"period_start": q, "scenario": "s", "segment": "rest", "chip": "a", "capacity_tokens_per_day": np.array([600.0, 1200.0])},
+               {"period_start": q, "scenario": "s", "segment": "rest", "chip": "b", "capacity_tokens_per_day": np.array([400.0, 800.0])},
+               {"period_start": q, "scenario": "s", "segment": "rest", "chip": None,
+                "shortfall_tokens_per_day": zero, "demand_tokens_per_day": np.array([500.0, 500.0])}]
+    demand = pl.DataFrame({"period_start": [q] * 3, "series_id": ["tokens/total", "tokens/disclosed",
+                                                                  "tokens/lab_estimated/all"],
+                           "value": [500.0, 400.0, 100.0]})
+    segments = {"rest": {"demand_series": "tokens/total", "disclosed_series": "tokens/disclosed", "region": "rest"}}
+    estimated = {"lab": {"demand_class": "large_labs"}}
+    composites = [{"series_id": "tokens/total", "components": ["tokens/disclosed", "tokens/lab_estimated/all"]}]
+    out = demand_reconciliation(records, demand, segments, estimated, composites, 0.4, (0.6, 0.75, 0.9))
+    r = out.row(0, named=True)
+    assert r["capacity_tokens_per_day_median"] == pytest.approx(1500.0)
+    assert (r["disclosed_tokens_per_day"], r["estimated_tokens_per_day"]) == (400.0, 100.0)
+    assert r["estimated_by_class"] == "large_labs 0.0T"
+    # utilisation per draw 0.5 and 0.25: median 0.375; below the busy range, so a gap
+    assert r["utilisation_median"] == pytest.approx(0.375)
+    assert r["utilisation_disclosed_only_median"] == pytest.approx(float(np.median([0.4, 0.2])))
+    assert r["status"].startswith("gap")
+    # residual = capacity x 0.75 - demand per draw: 250 and 1,000, median 625; the inference share that
+    # fits = 0.4 x 0.375 / 0.75 = 0.2
+    assert r["residual_tokens_per_day_median"] == pytest.approx(625.0)
+    assert r["implied_inference_share_median"] == pytest.approx(0.2)
+    assert r["training_share"] == pytest.approx(0.6)
