@@ -432,6 +432,12 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
         raise dg.Failure(description=f"vintage backtest: {exc}", allow_retries=False) from None
     context.log.info(f"replaying token-demand vintages up to {end or as_of}")
     points, summary = vintage_backtest(history, assumptions, as_of, start, end, config.step_months or None)
+    if points.height == 0 and (config.start or config.end):
+        # a range asked for explicitly (`tokens2chips backtest --from/--to`) with nothing to score: an error
+        # that changes nothing, not empty marts published over the last good ones
+        raise dg.Failure(description=f"vintage backtest: no forecast in {config.start or 'the start'} .. "
+                                     f"{config.end or as_of} can be scored (no later disclosure or quarter); nothing "
+                                     "was changed", allow_retries=False)
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {"marts.forecast_vintage_errors": summary,
                                                   "marts.forecast_vintage_points": points})

@@ -12,6 +12,7 @@ import datetime as dt
 import sys
 
 from pipelines.settings import Paths, as_of_from_env, ensure_dagster_home, run_config
+from pipelines.usage import UsageError
 
 STEPS = {"month": 1, "quarter": 3, "half-year": 6, "year": 12}
 
@@ -22,7 +23,7 @@ def _date(value: str | None, flag: str) -> str:
     try:
         return dt.date.fromisoformat(value).isoformat()
     except ValueError:
-        raise SystemExit(f"error: {flag} {value!r} is not a date (expected YYYY-MM-DD)") from None
+        raise UsageError(f"{flag} {value!r} is not a date (expected YYYY-MM-DD)") from None
 
 
 def _step(value: str) -> int:
@@ -30,7 +31,7 @@ def _step(value: str) -> int:
         return STEPS[value]
     if value.isdigit() and int(value) >= 1:
         return int(value)
-    raise SystemExit(f"error: --step {value!r}: expected one of {', '.join(STEPS)} or a number of months")
+    raise UsageError(f"--step {value!r}: expected one of {', '.join(STEPS)} or a number of months (1 or more)")
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:

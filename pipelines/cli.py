@@ -12,6 +12,7 @@ from pipelines.query_cli import cmd_query
 from pipelines.report_cli import cmd_report
 from pipelines.run_cli import cmd_run
 from pipelines.settings import debug
+from pipelines.usage import OneLineParser, UsageError, join_negative_numbers
 
 
 class _DefaultsFormatter(argparse.HelpFormatter):
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         release = version("tokens2chips")
     except PackageNotFoundError:
         release = "unknown (not installed)"
-    parser = argparse.ArgumentParser(prog="tokens2chips", description=__doc__)
+    parser = OneLineParser(prog="tokens2chips", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tokens2chips {release}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add = sub.add_parser
@@ -82,9 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(join_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
     try:
         return args.func(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # the reader went away (`tokens2chips query ... | head`): stop quietly, as Unix tools do
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

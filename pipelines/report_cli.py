@@ -30,6 +30,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         vintage = data_as_of(con)
         if as_of is None:
             as_of = vintage or dt.datetime.now(dt.timezone.utc).date()
+        horizon = con.execute("select max(value) from meta.assumptions "
+                              "where name = 'forecast.horizon_end_year'").fetchone()[0]
+        if horizon is not None and as_of.year > int(horizon):
+            # as `run --as-of` refuses it: past the forecast horizon there is no 'now' to report (and the
+            # report would take over latest/)
+            print(f"error: --as-of {as_of} is after the forecast horizon of the warehouse's run (end of "
+                  f"{int(horizon)}): there is no forecast for 'now'", file=sys.stderr)
+            return 2
         if vintage and as_of < vintage:
             print(f"error: --as-of {as_of} is before the warehouse's data ({source} holds data as of {vintage}); "
                   f"a report as of {as_of} would show figures not known then. Build that vintage first: "

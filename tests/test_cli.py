@@ -98,3 +98,49 @@ def test_query_show_tables_and_nested_csv(tmp_path, capsys):
     assert "marts" in out and "1 row" in out
     assert main(["query", "select * from marts.t", "--warehouse", str(wh), "--format", "csv"]) == 0
     assert capsys.readouterr().out.splitlines() == ["l,s", '"[1, 2]","{""a"": 1}"']
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["nosuch"], "invalid choice"),
+    (["query"], "the following arguments are required: sql"),
+    (["query", "select 1", "--max-rows", "many"], "invalid int value"),
+])
+def test_argument_errors_are_one_error_line_and_exit_2(capsys, argv, shown):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and shown in err[0] and "usage:" not in err[0]
+
+
+def test_a_negative_number_in_scientific_notation_reaches_the_range_check(capsys):
+    # argparse took '-1e9' for an option ("expected one argument"); now the value's own check answers
+    code = main(["size", "--chip", "H100", "--model", "Llama-3.1-70B", "--input-tokens-per-day", "-1e9",
+                 "--output-tokens-per-day", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "out of range" in err and "expected one argument" not in err
+
+
+def test_a_bad_backtest_step_is_exit_2(capsys):
+    assert main(["backtest", "--step", "0"]) == 2
+    assert capsys.readouterr().err.startswith("error: --step '0'")
+
+
+def test_a_closed_pipe_stops_query_quietly(tmp_path):
+    """`tokens2chips query ... | head`: the reader goes away; the command stops without an error line."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    warehouse = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(warehouse))
+    con.execute("create table t as select range as i from range(300000)")
+    con.close()
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines", "query", "select * from t", "--format", "csv",
+                             "--warehouse", str(warehouse)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"i"
+    proc.stdout.close()  # like `head -1` exiting
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0 and "BrokenPipe" not in err

@@ -301,6 +301,12 @@ def test_the_report_asset_and_the_report_command_render_from_the_warehouse(pipel
     for key in ("T2C_WAREHOUSE", "T2C_REPORTS_DIR"):
         monkeypatch.setenv(key, copy["env"][key])
     # the command: another as-of date is not compared, and says so; the header names the data's as-of date
+    # past the forecast horizon the command refuses, as `run --as-of` does, and latest/ stays as it is
+    before_latest = sorted(p.name for p in latest.iterdir()) if latest.exists() else []
+    assert main(["report", "--as-of", "2030-01-01"]) == 2
+    assert "after the forecast horizon" in capsys.readouterr().err
+    assert not (copy["reports"] / "2030-01-01").exists()
+    assert (sorted(p.name for p in latest.iterdir()) if latest.exists() else []) == before_latest
     assert main(["report", "--as-of", "2026-11-02"]) == 0
     assert "report.html" in capsys.readouterr().out
     rebuilt = copy["reports"] / "2026-11-02"
@@ -381,6 +387,20 @@ def test_backtest_replays_vintages_and_publishes(pipeline, tmp_path):
     assert pooled[0] > 0 and 0 <= pooled[1] <= 1
     assert leaked == 0  # only disclosures published after each vintage are scored
     bad = cli("backtest", "--step", "fortnight", check=False, env=pipeline["env"])
-    assert bad.returncode != 0 and "--step" in bad.stderr
+    assert bad.returncode == 2 and "--step" in bad.stderr
+    # a range with nothing to score is an error that changes nothing (it used to publish empty marts)
+    published = pipeline["warehouse"].with_name("warehouse.published.duckdb")
+
+    def points():
+        con = duckdb.connect(str(published), read_only=True)
+        try:
+            return con.execute("select count(*) from marts.forecast_vintage_points").fetchone()[0]
+        finally:
+            con.close()
+
+    before = points()
+    empty = cli("backtest", "--from", "2026-10-01", "--to", "2026-10-31", check=False, env=pipeline["env"])
+    assert empty.returncode != 0 and "nothing was changed" in empty.stderr + empty.stdout
+    assert points() == before > 0
 
 
