@@ -63,6 +63,12 @@ class Freshness(BaseModel):
     model_config = STRICT
     max_age_days: Leaf
 
+    @model_validator(mode="after")
+    def _positive(self) -> "Freshness":
+        if (self.max_age_days.value or 0) <= 0:
+            raise ValueError(f"max_age_days must be a positive number of days, not {self.max_age_days.value:g}")
+        return self
+
 
 class Composite(BaseModel):
     model_config = STRICT

@@ -43,7 +43,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Paths.from_env().reports_dir / "exports" / (str(as_of or "undated"))
     meta = {"source": source, "as_of": as_of,
             "exported_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()}
-    written = export(frames, meta, out, args.format)
+    try:
+        written = export(frames, meta, out, args.format)
+    except OSError as exc:  # an output directory that cannot be made or written
+        print(f"error: cannot write the export to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     print(f"exported {len(frames)} tables ({args.format}) from {source}")
     for path in written:
         print(f"  {path}")

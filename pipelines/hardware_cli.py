@@ -258,6 +258,9 @@ def cmd_size(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     notes = [n for n in (_precision_note(chip, args.precision),) if n]
+    if result["chips"] > 1e9:
+        notes.append(f"{result['chips']:.3g} chips: more than a billion accelerators (tens of times the world's "
+                     "installed base); check the load's unit (tokens per day, not per year or per month)")
     if not result["decode"]["meets_user_speed"] and args.output_tokens_per_day > 0:
         notes.append(f"{chip.name} cannot serve {model.name} at {speed:g} tokens/s per user; sized at batch 1")
     out = {"model": model.name, "resolved": resolved, **result, "assumptions": used,

@@ -82,7 +82,12 @@ def flatten_nested(frame: pl.DataFrame) -> pl.DataFrame:
                                             for v in frame[c].to_list()], dtype=pl.Utf8) for c in nested)
 
 
-def _cell(value, dtype) -> str:
+def _is_year(column: str) -> bool:
+    """A column of calendar years (`year`, `fx_year`, `year(period_start)`): printed without separators."""
+    return "year" in column.lower()
+
+
+def _cell(value, dtype, column: str = "") -> str:
     if value is None:
         return "NULL"
     if dtype.is_float():
@@ -95,7 +100,7 @@ def _cell(value, dtype) -> str:
             return f"{value:,.0f}"
         return f"{value:,.4g}" if magnitude >= 1 else f"{value:.4g}"
     if dtype.is_integer():
-        return f"{value:,}"
+        return str(value) if _is_year(column) else f"{value:,}"
     if dtype.is_nested():
         return json.dumps(value, default=str)
     return str(value).replace("\n", "\\n").replace("\t", "\\t")
@@ -106,7 +111,7 @@ def format_table(frame: pl.DataFrame, max_rows: int, max_width: int = 40) -> str
     separators, long cells cut with an ellipsis, and a footer with the row count."""
     shown = frame.head(max_rows) if max_rows >= 0 else frame
     columns = list(frame.columns)
-    cells = [[_cell(v, frame.schema[c]) for v in shown[c].to_list()] for c in columns]
+    cells = [[_cell(v, frame.schema[c], c) for v in shown[c].to_list()] for c in columns]
     cells = [[v if len(v) <= max_width else v[: max_width - 1] + "…" for v in col] for col in cells]
     widths = [max([len(c)] + [len(v) for v in col]) for c, col in zip(columns, cells)]
     numeric = [frame.schema[c].is_numeric() for c in columns]

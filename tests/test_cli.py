@@ -144,3 +144,24 @@ def test_a_closed_pipe_stops_query_quietly(tmp_path):
     proc.stdout.close()  # like `head -1` exiting
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0 and "BrokenPipe" not in err
+
+
+def test_a_negative_freshness_age_is_refused(tmp_path):
+    path = _edited(tmp_path, "  max_age_days:\n    value: 400", "  max_age_days:\n    value: -400")
+    with pytest.raises(AssumptionsError, match="max_age_days must be a positive number of days"):
+        load_assumptions(path)
+
+
+def test_query_prints_years_without_thousands_separators():
+    frame = pl.DataFrame({"year": [2027, 2028], "units": [12345, 2]})
+    text = format_table(frame, 10)
+    assert "2027" in text and "2,027" not in text and "12,345" in text
+
+
+def test_an_absurd_load_is_sized_with_a_note(capsys):
+    assert main(["size", "--chip", "H100", "--model", "Llama-3.1-70B", "--input-tokens-per-day", "1e30",
+                 "--output-tokens-per-day", "1e29"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    assert out["chips"] > 1e9 and any("more than a billion accelerators" in n for n in out["notes"])

@@ -361,6 +361,11 @@ def test_export_writes_a_workbook_and_files_from_the_published_copy(pipeline, tm
     # CSV and Parquet: one file per table plus cover and tables
     cli("export", "--format", "csv", "--out", str(tmp_path / "c"), env=pipeline["env"])
     cli("export", "--format", "parquet", "--out", str(tmp_path / "q"), env=pipeline["env"])
+    # an output directory that cannot be made: one line, exit 2 (it was a raw FileNotFoundError)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    bad = cli("export", "--out", str(blocked / "x"), check=False, env=pipeline["env"])
+    assert bad.returncode == 2 and bad.stderr.startswith("error: cannot write the export to")
     for name, rows in counts.items():
         assert pl.read_csv(tmp_path / "c" / f"{name}.csv", infer_schema_length=0).height == rows
         assert pl.read_parquet(tmp_path / "q" / f"{name}.parquet").height == rows
