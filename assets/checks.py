@@ -71,7 +71,9 @@ def warn_result(con: duckdb.DuckDBPyConnection, table: str, name: str, spec: dic
     count = int(con.execute(f"select count(*) from {table}{where}").fetchone()[0])
     return dg.AssetCheckResult(
         asset_key=_asset(table), check_name=name, passed=count == 0, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"rows": count, "first_rows": dg.MetadataValue.md("\n".join(f"- {r[0]}" for r in rows) or "none")},
+        metadata={"rows": count, "first_rows": dg.MetadataValue.md("\n".join(f"- {r[0]}" for r in rows) or "none"),
+                  # the first finding in one line, for the CLI's progress output
+                  "first": str(rows[0][0]) if rows else ""},
     )
 
 

@@ -32,12 +32,32 @@ class _ProgressHandler(logging.Handler):
             ev = event.event_specific_data
             if not ev.passed:
                 label = "WARN " if ev.severity == dg.AssetCheckSeverity.WARN else "FAIL "
-                print(f"  {label} check {ev.asset_key.to_user_string()}:{ev.check_name}", flush=True)
+                print(f"  {label} check {ev.asset_key.to_user_string()}:{ev.check_name}{_reason(ev.metadata)}",
+                      flush=True)
         elif kind == dg.DagsterEventType.STEP_FAILURE:
             # the name only: the message is printed once, in the run's summary
             print(f"  FAIL  {step_label(event.step_key)}", file=sys.stdout, flush=True)
         elif kind == dg.DagsterEventType.STEP_SKIPPED:
             print(f"  skip  {step_label(event.step_key)} (an upstream step or blocking check failed)", flush=True)
+
+
+def _reason(metadata: dict) -> str:
+    """Why a check did not pass, in a few words: the findings' count and the first one, the violating rows, or a
+    source's age."""
+    def value(key):
+        item = metadata.get(key)
+        return getattr(item, "value", item)
+
+    if value("first"):
+        rows = value("rows")
+        text = str(value("first"))
+        text = text if len(text) <= 110 else text[:107] + "..."
+        return f" ({rows} row{'s' if rows != 1 else ''}; first: {text})" if rows else f" ({text})"
+    if value("violating_rows"):
+        return f" ({value('violating_rows')} violating rows)"
+    if value("age_days") is not None and value("age_days") != -1:
+        return f" (newest {value('newest')}, {value('age_days')} days old)"
+    return ""
 
 
 @dg.logger(description="One line per materialised asset, failed check and failed step (tokens2chips CLI).")

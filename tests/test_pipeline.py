@@ -63,6 +63,9 @@ def test_run_prints_progress_and_records_the_run(pipeline):
                 "marts/hardware_demand", "reports/analyst_report"):
         assert f"ok    {key}" in out
     assert "succeeded" in out
+    # every WARN line says why: the findings' count and the first one, or the source's age (issue 29)
+    warns = [line for line in out.splitlines() if line.strip().startswith("WARN")]
+    assert warns and all(line.rstrip().endswith(")") and " (" in line for line in warns), warns
     assert len(pipeline["marts"]["chip_shipments"]) == SHIPMENT_ROWS
     con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
     runs = con.execute("select status, as_of, checks_failed, row_counts from meta.runs").fetchall()
