@@ -36,6 +36,7 @@ def run_lock(warehouse: Path, wait_s: float = 0.0, on_wait=None):
     """Hold the warehouse's run lock; raise RunLockBusy if it is still held after `wait_s` seconds."""
     path = lock_path(warehouse)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         deadline = time.monotonic() + wait_s
         announced = False
@@ -56,6 +57,11 @@ def run_lock(warehouse: Path, wait_s: float = 0.0, on_wait=None):
         started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()}, started {started}\n".encode(), 0)
+        held = True
         yield
     finally:
+        if held:
+            # released: the file no longer names a finished run's pid (it stays, empty: removing it could let
+            # a waiter and a newcomer lock two different files)
+            os.ftruncate(fd, 0)
         os.close(fd)  # closing the descriptor releases the flock

@@ -22,7 +22,7 @@ from assets.resources import Warehouse
 from warehouse.io import WarehouseLockedError, connect, publish, published_copy, replace_tables
 from pipelines.cli import main
 from pipelines.query import QueryRefused, open_read_only, run_query
-from pipelines.runlock import RunLockBusy, run_lock
+from pipelines.runlock import RunLockBusy, lock_path, run_lock
 from tests.conftest import ASSUMPTIONS, ROOT
 
 PY = sys.executable
@@ -151,7 +151,9 @@ def test_second_run_lock_fails_fast_naming_the_holder_and_a_killed_holder_frees_
         holder.send_signal(signal.SIGKILL)
         holder.wait()
     with run_lock(wh):  # the kernel released the flock of the killed process: no stale lock
-        pass
+        assert f"pid {os.getpid()}" in lock_path(wh).read_text()
+    # released normally, the file no longer names a finished run's pid (issue 29)
+    assert lock_path(wh).read_text() == ""
 
 
 def test_cli_run_refuses_while_another_run_holds_the_warehouse(tmp_path, capsys, monkeypatch):
