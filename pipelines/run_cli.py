@@ -97,6 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     call_logs = args.call_logs or call_logs_dir()
     call_logs = str(Path(call_logs).expanduser().resolve()) if call_logs else ""
+    if call_logs and not Path(call_logs).is_dir():
+        # before anything is created: no warehouse, no lock file for a run that cannot start
+        print(f"error: call-log directory {call_logs} does not exist", file=sys.stderr)
+        return 2
     from pipelines.runlock import RunLockBusy, run_lock
 
     def waiting(owner: str) -> None:

@@ -165,3 +165,10 @@ def test_an_absurd_load_is_sized_with_a_note(capsys):
 
     out = json.loads(capsys.readouterr().out)
     assert out["chips"] > 1e9 and any("more than a billion accelerators" in n for n in out["notes"])
+
+
+def test_run_with_a_missing_call_log_directory_creates_nothing(tmp_path, capsys, dagster_env):
+    warehouse = tmp_path / "var" / "w.duckdb"
+    code = main(["run", "--warehouse", str(warehouse), "--call-logs", str(tmp_path / "missing")])
+    assert code == 2 and "call-log directory" in capsys.readouterr().err
+    assert not warehouse.exists() and not warehouse.with_name("w.duckdb.run.lock").exists()
