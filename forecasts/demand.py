@@ -210,6 +210,13 @@ def _satellite(y: np.ndarray, f: np.ndarray, common: float, sigma: float, tau: f
     return cov @ (x.T @ (y - common * f) / sigma**2), cov
 
 
+def _month_of(t: float) -> str:
+    """A fractional year (mid-month convention of _years) as 'Jun 2026'."""
+    year = int(np.floor(t))
+    month = min(12, max(1, int(np.floor((t - year) * 12)) + 1))
+    return dt.date(year, month, 1).strftime("%b %Y")
+
+
 def _anchor(b: float, t0: float, tf: np.ndarray, newest: tuple[float, float], level, rate,
             cfg: DemandConfig) -> np.ndarray:
     """No seam at the last observation: per draw, the newest observation's residual from the draw's curve,
@@ -339,7 +346,7 @@ def fit_demand(history: pl.DataFrame, horizon_end: dt.date, hierarchy: list[dict
         selection.append({
             "series_id": s, "model_name": MODEL_NAME, "n_obs": n_obs,
             "reason": (f"pooled adoption curve over {len(members)} members; this series a {role} with {n_obs} "
-                       f"monthly points: growth rate at {t0:.2f} {rate:.2f} log units/yr (common {best['mu'][p]:.2f}), decaying with "
+                       f"monthly points: growth rate in {_month_of(t0)} {rate:.2f} log units/yr (common {best['mu'][p]:.2f}), decaying with "
                        f"half-life {mean_h:.2f} yr (posterior mean over {cfg.halflife_low}-{cfg.halflife_high}); "
                        f"disclosure noise {best['sigma']:.2f}, spread of platform growth {best['tau']:.2f}"),
         })

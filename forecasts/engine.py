@@ -324,10 +324,13 @@ def _series(task: dict) -> dict:
             margin = cfg.selection_margin * float(np.mean(per_origin_mase["combo"]))
             if not (float(np.mean(diff)) > max(noise, margin) and bool(np.all(diff > 0))):
                 ranking = ["combo"] + [m for m in ranking if m != "combo"]
+                rule = (f"a win at every origin by more than {cfg.selection_z:g} standard errors and "
+                        f"{cfg.selection_margin:.0%} of the combination's MASE" if np.isfinite(cfg.selection_z) else
+                        "no single model replaces it by default: on the M3 competition every override rule tried "
+                        "made the forecasts worse")
                 reason = (f"combination of {', '.join(COMBINATION)} (the default): the best single model in the "
-                          f"backtest, {best}, beat it by {float(np.mean(diff)):+.3f} MASE over {len(diff)} origins, "
-                          f"not a clear win (needs a win at every origin by more than {cfg.selection_z:g} standard "
-                          f"errors and {cfg.selection_margin:.0%} of the combination's MASE)")
+                          f"backtest, {best}, differed by {float(np.mean(diff)):+.3f} MASE over {len(diff)} origins; "
+                          f"{rule}")
             else:
                 reason += (f"; beats the combination by {float(np.mean(diff)):.3f} MASE, more than the backtest's "
                            f"noise ({noise:.3f})")

@@ -42,7 +42,9 @@ def usd(value: float, digits: int = 3) -> str:
 def pct(value: float, digits: int = 0) -> str:
     if _bad(value):
         return "n/a"
-    return f"{value * 100:.{digits}f}%"
+    text = f"{value * 100:.{digits}f}%"
+    # a tiny negative rounds to "-0%": show it as the zero it reads as
+    return text[1:] if text.startswith("-") and float(text[1:-1]) == 0 else text
 
 
 def _sig(value: float, digits: int) -> str:

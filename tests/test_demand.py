@@ -2,6 +2,7 @@
 
 import datetime as dt
 import math
+import re
 
 import numpy as np
 import polars as pl
@@ -178,3 +179,10 @@ def test_the_forecast_starts_from_the_last_disclosure_not_from_the_curve():
     unanchored = first_month(replace(CFG, anchor_halflife=0.0))
     assert math.log(unanchored / observed) > 0.25
     assert math.log(unanchored / observed) > abs(math.log(anchored / observed)) + 0.15
+
+
+def test_the_selection_reason_names_a_month_not_a_decimal_year():
+    rng = np.random.default_rng(5)
+    fit = fit_demand(_history(rng), dt.date(2027, 12, 1), config=CFG)
+    reason = fit.selection["reason"][0]
+    assert "growth rate in " in reason and not re.search(r"growth rate at \d{4}\.\d", reason)

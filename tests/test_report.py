@@ -80,3 +80,9 @@ def test_the_report_names_its_headline_scenario_in_the_config(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(AssumptionsError, match="headline_scenario 'renamed_scenario' is not a scenario"):
         load_assumptions(path)
+
+
+def test_percentages_never_print_minus_zero():
+    from reports.format import pct
+
+    assert pct(-0.001) == "0%" and pct(-0.02) == "-2%" and pct(0.0049) == "0%" and pct(-0.0004, 1) == "0.0%"
