@@ -78,10 +78,10 @@ def check_available(windows: dict, scenario: str, quarter: dt.date, region: str,
             "a `periods` entry that moves this share to a chip available in that quarter.")
 
 
-def _newest(designer_chips: list[str], windows: dict, region: str, quarter: dt.date) -> str | None:
-    live = [(windows[(c, region)].first, c) for c in designer_chips
-            if (c, region) in windows and windows[(c, region)].contains(quarter)]
-    return max(live)[1] if live else None
+def windows_frame(windows: dict) -> pl.DataFrame:
+    """The availability windows as a frame: chip, region, first, last (null = open)."""
+    return pl.DataFrame([{"chip": c, "region": r, "first": w.first, "last": w.last} for (c, r), w in windows.items()],
+                        schema={"chip": pl.Utf8, "region": pl.Utf8, "first": pl.Date, "last": pl.Date})
 
 
 def installed_by_chip(shipments: pl.DataFrame, projection: pl.DataFrame, specs: pl.DataFrame,
@@ -93,13 +93,7 @@ def installed_by_chip(shipments: pl.DataFrame, projection: pl.DataFrame, specs: 
     staging.accelerator_specs (designer, h100e_per_chip). Returns quarter_start, region, designer, chip, basis,
     shipped_units, shipped_h100e, installed_units, installed_h100e; unplaced projected H100e (a designer
     with no chip in its window and in the spec sheet) is a row with chip null."""
-    h100e = {c: v for c, v in specs.select("chip", "h100e_per_chip").iter_rows() if v}
-    designer_of = dict(specs.select("chip", "designer").iter_rows())
-    chips_of: dict[str, list[str]] = {}
-    accelerator = {c for c, k in specs.select("chip", "chip_class").iter_rows() if k != "cpu"}
-    for chip, designer in designer_of.items():
-        if chip in h100e and chip in accelerator:
-            chips_of.setdefault(designer, []).append(chip)
+    per_chip = specs.filter(pl.col("h100e_per_chip") > 0).select("chip", "designer", "chip_class", "h100e_per_chip")
     shipments = shipments.sort("quarter_start", "designer", "spec_chip")
     projection = projection.sort("quarter_start", "designer", "region")
     obs = (shipments.with_columns(pl.when(pl.col("china_market")).then(pl.lit("china")).otherwise(pl.lit("rest"))
@@ -120,26 +114,38 @@ def installed_by_chip(shipments: pl.DataFrame, projection: pl.DataFrame, specs: 
            .group_by("designer", "region", "chip", maintain_order=True).agg(pl.col("shipped_h100e").sum())
            .sort("designer", "region", "chip")
            .with_columns((pl.col("shipped_h100e") / pl.col("shipped_h100e").sum().over("designer")).alias("share"))
-           .filter(pl.col("share") > 0))
-    placed = []
-    for q, designer, total in projected_q.sort("quarter_start", "designer").iter_rows():
-        base = mix.filter(pl.col("designer") == designer)
-        shares: dict[tuple[str | None, str], float] = {}
-        for region, chip, share in base.select("region", "chip", "share").iter_rows():
-            target = chip if chip in h100e and available(windows, chip, region, q) else None
-            if target is None:
-                target = _newest(chips_of.get(designer, []), windows, region, q)
-            # no chip of the designer ships into the region (e.g. Nvidia in China after the H20): unplaced
-            shares[(target, region)] = shares.get((target, region), 0.0) + share
-        for (chip, region), share in shares.items():
-            placed.append({"quarter_start": q, "designer": designer, "region": region, "chip": chip,
-                           "shipped_h100e": total * share,
-                           "shipped_units": total * share / h100e[chip] if chip else 0.0})
+           .filter(pl.col("share") > 0).select("designer", "region", "chip", "share"))
+    windows_df = windows_frame(windows)
+    inside = ((pl.col("first") <= pl.col("quarter_start"))
+              & (pl.col("last").is_null() | (pl.col("quarter_start") <= pl.col("last"))))
+    # a projected quarter's H100e over the designer's recent mix; a chip past its window (or without an H100e
+    # figure) passes its share to the designer's newest accelerator inside its window in the same region
+    proj = (projected_q.join(mix, on="designer")
+            .join(windows_df, on=["chip", "region"], how="left")
+            .with_columns((inside.fill_null(False) & pl.col("chip").is_in(per_chip["chip"].implode())).alias("keeps")))
+    newest = (proj.select("quarter_start", "designer", "region").unique()
+              .join(per_chip.filter(pl.col("chip_class") != "cpu").select("designer", "chip"), on="designer")
+              .join(windows_df, on=["chip", "region"])
+              .filter(inside)
+              .sort("quarter_start", "designer", "region", "first", "chip")
+              .group_by("quarter_start", "designer", "region", maintain_order=True)
+              .agg(pl.col("chip").last().alias("successor")))
+    # no chip of the designer ships into the region (e.g. Nvidia in China after the H20): unplaced (chip null)
+    placed = (proj.join(newest, on=["quarter_start", "designer", "region"], how="left")
+              .with_columns(pl.when(pl.col("keeps")).then(pl.col("chip")).otherwise(pl.col("successor")).alias("target"))
+              .sort("quarter_start", "designer", "region", "chip")
+              .group_by("quarter_start", "designer", "region", "target", maintain_order=True)
+              .agg(pl.col("share").sum(), pl.col("designer_h100e").first())
+              .join(per_chip.select(pl.col("chip").alias("target"), "h100e_per_chip"), on="target", how="left")
+              .select("quarter_start", "designer", "region", pl.col("target").alias("chip"),
+                      (pl.col("designer_h100e") * pl.col("share")).alias("shipped_h100e"),
+                      (pl.col("designer_h100e") * pl.col("share") / pl.col("h100e_per_chip")).fill_null(0.0)
+                      .alias("shipped_units")))
     schema = {"quarter_start": pl.Date, "designer": pl.Utf8, "region": pl.Utf8, "chip": pl.Utf8,
               "shipped_h100e": pl.Float64, "shipped_units": pl.Float64}
     flows = pl.concat([
         counted.select(*schema).with_columns(pl.lit("observed").alias("basis")),
-        pl.DataFrame(placed, schema=schema).with_columns(pl.lit("projected").alias("basis")),
+        placed.select(*schema).cast(schema).with_columns(pl.lit("projected").alias("basis")),
     ]).sort("quarter_start", "designer", "region", "chip", "basis", nulls_last=True)
     flows = flows.group_by("quarter_start", "designer", "region", "chip", "basis", maintain_order=True).agg(
         pl.col("shipped_h100e", "shipped_units").sum())

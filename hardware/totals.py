@@ -53,14 +53,11 @@ def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pu
         add(keys, "capex_usd", n * (chip.unit_price_usd or 0.0))
         add(keys, "bought_chips", r["bought"])
         add(keys, "bought_capex_usd", r["bought"] * (chip.unit_price_usd or 0.0))
-    demand_seen = set()
     for f in flows:
         keys = dict.fromkeys([(f["period_start"], f["scenario"], f["segment"]), (f["period_start"], f["scenario"], "all")])
-        if f["chip"] is None:
+        if f["chip"] is None:  # one record per quarter, scenario and segment: its shortfall and demand
             add(keys, "shortfall_tokens_per_day", f["shortfall_tokens_per_day"])
-            if (f["period_start"], f["scenario"], f["segment"]) not in demand_seen:
-                demand_seen.add((f["period_start"], f["scenario"], f["segment"]))
-                add(keys, "demand_tokens_per_day", f["demand_tokens_per_day"])
+            add(keys, "demand_tokens_per_day", f["demand_tokens_per_day"])
             continue
         add(keys, "installed_inference_chips", f["installed"])
         add(keys, "chips_in_use", f["used"])
