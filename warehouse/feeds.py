@@ -1,0 +1,92 @@
+"""The feeds' saved payloads into the warehouse: raw.feed_<source> holds every vintage known at the as-of
+date (rows of each snapshot, with its vintage), raw.feed_snapshots one row per snapshot (manifest), and
+marts.source_revisions every value restated between consecutive vintages. No Dagster here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from feeds import store
+from feeds.catalog import FEEDS, SOURCES
+from feeds.formats import SCHEMAS, parse
+from feeds.revisions import REVISION_SCHEMA, revisions
+from warehouse.io import replace_tables_from_frames
+
+VINTAGE_SCHEMA = {"vintage": pl.Utf8, "vintage_as_of": pl.Datetime("us"), "retrieved_at": pl.Datetime("us")}
+SNAPSHOT_SCHEMA = {"source": pl.Utf8, "vintage": pl.Utf8, "as_of": pl.Datetime("us"), "retrieved_at": pl.Datetime("us"),
+                   "url": pl.Utf8, "licence": pl.Utf8, "citation": pl.Utf8, "sha256": pl.Utf8, "bytes": pl.Int64,
+                   "rows": pl.Int64, "directory": pl.Utf8}
+
+
+def table(source: str) -> str:
+    return f"raw.feed_{source}"
+
+
+def _naive(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def known(root: Path, source: str, as_of: dt.date | None) -> list[store.Snapshot]:
+    """The snapshots of `source` whose as_of date is on or before `as_of` (all of them without one)."""
+    return [s for s in store.snapshots(root, source) if as_of is None or s.as_of.date() <= as_of]
+
+
+def feed_frames(root: Path, source: str, as_of: dt.date | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows of every vintage known at `as_of`, one manifest row per such snapshot)."""
+    rows, manifests = [], []
+    for snap in known(root, source, as_of):
+        frame = parse(source, snap.read()).frame
+        rows.append(frame.with_columns(pl.lit(snap.vintage).alias("vintage"),
+                                       pl.lit(_naive(snap.as_of)).alias("vintage_as_of"),
+                                       pl.lit(_naive(snap.retrieved_at)).alias("retrieved_at")))
+        manifests.append({"source": source, "vintage": snap.vintage, "as_of": _naive(snap.as_of),
+                          "retrieved_at": _naive(snap.retrieved_at), "url": snap.url, "licence": snap.licence,
+                          "citation": snap.citation, "sha256": snap.sha256, "bytes": sum(b for *_, b in snap.files),
+                          "rows": frame.height, "directory": str(snap.directory)})
+    schema = {**SCHEMAS[source], **VINTAGE_SCHEMA}
+    data = pl.concat(rows).cast(schema) if rows else pl.DataFrame(schema=schema)
+    return data, pl.DataFrame(manifests, schema=SNAPSHOT_SCHEMA)
+
+
+def load_feed(con: duckdb.DuckDBPyConnection, root: Path, source: str, as_of: dt.date | None) -> int:
+    """Replace raw.feed_<source> with every vintage known at `as_of`; returns its row count."""
+    data, _ = feed_frames(root, source, as_of)
+    return replace_tables_from_frames(con, {table(source): data})[table(source)]
+
+
+def snapshot_table(root: Path, as_of: dt.date | None) -> pl.DataFrame:
+    return pl.concat([feed_frames(root, s, as_of)[1] for s in SOURCES])
+
+
+def load_snapshot_table(con: duckdb.DuckDBPyConnection, root: Path, as_of: dt.date | None) -> int:
+    return replace_tables_from_frames(con, {"raw.feed_snapshots": snapshot_table(root, as_of)})["raw.feed_snapshots"]
+
+
+def revision_frame(data: dict[str, pl.DataFrame], snaps: pl.DataFrame) -> pl.DataFrame:
+    """marts.source_revisions from the raw feed frames (source -> raw.feed_<source> rows): every restated or
+    vanished value between consecutive vintages, per source, with both vintages' as-of times."""
+    parts = []
+    for source, frame in data.items():
+        order = (frame.select("vintage", "vintage_as_of", "retrieved_at").unique()
+                 .sort("vintage_as_of", "retrieved_at", "vintage"))
+        parts.append(revisions(source, [(v, frame.filter(pl.col("vintage") == v)) for v in order["vintage"]]))
+    out = pl.concat(parts) if parts else pl.DataFrame(schema=REVISION_SCHEMA)
+    times = snaps.select("source", "vintage", "as_of")
+    for side in ("old", "new"):
+        out = out.join(times.rename({"vintage": f"{side}_vintage", "as_of": f"{side}_vintage_as_of"}),
+                       on=["source", f"{side}_vintage"], how="left")
+    return out.select(*REVISION_SCHEMA, "old_vintage_as_of", "new_vintage_as_of").sort(
+        "source", "new_vintage", "key", "field")
+
+
+def refresh_tables(con: duckdb.DuckDBPyConnection, root: Path, as_of: dt.date | None) -> dict[str, int]:
+    """What `tokens2chips refresh` writes: every raw.feed_<source>, raw.feed_snapshots and
+    marts.source_revisions, swapped in together in one transaction (a reader sees all old or all new)."""
+    data = {source: feed_frames(root, source, as_of)[0] for source in SOURCES}
+    snaps = snapshot_table(root, as_of)
+    return replace_tables_from_frames(con, {**{table(s): f for s, f in data.items()}, "raw.feed_snapshots": snaps,
+                                            "marts.source_revisions": revision_frame(data, snaps)})
