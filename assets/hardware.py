@@ -115,8 +115,9 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     yield from checks
 
 
-CALIBRATION_TABLES = ("marts.throughput_calibration", "marts.serving_efficiency")
+CALIBRATION_TABLES = ("marts.throughput_calibration", "marts.serving_efficiency", "marts.throughput_references")
 CALIBRATION_DEPS = [dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey(["staging", "accelerator_specs"]),
+                    dg.AssetKey(["staging", "benchmark_measurements"]),
                     dg.AssetKey(["raw", "model_catalog"]), dg.AssetKey(["meta", "assumptions"])]
 
 
@@ -129,7 +130,12 @@ CALIBRATION_DEPS = [dg.AssetKey(["raw", "throughput_measurements"]), dg.AssetKey
            dg.AssetSpec(["marts", "serving_efficiency"], deps=CALIBRATION_DEPS, group_name="hardware",
                         kinds={"duckdb", "scipy"},
                         description="The fitted efficiency parameters per chip group (hbm, lpu, wafer_scale) and "
-                        "the calibration's leave-one-source-out error, which the fleet model uses.")],
+                        "the calibration's leave-one-source-out error, which the fleet model uses."),
+           dg.AssetSpec(["marts", "throughput_references"], deps=CALIBRATION_DEPS, group_name="hardware",
+                        kinds={"duckdb", "scipy"},
+                        description="The benchmark feeds' rows (MLPerf, InferenceX; staging.benchmark_measurements) "
+                        "predicted by the calibrated serving model, never fitted: measured vs predicted, ratio. "
+                        "Derived figures only: InferenceX's raw payloads stay local.")],
     check_specs=contract_specs(*CALIBRATION_TABLES),
     pool=POOL,
 )
@@ -147,15 +153,21 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
     with warehouse.get_connection() as con:
         specs = con.execute("select * from staging.accelerator_specs").pl()
         catalog = con.execute("select * from raw.model_catalog").pl()
-        measured = con.execute("select * exclude (_line, _source_file, _loaded_at) "
-                               "from raw.throughput_measurements").pl()
+        measured = measurements_frame(con.execute("select * exclude (_line, _source_file, _loaded_at) "
+                                                  "from raw.throughput_measurements").pl())
+        bench = con.execute("select * exclude (feed) from staging.benchmark_measurements").pl()
+    # the feeds' rows ride along held out (in_fit false): the same fit, their prediction out of sample
+    bench = measurements_frame(bench).select(measured.columns).cast(measured.schema)
     priors, limits = priors_and_limits(configuration.rows())
-    table, fitted = calibration_table(measurements_frame(measured), chips_from_frame(specs, overrides),
-                                      models_from_frame(catalog), priors, limits)
+    combined, fitted = calibration_table(pl.concat([measured, bench]), chips_from_frame(specs, overrides),
+                                         models_from_frame(catalog), priors, limits)
+    is_reference = pl.col("measurement_id").is_in(bench["measurement_id"].implode())
+    table, references = combined.filter(~is_reference), combined.filter(is_reference)
     efficiency = efficiency_table(table, fitted)
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {"marts.throughput_calibration": table,
-                                                  "marts.serving_efficiency": efficiency})
+                                                  "marts.serving_efficiency": efficiency,
+                                                  "marts.throughput_references": references})
         checks = contract_results(con, *CALIBRATION_TABLES)
     fit = table.filter(pl.col("in_fit"))
     seconds = time.perf_counter() - started
@@ -174,5 +186,9 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
         "row_count": dg.MetadataValue.int(counts["marts.serving_efficiency"]),
         "fitted_parameters": dg.MetadataValue.json({f"{g}.{p}": v for (g, p), v in fitted.items()}),
         "seconds": dg.MetadataValue.float(seconds),
+    })
+    yield dg.MaterializeResult(asset_key=["marts", "throughput_references"], metadata={
+        "row_count": dg.MetadataValue.int(counts["marts.throughput_references"]),
+        "median_ratio": dg.MetadataValue.float(float(references["ratio"].median()) if references.height else 0.0),
     })
     yield from checks

@@ -45,6 +45,8 @@ class ProjectSettings(dg.ConfigurableResource):
     as_of: str = Field(default="", description="As-of date (YYYY-MM-DD) of the run; empty means today (UTC).")
     call_logs_dir: str = Field(default="", description="Directory of request-level call logs; empty = none.")
     call_logs_config: str = Field(default="", description="Path of config/call_logs.yaml (column mapping, limits).")
+    fetch_feeds: bool = Field(default=False, description="Observing a feed fetches it first (the weekly fetch_feeds "
+                              "job sets this; runs read the saved payloads only).")
 
     def as_of_date(self) -> dt.date:
         if not self.as_of:

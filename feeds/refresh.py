@@ -32,7 +32,7 @@ def newest_day(source: str, root: Path) -> dt.date | None:
     return parse(source, saved[-1].read()).frame["day"].max()
 
 
-def refresh(source: str, root: Path, *, payload: Path | None = None, settings: FeedSettings = FeedSettings(),
+def refresh(source: str, root: Path, *, payload: Path | list[Path] | None = None, settings: FeedSettings = FeedSettings(),
             now: dt.datetime | None = None, policy: http.HttpPolicy = http.HttpPolicy(),
             sleep: Callable[[float], None] | None = None, log: Callable[[str], None] = lambda _: None) -> Outcome:
     """Refresh `source` into the snapshot store under `root`. Raises FeedError (bad payload, failed fetch)
@@ -40,11 +40,12 @@ def refresh(source: str, root: Path, *, payload: Path | None = None, settings: F
     feed = FEEDS[source]
     now = now or dt.datetime.now(dt.timezone.utc)
     if payload is not None:
-        payload = Path(payload)
-        if not payload.is_file():
-            raise FeedError(source, f"payload file {payload} not found")
-        files = {payload.name: payload.read_bytes()}
-        url = f"payload file {payload.name} (as served by {feed.default_base})"
+        given = [Path(p) for p in (payload if isinstance(payload, list) else [payload])]
+        missing = [p for p in given if not p.is_file()]
+        if missing:
+            raise FeedError(source, f"payload file {missing[0]} not found")
+        files = {p.name: p.read_bytes() for p in given}
+        url = f"payload file{'s' if len(files) > 1 else ''} {', '.join(files)} (as served by {feed.default_base})"
     else:
         if feed.needs_key and not settings.keys.get(source):
             return Outcome(source, "skipped", f"{source}: skipped: {feed.needs_key} is not set (any valid key; "

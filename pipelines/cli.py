@@ -76,10 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.backtest_cli import add_parser as add_backtest
     from pipelines.export_cli import add_parser as add_export
     from pipelines.hardware_cli import add_parsers
+    from pipelines.refresh_cli import add_parser as add_refresh
 
     add_backtest(sub)
     add_export(sub)
     add_parsers(sub)
+    add_refresh(sub)
     return parser
 
 def main(argv: list[str] | None = None) -> int:

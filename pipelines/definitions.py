@@ -7,6 +7,7 @@ import dagster as dg
 
 from assets.call_logs import call_log_assets
 from assets.checks import freshness_checks
+from assets.feeds import feed_assets, feed_sources
 from assets.forecast import forecast_marts, forecast_vintage
 from assets.hardware import hardware_marts, throughput_calibration
 from assets.report import analyst_report
@@ -18,7 +19,7 @@ from pipelines.settings import Paths
 
 resources = build_resources()
 call_log_daily, call_logs_job = call_log_assets(resources["settings"].call_log_config().partitions_start)
-all_assets = [call_log_daily, *raw_assets, assumptions_table, forecast_hierarchy, report_config_tables, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
+all_assets = [call_log_daily, *feed_sources, *feed_assets, *raw_assets, assumptions_table, forecast_hierarchy, report_config_tables, *sql_assets, forecast_marts, forecast_vintage, hardware_marts, throughput_calibration, analyst_report]
 all_checks = [*freshness_checks]  # the contracts are checked inside the assets that write the tables
 
 refresh_all = dg.define_asset_job(
@@ -35,6 +36,24 @@ backtest = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 
+fetch_feeds = dg.define_asset_job(
+    name="fetch_feeds",
+    selection=dg.AssetSelection.assets(*[s.key for s in feed_sources]),
+    description="Fetch the public feeds (OpenRouter, Epoch AI, MLPerf, InferenceX) when a network exists and "
+    "keep each new payload under data/snapshots/; data_dir_sensor then runs refresh_all on the new data.",
+    executor_def=dg.in_process_executor,
+    config={"resources": {"settings": {"config": {"fetch_feeds": True}}}},
+)
+
+weekly_fetch = dg.ScheduleDefinition(
+    name="weekly_fetch",
+    job=fetch_feeds,
+    cron_schedule="0 5 * * 1",
+    execution_timezone="UTC",
+    description="Fetch the public feeds on Mondays at 05:00 UTC (an hour before weekly_refresh).",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
 weekly_refresh = dg.ScheduleDefinition(
     name="weekly_refresh",
     job=refresh_all,
@@ -46,17 +65,19 @@ weekly_refresh = dg.ScheduleDefinition(
 
 
 def data_dir_fingerprint() -> str:
-    """A digest of the data directory's file names, sizes and modification times."""
+    """A digest of the data directory's file names, sizes and modification times, the saved payloads'
+    manifests (data/snapshots/<source>/<as_of>/manifest.json) included."""
     data_dir = Paths.from_env().data_dir
     digest = hashlib.sha256()
-    for path in sorted(p for p in data_dir.glob("*") if p.is_file()):
+    files = [*data_dir.glob("*"), *data_dir.glob("snapshots/*/*/manifest.json")]
+    for path in sorted(p for p in files if p.is_file()):
         stat = path.stat()
         digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
 
 @dg.sensor(job=refresh_all, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING, description="Run refresh_all when files in the data "
-           "directory are added, removed or changed.")
+           "directory are added, removed or changed, or a new feed payload is saved under data/snapshots/.")
 def data_dir_sensor(context: dg.SensorEvaluationContext):
     fingerprint = data_dir_fingerprint()
     if context.cursor is None:
@@ -130,8 +151,8 @@ def _record(context, publish_snapshot: bool = False) -> None:
 defs = dg.Definitions(
     assets=all_assets,
     asset_checks=all_checks,
-    jobs=[refresh_all, call_logs_job, backtest],
-    schedules=[weekly_refresh],
+    jobs=[refresh_all, call_logs_job, backtest, fetch_feeds],
+    schedules=[weekly_fetch, weekly_refresh],
     sensors=[data_dir_sensor, call_logs_sensor, record_successful_run, record_failed_run],
     resources=resources,
     loggers={"console": dg.colored_console_logger, "progress": progress_logger},

@@ -52,6 +52,16 @@ def debug() -> bool:
     return bool(os.environ.get("T2C_DEBUG"))
 
 
+def feed_settings():
+    """Base URL overrides (T2C_FEED_<SOURCE>_URL, e.g. a mirror or a recorded-payload server) and API keys
+    (OPENROUTER_API_KEY) of the public feeds."""
+    from feeds.catalog import FEEDS, FeedSettings
+
+    urls = {s: os.environ[f"T2C_FEED_{s.upper()}_URL"] for s in FEEDS if os.environ.get(f"T2C_FEED_{s.upper()}_URL")}
+    keys = {s: os.environ[f.needs_key] for s, f in FEEDS.items() if f.needs_key and os.environ.get(f.needs_key)}
+    return FeedSettings(urls=urls, keys=keys)
+
+
 def ensure_dagster_home() -> Path:
     """DAGSTER_HOME defaults to the project root, where dagster.yaml is the instance config."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))).resolve()

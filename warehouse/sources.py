@@ -521,4 +521,28 @@ SOURCES: tuple[Source, ...] = (
     ),
 )
 
+SOURCES = SOURCES + (
+    Source(
+        stem="benchmark_name_map",
+        description="names the benchmark feeds use (MLPerf accelerators, models and scenarios; InferenceX hardware "
+                    "and models) mapped to the spec sheet's chips and the catalog's models, with each benchmark "
+                    "model's workload (prompt and output tokens) and each scenario's per-user speed bound; SQL LIKE "
+                    "patterns, case-insensitive, first match in file order wins",
+        columns={
+            "feed": "VARCHAR",
+            "field": "VARCHAR",
+            "pattern": "VARCHAR",
+            "value": "VARCHAR",
+            "prompt_tokens": "DOUBLE",
+            "output_tokens": "DOUBLE",
+            "user_tokens_per_s_target": "DOUBLE",
+            "note": "VARCHAR",
+        },
+        key=("feed", "field", "pattern"),
+        required=("feed", "field", "pattern", "value"),
+        non_negative=("prompt_tokens", "output_tokens", "user_tokens_per_s_target"),
+        allowed={"feed": ("mlperf", "inferencex"), "field": ("chip", "model", "scenario")},
+    ),
+)
+
 SOURCES_BY_STEM = {s.stem: s for s in SOURCES}

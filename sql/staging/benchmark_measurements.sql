@@ -1,0 +1,115 @@
+-- staging.benchmark_measurements: the benchmark feeds' rows the serving calibration can use, in the
+-- columns of raw.throughput_measurements (in_fit = false: held-out references, never fitted). MLPerf
+-- (newest vintage of each round): closed division, data-center suite, results in tokens/s, one accelerator
+-- type per system; tokens/s per chip = the system's result / (accelerators per node x nodes). InferenceX
+-- (newest vintage per row): tokens/s per GPU (input + output) and the median per-user speed. Names map to
+-- chips, models and scenarios through raw.benchmark_name_map (first LIKE match in file order); rows
+-- whose chip or model does not map are left out.
+with names as (
+    select feed, field, lower(pattern) as pattern, value, prompt_tokens, output_tokens, user_tokens_per_s_target,
+           _line as priority
+    from raw.benchmark_name_map
+),
+
+mlperf as (
+    select *
+    from raw.feed_mlperf
+    where category = 'closed' and suite = 'datacenter' and performance_units = 'Tokens/s'
+      and accelerator is not null and accelerator not like '%,%' and performance_result > 0
+    qualify row_number() over (partition by version, location order by vintage_as_of desc, retrieved_at desc) = 1
+),
+
+mlperf_mapped as (
+    select
+        m.*,
+        (select value from names as n where n.feed = 'mlperf' and n.field = 'chip'
+            and lower(m.accelerator) like n.pattern order by n.priority limit 1) as chip,
+        (select value from names as n where n.feed = 'mlperf' and n.field = 'model'
+            and lower(m.model) like n.pattern order by n.priority limit 1) as catalog_model,
+        (select prompt_tokens from names as n where n.feed = 'mlperf' and n.field = 'model'
+            and lower(m.model) like n.pattern order by n.priority limit 1) as prompt_tokens,
+        (select output_tokens from names as n where n.feed = 'mlperf' and n.field = 'model'
+            and lower(m.model) like n.pattern order by n.priority limit 1) as output_tokens,
+        (select user_tokens_per_s_target from names as n where n.feed = 'mlperf' and n.field = 'scenario'
+            and lower(m.scenario) like n.pattern order by n.priority limit 1) as user_target,
+        (select count(*) from names as n where n.feed = 'mlperf' and n.field = 'scenario'
+            and lower(m.scenario) like n.pattern) as scenario_known
+    from mlperf as m
+),
+
+inferencex as (
+    select *
+    from raw.feed_inferencex
+    qualify row_number() over (
+        partition by date, model, hardware, framework, precision, spec_method, disagg, benchmark_type, isl, osl, conc,
+            num_prefill_gpu, num_decode_gpu
+        order by vintage_as_of desc, retrieved_at desc) = 1
+),
+
+inferencex_mapped as (
+    select
+        i.*,
+        (select value from names as n where n.feed = 'inferencex' and n.field = 'chip'
+            and lower(i.hardware) like n.pattern order by n.priority limit 1) as chip,
+        (select value from names as n where n.feed = 'inferencex' and n.field = 'model'
+            and lower(i.model) like n.pattern order by n.priority limit 1) as catalog_model
+    from inferencex as i
+),
+
+final as (
+    select
+        'mlperf_' || replace(version, '.', '_') || ':' || location as measurement_id,
+        chip,
+        cast(accelerators_per_node * coalesce(nodes, 1) as double) as chips,
+        catalog_model as model,
+        case when lower(weight_data_types) like '%fp4%' then 'fp4'
+             when lower(weight_data_types) like '%fp8%' or lower(weight_data_types) like '%int8%' then 'fp8'
+             else 'bf16' end as precision,
+        'MLPerf ' || submitter as engine,
+        'mixed' as phase,
+        prompt_tokens,
+        output_tokens,
+        cast(null as double) as concurrency,
+        user_target as user_tokens_per_s_target,
+        performance_result / (accelerators_per_node * coalesce(nodes, 1)) as tokens_per_s_per_chip,
+        cast(null as double) as tokens_per_s_per_user,
+        'mlperf_inference_' || replace(version, '.', '_') || '_feed' as source_id,
+        cast(vintage_as_of as date) as published_on,
+        false as in_fit,
+        system || ', ' || model || ' ' || scenario || ' (' || submitter || ')' as note,
+        cast(null as varchar) as kv_precision,
+        'mlperf' as feed
+    from mlperf_mapped
+    where chip is not null and catalog_model is not null and scenario_known > 0 and accelerators_per_node > 0
+
+    union all
+
+    select
+        'inferencex:' || date || ':' || hardware || ':' || framework || ':' || precision || ':' || isl || '/' || osl
+            || ':c' || conc || case when disagg then ':disagg' else '' end as measurement_id,
+        chip,
+        cast(greatest(num_prefill_gpu + num_decode_gpu, 1) as double) as chips,
+        catalog_model as model,
+        case when lower(precision) like '%fp4%' then 'fp4' when lower(precision) like '%fp8%' then 'fp8'
+             else 'bf16' end as precision,
+        framework as engine,
+        'mixed' as phase,
+        cast(isl as double) as prompt_tokens,
+        cast(osl as double) as output_tokens,
+        cast(conc as double) as concurrency,
+        cast(null as double) as user_tokens_per_s_target,
+        tput_per_gpu as tokens_per_s_per_chip,
+        median_intvty as tokens_per_s_per_user,
+        'inferencex_feed' as source_id,
+        date as published_on,
+        false as in_fit,
+        'InferenceX ' || model || ' on ' || hardware || ' (' || framework || ', ' || precision || ', ' || isl || '/'
+            || osl || ' tokens, concurrency ' || conc || ')' as note,
+        cast(null as varchar) as kv_precision,
+        'inferencex' as feed
+    from inferencex_mapped
+    where chip is not null and catalog_model is not null and tput_per_gpu > 0
+)
+
+select * from final
+order by measurement_id
