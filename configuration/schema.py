@@ -62,11 +62,14 @@ class InstalledBase(BaseModel):
 class Freshness(BaseModel):
     model_config = STRICT
     max_age_days: Leaf
+    lag_warn_days: Leaf
 
     @model_validator(mode="after")
     def _positive(self) -> "Freshness":
-        if (self.max_age_days.value or 0) <= 0:
-            raise ValueError(f"max_age_days must be a positive number of days, not {self.max_age_days.value:g}")
+        for name in ("max_age_days", "lag_warn_days"):
+            value = getattr(self, name).value
+            if (value or 0) <= 0:
+                raise ValueError(f"{name} must be a positive number of days, not {value:g}")
         return self
 
 

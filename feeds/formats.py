@@ -57,7 +57,8 @@ def _json(source: str, body: bytes):
     except UnicodeDecodeError as exc:
         raise FeedError(source, f"not valid UTF-8 at byte {exc.start}", "$") from None
     except json.JSONDecodeError as exc:
-        hint = "the body ends early (truncated)" if exc.pos >= len(body.rstrip()) - 1 else "malformed JSON"
+        ends_early = exc.pos >= len(body.rstrip()) - 1 or body.rstrip()[-1:] not in (b"}", b"]")
+        hint = "the body ends early (truncated)" if ends_early else "malformed JSON"
         raise FeedError(source, f"{hint}: {exc.msg} at byte {exc.pos} of {len(body):,}", "$") from None
 
 
@@ -331,7 +332,7 @@ def parse_inferencex(files: dict[str, bytes]) -> Parsed:
                        ("tput_per_gpu",))
     frame = pl.concat([_typed(source, text, INFERENCEX_ITEM, INFERENCEX_REQUIRED, "data"),
                        _typed(source, metrics, INFERENCEX_METRICS, ("tput_per_gpu",), "data[].metrics")],
-                      how="horizontal")
+                      how="horizontal_extend")
     frame = frame.with_columns(pl.col("spec_method").fill_null("none"), pl.col("disagg").fill_null(False),
                                pl.col("benchmark_type").fill_null("single_turn"),
                                pl.col("num_prefill_gpu").fill_null(0), pl.col("num_decode_gpu").fill_null(0))

@@ -19,7 +19,7 @@ from pathlib import Path
 import jinja2
 import polars as pl
 
-from reports import charts
+from reports import charts, data_freshness
 from reports.format import (month_label, pct, plain, power_mw, quarter_label, short, tokens_per_day, tokens_per_month,
                             usd, words)
 
@@ -40,6 +40,8 @@ REPORT_TABLES = {
     "scenario_defs": "meta.scenarios", "report_series": "meta.report_series",
     "totals": "marts.fleet_totals", "stock_flow": "marts.fleet_stock_flow",
     "reconciliation": "marts.demand_reconciliation",
+    "data_lag": "marts.data_lag", "revisions": "marts.source_revisions", "snapshots": "raw.feed_snapshots",
+    "references": "marts.throughput_references",
 }
 
 
@@ -637,10 +639,17 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
         schema={"asset": pl.Utf8, "check_name": pl.Utf8, "passed": pl.Boolean, "severity": pl.Utf8})
     numbers = key_numbers(frames, as_of)
     numbers["data_as_of"] = str(data_as_of or as_of)
+    numbers["feed_vintages"] = data_freshness.vintages_of(frames["snapshots"])
+    seen, since = data_freshness.previous_vintages(reports_dir, as_of)
     previous, comparison = _previous_report(reports_dir, as_of)
     moved = changes(numbers, previous, change_threshold)
     figures = _figures(frames)
     context = _context(frames, numbers, moved, checks, change_threshold, comparison)
+    warn_days = frames["assumptions"].filter(pl.col("name") == "freshness.lag_warn_days")["value"]
+    warn_days = float(warn_days[0]) if len(warn_days) else 90.0
+    context |= {"lag_rows": data_freshness.lag_rows(frames["data_lag"], as_of, warn_days), "lag_warn_days": f"{warn_days:g}",
+                "restated": data_freshness.restatements(frames["revisions"], seen) | {"since": since},
+                "reference_rows": data_freshness.reference_rows(frames["references"])}
 
     env_html = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                   undefined=jinja2.StrictUndefined)
