@@ -7,6 +7,7 @@ with feed as (
     select quarter_start, designer, chip, units_p5, units_median, units_p95, incomplete,
            'epoch_chip_counts' as source_id, 'medium' as confidence, 'feed ' || vintage as origin
     from staging.epoch_chip_sales
+    where known_chip
 ),
 
 curated as (

@@ -1,5 +1,7 @@
 -- staging.epoch_chip_sales: Epoch AI's chip sales feed, one row per (designer, chip, quarter): the newest
--- vintage known at the run's as-of date (raw.feed_epoch holds only those). Data: Epoch AI.
+-- vintage known at the run's as-of date (raw.feed_epoch holds only those). known_chip: the chip is a row of
+-- the spec sheet or an alias (rows of unknown chips do not enter staging.chip_shipments until one is
+-- added; a WARN check lists them). Data: Epoch AI.
 with picked as (
     select *
     from raw.feed_epoch
@@ -16,7 +18,8 @@ final as (
         units_p95,
         incomplete,
         vintage,
-        cast(vintage_as_of as date) as known_on
+        cast(vintage_as_of as date) as known_on,
+        chip_type in (select chip from raw.accelerator_specs union all select alias from raw.chip_aliases) as known_chip
     from picked
 )
 

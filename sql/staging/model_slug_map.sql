@@ -1,8 +1,11 @@
--- staging.model_slug_map: every distinct slug seen in the OpenRouter panel resolved to a catalog
+-- staging.model_slug_map: every distinct slug seen in the OpenRouter panel (curated weeks and the
+-- rankings-daily feed) resolved to a catalog
 -- model by the first matching LIKE pattern in file order (raw.model_slug_map._line), case-insensitive as in
 -- marts.call_volume_daily and hardware/specs.resolve (one rule: lower(slug) LIKE lower(pattern)).
 with slugs as (
-    select distinct model_slug from raw.openrouter_weekly_top_models
+    select model_slug from raw.openrouter_weekly_top_models
+    union
+    select model_permaslug from raw.feed_openrouter where model_permaslug <> 'other'
 ),
 
 matches as (
