@@ -217,8 +217,9 @@ def _epoch_csvs(files: dict[str, bytes]) -> list[tuple[str, bytes]]:
                 archive = zipfile.ZipFile(io.BytesIO(body))
             except zipfile.BadZipFile:
                 raise FeedError("epoch", f"{name} is not a readable zip (truncated?)", name) from None
-            members = [m for m in archive.namelist() if m.endswith(".csv") and "quarterly" in m and "by_chip" in m
-                       and "owner" not in m]
+            csvs = [m for m in archive.namelist() if m.lower().endswith(".csv") and "owner" not in m.lower()]
+            members = [m for m in csvs if "quarterly" in m.lower() and "chip" in m.lower()] or \
+                [m for m in csvs if "cumulative" not in m.lower()]
             if not members:
                 raise FeedError("epoch", f"{name} holds no quarterly_by_chip CSV; it has {archive.namelist()}", name)
             out += [(f"{name}:{m}", archive.read(m)) for m in members]
@@ -235,7 +236,8 @@ def _epoch_one(name: str, body: bytes) -> tuple[pl.DataFrame, list[dt.datetime]]
         raise FeedError(source, f"{name} is not a readable CSV ({str(exc).splitlines()[0]})", name) from None
     renames = {}
     for canonical, names in EPOCH_ALIASES.items():
-        hit = next((c for c in text.columns if c.strip() in names), None)
+        wanted = {" ".join(n.lower().split()) for n in names}
+        hit = next((c for c in text.columns if " ".join(c.lower().split()) in wanted), None)
         if hit is not None:
             renames[hit] = canonical
     missing = [c for c in EPOCH_REQUIRED if c not in renames.values()]
@@ -319,9 +321,11 @@ def parse_inferencex(files: dict[str, bytes]) -> Parsed:
     source = "inferencex"
     (body,) = files.values()
     doc = _json(source, body)
-    items = doc.get("data") if isinstance(doc, dict) else doc
+    items = next((doc[k] for k in ("data", "benchmarks", "rows", "results") if k in doc), None) \
+        if isinstance(doc, dict) else doc
     if not isinstance(items, list):
-        raise FeedError(source, "expected an array of benchmark rows (or an object with 'data')", "$")
+        raise FeedError(source, "expected an array of benchmark rows (or an object with 'data', 'benchmarks', "
+                        "'rows' or 'results')", "$")
     if not items:
         raise FeedError(source, "the array of benchmark rows is empty", "$")
     text = _columns(source, items, "data", INFERENCEX_ITEM, INFERENCEX_REQUIRED)
