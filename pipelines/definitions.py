@@ -14,8 +14,7 @@ from assets.report import analyst_report
 from assets.ingest import assumptions_table, forecast_hierarchy, raw_assets, report_config_tables
 from assets.transform import sql_assets
 from pipelines.progress import progress_logger
-from pipelines.settings import build_resources
-from pipelines.settings import Paths
+from pipelines.settings import Paths, as_of_from_env, build_resources, call_logs_dir, settings_config
 
 resources = build_resources()
 call_log_daily, call_logs_job = call_log_assets(resources["settings"].call_log_config().partitions_start)
@@ -42,7 +41,8 @@ fetch_feeds = dg.define_asset_job(
     description="Fetch the public feeds (OpenRouter, Epoch AI, MLPerf, InferenceX) when a network exists and "
     "keep each new payload under data/snapshots/; data_dir_sensor then runs refresh_all on the new data.",
     executor_def=dg.in_process_executor,
-    config={"resources": {"settings": {"config": {"fetch_feeds": True}}}},
+    config={"resources": {"settings": {"config": {**settings_config(Paths.from_env(), as_of_from_env(), call_logs_dir()),
+                                                  "fetch_feeds": True}}}},
 )
 
 weekly_fetch = dg.ScheduleDefinition(

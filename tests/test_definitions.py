@@ -59,3 +59,43 @@ def test_every_contract_is_checked_by_the_asset_that_writes_its_table(dagster_en
     assert ("marts/forecast_selection", "every_series_selected") in declared
     fresh = {k.asset_key.to_user_string() for k in graph.asset_check_keys if k.name == "fresh"}
     assert fresh == {f"raw/{source.stem}" for source in SOURCES if source.observed}
+
+
+def test_feeds_are_observable_sources_fetched_weekly_and_a_new_snapshot_wakes_the_sensor(dagster_env, data_dir,
+                                                                                          tmp_path):
+    from feeds.refresh import refresh
+    from pipelines.definitions import data_dir_sensor, defs
+
+    repo = defs.get_repository_def()
+    schedule = repo.get_schedule_def("weekly_fetch")
+    assert schedule.job_name == "fetch_feeds" and schedule.cron_schedule == "0 5 * * 1"
+    fetch = defs.resolve_job_def("fetch_feeds")
+    assert {k.to_user_string() for k in fetch.asset_layer.executable_asset_keys} == {
+        "feeds/openrouter", "feeds/epoch", "feeds/mlperf", "feeds/inferencex"}
+    graph = repo.asset_graph
+    assert dg.AssetKey(["feeds", "epoch"]) in graph.get(dg.AssetKey(["raw", "feed_epoch"])).parent_keys
+
+    from feeds import store
+
+    with dg.instance_for_test() as instance:
+        # the job as the schedule runs it, with fetching off (no network in tests): each feed's data version
+        # is its newest saved payload's sha256
+        from pipelines.settings import Paths, settings_config
+
+        result = fetch.execute_in_process(instance=instance, run_config={
+            "resources": {"settings": {"config": {**settings_config(Paths.from_env()), "fetch_feeds": False}}}})
+        assert result.success
+        epoch = dg.AssetKey(["feeds", "epoch"])
+        def version(key):
+            return instance.get_latest_data_version_record(key).asset_observation.tags["dagster/data_version"]
+
+        assert version(epoch) == store.snapshots(data_dir / "snapshots", "epoch")[-1].sha256
+        assert version(dg.AssetKey(["feeds", "openrouter"])) == "no-snapshot"
+
+        first = data_dir_sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+        payload = tmp_path / "quarterly_by_chip.csv"
+        payload.write_text("designer,chip_type,start_date,end_date,units_med,notes\n"
+                           "Nvidia,B300,2026-07-01,2026-09-30,500000,Generated on 2026-11-30 10:00\n")
+        refresh("epoch", data_dir / "snapshots", payload=payload)
+        woke = data_dir_sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=first.cursor))
+        assert len(woke.run_requests) == 1
