@@ -33,7 +33,9 @@ FEEDS = {
     "mlperf": Feed(
         "mlperf", "MLCommons MLPerf Inference results (summary_results.json of a results round, pinned to a commit)",
         "Apache-2.0 (results repository)", "MLCommons, MLPerf Inference {as_of} results, summary_results.json.",
-        "https://raw.githubusercontent.com/mlcommons/inference_results_v5.1/main/summary_results.json",
+        # pinned: the commit of mlcommons-bot's "Added results summary" (9 Sep 2025); a later round is another URL
+        "https://raw.githubusercontent.com/mlcommons/inference_results_v5.1/"
+        "965182b03376a00fcae415c54e560e1c83937932/summary_results.json",
         "summary_results.json"),
     "inferencex": Feed(
         "inferencex", "SemiAnalysis InferenceX benchmark rows (hardware, framework, precision, sequence lengths, "
