@@ -140,7 +140,27 @@ def source_freshness(warehouse: DuckDBResource, settings: ProjectSettings):
             yield freshness_result(con, source, settings.as_of_date(), max_age)
 
 
-freshness_checks = [source_freshness]
+@dg.asset_check(asset=dg.AssetKey(["marts", "data_lag"]), name="lag_within_limit", pool=POOL,
+                description="WARN when an input's newest figure (marts.data_lag) is older than "
+                "freshness.lag_warn_days (config/assumptions.yaml) at the run's as-of date, or none is saved.")
+def data_lag_check(warehouse: DuckDBResource, settings: ProjectSettings) -> dg.AssetCheckResult:
+    limit = float(settings.configuration().model.freshness.lag_warn_days.value)
+    with warehouse.get_connection() as con:
+        return lag_result(con, settings.as_of_date(), limit)
+
+
+def lag_result(con: duckdb.DuckDBPyConnection, as_of, limit_days: float) -> dg.AssetCheckResult:
+    rows = con.execute("select input, newest_figure from marts.data_lag order by newest_figure nulls first, input").fetchall()
+    late = [(name, newest) for name, newest in rows if newest is None or (as_of - newest).days > limit_days]
+    shown = [f"{name}: {'none saved' if newest is None else f'{(as_of - newest).days} days'}" for name, newest in late]
+    return dg.AssetCheckResult(
+        asset_key=dg.AssetKey(["marts", "data_lag"]), check_name="lag_within_limit", passed=not late,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"rows": len(late), "limit_days": limit_days, "as_of": str(as_of),
+                  "first": shown[0] if shown else "", "inputs": "; ".join(shown)})
+
+
+freshness_checks = [source_freshness, data_lag_check]
 
 SELECTION_CHECK = dg.AssetCheckSpec(
     "every_series_selected", asset=dg.AssetKey(["marts", "forecast_selection"]), blocking=True,

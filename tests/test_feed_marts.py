@@ -181,3 +181,18 @@ def test_the_report_remembers_its_vintages(tmp_path):
     seen, label = data_freshness.previous_vintages(tmp_path, dt.date(2026, 12, 3))
     assert seen == ["epoch/v1"] and "2026-11-01" in label
     assert data_freshness.previous_vintages(tmp_path, dt.date(2026, 10, 1))[0] is None
+
+
+def test_lag_check_warns_beyond_the_limit_and_for_a_feed_with_nothing_saved(con):
+    from assets.checks import lag_result
+    from warehouse.io import replace_table_from_frame
+
+    replace_table_from_frame(con, "marts.data_lag", pl.DataFrame({
+        "input": ["fresh", "stale", "empty"], "origin": ["a", "b", "c"],
+        "newest_figure": [dt.date(2026, 11, 20), dt.date(2026, 6, 30), None],
+        "newest_known": [None, None, None]}, schema_overrides={"newest_known": pl.Date}))
+    result = lag_result(con, dt.date(2026, 12, 3), 90)
+    assert not result.passed and result.metadata["rows"].value == 2
+    assert result.metadata["first"].value == "empty: none saved"
+    assert "stale: 156 days" in result.metadata["inputs"].value
+    assert lag_result(con, dt.date(2026, 7, 1), 400).metadata["rows"].value == 1
