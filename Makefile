@@ -26,7 +26,7 @@ test: install
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 dev: install
-	$(BIN)/dagster dev -m pipelines.definitions
+	exec $(BIN)/python -m pipelines.dev
 
 bench: install
 	$(BIN)/python -m pip install -q -r requirements-bench.txt

@@ -45,9 +45,13 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         print(f"error: no warehouse at {paths.warehouse}; run `tokens2chips run` first (the backtest replays "
               "the vintages of its data)", file=sys.stderr)
         return 2
-    from warehouse.io import WarehouseError, connect, publish
+    from warehouse.io import WarehouseError, connect, not_a_database, publish
     from pipelines.runlock import RunLockBusy, run_lock
 
+    problem = not_a_database(paths.warehouse)
+    if problem:  # a directory or a file that is no DuckDB database: say so, not "the table is missing"
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         con = connect(paths.warehouse, read_only=True)
         try:

@@ -126,6 +126,18 @@ def test_a_bad_backtest_step_is_exit_2(capsys):
     assert capsys.readouterr().err.startswith("error: --step '0'")
 
 
+def test_backtest_on_a_file_that_is_no_database_says_so(capsys, tmp_path):
+    # it said "has no model_inputs.forecast_history (WarehouseError)", as if a run were missing
+    text = tmp_path / "NOT_A_DB"
+    text.write_text("hello\n")
+    assert main(["backtest", "--warehouse", str(text)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {text} exists but is not a DuckDB database file; point --warehouse at a .duckdb file " \
+                  "(or a path that does not exist yet, which the run creates)"
+    assert main(["backtest", "--warehouse", str(tmp_path)]) == 2
+    assert "is a directory, not a DuckDB file" in capsys.readouterr().err
+
+
 def test_a_closed_pipe_stops_query_quietly(tmp_path):
     """`tokens2chips query ... | head`: the reader goes away; the command stops without an error line."""
     import subprocess
@@ -172,3 +184,30 @@ def test_run_with_a_missing_call_log_directory_creates_nothing(tmp_path, capsys,
     code = main(["run", "--warehouse", str(warehouse), "--call-logs", str(tmp_path / "missing")])
     assert code == 2 and "call-log directory" in capsys.readouterr().err
     assert not warehouse.exists() and not warehouse.with_name("w.duckdb.run.lock").exists()
+
+
+def test_make_dev_launcher_stops_its_child_on_sigterm_when_started_in_the_background(tmp_path):
+    """`make dev &` then `kill`: dagster dev ignored SIGTERM, and SIGINT too when a shell had started it in the
+    background (SIGINT inherited as ignored). The launcher (pipelines/dev.py) turns SIGTERM into SIGINT and
+    gives the child SIGINT's default back. A stand-in child behaves as dagster dev does: SIGTERM ignored,
+    stops on KeyboardInterrupt."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    child = tmp_path / "child.py"
+    child.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\n"
+                     "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n")
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", f"import sys; from pipelines.dev import supervise; "
+         f"sys.exit(supervise([sys.executable, {str(child)!r}]))"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))  # as a background job
+    assert launcher.stdout.readline().strip() == "up"
+    started = time.monotonic()
+    launcher.send_signal(signal.SIGTERM)
+    out, _ = launcher.communicate(timeout=20)
+    assert "interrupted" in out and time.monotonic() - started < 10
