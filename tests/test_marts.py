@@ -246,11 +246,22 @@ def test_source_inventory_splits_cited_sources_and_keeps_the_weakest_confidence(
                 "'a_source; b_source', 'high')")
     con.execute("insert into raw.api_prices (price_date, provider, model, input_usd_per_mtok, output_usd_per_mtok, "
                 "source_id, confidence) values ('2026-02-01', 'P', 'm', 1, 2, 'a_source', 'low')")
+    # a spec sheet's release date and a projection are no observations (they showed 2020-01-01, and dates after
+    # the as-of date)
+    con.execute("insert into raw.supply_capacity (period_end, region, resource, unit, basis, value, source_id, "
+                "confidence) values ('2027-12-31', 'rest', 'cowos', 'wafers_per_month', 'projection', 2, "
+                "'b_source', 'high')")
+    con.execute("insert into raw.accelerator_specs (chip, designer, chip_class, release_date, china_market, "
+                "source_id, confidence) values ('A100', 'Nvidia', 'gpu', '2020-05-14', false, 'spec_sheet', 'high')")
+    con.execute("insert into raw.packaging_and_supply_metrics (period_start, period_end, company, metric, segment, "
+                "value, unit, source_id, confidence, published_on) values ('2026-01-01', '2026-12-31', 'TSMC', 'm', "
+                "'s', 1, 'amount', 'outlook', 'medium', '2026-04-01')")
     build(con, "marts.source_inventory")
     got = {r[0]: r[1:] for r in con.execute(
         "select source_id, tables, rows, weakest_confidence, latest_observation from marts.source_inventory").fetchall()}
     assert got["a_source"] == ("api_prices, supply_capacity", 2, "low", dt.date(2026, 2, 1))
-    assert got["b_source"] == ("supply_capacity", 1, "high", dt.date(2025, 12, 31))
+    assert got["b_source"] == ("supply_capacity", 2, "high", dt.date(2025, 12, 31))
+    assert got["spec_sheet"][3] is None and got["outlook"][3] is None
 
 
 def test_workload_mix_shares_over_the_last_eight_split_weeks_and_call_logs(con):

@@ -1,16 +1,21 @@
 -- marts.source_inventory: every source_id the warehouse uses, with the tables it feeds, its rows,
--- its weakest confidence and its newest observation (for the report's data section).
+-- its weakest confidence and its newest observation (for the report's data section). Reference data (spec
+-- sheets, the catalog, price splits) has no observation date; a projection (a figure published before its
+-- period ended, or a capacity marked 'projection') is not an observation.
 with cited as (
     select source_id, confidence, observed_on as observed, 'token_volume_observations' as source_table
     from raw.token_volume_observations
     union all
     select source_id, confidence, quarter_start, 'chip_shipments_quarterly' from raw.chip_shipments_quarterly
     union all
-    select source_id, confidence, release_date, 'accelerator_specs' from raw.accelerator_specs
+    select source_id, confidence, null, 'accelerator_specs' from raw.accelerator_specs
     union all
     select source_id, confidence, period_end, 'vendor_revenue_quarterly' from raw.vendor_revenue_quarterly
     union all
-    select source_id, confidence, period_end, 'packaging_and_supply_metrics' from raw.packaging_and_supply_metrics
+    select source_id, confidence,
+           case when coalesce(published_on, period_end) >= period_end then period_end end,
+           'packaging_and_supply_metrics'
+    from raw.packaging_and_supply_metrics
     union all
     select source_id, confidence, make_date(year, 12, 31), 'fx_rates_annual' from raw.fx_rates_annual
     union all
@@ -22,7 +27,8 @@ with cited as (
     union all
     select source_id, confidence, null, 'chip_packaging' from raw.chip_packaging
     union all
-    select source_id, confidence, period_end, 'supply_capacity' from raw.supply_capacity
+    select source_id, confidence, case when basis = 'reported' then period_end end, 'supply_capacity'
+    from raw.supply_capacity
     union all
     select source_id, confidence, price_date, 'api_prices' from raw.api_prices
     union all
@@ -34,7 +40,7 @@ with cited as (
     union all
     select source_id, confidence, null, 'chip_availability' from raw.chip_availability
     union all
-    select source_id, confidence, published_on, 'market_outlooks' from raw.market_outlooks
+    select source_id, confidence, null, 'market_outlooks' from raw.market_outlooks
 ),
 
 split as (
