@@ -68,9 +68,18 @@ UNIT_RULES: list[tuple[str, str]] = [
     (r"stacks", "HBM stacks"),
     (r"^chips|chips_p|replica_chips", "chips"),
     (r"units", "units"),
-    (r"share|coverage|margin|utilisation|tolerance|bias|log_error", "fraction or log ratio"),
+    (r"share|coverage|margin|utilisation|tolerance", "fraction"),
+    (r"bias|log_error", "log ratio"),
     (r"ratio", "ratio"),
 ]
+# Excel number format per unit (the workbook shows fractions as percentages, counts without decimals, years
+# without a thousands separator); a unit not listed, and the columns whose unit varies by row, stay General
+UNIT_FORMATS = {"USD per million tokens": "$#,##0.00", "USD/day": "$#,##0", "USD": "$#,##0", "tokens/day": "#,##0",
+                "tokens/s per chip": "#,##0", "tokens/s per user": "#,##0.0", "FLOP/day": "0.00E+00", "MW": "#,##0.0",
+                "TB/s": "#,##0.0", "H100e": "#,##0", "GB": "#,##0", "wafers": "#,##0", "HBM stacks": "#,##0",
+                "chips": "#,##0", "units": "#,##0", "fraction": "0.0%", "log ratio": "0.000", "ratio": "0.00"}
+YEAR = re.compile(r"(^|_)year$")
+TEXT_WIDTH = 60  # characters: longer text wraps instead of a 255-wide column
 VARYING_UNIT = {("forecast", "value"), ("forecast", "lo80"), ("forecast", "hi80"), ("forecast", "lo95"),
                 ("forecast", "hi95"), ("supply_ledger", "capacity"), ("supply_ledger", "capacity_low"),
                 ("supply_ledger", "capacity_high"), ("supply_ledger", "required"), ("supply_ledger", "required_low"),
@@ -80,21 +89,43 @@ VARYING_UNIT = {("forecast", "value"), ("forecast", "lo80"), ("forecast", "hi80"
                 ("cross_checks", "implied_p5"), ("cross_checks", "implied_median"), ("cross_checks", "implied_p95"),
                 ("cross_checks", "reported"), ("assumptions", "value"), ("assumptions", "low"),
                 ("assumptions", "high")}
-SHARE_WORDS = {"fraction or log ratio"}
 
 
-def header(name: str, column: str, dtype: pl.DataType) -> str:
-    """The column name with its unit in brackets, when the unit is known."""
+def unit_of(name: str, column: str, dtype: pl.DataType) -> str | None:
+    """The unit of a column by its name (UNIT_RULES), 'varies' where it varies by row, None when unknown."""
     if (name, column) in VARYING_UNIT:
-        return f"{column} [see unit column]"
+        return "varies"
     if not dtype.is_numeric() and not dtype.is_temporal():
-        return column
+        return None
     for pattern, unit in UNIT_RULES:
         if re.search(pattern, column):
             if unit == "date" and not dtype.is_temporal():
                 continue
-            return f"{column} [{unit}]"
-    return column
+            return unit
+    return None
+
+
+def header(name: str, column: str, dtype: pl.DataType) -> str:
+    """The column name with its unit in brackets, when the unit is known."""
+    unit = unit_of(name, column, dtype)
+    if unit == "varies":
+        return f"{column} [see unit column]"
+    return f"{column} [{unit}]" if unit else column
+
+
+def number_format(name: str, column: str, dtype: pl.DataType) -> str | None:
+    """The Excel number format of a column: by its unit; years as plain integers; other integers with a
+    thousands separator; other decimals with two places; None for text and dates."""
+    if not dtype.is_numeric():
+        return None
+    if YEAR.search(column):
+        return "0"
+    unit = unit_of(name, column, dtype)
+    if unit in UNIT_FORMATS:
+        return UNIT_FORMATS[unit]
+    if unit == "varies":
+        return "General"
+    return "#,##0" if dtype.is_integer() else "#,##0.00"
 
 
 def _labelled(name: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -170,8 +201,15 @@ def _xlsx(frames, facts, listing: pl.DataFrame, path: Path) -> Path:
             else:
                 cover.write_string(i, j, str(v))
     for name, (_, frame) in frames.items():
-        _labelled(name, frame).write_excel(workbook=wb, worksheet=name[:31], freeze_panes="A2", autofit=True,
-                                           table_style=None, float_precision=6, dtype_formats={pl.Date: "yyyy-mm-dd"})
+        labelled = _labelled(name, frame)
+        formats = {label: fmt for (column, dtype), label in zip(frame.schema.items(), labelled.columns)
+                   if (fmt := number_format(name, column, dtype))}
+        long_text = [label for (column, dtype), label in zip(frame.schema.items(), labelled.columns)
+                     if dtype == pl.Utf8 and (frame[column].str.len_chars().max() or 0) > TEXT_WIDTH]
+        formats |= {label: {"text_wrap": True, "valign": "top"} for label in long_text}
+        labelled.write_excel(workbook=wb, worksheet=name[:31], freeze_panes="A2", autofit=True, autofilter=True,
+                             table_style=None, column_formats=formats, dtype_formats={pl.Date: "yyyy-mm-dd"},
+                             column_widths={label: TEXT_WIDTH * 7 for label in long_text})
     wb.close()
     tmp.replace(path)
     return path

@@ -86,3 +86,33 @@ def test_percentages_never_print_minus_zero():
     from reports.format import pct
 
     assert pct(-0.001) == "0%" and pct(-0.02) == "-2%" and pct(0.0049) == "0%" and pct(-0.0004, 1) == "0.0%"
+
+
+def test_workbook_formats_each_column_by_its_unit(tmp_path):
+    """Every decimal was '#,##0.000000', years '2,027', no autofilter, a 255-wide text column: now a format per
+    unit, years plain, an autofilter, long text wrapped at 60 characters."""
+    import openpyxl
+    import polars as pl
+
+    from reports.export import export
+
+    frame = pl.DataFrame({"year": [2027, 2028], "scenario": ["a", "b"], "share_of_role": [0.123, 0.5],
+                          "capex_usd_median": [1.5e11, 2.5e11], "power_mw_median": [1234.56, 10.0],
+                          "chips_median": [1.2e6, 3.0e6], "ratio": [1.234, 0.5], "bias": [0.01234, -0.2],
+                          "note": ["x" * 300, "short"]})
+    path = export({"supplier_flows": ("marts.supplier_flows", frame)}, {"source": "s", "as_of": "2026-12-03",
+                  "exported_at": "t"}, tmp_path, "xlsx")[0]
+    sheet = openpyxl.load_workbook(path)["supplier_flows"]
+    headers = [c.value for c in sheet[1]]
+    fmt = {h: sheet.cell(row=2, column=i + 1).number_format for i, h in enumerate(headers)}
+    assert fmt["year"] == "0"
+    assert fmt["share_of_role [fraction]"] == "0.0%"
+    assert fmt["capex_usd_median [USD]"] == "$#,##0"
+    assert fmt["power_mw_median [MW]"] == "#,##0.0"
+    assert fmt["chips_median [chips]"] == "#,##0"
+    assert fmt["ratio [ratio]"] == "0.00" and fmt["bias [log ratio]"] == "0.000"
+    (table,) = sheet.tables.values()  # the sheet is an Excel table with a filter on every header
+    assert table.ref == "A1:I3" and table.autoFilter is not None
+    note = headers.index("note")
+    assert sheet.column_dimensions[openpyxl.utils.get_column_letter(note + 1)].width <= 61
+    assert sheet.cell(row=2, column=note + 1).alignment.wrap_text
