@@ -19,6 +19,7 @@ import polars as pl  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
 
 from reports.format import short  # noqa: E402
+from reports.labels import Labels  # noqa: E402
 
 CLASS_COLORS = {"gpu": "#4C72B0", "tpu": "#55A868", "asic": "#8172B2", "domestic_asic": "#C44E52",
                 "lpu": "#DD8452", "wafer_scale": "#937860", "cpu": "#8C8C8C"}
@@ -112,7 +113,7 @@ def _dates(ax) -> None:
     ax.xaxis.set_minor_formatter(mdates.DateFormatter(""))
 
 
-def demand_fan(forecast: pl.DataFrame, series: list[str], title: str) -> bytes:
+def demand_fan(forecast: pl.DataFrame, series: list[str], title: str, labels: Labels = Labels()) -> bytes:
     """Observed points and forecast median with 80/95% bands, log scale, one panel per series."""
     n = len(series)
     cols = 3
@@ -130,7 +131,7 @@ def demand_fan(forecast: pl.DataFrame, series: list[str], title: str) -> bytes:
         if obs.height:
             ax.plot(obs["period_start"].to_list(), obs["value"], "o", color="black", ms=3.5, label="disclosed")
         _log(ax.yaxis)
-        ax.set_title(sid)
+        ax.set_title(labels.series(sid))
         ax.set_ylabel("tokens/day (log)")
         ax.yaxis.set_major_formatter(_SHORT_FMT)
         _dates(ax)
@@ -141,7 +142,7 @@ def demand_fan(forecast: pl.DataFrame, series: list[str], title: str) -> bytes:
     return _png(fig, "Source: platform disclosures (data/SOURCES.md); forecast: tokens2chips (marts.forecast)")
 
 
-def origin_share(weekly: pl.DataFrame) -> bytes:
+def origin_share(weekly: pl.DataFrame, labels: Labels = Labels()) -> bytes:
     """Share of OpenRouter top-model tokens by model origin, per week."""
     totals = weekly.group_by("week_start", "origin").agg(pl.col("total_tokens").sum())
     share = totals.with_columns((pl.col("total_tokens") / pl.col("total_tokens").sum().over("week_start"))
@@ -155,7 +156,7 @@ def origin_share(weekly: pl.DataFrame) -> bytes:
         if part.height:
             full = weeks.join(part.select("week_start", "share"), on="week_start", how="left").fill_null(0.0)
             x, y = with_gaps(full["week_start"].to_list(), (full["share"] * 100).to_list(), max_days=10)
-            ax.plot(x, y, label=origin, color=color, lw=1.5, marker=".", ms=3)
+            ax.plot(x, y, label=labels.origin(origin), color=color, lw=1.5, marker=".", ms=3)
     ax.set_ylabel("% of weekly top-10 tokens")
     ax.set_title("OpenRouter: share of top-model tokens by model origin")
     _dates(ax)
@@ -181,10 +182,11 @@ def with_gaps(x: list, y: list, max_days: int) -> tuple[list, list]:
     return xs, ys
 
 
-def chips_by_class(hardware: pl.DataFrame, scenarios: list[str]) -> bytes:
+def chips_by_class(hardware: pl.DataFrame, scenarios: list[str], labels: Labels = Labels()) -> bytes:
     """Stacked bars of chips needed by chip class over time, one panel per scenario."""
     agg = hardware.group_by("scenario", "period_start", "chip_class").agg(pl.col("chips_median").sum())
-    fig, axes = plt.subplots(1, len(scenarios), figsize=(12, 3.4), squeeze=False, sharey=False)
+    # one y-scale for every panel, so that scenarios compare by eye
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(12, 3.4), squeeze=False, sharey=True)
     for ax, scen in zip(axes.flat, scenarios):
         part = agg.filter(pl.col("scenario") == scen)
         periods = sorted(part["period_start"].unique().to_list())
@@ -192,11 +194,12 @@ def chips_by_class(hardware: pl.DataFrame, scenarios: list[str]) -> bytes:
         for cls in sorted(part["chip_class"].unique().to_list()):
             vals = [float(part.filter((pl.col("period_start") == p) & (pl.col("chip_class") == cls))["chips_median"]
                           .sum()) for p in periods]
-            ax.bar(range(len(periods)), vals, bottom=bottom, color=CLASS_COLORS.get(cls, "#999999"), label=cls)
+            ax.bar(range(len(periods)), vals, bottom=bottom, color=CLASS_COLORS.get(cls, "#999999"),
+                   label=labels.chip_class(cls))
             bottom += np.array(vals)
         ax.set_xticks(range(len(periods)), [f"{p.year}Q{(p.month - 1) // 3 + 1}" for p in periods], rotation=60,
                       fontsize=7)
-        ax.set_title(scen)
+        ax.set_title(labels.scenario(scen))
         ax.set_ylabel("chips (median)")
         ax.yaxis.set_major_formatter(_SHORT_FMT)
         ax.legend(fontsize=6)
@@ -204,7 +207,7 @@ def chips_by_class(hardware: pl.DataFrame, scenarios: list[str]) -> bytes:
     return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
 
 
-def required_vs_installed(gap: pl.DataFrame, scenario: str) -> bytes:
+def required_vs_installed(gap: pl.DataFrame, scenario: str, labels: Labels = Labels()) -> bytes:
     """Required vs installed per region and per resource a phase consumes (prefill: 8-bit compute,
     decode: memory bandwidth), so the conclusion does not hang on one unit."""
     part = gap.filter((pl.col("scenario") == scenario) & pl.col("resource").is_in(["prefill_compute",
@@ -223,11 +226,11 @@ def required_vs_installed(gap: pl.DataFrame, scenario: str) -> bytes:
                         label="installed base (observed, then projected) x inference share")
                 _log(ax.yaxis)
                 ax.set_ylabel(p["unit"][0] + " (log)", fontsize=7)
-            ax.set_title(f"{'China market' if region == 'china' else 'Rest of world'}: {resource.replace('_', ' ')}")
+            ax.set_title(f"{'China market' if region == 'china' else 'Rest of world'}: {labels.resource(resource)}")
             ax.yaxis.set_major_formatter(_SHORT_FMT)
             _dates(ax)
             ax.legend(fontsize=6)
-    fig.suptitle(f"Required vs installed, per resource the phase consumes ({scenario})")
+    fig.suptitle(f"Required vs installed, per resource the phase consumes ({labels.scenario(scenario)})")
     return _png(fig, "Data: Epoch AI (shipments, installed base); tokens2chips (marts.supply_demand_gap)")
 
 
@@ -255,7 +258,7 @@ def interactivity(curves: pl.DataFrame) -> bytes:
                      "(marts.interactivity_curves)")
 
 
-def phase_split(hardware: pl.DataFrame, period) -> bytes:
+def phase_split(hardware: pl.DataFrame, period, labels: Labels = Labels()) -> bytes:
     part = hardware.filter(pl.col("period_start") == period).group_by("scenario", "phase").agg(
         pl.col("h100e_median").sum())
     scenarios = sorted(part["scenario"].unique().to_list())
@@ -264,7 +267,7 @@ def phase_split(hardware: pl.DataFrame, period) -> bytes:
     for phase, color in (("prefill", "#55A868"), ("decode", "#DD8452")):
         vals = [float(part.filter((pl.col("scenario") == s) & (pl.col("phase") == phase))["h100e_median"].sum())
                 for s in scenarios]
-        ax.bar(scenarios, vals, bottom=bottom, label=phase, color=color)
+        ax.bar([labels.scenario(s) for s in scenarios], vals, bottom=bottom, label=phase, color=color)
         bottom += np.array(vals)
     ax.set_ylabel("H100e (median)")
     ax.yaxis.set_major_formatter(_SHORT_FMT)
@@ -273,7 +276,7 @@ def phase_split(hardware: pl.DataFrame, period) -> bytes:
     return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
 
 
-def classes_over_time(hardware: pl.DataFrame, scenario: str) -> bytes:
+def classes_over_time(hardware: pl.DataFrame, scenario: str, labels: Labels = Labels()) -> bytes:
     """Chips and MW by chip class over time in one scenario (report.class_chart_scenario)."""
     part = hardware.filter(pl.col("scenario") == scenario).group_by("period_start", "chip_class").agg(
         pl.col("power_mw_median").sum(), pl.col("chips_median").sum()).sort("period_start")
@@ -281,13 +284,14 @@ def classes_over_time(hardware: pl.DataFrame, scenario: str) -> bytes:
     for ax, col, label in ((axes[0], "chips_median", "chips (median)"), (axes[1], "power_mw_median", "MW (median)")):
         for cls in sorted(part["chip_class"].unique().to_list()):
             p = part.filter(pl.col("chip_class") == cls)
-            ax.plot(p["period_start"].to_list(), p[col], label=cls, color=CLASS_COLORS.get(cls), lw=1.5)
+            ax.plot(p["period_start"].to_list(), p[col], label=labels.chip_class(cls), color=CLASS_COLORS.get(cls),
+                    lw=1.5)
         _log(ax.yaxis)
         ax.set_ylabel(label + " (log)")
         ax.yaxis.set_major_formatter(_SHORT_FMT)
         _dates(ax)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{scenario} scenario: chips and power by chip class (SRAM lpu, HBM gpu/tpu/asic, cpu)")
+    fig.suptitle(f"{labels.scenario(scenario)}: chips and power by chip class")
     return _png(fig, "Source: tokens2chips hardware model (marts.hardware_demand)")
 
 
@@ -308,7 +312,7 @@ def supplier_bars(exposure: pl.DataFrame, top: int = 14) -> bytes:
     return _png(fig, "Source: tokens2chips (marts.supplier_exposure); price split: data/supply_chain.csv (assumption)")
 
 
-def tornado(sensitivity: pl.DataFrame, scenario: str, top: int = 12) -> bytes:
+def tornado(sensitivity: pl.DataFrame, scenario: str, top: int = 12, labels: Labels = Labels()) -> bytes:
     part = sensitivity.filter(pl.col("scenario") == scenario).sort("swing_chips", descending=True).head(top).reverse()
     base = float(part["chips_at_value"][0]) if part.height else 0.0
     fig, ax = plt.subplots(figsize=(10, 0.35 * part.height + 1.3))
@@ -316,17 +320,18 @@ def tornado(sensitivity: pl.DataFrame, scenario: str, top: int = 12) -> bytes:
         lo, hi = row["chips_at_low"], row["chips_at_high"]
         ax.barh(i, lo - base, left=base, color="#55A868")
         ax.barh(i, hi - base, left=base, color="#C44E52")
-    ax.set_yticks(range(part.height), [f"{r['assumption']} [{short(r['low_value'])}..{short(r['high_value'])}]"
+    ax.set_yticks(range(part.height), [f"{labels.assumption(r['assumption'])} [{short(r['low_value'])}.."
+                                       f"{short(r['high_value'])}]"
                                        for r in part.iter_rows(named=True)], fontsize=7)
     ax.axvline(base, color="black", lw=0.8)
     _log(ax.xaxis)
     ax.set_xlabel("chips needed at the horizon (green: assumption at low end, red: at high end; log)")
     ax.xaxis.set_major_formatter(_SHORT_FMT)
-    ax.set_title(f"Sensitivity of chips needed ({scenario})")
+    ax.set_title(f"Sensitivity of chips needed ({labels.scenario(scenario)})")
     return _png(fig, "Source: tokens2chips (marts.sensitivity); ranges: config/assumptions.yaml")
 
 
-def demand_reconciliation(recon: pl.DataFrame, scenario: str) -> bytes:
+def demand_reconciliation(recon: pl.DataFrame, scenario: str, labels: Labels = Labels()) -> bytes:
     """Per segment: the demand counted (disclosed, then disclosed + estimated) against what the installed base's
     inference share can serve, with the band public statements support for a sold-out fleet (busy share)."""
     part = recon.filter(pl.col("scenario") == scenario)
@@ -344,8 +349,9 @@ def demand_reconciliation(recon: pl.DataFrame, scenario: str) -> bytes:
         _log(ax.yaxis)
         ax.yaxis.set_major_formatter(_SHORT_FMT)
         ax.set_ylabel("tokens/day (log)", fontsize=7)
-        ax.set_title(segment.replace("_", " "))
+        ax.set_title(labels.segment(segment))
         _dates(ax)
         ax.legend(fontsize=6)
-    fig.suptitle(f"Demand counted vs what the installed base's inference share can serve ({scenario})")
+    fig.suptitle(f"Demand counted vs what the installed base's inference share can serve "
+                 f"({labels.scenario(scenario)})")
     return _png(fig, "Data: Epoch AI (installed base); tokens2chips (marts.demand_reconciliation)")

@@ -20,6 +20,7 @@ import jinja2
 import polars as pl
 
 from reports import charts, data_freshness
+from reports.labels import Labels
 from reports.format import (month_label, pct, plain, power_mw, quarter_label, short, tokens_per_day, tokens_per_month,
                             usd, words)
 
@@ -172,21 +173,23 @@ def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
     hw = frames["hardware"]
     scenarios = sorted(hw["scenario"].unique().to_list())
     horizon = hw["period_start"].max()
+    labels = Labels.from_frames(frames)
     return {
-        "demand_platforms": charts.demand_fan(fc, token_series, "Token demand by platform: disclosures and forecast"),
+        "demand_platforms": charts.demand_fan(fc, token_series, "Token demand by platform: disclosures and forecast",
+                                              labels),
         "demand_global": charts.demand_fan(fc, [s for s in [_series(frames, "global"), *_segment_series(frames)] if s],
-                                           "Global inference demand (composite) and its hardware segments"),
-        "origin_share": charts.origin_share(frames["weekly"]),
-        "chips_by_class": charts.chips_by_class(hw, scenarios),
-        "required_vs_installed": charts.required_vs_installed(frames["gap"], headline),
-        "reconciliation": charts.demand_reconciliation(frames["reconciliation"], headline),
+                                           "Global inference demand (composite) and its hardware segments", labels),
+        "origin_share": charts.origin_share(frames["weekly"], labels),
+        "chips_by_class": charts.chips_by_class(hw, scenarios, labels),
+        "required_vs_installed": charts.required_vs_installed(frames["gap"], headline, labels),
+        "reconciliation": charts.demand_reconciliation(frames["reconciliation"], headline, labels),
         "interactivity": charts.interactivity(frames["curves"]),
-        "phase_split": charts.phase_split(hw, horizon),
-        **({"class_chart": charts.classes_over_time(hw, _class_chart_scenario(frames))}
+        "phase_split": charts.phase_split(hw, horizon, labels),
+        **({"class_chart": charts.classes_over_time(hw, _class_chart_scenario(frames), labels)}
            if _class_chart_scenario(frames) else {}),
         "suppliers": charts.supplier_bars(_at(frames["exposure"], horizon)
                                           .filter(pl.col("scenario") == headline)),
-        "tornado": charts.tornado(frames["sensitivity"], headline),
+        "tornado": charts.tornado(frames["sensitivity"], headline, labels=labels),
     }
 
 
@@ -207,6 +210,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     exposure = _at(frames["exposure"], horizon).filter(pl.col("scenario") == headline).head(15)
     gap = frames["gap"].filter(pl.col("period_start") == horizon)
     defs = _scenario_defs(frames)
+    labels = Labels.from_frames(frames)
     now_q = dt.date.fromisoformat(numbers["now_quarter"]) if numbers.get("now_quarter") else None
     scen_rows = []
     for scen, vals in numbers["scenarios"].items():
@@ -278,7 +282,8 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "moved": [{"name": m["name"], "before": short(m["before"]), "after": short(m["after"]),
                    "change": f"{m['change'] * 100:+.0f}%"} for m in moved],
         "threshold": pct(threshold),
-        "gap_rows": [{"scenario": r["scenario"], "region": r["region"], "resource": r["resource"], "unit": r["unit"],
+        "gap_rows": [{"scenario": labels.scenario(r["scenario"]), "region": labels.segment(r["region"]),
+                      "resource": labels.resource(r["resource"]), "unit": r["unit"],
                       "required": short(r["required_median"]),
                       "installed": short(r["installed_inference_median"]),
                       "installed_at": f"{quarter_label(r['installed_quarter_end'])} ({r['installed_basis']})",

@@ -199,8 +199,9 @@ def test_make_dev_launcher_stops_its_child_on_sigterm_when_started_in_the_backgr
     from tests.conftest import ROOT
 
     child = tmp_path / "child.py"
-    child.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\n"
-                     "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted', flush=True)\n")
+    child.write_text("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                     "try:\n    print('up', flush=True)\n    time.sleep(60)\n"
+                     "except KeyboardInterrupt:\n    print('interrupted', flush=True)\n")
     launcher = subprocess.Popen(
         [sys.executable, "-c", f"import sys; from pipelines.dev import supervise; "
          f"sys.exit(supervise([sys.executable, {str(child)!r}]))"],

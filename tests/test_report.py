@@ -116,3 +116,24 @@ def test_workbook_formats_each_column_by_its_unit(tmp_path):
     note = headers.index("note")
     assert sheet.column_dimensions[openpyxl.utils.get_column_letter(note + 1)].width <= 61
     assert sheet.cell(row=2, column=note + 1).alignment.wrap_text
+
+
+def test_labels_turn_ids_into_words():
+    """Chart titles, legends and tables showed `tokens/china_national/all`, `gpu_centric`, `domestic_asic`,
+    `workload.cache_hit_retention_without_ssd` (issue 29): one place now says them in words."""
+    import polars as pl
+
+    from reports.labels import Labels
+
+    labels = Labels.from_frames({"scenario_defs": pl.DataFrame({"scenario": ["gpu_centric"],
+                                                               "label": ["Today's shipment mix"]})})
+    assert labels.scenario("gpu_centric") == "Today's shipment mix"
+    assert labels.scenario("new_scenario") == "new scenario"
+    assert labels.series("tokens/china_national/all") == "China, national total"
+    assert labels.series("tokens/openrouter/cn") == "OpenRouter: China-origin models"
+    assert labels.series("tokens/some_new_platform/all") == "some new platform"
+    assert labels.chip_class("domestic_asic") == "Chinese domestic ASIC"
+    assert labels.resource("decode_bandwidth") == "decode memory bandwidth (TB/s)"
+    assert labels.assumption("workload.cache_hit_retention_without_ssd") == \
+        "Cache hit retention without ssd (workload)"
+    assert labels.assumption("demand (forecast 80% interval)") == "demand (forecast 80% interval)"
