@@ -16,7 +16,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
 from reports.format import short  # noqa: E402
 from reports.labels import Labels  # noqa: E402
@@ -83,6 +83,16 @@ def _log(axis) -> None:
     ax = axis.axes
     (ax.set_yscale if axis is ax.yaxis else ax.set_xscale)("log")
     axis.set_minor_locator(NullLocator())
+
+
+def value_axis(axis, lo: float, hi: float, ticks: int = 5) -> None:
+    """A value axis from lo to hi that shows several labelled ticks: logarithmic only when the range spans
+    more than a decade and a half (a log axis inside one decade showed one tick); linear otherwise."""
+    if lo > 0 and hi / lo > 30:
+        _log(axis)
+    else:
+        axis.set_major_locator(MaxNLocator(ticks))
+    axis.set_major_formatter(_SHORT_FMT)
 
 
 def _month_starts(lo: float, hi: float, months: tuple[int, ...]) -> list[float]:
@@ -324,9 +334,12 @@ def tornado(sensitivity: pl.DataFrame, scenario: str, top: int = 12, labels: Lab
                                        f"{short(r['high_value'])}]"
                                        for r in part.iter_rows(named=True)], fontsize=7)
     ax.axvline(base, color="black", lw=0.8)
-    _log(ax.xaxis)
-    ax.set_xlabel("chips needed at the horizon (green: assumption at low end, red: at high end; log)")
-    ax.xaxis.set_major_formatter(_SHORT_FMT)
+    ends = [v for r in part.iter_rows(named=True) for v in (r["chips_at_low"], r["chips_at_high"]) if v] or [base or 1]
+    lo, hi = min(ends + [base]), max(ends + [base])
+    value_axis(ax.xaxis, lo, hi)
+    log = ax.xaxis.get_scale() == "log"
+    ax.set_xlabel("chips needed at the horizon (green: assumption at low end, red: at high end"
+                  f"{'; log' if log else ''})")
     ax.set_title(f"Sensitivity of chips needed ({labels.scenario(scenario)})")
     return _png(fig, "Source: tokens2chips (marts.sensitivity); ranges: config/assumptions.yaml")
 

@@ -137,3 +137,23 @@ def test_labels_turn_ids_into_words():
     assert labels.assumption("workload.cache_hit_retention_without_ssd") == \
         "Cache hit retention without ssd (workload)"
     assert labels.assumption("demand (forecast 80% interval)") == "demand (forecast 80% interval)"
+
+
+def test_a_value_axis_inside_one_decade_shows_several_ticks():
+    """The tornado's log axis over 6 M..30 M chips showed one tick (10 M) (issue 29)."""
+    import matplotlib.pyplot as plt
+
+    from reports.charts import value_axis
+
+    fig, ax = plt.subplots()
+    ax.barh([0, 1], [6e6, 30e6])
+    value_axis(ax.xaxis, 6e6, 30e6)
+    ax.set_xlim(6e6, 30e6)
+    fig.canvas.draw()
+    shown = [t for t in ax.get_xticks() if 6e6 <= t <= 30e6]
+    assert ax.xaxis.get_scale() == "linear" and len(shown) >= 3
+    fig2, ax2 = plt.subplots()
+    value_axis(ax2.xaxis, 1e3, 1e7)
+    assert ax2.xaxis.get_scale() == "log"
+    plt.close(fig)
+    plt.close(fig2)
