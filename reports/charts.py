@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import textwrap
 
 import matplotlib
 
@@ -34,13 +35,37 @@ class ChartPng(bytes):
 NARROW_WIDTH_IN = 5.6
 
 
+def fit(fig, note_in: float = 0.3) -> None:
+    """tight_layout inside the band the source note (bottom) and the figure title (top) leave free, both in
+    inches: as a fraction of the height, a fixed band was too thin on a tall phone figure, whose title then
+    sat on the first panel and its legend."""
+    height = fig.get_size_inches()[1]
+    title_in = 0.0
+    if fig._suptitle is not None:
+        fig.canvas.draw()  # the title's wrapped extent
+        title_in = fig._suptitle.get_window_extent().height / fig.dpi + 0.15
+        fig._suptitle.set_y(1 - 0.05 / height)
+        fig._suptitle.set_va("top")
+    fig.tight_layout(rect=(0, min(0.3, note_in / height), 1, 1 - min(0.3, title_in / height)))
+
+
 def _png(fig, source: str) -> ChartPng:
     note = fig.text(0.01, 0.005, source, fontsize=7, color="#555555", ha="left", va="bottom")
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fit(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     out = ChartPng(buf.getvalue())
-    # phone: the visible panels stacked in one column at a width a phone shows near 1:1, text wrapped
+    narrow_layout(fig, note)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    out.narrow = buf.getvalue()
+    return out
+
+
+def narrow_layout(fig, note=None) -> None:
+    """The phone variant: the visible panels stacked in one column at a width a phone shows near 1:1, text
+    wrapped, the title kept above the first panel."""
     panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison and ax.get_subplotspec() is not None]
     width, height = fig.get_size_inches()
     rows = max(1, ax_rows(fig, panels))
@@ -55,17 +80,18 @@ def _png(fig, source: str) -> ChartPng:
     for ax in list(fig.axes):
         if ax not in panels and ax.get_subplotspec() is not None:
             fig.delaxes(ax)
-    note.set_wrap(True)
+    if note is not None:
+        note.set_wrap(True)
+    fig.tight_layout()  # the panels' phone positions, to measure them
     for ax in panels:
-        ax.title.set_wrap(True)
+        # a panel's title and axis label are centred on the panel, which long tick labels push right: wrapped
+        # to what the panel's own width holds (about 6.5 points a character), they stay inside the figure
+        chars = max(20, int(ax.get_position().width * NARROW_WIDTH_IN * 72 / 6.5))
+        ax.set_title(textwrap.fill(ax.get_title(), chars))
+        ax.set_xlabel(textwrap.fill(ax.get_xlabel(), chars))
     if fig._suptitle is not None:
         fig._suptitle.set_wrap(True)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    out.narrow = buf.getvalue()
-    return out
+    fit(fig, note_in=0.45)
 
 
 def ax_rows(fig, panels) -> int:

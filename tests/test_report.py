@@ -157,3 +157,47 @@ def test_a_value_axis_inside_one_decade_shows_several_ticks():
     assert ax2.xaxis.get_scale() == "log"
     plt.close(fig)
     plt.close(fig2)
+
+
+def test_a_stacked_phone_figure_keeps_its_title_off_the_first_panel():
+    """At 390 px the figure title overlapped the first panel and its legend (issue 29): the phone layout now
+    keeps a band for the title measured in inches. The figure is built as the platform fan chart is: a grid of
+    panels under one title, restacked into one column for the phone."""
+    import matplotlib.pyplot as plt
+
+    from reports.charts import fit, narrow_layout
+
+    fig, axes = plt.subplots(4, 3, figsize=(12, 9))
+    for ax in axes.flat:
+        ax.plot([1, 2, 3], [1, 4, 9], label="median")
+        ax.set_title("China, national total")
+        ax.legend(loc="upper left")
+    fig.suptitle("Token demand by platform: disclosures and forecast")
+    fit(fig)
+    narrow_layout(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(renderer)
+    top_panel = max(ax.get_tightbbox(renderer).y1 for ax in fig.axes)
+    assert title.y0 >= top_panel - 1 and title.y1 <= fig.bbox.y1 + 1
+    plt.close(fig)
+
+
+def test_a_phone_figure_with_long_tick_labels_keeps_its_title_and_axis_label_inside():
+    """At 390 px the supplier chart's title and axis label were clipped (issue 29)."""
+    import matplotlib.pyplot as plt
+
+    from reports.charts import fit, narrow_layout
+
+    fig, ax = plt.subplots(figsize=(10, 5))
+    ax.barh([f"domestic OSAT (2.5D) (advanced_packaging) {i}" for i in range(12)], range(1, 13))
+    ax.set_xlabel("USD content of the required fleet (median, p5-p95 whiskers, log)")
+    ax.set_title("Supplier exposure by supplier and role")
+    fit(fig)
+    narrow_layout(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for text in (ax.title, ax.xaxis.label):
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= fig.bbox.x0 - 1 and box.x1 <= fig.bbox.x1 + 1, text.get_text()
+    plt.close(fig)
