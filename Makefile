@@ -23,6 +23,7 @@ run: install
 # end-to-end run, on one worker. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 dev: install

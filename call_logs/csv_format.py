@@ -211,7 +211,7 @@ def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[
         where (file_index, row_number) not in (select file_index, row_number from _call_log_cast_bad)""")
     listed = dict(con.execute("select file_index, count(*) from _call_log_bad group by 1").fetchall())
     # and the lines this read rejected must be among those the first read rejected
-    extra = con.execute(f"""select count(*) from (
+    extra = con.execute("""select count(*) from (
         select distinct f.file_index, e.line - 1 from _call_log_rej2 e join _call_log_scan2 s using (scan_id, file_id)
         join _file_day f on f.file = s.file_path
         except select file_index, row_number from _call_log_cast_bad)""").fetchone()[0]

@@ -548,6 +548,7 @@ def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
                            f"{share}{growth}")
     return {
         "gainers": gainers,
+        "spend_note": _spend_note(frames, headline, last_year),
         "binding_rows": binding,
         "first_short": first_short,
         "util_rows": [{"period": str(r["period_start"]), "region": r["region"], "class": r["chip_class"],
@@ -572,6 +573,28 @@ def _supply_context(frames: dict[str, pl.DataFrame], as_of: dt.date) -> dict:
         "margin_rows": margin_rows,
         "disclosed_rows": disclosed,
     }
+
+
+def _spend_note(frames: dict[str, pl.DataFrame], headline: str, year) -> str:
+    """One sentence tying the three figures the report gives for Nvidia in a year (issue 29: $193 B, $275 B/yr
+    and $324 B stood apart): full-price purchases (the cross-check), the designer's share of them (the flow)
+    and the designer's share of the whole fleet (a stock)."""
+    if year is None:
+        return ""
+    flows = frames["flows"].filter((pl.col("scenario") == headline) & (pl.col("year") == year)
+                                   & (pl.col("supplier") == "Nvidia") & (pl.col("role") == "designer"))
+    check = frames["cross_checks"].filter((pl.col("scenario") == headline) & (pl.col("year") == year)
+                                          & (pl.col("check") == "nvidia_spend_vs_data_center_revenue"))
+    if flows.height == 0 or check.height == 0:
+        return ""
+    flow, stock = flows["purchases_usd_median"][0], flows["fleet_content_usd_median"][0]
+    spend = check["implied_median"][0]
+    return (f"Three figures for Nvidia in {year} measure different things: {usd(spend)}/yr is what buyers pay for "
+            f"the Nvidia chips the inference fleet adds that year (growth plus replacements, at the full chip price; "
+            f"the cross-check against Nvidia's data-center revenue); {usd(flow)} of it is Nvidia's own share as "
+            f"designer (data/supply_chain.csv; the rest pays the foundry, the HBM makers and packaging); "
+            f"{usd(stock)} is Nvidia's designer share of the whole fleet's content, a stock built over years, not a "
+            f"year's revenue.")
 
 
 def _calibration_summary(table: pl.DataFrame) -> dict:

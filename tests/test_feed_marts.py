@@ -13,7 +13,7 @@ import pytest
 from feeds.refresh import refresh
 from reports import data_freshness
 from tests.conftest import build
-from warehouse.feeds import load_feed, load_snapshot_table, refresh_tables
+from warehouse.feeds import load_feed, refresh_tables
 from warehouse.loading import load_source
 from warehouse.sources import SOURCES_BY_STEM
 

@@ -209,6 +209,19 @@ def test_report_sections_key_numbers_and_escaping(pipeline):
     for raw_id in ("decode_bandwidth", "all_h100e", "prefill_compute", "gpu_centric", "rest_of_world"):
         assert raw_id not in gap_table
     assert "decode memory bandwidth (TB/s)" in gap_table and "Today's shipment mix" in gap_table
+    # Nvidia's purchases at full price, its designer share of them and its share of the fleet's content are tied
+    # in one sentence (issue 29: three figures stood apart)
+    from reports.format import usd
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    flow, stock, year = con.execute(
+        "select purchases_usd_median, fleet_content_usd_median, year from marts.supplier_flows where "
+        "scenario = 'gpu_centric' and supplier = 'Nvidia' and role = 'designer' order by year desc limit 1").fetchone()
+    spend = con.execute("select implied_median from marts.cross_checks where scenario = 'gpu_centric' and "
+                        f"year = {year} and \"check\" = 'nvidia_spend_vs_data_center_revenue'").fetchone()[0]
+    con.close()
+    note = md_text.split("Three figures for Nvidia in", 1)[1].split("\n", 1)[0]
+    assert f"{usd(spend)}/yr is what buyers pay" in note and f"{usd(flow)} of it is Nvidia's own share" in note
+    assert f"{usd(stock)} is Nvidia's designer share of the whole fleet" in note
     # honest time: the "now" figure is labelled a forecast; no scientific notation in the assumptions table
     assert "(*forecast*)" in md_text and "e+0" not in html_text.split('id="data"', 1)[1]
     # Markdown without HTML escapes; passed checks collapsed to a count with the full table linked

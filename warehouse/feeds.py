@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 
 from feeds import store
-from feeds.catalog import FEEDS, SOURCES
+from feeds.catalog import SOURCES
 from feeds.formats import SCHEMAS, parse
 from feeds.revisions import REVISION_SCHEMA, revisions
 from warehouse.io import replace_tables_from_frames
