@@ -101,7 +101,8 @@ def _typed(source: str, text: pl.DataFrame, spec: dict[str, str], required: tupl
                 parsed = parsed.round(0).cast(pl.Int64)
         elif kind == "bool":
             lowered = raw.str.to_lowercase()
-            parsed = (pl.when(lowered.is_in(["true", "1", "yes"])).then(True)
+            # true/false, 1/0, yes/no, and Airtable's checkbox export ("checked" or empty)
+            parsed = (pl.when(lowered.is_in(["true", "1", "yes", "checked"])).then(True)
                       .when(lowered.is_in(["false", "0", "no", ""])).then(False).otherwise(None))
         else:
             parsed = pl.when(raw == "").then(None).otherwise(pl.col(column))
@@ -329,11 +330,14 @@ def parse_inferencex(files: dict[str, bytes]) -> Parsed:
     if not items:
         raise FeedError(source, "the array of benchmark rows is empty", "$")
     text = _columns(source, items, "data", INFERENCEX_ITEM, INFERENCEX_REQUIRED)
-    bad = next((i for i, item in enumerate(items) if not isinstance(item.get("metrics"), dict)), None)
+    # the metrics sit in a `metrics` object (the API's rows), or beside the other fields (its "hot columns")
+    bad = next((i for i, item in enumerate(items)
+                if not isinstance(item.get("metrics"), dict) and "tput_per_gpu" not in item), None)
     if bad is not None:
-        raise FeedError(source, "missing or not an object", f"data[{bad}].metrics")
-    metrics = _columns(source, [item["metrics"] for item in items], "data[].metrics", INFERENCEX_METRICS,
-                       ("tput_per_gpu",))
+        raise FeedError(source, "missing or not an object (and no tput_per_gpu beside the other fields)",
+                        f"data[{bad}].metrics")
+    metrics = _columns(source, [item["metrics"] if isinstance(item.get("metrics"), dict) else item
+                                for item in items], "data[].metrics", INFERENCEX_METRICS, ("tput_per_gpu",))
     frame = pl.concat([_typed(source, text, INFERENCEX_ITEM, INFERENCEX_REQUIRED, "data"),
                        _typed(source, metrics, INFERENCEX_METRICS, ("tput_per_gpu",), "data[].metrics")],
                       how="horizontal_extend")

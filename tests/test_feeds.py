@@ -246,6 +246,9 @@ def test_epoch_zip_with_display_names_parses(tmp_path):
     assert parsed.as_of == dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.timezone.utc)
     rows = parsed.frame.sort("start_date").to_dicts()
     assert rows[0]["units_med"] == 992874 and rows[0]["incomplete"] is False and rows[1]["incomplete"] is True
+    # Airtable's checkbox export: "checked" or empty
+    checked = EPOCH_DISPLAY.replace(",False,,", ",,,").replace(",True,,", ",checked,,")
+    assert parse("epoch", {"q.csv": checked.encode()}).frame.sort("start_date")["incomplete"].to_list() == [False, True]
     bad = EPOCH_DISPLAY.replace("Chip type", "Chip")
     with pytest.raises(FeedError, match=r"missing column\(s\) \['Chip type'\]"):
         parse("epoch", {"q.csv": bad.encode()})
@@ -271,6 +274,9 @@ def test_mlperf_and_inferencex_formats(tmp_path):
     assert parsed.as_of.date() == dt.date(2026, 11, 30)
     with pytest.raises(FeedError, match=r"field 'data\[0\]\.metrics' missing or not an object"):
         parse("inferencex", {"b.json": json.dumps([{k: v for k, v in row.items() if k != "metrics"}]).encode()})
+    # the metrics beside the other fields (the API's hot columns), wrapped in {"data": [...]}
+    flat = {k: v for k, v in row.items() if k != "metrics"} | row["metrics"]
+    assert parse("inferencex", {"b.json": json.dumps({"data": [flat]}).encode()}).frame["tput_per_gpu"][0] == 450.5
 
 
 def test_compare_counts_new_restated_and_vanished():
