@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import forecasts  # noqa: E402
 from configuration.assumptions import load_assumptions  # noqa: E402
-from assets.forecast import engine_config, fit_tokens, horizon_end, split_history, vintage_backtest  # noqa: E402
+from forecasts.pipeline import engine_config, fit_tokens, horizon_end, split_history, vintage_backtest  # noqa: E402
 from forecasts.vintage import log_scores, replay, summarise, vintages  # noqa: E402
 
 

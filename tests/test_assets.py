@@ -116,7 +116,8 @@ def test_forecast_assets_on_a_tiny_history(tmp_path):
 
     import polars as pl
 
-    from assets.forecast import forecast_marts, forecast_vintage, horizon_end
+    from assets.forecast import forecast_marts, forecast_vintage
+    from forecasts.pipeline import horizon_end
     from warehouse.io import replace_table_from_frame
 
     config = load_configuration(ASSUMPTIONS)

@@ -47,7 +47,7 @@ def test_run_rejects_bad_as_of(dagster_env, bad, message):
 
 
 def test_every_contract_is_checked_by_the_asset_that_writes_its_table(dagster_env):
-    from assets.checks import contract_violations, contracts
+    from warehouse.contracts import contract_violations, contracts
     from pipelines.definitions import defs
     from warehouse.sources import SOURCES
 

@@ -194,7 +194,7 @@ def test_a_dense_seasonal_token_series_goes_to_the_engine_and_beats_the_pooled_c
     with its seasonality test, not forced through the pooled adoption curve; sparse disclosures stay pooled."""
     import math
 
-    from assets.forecast import run_forecasts, split_history
+    from forecasts.pipeline import run_forecasts, split_history
     from configuration.assumptions import load_assumptions
     from tests.conftest import ASSUMPTIONS
 
@@ -280,7 +280,7 @@ def test_a_published_outlook_pulls_the_forecast_of_its_year():
 def test_the_vintage_backtest_replays_shipment_and_revenue_vintages():
     """Issue 27: `tokens2chips backtest` scores the supply side too: each vintage's engine forecast of a
     revenue and a shipment series against the quarters published after it."""
-    from assets.forecast import SUPPLY_POOLED, vintage_backtest
+    from forecasts.pipeline import SUPPLY_POOLED, vintage_backtest
     from configuration.assumptions import load_assumptions
     from tests.conftest import ASSUMPTIONS
 

@@ -254,7 +254,8 @@ def test_margin_joins_prices_to_chip_costs_and_the_disclosed_margin():
 
 
 def test_warn_check_counts_only_the_rows_its_where_clause_selects(con):
-    from assets.checks import contracts, warn_result
+    from assets.checks import warn_result
+    from warehouse.contracts import contracts
 
     con.execute("create schema marts")
     con.execute("create table marts.implied_utilisation as select * from (values "

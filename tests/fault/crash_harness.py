@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 import duckdb  # noqa: E402
 import polars as pl  # noqa: E402
 
-from assets.checks import contract_violations, contracts  # noqa: E402
+from warehouse.contracts import contract_violations, contracts  # noqa: E402
 from warehouse.io import published_copy  # noqa: E402
 
 AS_OF = "2026-11-26"
