@@ -19,6 +19,10 @@ def build_report(con: duckdb.DuckDBPyConnection, as_of: dt.date, reports_dir: Pa
                  checks: pl.DataFrame | None = None, vintage: dt.date | None = None) -> Path:
     """Render the report from the warehouse. `checks` defaults to the latest recorded run's results."""
     frames = {key: con.execute(f"select * from {table}").pl() for key, table in REPORT_TABLES.items()}
+    # a what-if warehouse (`tokens2chips whatif`) names the assumptions it changed
+    if con.execute("select count(*) from duckdb_tables() where schema_name = 'meta' and table_name = 'whatif'"
+                   ).fetchone()[0]:
+        frames["whatif"] = con.execute("select * from meta.whatif").pl()
     if checks is None:
         has_runs = con.execute("select count(*) from duckdb_tables() where schema_name = 'meta' "
                                "and table_name = 'check_results'").fetchone()[0]

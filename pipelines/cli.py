@@ -77,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.export_cli import add_parser as add_export
     from pipelines.hardware_cli import add_parsers
     from pipelines.refresh_cli import add_parser as add_refresh
+    from pipelines.whatif_cli import add_parser as add_whatif
 
     add_backtest(sub)
     add_export(sub)
     add_parsers(sub)
     add_refresh(sub)
+    add_whatif(sub)
     return parser
 
 def main(argv: list[str] | None = None) -> int:

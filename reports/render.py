@@ -677,7 +677,10 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
     warn_days = float(warn_days[0]) if len(warn_days) else 90.0
     context |= {"lag_rows": data_freshness.lag_rows(frames["data_lag"], as_of, warn_days), "lag_warn_days": f"{warn_days:g}",
                 "restated": data_freshness.restatements(frames["revisions"], seen) | {"since": since},
-                "reference_rows": data_freshness.reference_rows(frames["references"])}
+                "reference_rows": data_freshness.reference_rows(frames["references"]),
+                "whatif_rows": [{"name": r["name"], "file": plain(r["file_value"], r["unit"]),
+                                 "whatif": plain(r["whatif_value"], r["unit"]), "unit": r["unit"]}
+                                for r in frames["whatif"].iter_rows(named=True)] if "whatif" in frames else []}
 
     env_html = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                   undefined=jinja2.StrictUndefined)

@@ -212,3 +212,24 @@ def test_make_dev_launcher_stops_its_child_on_sigterm_when_started_in_the_backgr
     launcher.send_signal(signal.SIGTERM)
     out, _ = launcher.communicate(timeout=20)
     assert "interrupted" in out and time.monotonic() - started < 10
+
+
+def test_whatif_sets_are_checked_against_the_assumptions_file():
+    """`tokens2chips whatif --set KEY=VALUE`: a key that is no assumption, a value that is no number or lies
+    outside the assumption's stated range is one clear error (exit 2) before anything is copied or run."""
+    import yaml
+
+    from pipelines.usage import UsageError
+    from pipelines.whatif_cli import _leaves, parse_sets
+    from tests.conftest import ROOT
+
+    leaves = _leaves(yaml.safe_load((ROOT / "config" / "assumptions.yaml").read_text()))
+    assert parse_sets(["fleet.utilisation=0.7"], leaves) == {"fleet.utilisation": 0.7}
+    with pytest.raises(UsageError, match=r"fleet.utilisaton: not an assumption of the file \(closest: fleet.utilisation"):
+        parse_sets(["fleet.utilisaton=0.7"], leaves)
+    with pytest.raises(UsageError, match="not a number"):
+        parse_sets(["fleet.utilisation=high"], leaves)
+    with pytest.raises(UsageError, match=r"outside the assumption's stated range \[0.7, 0.95\]"):
+        parse_sets(["fleet.utilisation=0.5"], leaves)
+    with pytest.raises(UsageError, match="expected KEY=VALUE"):
+        parse_sets(["fleet.utilisation"], leaves)

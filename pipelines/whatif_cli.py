@@ -1,0 +1,155 @@
+"""`tokens2chips whatif --set KEY=VALUE [...]`: change assumptions and see the effect, without touching the
+warehouse or the report of record.
+
+The published warehouse is copied to var/whatif/warehouse.duckdb; the assumptions file, with the values set,
+to var/whatif/assumptions.yaml (validated like any run's); then only the assets downstream of
+meta.assumptions are materialised (Dagster, in process), reusing the forecasts (and the serving calibration
+unless a serving.* or hardware.* value changed), and the report is rebuilt under var/whatif/reports/, with a
+banner naming the assumptions that differ from the file (meta.whatif)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from pipelines.settings import PROJECT_ROOT, Paths, settings_config
+from pipelines.usage import UsageError
+
+WHATIF_DIR = PROJECT_ROOT / "var" / "whatif"
+# assets a what-if never recomputes: the forecasts (demand does not depend on a hardware assumption)
+REUSED = ("forecast_marts", "forecast_vintage")
+CALIBRATION_PREFIXES = ("serving.", "hardware.")
+
+
+def parse_sets(pairs: list[str], leaves: dict[str, dict]) -> dict[str, float]:
+    """KEY=VALUE pairs -> {assumption name: value}, each a numeric leaf of the assumptions file and inside
+    its stated range."""
+    import difflib
+
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip()
+        if not sep:
+            raise UsageError(f"--set {pair!r}: expected KEY=VALUE, e.g. fleet.utilisation=0.7")
+        if name not in leaves:
+            near = difflib.get_close_matches(name, list(leaves), 3, 0.6)
+            raise UsageError(f"--set {name}: not an assumption of the file"
+                             + (f" (closest: {', '.join(near)})" if near else ""))
+        try:
+            value = float(text)
+        except ValueError:
+            raise UsageError(f"--set {name}={text!r}: not a number") from None
+        leaf = leaves[name]
+        low, high = leaf.get("low"), leaf.get("high")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise UsageError(f"--set {name}={value:g}: outside the assumption's stated range "
+                             f"[{low:g}, {high:g}] {leaf.get('unit', '')}; widen the range in the file to go there")
+        out[name] = value
+    return out
+
+
+def _leaves(tree: dict, prefix: str = "") -> dict[str, dict]:
+    """Every numeric assumption of the YAML mapping: dotted name -> its leaf mapping."""
+    found = {}
+    for key, node in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(node, dict) and "unit" in node and ("value" in node or "low" in node):
+            found[name] = node
+        elif isinstance(node, dict):
+            found.update(_leaves(node, name + "."))
+    return found
+
+
+def cmd_whatif(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    import yaml
+
+    from configuration.assumptions import AssumptionsError, load_configuration
+    from warehouse.io import connect, data_as_of, published_copy, replace_table_from_frame
+
+    paths = Paths.from_env(assumptions=args.assumptions)
+    source = published_copy(paths.warehouse) if published_copy(paths.warehouse).exists() else paths.warehouse
+    if not source.exists():
+        print(f"error: no warehouse at {source}; run `tokens2chips run` first", file=sys.stderr)
+        return 2
+    tree = yaml.safe_load(paths.assumptions.read_text())
+    leaves = _leaves(tree)
+    changes = parse_sets(args.set, leaves)
+    if not changes:
+        raise UsageError("give at least one --set KEY=VALUE")
+    before = {name: leaves[name].get("value") for name in changes}
+    for name, value in changes.items():
+        leaves[name]["value"] = value
+    started = time.perf_counter()
+    work = Path(args.out) if args.out else WHATIF_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    assumptions = work / "assumptions.yaml"
+    assumptions.write_text(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True))
+    try:
+        load_configuration(assumptions)
+    except AssumptionsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    warehouse = work / "warehouse.duckdb"
+    shutil.copyfile(source, warehouse)
+    import polars as pl
+
+    con = connect(warehouse)
+    try:
+        as_of = data_as_of(con) or dt.datetime.now(dt.timezone.utc).date()
+        replace_table_from_frame(con, "meta.whatif", pl.DataFrame({
+            "name": list(changes), "file_value": [before[n] for n in changes],
+            "whatif_value": list(changes.values()), "unit": [leaves[n].get("unit", "") for n in changes]},
+            schema={"name": pl.Utf8, "file_value": pl.Float64, "whatif_value": pl.Float64, "unit": pl.Utf8}))
+    finally:
+        con.close()
+    copied = time.perf_counter()
+    keys = materialise(Paths(paths.data_dir, warehouse, work / "reports", assumptions), as_of,
+                       recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes))
+    done = time.perf_counter()
+    print(f"what-if: {', '.join(f'{n} {before[n]:g} -> {v:g}' for n, v in changes.items())}")
+    print(f"  re-materialised {len(keys)} assets downstream of meta.assumptions (forecasts reused) in "
+          f"{done - copied:.1f} s; copy and checks {copied - started:.1f} s")
+    print(f"  warehouse: {warehouse}\n  report:    {work / 'reports' / as_of.isoformat() / 'report.html'}")
+    return 0
+
+
+def materialise(paths: Paths, as_of, recalibrate: bool) -> list[str]:
+    """Materialise the assets downstream of meta.assumptions, minus the forecasts (and the calibration unless
+    asked), in process, against `paths`; returns the asset keys run. Raises on a failed step."""
+    import dagster as dg
+
+    from assets.resources import ProjectSettings, Warehouse
+    from pipelines.definitions import all_assets, all_checks
+
+    by_name = {getattr(a, "node_def", None) and a.node_def.name: a for a in all_assets
+               if isinstance(a, dg.AssetsDefinition)}
+    reused = [by_name[n] for n in REUSED if n in by_name]
+    if not recalibrate and "throughput_calibration" in by_name:
+        reused.append(by_name["throughput_calibration"])
+    selection = (dg.AssetSelection.assets(dg.AssetKey(["meta", "assumptions"])).downstream()
+                 - dg.AssetSelection.assets(*reused))
+    resources = {"warehouse": Warehouse(database=str(paths.warehouse)),
+                 "settings": ProjectSettings(**settings_config(paths, as_of.isoformat()))}
+    with dg.instance_for_test() as instance:  # a what-if is not a run of record
+        result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=resources,
+                                instance=instance, raise_on_error=True,
+                                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    return sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
+
+
+def add_parser(sub) -> None:
+    whatif = sub.add_parser("whatif", help="change assumptions and rebuild only what they touch, apart from the "
+                            "warehouse of record")
+    whatif.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an assumption of config/assumptions.yaml and its value, e.g. fleet.utilisation=0.7 "
+                        "(repeat for several)")
+    whatif.add_argument("--assumptions", help="the assumptions file to start from (env T2C_ASSUMPTIONS, default "
+                        "config/assumptions.yaml)")
+    whatif.add_argument("--out", help="working directory (default var/whatif/): its warehouse copy and report")
+    whatif.set_defaults(func=cmd_whatif)
