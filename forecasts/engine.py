@@ -92,8 +92,7 @@ class ForecastResult:
     forecast: pl.DataFrame
     backtest: pl.DataFrame
     selection: pl.DataFrame
-    history: pl.DataFrame = field(default_factory=pl.DataFrame)
-    flags: pl.DataFrame = field(default_factory=pl.DataFrame)  # what a data vintage lacks (assets/forecast.py)
+    flags: pl.DataFrame = field(default_factory=pl.DataFrame)  # what a data vintage lacks (forecasts/pipeline.py)
     demand_summary: dict = field(default_factory=dict)  # the pooled demand model's fit (forecasts/demand.py)
 
 
