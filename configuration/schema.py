@@ -154,7 +154,7 @@ class Hardware(BaseModel):
     memory_usable_fraction: Leaf
 
 
-class Serving(BaseModel):
+class ServingAssumptions(BaseModel):
     model_config = STRICT
     mfu: Leaf
     mbu: Leaf
@@ -294,7 +294,7 @@ class Assumptions(BaseModel):
     freshness: Freshness
     forecast: Forecast
     hardware: Hardware
-    serving: Serving
+    serving: ServingAssumptions
     workload: Workload
     fleet: Fleet
     cowos: Cowos

@@ -22,7 +22,7 @@ import polars as pl
 from hardware.exposure import concentration, supplier_exposure
 import dataclasses
 
-from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, Serving, Stock, check_speed, check_windows,
+from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, FleetServing, Stock, check_speed, check_windows,
                             draw_assumptions, parse_scenarios, size_fleet, summarise, tie_workload)
 from hardware.stockflow import SHIPMENT_MIX, _units_by_region, installed_by_chip, stock_flow_table, windows_from_frame
 from hardware.totals import demand_reconciliation, fleet_totals, token_cost
@@ -126,7 +126,7 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     demand = _segment_demand(config, inputs["demand"])
     _, limits = priors_and_limits(assumptions)
     efficiency, error_sd = serving_from_table(inputs["serving_efficiency"])
-    serving = Serving(efficiency, limits, error_sd)
+    serving = FleetServing(efficiency, limits, error_sd)
     point = dict(assumptions.select("name", "value").iter_rows())
     check_speed(scenarios, chips, models, mix, point, serving)
 
@@ -216,7 +216,7 @@ def _curve_pairs(config, scenarios, mix, chips, rows) -> list[tuple[str, str, st
     return pairs
 
 
-def _total_chips(demand, scenarios, chips, models, mix, cases: list[dict], point: dict, serving: Serving,
+def _total_chips(demand, scenarios, chips, models, mix, cases: list[dict], point: dict, serving: FleetServing,
                  stock: Stock | None = None) -> list[dict[str, float]]:
     """Chips serving demand in the last quarter of `demand` per scenario (installed in use + bought), for each
     case: {assumption: value} moves, demand z 'z', calibration error z 'error', inference share 'share'. The
@@ -239,7 +239,7 @@ def _total_chips(demand, scenarios, chips, models, mix, cases: list[dict], point
     return totals
 
 
-def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: Serving,
+def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: FleetServing,
                  stock: Stock | None = None) -> pl.DataFrame:
     """Total chips serving demand at the horizon's last quarter (installed chips in use + bought; the stock and
     flow runs the whole horizon) when one assumption moves to its low or high end with the others at their

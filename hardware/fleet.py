@@ -239,7 +239,7 @@ FLEET_ASSUMPTIONS = WORKLOAD + [
 
 
 @dataclass(frozen=True)
-class Serving:
+class FleetServing:
     """What the fleet needs from the serving model: calibrated efficiency per chip group, limits, and
     the log-s.d. of the calibration's error per chip group (0 for a point estimate)."""
     efficiency: dict[str, Efficiency]
@@ -262,7 +262,7 @@ def output_tokens_per_request(prompt_tokens, output_share):
     return prompt_tokens * output_share / (1.0 - output_share)
 
 
-def rates(chip: Chip, model: LlmSpec, precision: str, samples: dict[str, np.ndarray], serving: Serving) -> dict:
+def rates(chip: Chip, model: LlmSpec, precision: str, samples: dict[str, np.ndarray], serving: FleetServing) -> dict:
     """Per-chip prefill and decode tokens/s, decode batch, replica chips, per-user speed and whether the
     speed target is met, for every draw (the serving model runs once per distinct workload point)."""
     eff = serving.efficiency[group_of(chip)]
@@ -283,7 +283,7 @@ def rates(chip: Chip, model: LlmSpec, precision: str, samples: dict[str, np.ndar
 
 
 def check_speed(scenarios: dict[str, Scenario], chips: dict[str, Chip], models: dict[str, LlmSpec],
-                model_mix: dict[str, dict[str, float]], point: dict[str, float], serving: Serving) -> None:
+                model_mix: dict[str, dict[str, float]], point: dict[str, float], serving: FleetServing) -> None:
     """A decode chip that cannot serve a model of its segment at the per-user speed target (at the
     assumptions' point values) is a ScenarioError naming scenario, segment, chip and model."""
     target = point["hardware.user_speed_tokens_per_s"]
@@ -329,7 +329,7 @@ def size_fleet(
     model_mix: dict[str, dict[str, float]],
     samples: dict[str, np.ndarray],
     demand_z: dict[str, np.ndarray],
-    serving: Serving,
+    serving: FleetServing,
     error_z: dict[str, np.ndarray] | None = None,
     stock: Stock | None = None,
     flows: list | None = None,

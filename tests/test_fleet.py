@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from configuration.assumptions import flatten_assumptions, load_assumptions
-from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, Serving, check_speed, parse_scenarios, size_fleet
+from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, FleetServing, check_speed, parse_scenarios, size_fleet
 from hardware.build import model_mix
 from hardware.supply import GAP_RESOURCES, supply_demand_gap
 from hardware.roofline import Chip, LlmSpec
@@ -28,7 +28,7 @@ CPU = Chip("cpu", "cpu", bf16_tflops=200.0, fp8_tflops=400.0, mem_gb=1536.0, mem
            unit_price_usd=12_000, h100e=0.2, scaleup_chips=2)  # a dual-socket server
 DENSE = LlmSpec("dense", 10.0, 10.0, n_layers=40, kv_bytes_per_token_bf16=100_000.0, n_heads=32, head_dim=128)
 BIG = LlmSpec("big", 400.0, 400.0, n_layers=120, kv_bytes_per_token_bf16=400_000.0, n_heads=128, head_dim=128)
-SERVING = Serving({"hbm": EFF, "lpu": EFF, "wafer_scale": EFF}, Limits(max_batch_per_chip=256, max_replica_chips=64),
+SERVING = FleetServing({"hbm": EFF, "lpu": EFF, "wafer_scale": EFF}, Limits(max_batch_per_chip=256, max_replica_chips=64),
                   {"hbm": 0.0, "lpu": 0.0, "wafer_scale": 0.0})
 
 
