@@ -21,9 +21,10 @@ def snapshot_root(settings: ProjectSettings) -> Path:
     return Path(settings.data_dir) / "snapshots"
 
 
-def _source_asset(source: str) -> dg.SourceAsset:
-    warnings.filterwarnings("ignore", message=".*observable_source_asset.*", category=dg.BetaWarning)
+warnings.filterwarnings("ignore", message=".*observable_source_asset.*", category=dg.BetaWarning)
 
+
+def _source_asset(source: str) -> dg.SourceAsset:
     @dg.observable_source_asset(
         key=["feeds", source],
         group_name="feeds",
@@ -91,7 +92,7 @@ raw_feeds = [_raw_feed(source) for source in SOURCES]
     kinds={"duckdb"},
     pool=POOL,
     description="One row per saved payload known at the run's as-of date: source, vintage, as_of, retrieval "
-    "time, URL (no secrets), licence, citation, sha256, bytes, rows (the manifests of data/snapshots/).",
+    "time, URL (no secrets), licence, citation, sha256, bytes (the manifests of data/snapshots/).",
 )
 def feed_snapshots(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     try:
@@ -106,7 +107,7 @@ def feed_snapshots(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
 
 @dg.asset(
     key=["marts", "source_revisions"],
-    deps=[*(dg.AssetKey(["raw", f"feed_{s}"]) for s in SOURCES), dg.AssetKey(["raw", "feed_snapshots"])],
+    deps=[dg.AssetKey(["raw", f"feed_{s}"]) for s in SOURCES],
     group_name="marts",
     kinds={"duckdb", "polars"},
     pool=POOL,
@@ -116,9 +117,7 @@ def feed_snapshots(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
 )
 def source_revisions(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
     with warehouse.get_connection() as con:
-        data = {s: con.execute(f"select * from {wfeeds.table(s)}").pl() for s in SOURCES}
-        snaps = con.execute("select * from raw.feed_snapshots").pl()
-        frame = wfeeds.revision_frame(data, snaps)
+        frame = wfeeds.revision_frame({s: con.execute(f"select * from {wfeeds.table(s)}").pl() for s in SOURCES})
         rows = replace_tables_from_frames(con, {"marts.source_revisions": frame})["marts.source_revisions"]
         checks = contract_results(con, "marts.source_revisions")
     context.log.info(f"marts.source_revisions: {rows} revisions")

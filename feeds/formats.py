@@ -51,7 +51,11 @@ MLPERF_ROUNDS = {"v4.0": dt.date(2024, 3, 27), "v4.1": dt.date(2024, 8, 28), "v5
 _KIND = {"text": pl.Utf8, "date": pl.Date, "number": pl.Float64, "int": pl.Int64, "bool": pl.Boolean}
 
 
-def _json(source: str, body: bytes):
+def _json(source: str, files: dict[str, bytes]):
+    """The one JSON file of a payload, decoded (the JSON feeds serve one body per response)."""
+    if len(files) != 1:
+        raise FeedError(source, f"expected one JSON file per payload, got {len(files)}: {sorted(files)}")
+    (body,) = files.values()
     try:
         return json.loads(body.decode("utf-8"))
     except UnicodeDecodeError as exc:
@@ -148,8 +152,7 @@ OPENROUTER_ITEM = {"date": "date", "model_permaslug": "text", "total_tokens": "n
 
 def parse_openrouter(files: dict[str, bytes]) -> Parsed:
     source = "openrouter"
-    (body,) = files.values()
-    doc = _json(source, body)
+    doc = _json(source, files)
     if not isinstance(doc, dict):
         raise FeedError(source, "expected an object with 'data' and 'meta'", "$")
     for name, kind in (("data", list), ("meta", dict)):
@@ -291,8 +294,7 @@ MLPERF_NAMES = {"ID": "result_id", "a#": "accelerators_per_node", "Performance_R
 
 def parse_mlperf(files: dict[str, bytes]) -> Parsed:
     source = "mlperf"
-    (body,) = files.values()
-    doc = _json(source, body)
+    doc = _json(source, files)
     if not isinstance(doc, list):
         raise FeedError(source, "expected an array of results (summary_results.json)", "$")
     if not doc:
@@ -320,8 +322,7 @@ INFERENCEX_REQUIRED = ("date", "model", "hardware", "framework", "precision", "i
 
 def parse_inferencex(files: dict[str, bytes]) -> Parsed:
     source = "inferencex"
-    (body,) = files.values()
-    doc = _json(source, body)
+    doc = _json(source, files)
     items = next((doc[k] for k in ("data", "benchmarks", "rows", "results") if k in doc), None) \
         if isinstance(doc, dict) else doc
     if not isinstance(items, list):

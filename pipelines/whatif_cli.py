@@ -19,8 +19,6 @@ from pipelines.settings import PROJECT_ROOT, Paths, settings_config
 from pipelines.usage import UsageError
 
 WHATIF_DIR = PROJECT_ROOT / "var" / "whatif"
-# assets a what-if never recomputes: the forecasts (demand does not depend on a hardware assumption)
-REUSED = ("forecast_marts", "forecast_vintage")
 CALIBRATION_PREFIXES = ("serving.", "hardware.")
 
 
@@ -124,14 +122,14 @@ def materialise(paths: Paths, as_of, recalibrate: bool) -> list[str]:
     asked), in process, against `paths`; returns the asset keys run. Raises on a failed step."""
     import dagster as dg
 
+    from assets.forecast import forecast_marts, forecast_vintage
+    from assets.hardware import throughput_calibration
     from assets.resources import ProjectSettings, Warehouse
     from pipelines.definitions import all_assets, all_checks
 
-    by_name = {getattr(a, "node_def", None) and a.node_def.name: a for a in all_assets
-               if isinstance(a, dg.AssetsDefinition)}
-    reused = [by_name[n] for n in REUSED if n in by_name]
-    if not recalibrate and "throughput_calibration" in by_name:
-        reused.append(by_name["throughput_calibration"])
+    # the forecasts are reused (demand does not depend on a hardware assumption); the calibration too unless
+    # a serving or hardware value changed
+    reused = [forecast_marts, forecast_vintage, *([] if recalibrate else [throughput_calibration])]
     selection = (dg.AssetSelection.assets(dg.AssetKey(["meta", "assumptions"])).downstream()
                  - dg.AssetSelection.assets(*reused))
     resources = {"warehouse": Warehouse(database=str(paths.warehouse)),

@@ -41,6 +41,11 @@ def _words(text: str) -> str:
     return text.replace("_", " ")
 
 
+def _lookup(table: dict[str, str]):
+    """A label function for one vocabulary: its word for an id, else the id with underscores as spaces."""
+    return staticmethod(lambda value: table.get(value, _words(value)))
+
+
 @dataclass(frozen=True)
 class Labels:
     scenarios: dict[str, str] = field(default_factory=dict)  # id -> label (meta.scenarios)
@@ -63,24 +68,13 @@ class Labels:
             return _words(series_id)
         name = PLATFORMS.get(parts[1], _words(parts[1]))
         if len(parts) > 2 and parts[2] != "all":
-            name += ": " + ORIGINS.get(parts[2], _words(parts[2]))
+            name += ": " + self.origin(parts[2])
         return name
 
-    @staticmethod
-    def chip_class(chip_class: str) -> str:
-        return CHIP_CLASSES.get(chip_class, _words(chip_class))
-
-    @staticmethod
-    def resource(resource: str) -> str:
-        return RESOURCES.get(resource, _words(resource))
-
-    @staticmethod
-    def origin(origin: str) -> str:
-        return ORIGINS.get(origin, _words(origin))
-
-    @staticmethod
-    def segment(segment: str) -> str:
-        return SEGMENTS.get(segment, _words(segment))
+    chip_class = _lookup(CHIP_CLASSES)
+    resource = _lookup(RESOURCES)
+    origin = _lookup(ORIGINS)
+    segment = _lookup(SEGMENTS)
 
     @staticmethod
     def assumption(name: str) -> str:

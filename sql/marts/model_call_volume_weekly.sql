@@ -11,26 +11,12 @@ with curated as (
     from raw.openrouter_weekly_top_models
 ),
 
-days as (
-    select cast(date_trunc('week', day) as date) as week_start, day, model_permaslug, author, total_tokens, is_other
-    from staging.openrouter_daily
-),
-
-complete_weeks as (
-    select week_start
-    from days
-    group by week_start
-    having count(distinct day) = 7
-       and week_start > coalesce((select max(week_end) from curated), date '1900-01-01')
-),
-
 feed_weekly as (
-    select d.week_start, d.model_permaslug as model_slug, any_value(d.author) as author,
-           sum(d.total_tokens) as total_tokens
-    from days as d
-    join complete_weeks using (week_start)
-    where not d.is_other
-    group by d.week_start, d.model_permaslug
+    select week_start, model_permaslug as model_slug, any_value(author) as author, sum(total_tokens) as total_tokens
+    from staging.openrouter_daily
+    where complete_week and not is_other
+      and week_start > coalesce((select max(week_end) from curated), date '1900-01-01')
+    group by week_start, model_permaslug
 ),
 
 feed as (

@@ -5,12 +5,12 @@
 -- (staging.openrouter_daily) for each complete Monday-Sunday week no curated figure covers.
 with feed_weeks as (
     select
-        cast(date_trunc('week', day) as date) as period_start,
+        week_start as period_start,
         sum(total_tokens) as tokens,
         max(known_on) as known_on
     from staging.openrouter_daily
+    where complete_week
     group by 1
-    having count(distinct day) = 7
 ),
 
 disclosed as (
@@ -51,20 +51,9 @@ feed as (
 ),
 
 final as (
-    select
-        observed_on,
-        period_start,
-        period_end,
-        platform,
-        segment,
-        tokens_per_day,
-        basis,
-        value_original,
-        unit_original,
-        source_id,
-        confidence,
-        known_on
-    from (select * from disclosed union all select * from feed)
+    select * from disclosed
+    union all
+    select * from feed
 )
 
 select * from final

@@ -12,33 +12,15 @@ with names as (
 ),
 
 mlperf as (
-    select *
+    select *, row_number() over () as rid
     from raw.feed_mlperf
     where category = 'closed' and suite = 'datacenter' and performance_units = 'Tokens/s'
       and accelerator is not null and accelerator not like '%,%' and performance_result > 0
     qualify row_number() over (partition by version, location order by vintage_as_of desc, retrieved_at desc) = 1
 ),
 
-mlperf_mapped as (
-    select
-        m.*,
-        (select value from names as n where n.feed = 'mlperf' and n.field = 'chip'
-            and lower(m.accelerator) like n.pattern order by n.priority limit 1) as chip,
-        (select value from names as n where n.feed = 'mlperf' and n.field = 'model'
-            and lower(m.model) like n.pattern order by n.priority limit 1) as catalog_model,
-        (select prompt_tokens from names as n where n.feed = 'mlperf' and n.field = 'model'
-            and lower(m.model) like n.pattern order by n.priority limit 1) as prompt_tokens,
-        (select output_tokens from names as n where n.feed = 'mlperf' and n.field = 'model'
-            and lower(m.model) like n.pattern order by n.priority limit 1) as output_tokens,
-        (select user_tokens_per_s_target from names as n where n.feed = 'mlperf' and n.field = 'scenario'
-            and lower(m.scenario) like n.pattern order by n.priority limit 1) as user_target,
-        (select count(*) from names as n where n.feed = 'mlperf' and n.field = 'scenario'
-            and lower(m.scenario) like n.pattern) as scenario_known
-    from mlperf as m
-),
-
 inferencex as (
-    select *
+    select *, row_number() over () as rid
     from raw.feed_inferencex
     qualify row_number() over (
         partition by date, model, hardware, framework, precision, spec_method, disagg, benchmark_type, isl, osl, conc,
@@ -46,14 +28,35 @@ inferencex as (
         order by vintage_as_of desc, retrieved_at desc) = 1
 ),
 
+targets as (  -- the text each mapped field of a row is matched against
+    select 'mlperf' as feed, rid, 'chip' as field, accelerator as text from mlperf
+    union all select 'mlperf', rid, 'model', model from mlperf
+    union all select 'mlperf', rid, 'scenario', scenario from mlperf
+    union all select 'inferencex', rid, 'chip', hardware from inferencex
+    union all select 'inferencex', rid, 'model', model from inferencex
+),
+
+matches as (  -- per row and field, the first matching name in file order
+    select t.feed, t.rid, t.field, n.value, n.prompt_tokens, n.output_tokens, n.user_tokens_per_s_target
+    from targets as t
+    join names as n on n.feed = t.feed and n.field = t.field and lower(t.text) like n.pattern
+    qualify row_number() over (partition by t.feed, t.rid, t.field order by n.priority) = 1
+),
+
+mlperf_mapped as (
+    select m.*, c.value as chip, d.value as catalog_model, d.prompt_tokens, d.output_tokens,
+           s.user_tokens_per_s_target as user_target, s.value is not null as scenario_known
+    from mlperf as m
+    left join matches as c on c.feed = 'mlperf' and c.rid = m.rid and c.field = 'chip'
+    left join matches as d on d.feed = 'mlperf' and d.rid = m.rid and d.field = 'model'
+    left join matches as s on s.feed = 'mlperf' and s.rid = m.rid and s.field = 'scenario'
+),
+
 inferencex_mapped as (
-    select
-        i.*,
-        (select value from names as n where n.feed = 'inferencex' and n.field = 'chip'
-            and lower(i.hardware) like n.pattern order by n.priority limit 1) as chip,
-        (select value from names as n where n.feed = 'inferencex' and n.field = 'model'
-            and lower(i.model) like n.pattern order by n.priority limit 1) as catalog_model
+    select i.*, c.value as chip, d.value as catalog_model
     from inferencex as i
+    left join matches as c on c.feed = 'inferencex' and c.rid = i.rid and c.field = 'chip'
+    left join matches as d on d.feed = 'inferencex' and d.rid = i.rid and d.field = 'model'
 ),
 
 final as (
@@ -80,7 +83,7 @@ final as (
         cast(null as varchar) as kv_precision,
         'mlperf' as feed
     from mlperf_mapped
-    where chip is not null and catalog_model is not null and scenario_known > 0 and accelerators_per_node > 0
+    where chip is not null and catalog_model is not null and scenario_known and accelerators_per_node > 0
 
     union all
 
