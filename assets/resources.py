@@ -25,11 +25,23 @@ class Warehouse(DuckDBResource):
     lock_wait_s: float = Field(default=30.0, description="Seconds to wait for the file lock per attempt.")
     lock_retries: int = Field(default=3, description="Step retries after a lock wait timed out.")
     retry_wait_s: float = Field(default=10.0, description="Seconds before such a retry.")
+    lake_catalog: str = Field(default="", description="Scaled profile: the DuckLake catalog (libpq connection "
+                              "string of its PostgreSQL database); empty = the DuckDB file `database`.")
+    lake_data_path: str = Field(default="", description="Scaled profile: the DuckLake data path (directory or "
+                                "object-store URL).")
+
+    def target(self):
+        """The DuckDB file, or the DuckLake warehouse (warehouse.lake.LakeSpec)."""
+        if self.lake_catalog:
+            from warehouse.lake import LakeSpec
+
+            return LakeSpec(self.lake_catalog, self.lake_data_path)
+        return self.database
 
     @contextmanager
     def get_connection(self):
         try:
-            con = connect(self.database, config=self.connection_config, wait_s=self.lock_wait_s)
+            con = connect(self.target(), config=self.connection_config, wait_s=self.lock_wait_s)
         except WarehouseLockedError as exc:
             raise dg.RetryRequested(max_retries=self.lock_retries, seconds_to_wait=self.retry_wait_s) from exc
         try:

@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         release = "unknown (not installed)"
     parser = OneLineParser(prog="tokens2chips", description=__doc__)
     parser.add_argument("--version", action="version", version=f"tokens2chips {release}")
+    parser.add_argument("--profile", choices=("embedded", "scaled"),
+                        help="deployment profile (env T2C_PROFILE, default embedded): embedded = SQLite Dagster "
+                        "instance and one DuckDB file; scaled = PostgreSQL instance, Celery workers on Redis and a "
+                        "DuckLake warehouse (README: Beyond one machine)")
+    parser.add_argument("--snapshot", help="scaled profile: read the DuckLake warehouse at this snapshot (version "
+                        "number or ISO timestamp; env T2C_SNAPSHOT) in query, report and export")
     sub = parser.add_subparsers(dest="command", required=True)
     _add = sub.add_parser
 
@@ -87,7 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     args = build_parser().parse_args(join_negative_numbers(list(sys.argv[1:] if argv is None else argv)))
+    # the profile is read once, from the environment (pipelines/settings.profile); the flag sets it
+    if args.profile:
+        os.environ["T2C_PROFILE"] = args.profile
+    if args.snapshot:
+        os.environ["T2C_SNAPSHOT"] = args.snapshot
     try:
         return args.func(args)
     except UsageError as exc:
@@ -95,8 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         # the reader went away (`tokens2chips query ... | head`): stop quietly, as Unix tools do
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:

@@ -135,17 +135,17 @@ def _record(context, publish_snapshot: bool = False) -> None:
     from warehouse.io import connect, publish
 
     paths = Paths.from_env()
-    con = connect(paths.warehouse, wait_s=60)
+    con = connect(paths.target, wait_s=60)
     try:
         record_run(
             con, context.instance, context.dagster_run.run_id,
             as_of=build_resources()["settings"].as_of_date(), data_dir=str(paths.data_dir),
-            warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
+            warehouse=str(paths.target), assumptions=str(paths.assumptions),
         )
     finally:
         con.close()
     if publish_snapshot:
-        publish(paths.warehouse)
+        publish(paths.target)
 
 
 defs = dg.Definitions(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,9 @@ def read_target(warehouse_arg: str | None, published_of_env: bool = False) -> Pa
     warehouse (the live file is the writer's), else the live file if nothing is published yet."""
     from warehouse.io import published_copy
 
+    lake = Paths.from_env(warehouse=warehouse_arg).lake
+    if lake is not None:  # the scaled profile: the DuckLake warehouse, at a snapshot if T2C_SNAPSHOT names one
+        return lake.at(os.environ.get("T2C_SNAPSHOT") or None)
     if warehouse_arg:
         return Paths.from_env(warehouse=warehouse_arg).warehouse
     if warehouse_from_env() and not published_of_env:
@@ -25,6 +29,8 @@ def read_target(warehouse_arg: str | None, published_of_env: bool = False) -> Pa
 def unreadable(path: Path) -> str | None:
     from warehouse.io import not_a_database
 
+    if hasattr(path, "catalog"):  # a DuckLake warehouse: its catalog must answer
+        return not_a_database(path)
     if not path.exists():
         return f"warehouse {path} does not exist; run `tokens2chips run` first"
     return not_a_database(path)

@@ -73,19 +73,19 @@ def _load(paths: Paths, root: Path) -> int:
     from warehouse.feeds import refresh_tables
     from warehouse.io import WarehouseError, connect, not_a_database, publish, published_copy
 
-    problem = not_a_database(paths.warehouse)
+    problem = not_a_database(paths.target)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
     try:
         with run_lock(paths.warehouse, wait_s=60):
-            con = connect(paths.warehouse, wait_s=60)
+            con = connect(paths.target, wait_s=60)
             try:
                 counts = refresh_tables(con, root, None)
             finally:
                 con.close()
-            published = published_copy(paths.warehouse).exists()
+            published = paths.lake is None and published_copy(paths.warehouse).exists()
             if published:
                 publish(paths.warehouse)
     except (RunLockBusy, WarehouseError) as exc:

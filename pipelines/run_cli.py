@@ -69,7 +69,7 @@ def _preflight(paths: Paths, as_of: str) -> str | None:
                     f"forecast for 'now'; raise forecast.horizon_end_year in {paths.assumptions}")
     from warehouse.io import not_a_database
 
-    problem = not_a_database(paths.warehouse)
+    problem = not_a_database(paths.target)
     if problem:
         return problem
     directory = paths.warehouse.parent
@@ -123,7 +123,7 @@ def _run_locked(paths: Paths, as_of: str, call_logs: str) -> int:
     from warehouse.io import WarehouseError, connect, publish
     from pipelines.definitions import refresh_all_job
 
-    print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.warehouse}\n  dagster home {home}")
+    print(f"tokens2chips run: data {paths.data_dir}\n  warehouse {paths.target}\n  dagster home {home}")
     started = time.monotonic()
     with dg.DagsterInstance.get() as instance, SlotSweeper(instance):
         reclaim_dead_runs(instance, paths.warehouse)
@@ -141,11 +141,11 @@ def _run_locked(paths: Paths, as_of: str, call_logs: str) -> int:
         failures = run_failures(instance, result.run_id)
         skipped = steps_not_run(instance, result.run_id) if not result.success else []
         try:
-            con = connect(paths.warehouse)
+            con = connect(paths.target)
             try:
                 row = record_run(
                     con, instance, result.run_id, as_of=_as_of_date(as_of),
-                    data_dir=str(paths.data_dir), warehouse=str(paths.warehouse), assumptions=str(paths.assumptions),
+                    data_dir=str(paths.data_dir), warehouse=str(paths.target), assumptions=str(paths.assumptions),
                     failures=failures,
                 )
             finally:
@@ -165,7 +165,7 @@ def _run_locked(paths: Paths, as_of: str, call_logs: str) -> int:
             print(f"  not run because of the failure ({len(skipped)}): {', '.join(skipped)}", file=sys.stderr)
         return 1
     try:
-        published = publish(paths.warehouse)
+        published = publish(paths.target)
     except WarehouseError as exc:
         print(f"run {result.run_id} succeeded in {elapsed:.1f}s ({checks}) but publishing failed: {exc}",
               file=sys.stderr)
@@ -195,7 +195,7 @@ def _as_of_date(as_of: str) -> dt.date:
 def run_tags(paths: Paths) -> dict[str, str]:
     """Tags of a CLI run: who launched it, from which process, on which warehouse."""
     return {"launched_by": "tokens2chips run", "t2c/pid": str(os.getpid()), "t2c/host": socket.gethostname(),
-            "t2c/warehouse": str(paths.warehouse)}
+            "t2c/warehouse": str(paths.target)}
 
 def _load_call_logs(instance, paths: Paths, as_of: str, root: Path) -> int:
     """Run the call_logs job over the range of new or changed day-partitions (one run, unchanged days
@@ -210,7 +210,7 @@ def _load_call_logs(instance, paths: Paths, as_of: str, root: Path) -> int:
     config = run_config(paths, as_of, str(root))
     try:
         cfg = load_call_log_config(settings_config(paths)["call_logs_config"])
-        con = connect(paths.warehouse)
+        con = connect(paths.target)
         try:
             days = changed_days(con, day_files(root, cfg, con))
         finally:

@@ -10,12 +10,68 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+PROFILES = ("embedded", "scaled")
+
+
+class ProfileError(ValueError):
+    """T2C_PROFILE names no profile, or the scaled profile's services are not reachable."""
+
+
+def profile() -> str:
+    """The deployment profile, from T2C_PROFILE (`--profile` sets it): 'embedded' (default: SQLite Dagster
+    instance, one DuckDB file, in-process executor) or 'scaled' (PostgreSQL Dagster instance, Celery workers
+    on Redis, DuckLake warehouse with a PostgreSQL catalog)."""
+    name = (os.environ.get("T2C_PROFILE") or "embedded").strip().lower()
+    if name not in PROFILES:
+        raise ProfileError(f"T2C_PROFILE={name!r}: expected one of {', '.join(PROFILES)}")
+    return name
+
+
+@dataclass(frozen=True)
+class Scaled:
+    """The scaled profile's services, from the environment (defaults: the local PostgreSQL and Redis)."""
+
+    pg_host: str
+    pg_port: int
+    pg_user: str
+    dagster_db: str       # Dagster's run, event-log and schedule storage
+    lake_db: str          # the DuckLake catalog
+    lake_data_path: str   # the DuckLake Parquet files: a directory here, an object-store URL in production
+    redis_url: str        # the Celery broker and result backend
+    redis_prefix: str     # key prefix of every broker/backend key (one per deployment or test)
+
+    @classmethod
+    def from_env(cls) -> "Scaled":
+        env = os.environ.get
+        return cls(pg_host=env("T2C_PG_HOST", "127.0.0.1"), pg_port=int(env("T2C_PG_PORT", "5432")),
+                   pg_user=env("T2C_PG_USER", "postgres"), dagster_db=env("T2C_DAGSTER_DB", "t2c_dagster"),
+                   lake_db=env("T2C_LAKE_DB", "t2c_lake"),
+                   lake_data_path=env("T2C_LAKE_DATA_PATH", str(PROJECT_ROOT / "var" / "lake")),
+                   redis_url=env("T2C_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                   redis_prefix=env("T2C_REDIS_PREFIX", "t2c:"))
+
+    def dsn(self, database: str) -> str:
+        """libpq connection string of one database on the server."""
+        return f"dbname={database} host={self.pg_host} port={self.pg_port} user={self.pg_user}"
+
+    def lake(self):
+        from warehouse.lake import LakeSpec
+
+        return LakeSpec(self.dsn(self.lake_db), self.lake_data_path)
+
+
 @dataclass(frozen=True)
 class Paths:
     data_dir: Path
     warehouse: Path
     reports_dir: Path
     assumptions: Path
+    lake: object = None  # warehouse.lake.LakeSpec in the scaled profile: the warehouse itself
+
+    @property
+    def target(self):
+        """What the warehouse connections open: the DuckLake warehouse (scaled) or the DuckDB file."""
+        return self.lake or self.warehouse
 
     @classmethod
     def from_env(cls, **overrides: str | Path | None) -> "Paths":
@@ -28,6 +84,7 @@ class Paths:
             warehouse=pick("warehouse", "T2C_WAREHOUSE", PROJECT_ROOT / "var" / "warehouse.duckdb"),
             reports_dir=pick("reports_dir", "T2C_REPORTS_DIR", PROJECT_ROOT / "var" / "reports"),
             assumptions=pick("assumptions", "T2C_ASSUMPTIONS", PROJECT_ROOT / "config" / "assumptions.yaml"),
+            lake=Scaled.from_env().lake() if profile() == "scaled" and not overrides.get("warehouse") else None,
         )
 
 
@@ -62,9 +119,18 @@ def feed_settings():
     return FeedSettings(urls=urls, keys=keys)
 
 
+SCALED_HOME = PROJECT_ROOT / "deploy" / "scaled"
+
+
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME defaults to the project root, where dagster.yaml is the instance config."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT))).resolve()
+    """DAGSTER_HOME defaults to the project root, where dagster.yaml is the instance config (SQLite); in the
+    scaled profile to deploy/scaled/, whose dagster.yaml keeps the instance in PostgreSQL."""
+    default = SCALED_HOME if profile() == "scaled" else PROJECT_ROOT
+    if profile() == "scaled":
+        scaled = Scaled.from_env()
+        os.environ.setdefault("T2C_DAGSTER_PG_URL",
+                              f"postgresql+psycopg2://{scaled.pg_user}@{scaled.pg_host}:{scaled.pg_port}/{scaled.dagster_db}")
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(default))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     return home
 
@@ -76,10 +142,18 @@ def settings_config(paths: Paths, as_of: str = "", call_logs: str = "", call_log
             "call_logs_config": call_logs_config or os.environ.get("T2C_CALL_LOGS_CONFIG", str(CALL_LOGS_CONFIG))}
 
 
+def warehouse_config(paths: Paths) -> dict:
+    """The fields of the warehouse resource (assets/resources.py Warehouse): the DuckDB file, or the lake."""
+    if paths.lake is not None:
+        return {"database": str(paths.warehouse), "lake_catalog": paths.lake.catalog,
+                "lake_data_path": paths.lake.data_path}
+    return {"database": str(paths.warehouse)}
+
+
 def run_config(paths: Paths, as_of: str = "", call_logs: str = "") -> dict:
     """Run config that points a run's resources at `paths`, `as_of` and `call_logs` (how the CLI passes its
     options into a Dagster run; the code location's own resources come from the environment)."""
-    return {"resources": {"warehouse": {"config": {"database": str(paths.warehouse)}},
+    return {"resources": {"warehouse": {"config": warehouse_config(paths)},
                           "settings": {"config": settings_config(paths, as_of, call_logs)}}}
 
 
@@ -91,5 +165,5 @@ def build_resources() -> dict:
 
     paths = Paths.from_env()
     paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
-    return {"warehouse": Warehouse(database=str(paths.warehouse)),
+    return {"warehouse": Warehouse(**warehouse_config(paths)),
             "settings": ProjectSettings(**settings_config(paths, as_of_from_env(), call_logs_dir()))}

@@ -28,15 +28,28 @@ class WarehouseLockedError(WarehouseError):
     """Another process holds the DuckDB file lock (a run, or an analyst's session on the live file)."""
 
 
+def _is_lake(target) -> bool:
+    from warehouse.lake import LakeSpec
+
+    return isinstance(target, LakeSpec)
+
+
 def published_copy(warehouse: Path) -> Path:
-    """The read-only snapshot analysts query: var/warehouse.duckdb -> var/warehouse.published.duckdb."""
+    """The read-only snapshot analysts query: var/warehouse.duckdb -> var/warehouse.published.duckdb. A DuckLake
+    warehouse is its own published copy (readers see the last committed snapshot)."""
+    if _is_lake(warehouse):
+        return warehouse
     warehouse = Path(warehouse)
     return warehouse.with_name(warehouse.stem + ".published" + warehouse.suffix)
 
 
 def not_a_database(path: str | Path) -> str | None:
     """Why `path` cannot be a warehouse (a directory, or a file without DuckDB's header), else None.
-    A path that does not exist yet is fine: the run creates it."""
+    A path that does not exist yet is fine: the run creates it. A DuckLake warehouse: its catalog must answer."""
+    if _is_lake(path):
+        from warehouse.lake import catalog_problem
+
+        return catalog_problem(path.catalog)
     path = Path(path)
     if path.is_dir():
         return f"the warehouse {path} is a directory, not a DuckDB file"
@@ -58,8 +71,16 @@ def connect(database: str | Path, *, read_only: bool = False, config: dict | Non
     """Open the warehouse, waiting up to `wait_s` seconds while another process holds its lock.
 
     Errors are WarehouseError with the path, the cause and the remedy in the message (no DuckDB
-    traceback reaches the user).
+    traceback reaches the user). `database` may be a warehouse.lake.LakeSpec (the scaled profile): an
+    in-memory connection with the lake attached and in use.
     """
+    if _is_lake(database):
+        from warehouse import lake
+
+        try:
+            return lake.connect(database, read_only=read_only, config=config)
+        except lake.LakeError as exc:
+            raise WarehouseError(str(exc)) from None
     deadline = time.monotonic() + wait_s
     delay = 0.1
     while True:
@@ -84,7 +105,10 @@ def connect(database: str | Path, *, read_only: bool = False, config: dict | Non
 def publish(warehouse: Path) -> Path:
     """Checkpoint the warehouse and copy it to the published snapshot: written under a temporary name,
     fsynced and renamed over the old snapshot, so a reader sees the old or the new file, never a mix.
-    Readers with the old snapshot open keep reading it (the rename does not touch their open file)."""
+    Readers with the old snapshot open keep reading it (the rename does not touch their open file). A DuckLake
+    warehouse publishes at every commit (a snapshot): nothing to copy."""
+    if _is_lake(warehouse):
+        return warehouse
     warehouse = Path(warehouse)
     con = connect(warehouse)
     try:

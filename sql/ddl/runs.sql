@@ -1,7 +1,7 @@
 -- meta.runs and meta.check_results: what each refresh run did (written by assets/runs.py from the Dagster
 -- instance, one row per run and one per asset check; rewritten idempotently per run_id).
 create table if not exists meta.runs (
-    run_id varchar primary key,
+    run_id varchar not null,  -- one row per run (delete + insert by run_id); no PRIMARY KEY: DuckLake has none
     job_name varchar,
     status varchar,
     started_at timestamp,
