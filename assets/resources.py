@@ -81,3 +81,33 @@ class ProjectSettings(dg.ConfigurableResource):
 
     def call_log_config(self) -> CallLogConfig:
         return load_call_log_config(self.call_logs_config)
+
+
+class RedisIOManager(dg.ConfigurableIOManager):
+    """Step outputs in Redis (pickled, expiring after a week): small values (day keys, counts) handed between
+    steps that run on different machines (the scaled profile's Celery workers), with no shared disk."""
+
+    url: str = Field(description="Redis URL, e.g. redis://127.0.0.1:6379/0.")
+    prefix: str = Field(default="t2c:", description="Key prefix (one per deployment or test).")
+    ttl_s: int = Field(default=7 * 24 * 3600, description="Seconds a stored output is kept.")
+
+    def _key(self, identifier: list[str]) -> str:
+        return self.prefix + "io:" + ":".join(identifier)
+
+    def handle_output(self, context: dg.OutputContext, obj) -> None:
+        import pickle
+
+        import redis
+
+        redis.Redis.from_url(self.url).set(self._key(context.get_identifier()), pickle.dumps(obj), ex=self.ttl_s)
+
+    def load_input(self, context: dg.InputContext):
+        import pickle
+
+        import redis
+
+        key = self._key(context.upstream_output.get_identifier())
+        value = redis.Redis.from_url(self.url).get(key)
+        if value is None:
+            raise dg.Failure(f"step output {key} is not in Redis ({self.url}); it expired or was never written")
+        return pickle.loads(value)

@@ -84,12 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     from pipelines.hardware_cli import add_parsers
     from pipelines.refresh_cli import add_parser as add_refresh
     from pipelines.whatif_cli import add_parser as add_whatif
+    from pipelines.workers_cli import add_parser as add_workers
 
     add_backtest(sub)
     add_export(sub)
     add_parsers(sub)
     add_refresh(sub)
     add_whatif(sub)
+    add_workers(sub)
     return parser
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,6 +52,14 @@ def _preflight(paths: Paths, as_of: str) -> str | None:
     from configuration.assumptions import AssumptionsError, load_configuration
     from configuration.call_logs import load_call_log_config
 
+    if paths.lake is not None:  # the scaled profile: its services first, then its databases
+        from pipelines.scaled import ensure_databases, service_problems
+        from pipelines.settings import Scaled
+
+        problems = service_problems(Scaled.from_env())
+        if problems:
+            return "; ".join(problems)
+        ensure_databases(Scaled.from_env())
     if not paths.data_dir.is_dir():
         return f"data directory {paths.data_dir} does not exist"
     try:
@@ -222,6 +230,8 @@ def _load_call_logs(instance, paths: Paths, as_of: str, root: Path) -> int:
         print(f"call logs {root}: no new or changed day-partitions")
         return 0
     print(f"call logs {root}: {len(days)} new or changed day-partition(s), {days[0]} .. {days[-1]}")
+    if paths.lake is not None:
+        return _load_call_logs_on_workers(instance, paths, config, days)
     result = dg.execute_job(
         dg.reconstructable(call_logs_job_def), instance=instance,
         run_config={"loggers": {"progress": {}}, "ops": {"raw__call_log_daily": {"config": {"only_changed": True}}},
@@ -230,6 +240,38 @@ def _load_call_logs(instance, paths: Paths, as_of: str, root: Path) -> int:
               "dagster/asset_partition_range_end": days[-1].isoformat(), **run_tags(paths)},
         raise_on_error=False,
     )
+    if not result.success:
+        print(f"call-log run {result.run_id} FAILED; partitions that loaded are kept", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _load_call_logs_on_workers(instance, paths: Paths, config: dict, days: list) -> int:
+    """Scaled profile: the call_logs_parallel job (assets/call_logs_parallel.py), one step per day on the
+    Celery workers."""
+    import warnings
+
+    import dagster as dg
+
+    from assets.call_logs_parallel import call_logs_parallel
+    from pipelines.scaled import live_workers
+    from pipelines.settings import celery_executor_config, redis_io_config
+
+    workers = live_workers()
+    if not workers:
+        print("error: no Celery worker answers on the broker; start them: `T2C_PROFILE=scaled tokens2chips "
+              "workers --count 2` (README: Beyond one machine)", file=sys.stderr)
+        return 2
+    print(f"  on {len(workers)} worker(s): {', '.join(workers)}")
+    resources = {**config["resources"], "io_manager": {"config": redis_io_config()}}
+    # dagster-celery registers its step task again for every step it submits (harmless; celery 5.7 warns)
+    warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+    result = dg.execute_job(
+        dg.reconstructable(call_logs_parallel), instance=instance,
+        run_config={"loggers": {"progress": {}}, "resources": resources,
+                    "execution": {"config": celery_executor_config()},
+                    "ops": {"plan_days": {"config": {"days": [d.isoformat() for d in days], "only_changed": True}}}},
+        tags=run_tags(paths), raise_on_error=False)
     if not result.success:
         print(f"call-log run {result.run_id} FAILED; partitions that loaded are kept", file=sys.stderr)
         return 1

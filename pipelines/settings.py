@@ -39,6 +39,7 @@ class Scaled:
     lake_data_path: str   # the DuckLake Parquet files: a directory here, an object-store URL in production
     redis_url: str        # the Celery broker and result backend
     redis_prefix: str     # key prefix of every broker/backend key (one per deployment or test)
+    visibility_timeout_s: int  # seconds before a task taken by a worker that died is handed to another
 
     @classmethod
     def from_env(cls) -> "Scaled":
@@ -48,7 +49,8 @@ class Scaled:
                    lake_db=env("T2C_LAKE_DB", "t2c_lake"),
                    lake_data_path=env("T2C_LAKE_DATA_PATH", str(PROJECT_ROOT / "var" / "lake")),
                    redis_url=env("T2C_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                   redis_prefix=env("T2C_REDIS_PREFIX", "t2c:"))
+                   redis_prefix=env("T2C_REDIS_PREFIX", "t2c:"),
+                   visibility_timeout_s=int(env("T2C_CELERY_VISIBILITY_S", "3600")))
 
     def dsn(self, database: str) -> str:
         """libpq connection string of one database on the server."""
@@ -140,6 +142,26 @@ def settings_config(paths: Paths, as_of: str = "", call_logs: str = "", call_log
     return {"data_dir": str(paths.data_dir), "assumptions_path": str(paths.assumptions),
             "reports_dir": str(paths.reports_dir), "as_of": as_of, "call_logs_dir": call_logs,
             "call_logs_config": call_logs_config or os.environ.get("T2C_CALL_LOGS_CONFIG", str(CALL_LOGS_CONFIG))}
+
+
+def celery_executor_config() -> dict:
+    """The celery executor's config (broker, backend, Celery settings) for the scaled profile: Redis as broker and
+    result backend, every key under the deployment's prefix; one task at a time per worker process."""
+    scaled = Scaled.from_env()
+    prefix = {"global_keyprefix": scaled.redis_prefix}
+    return {"broker": scaled.redis_url, "backend": scaled.redis_url,
+            # acks_late + visibility_timeout: a task whose worker died unacknowledged goes back on the queue after
+            # the timeout and another worker runs it (the day is replaced whole, so a re-run is safe)
+            "config_source": {"broker_transport_options": {**prefix, "max_retries": 3, "interval_start": 0,
+                                                           "interval_step": 0.2, "interval_max": 0.5,
+                                                           "visibility_timeout": scaled.visibility_timeout_s},
+                              "result_backend_transport_options": prefix, "worker_prefetch_multiplier": 1,
+                              "task_acks_late": True, "task_reject_on_worker_lost": True}}
+
+
+def redis_io_config() -> dict:
+    scaled = Scaled.from_env()
+    return {"url": scaled.redis_url, "prefix": scaled.redis_prefix}
 
 
 def warehouse_config(paths: Paths) -> dict:

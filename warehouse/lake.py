@@ -13,6 +13,7 @@ snapshot, and a reader can pin an older one (`snapshot`: a version number or a t
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import contextmanager
 import importlib
 import os
 import re
@@ -151,3 +152,24 @@ def is_conflict(exc: BaseException) -> bool:
     """A commit that lost a race with another writer's commit (retry it)."""
     text = str(exc).lower()
     return "conflict" in text or "concurrent" in text
+
+
+@contextmanager
+def day_lock(catalog: str, table: str, day: dt.date):
+    """Hold a PostgreSQL advisory lock on (table, day) in the catalog's database while the block runs, so two
+    loads of one day-partition never overlap (the second waits, then replaces the first's rows). The lock goes
+    with the session: a killed worker releases it. Without a catalog (the embedded DuckDB file, whose file
+    lock already serialises writers) nothing is taken."""
+    if not catalog:
+        yield
+        return
+    import psycopg2
+
+    con = psycopg2.connect(catalog)
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute("select pg_advisory_lock(hashtext(%s), %s)", (table, day.toordinal()))
+        yield
+    finally:
+        con.close()  # ends the session: the lock is released
