@@ -23,9 +23,9 @@ from pydantic import Field
 
 from assets.resources import ProjectSettings, RedisIOManager, Warehouse
 from pipelines.progress import progress_logger
-from call_logs.loading import CallLogError, changed_days, day_files, load_days
-
-CONFLICT_RETRIES = 8
+from call_logs.config import CallLogError
+from call_logs.loading import changed_days, day_files
+from call_logs.parallel import load_day_exclusive
 
 
 class PlanConfig(dg.Config):
@@ -51,32 +51,15 @@ def plan_days(context: dg.OpExecutionContext, config: PlanConfig, warehouse: War
 
 @dg.op(description="Load one day-partition into raw.call_log_daily / raw.call_log_rejects (one commit).")
 def load_day(context: dg.OpExecutionContext, day: str, warehouse: Warehouse, settings: ProjectSettings):
-    from warehouse.lake import day_lock, is_conflict
-
-    cfg = settings.call_log_config()
     date = dt.date.fromisoformat(day)
     started = time.perf_counter()
-    with day_lock(warehouse.lake_catalog, "raw.call_log_daily", date):
-        for attempt in range(CONFLICT_RETRIES):
-            try:
-                with warehouse.get_connection() as con:
-                    con.execute(f"set memory_limit = '{cfg.memory_limit}'")
-                    found = day_files(Path(settings.call_logs_dir), cfg, con)
-                    if date not in found:
-                        raise dg.Failure(f"call logs {day}: no files for this day under {settings.call_logs_dir}",
-                                         allow_retries=False)
-                    result = load_days(con, {date: found[date]}, cfg)
-                break
-            except CallLogError as exc:
-                raise dg.Failure(description=str(exc), allow_retries=False) from None
-            except Exception as exc:  # a commit that lost a race with another writer: retry it
-                if not is_conflict(exc) or attempt == CONFLICT_RETRIES - 1:
-                    raise
-                context.log.warning(f"call logs {day}: commit conflict, retry {attempt + 1}: {exc}")
-                time.sleep(0.2 * (attempt + 1))
-    if result.get("errors"):
-        raise dg.Failure(description=next(iter(result["errors"].values())), allow_retries=False)
-    counts = result[date]
+    try:
+        counts = load_day_exclusive(warehouse.get_connection, warehouse.lake_catalog, date,
+                                    Path(settings.call_logs_dir), settings.call_log_config(),
+                                    on_retry=lambda n, exc: context.log.warning(
+                                        f"call logs {day}: commit conflict, retry {n}: {exc}"))
+    except CallLogError as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     seconds = time.perf_counter() - started
     context.log.info(f"call logs {day}: {counts['rows_loaded']:,} rows, {counts['rows_rejected']} rejected "
                      f"({seconds:.1f} s)")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 from pipelines.settings import PROJECT_ROOT, Scaled, ensure_dagster_home, profile
+from pipelines.usage import UsageError
 
 
 def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
@@ -22,11 +23,11 @@ def worker_command(name: str, loglevel: str = "INFO") -> list[str]:
             "--loglevel", loglevel, "--without-mingle", "--without-gossip"]
 
 
-def start_workers(count: int, prefix: str = "t2c-worker", env: dict | None = None,
-                  loglevel: str = "INFO", **popen) -> list[subprocess.Popen]:
+def start_workers(names: list[str], env: dict | None = None, loglevel: str = "INFO",
+                  **popen) -> list[subprocess.Popen]:
+    """One worker process per name (the Celery node name is name@host)."""
     env = {**os.environ, **(env or {})}
-    return [subprocess.Popen(worker_command(f"{prefix}{i + 1}", loglevel), cwd=PROJECT_ROOT, env=env, **popen)
-            for i in range(count)]
+    return [subprocess.Popen(worker_command(name, loglevel), cwd=PROJECT_ROOT, env=env, **popen) for name in names]
 
 
 def cmd_workers(args: argparse.Namespace) -> int:
@@ -44,7 +45,9 @@ def cmd_workers(args: argparse.Namespace) -> int:
         return 2
     ensure_databases(scaled)
     ensure_dagster_home()
-    procs = start_workers(args.count, args.name)
+    if args.count < 1:
+        raise UsageError("--count must be at least 1")
+    procs = start_workers([f"{args.name}{i + 1}" for i in range(args.count)])
     print(f"{args.count} worker(s) on {scaled.redis_url} (prefix {scaled.redis_prefix!r}), queue 'dagster', "
           f"pids {', '.join(str(p.pid) for p in procs)}; Ctrl-C stops them", flush=True)
 
