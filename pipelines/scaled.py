@@ -55,5 +55,8 @@ def live_workers(timeout_s: float = 2.0) -> list[str]:
 
     config = celery_executor_config()
     app = Celery("t2c-ping", broker=config["broker"], backend=config["backend"], config_source=config["config_source"])
-    replies = app.control.ping(timeout=timeout_s) or []
+    try:
+        replies = app.control.ping(timeout=timeout_s) or []
+    finally:
+        app.close()
     return sorted(name for reply in replies for name in reply)

@@ -156,7 +156,7 @@ def resources_for(pipeline: dict, as_of: str) -> dict:
 
 # Modules that build a pipeline run first: with `make test`'s two workers (--dist loadfile
 # --no-loadscope-reorder) each starts on one of them, and the short modules fill in around them.
-LONG_MODULES = ("test_pipeline.py", "test_vintage_run.py")
+LONG_MODULES = ("test_pipeline.py", "test_scaled.py", "test_vintage_run.py")
 
 
 def pytest_collection_modifyitems(items):

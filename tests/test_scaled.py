@@ -4,11 +4,12 @@ databases, data path and Redis key prefix (dropped afterwards). Without PostgreS
 tests skip, with one line naming the missing service."""
 
 import datetime as dt
+import json
 import multiprocessing
 import os
 import signal
 import subprocess
-import threading
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -48,15 +49,9 @@ class Workers:
                                          stderr=subprocess.STDOUT)[0]
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        from pipelines.scaled import live_workers
-
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            alive = {n for n, p in self.procs.items() if p.poll() is None}
-            if {w.split("@")[0] for w in live_workers(1.0)} >= alive:
-                return
-            time.sleep(0.5)
-        raise AssertionError("workers not ready: " + " | ".join(p.read_text()[-2000:] for p in self.logs.glob("*.log")))
+        alive = sorted(n for n, p in self.procs.items() if p.poll() is None)
+        if not in_child(self.env, "_wait_ready", alive, timeout):
+            raise AssertionError("workers not ready: " + " | ".join(p.read_text()[-2000:] for p in self.logs.glob("*.log")))
 
     def kill(self, name: str) -> None:
         self.procs[name].send_signal(signal.SIGKILL)
@@ -71,6 +66,36 @@ class Workers:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def in_child(env: dict, function: str, *args, background: bool = False):
+    """Call a function of this module in a fresh Python process with `env` and return its JSON result (or, with
+    `background`, the process, whose stdout carries it). Whatever talks to the Celery broker runs there: Celery
+    and kombu register after-fork hooks that talk to Redis, and a later test that forks the pytest process
+    would hang in them."""
+    code = (f"import json, sys; from tests.test_scaled import {function} as f; "
+            f"print(json.dumps(f(*json.loads(sys.argv[1]))))")
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(args, default=str)], cwd=ROOT,
+                            env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc if background else child_result(proc)
+
+
+def child_result(proc: subprocess.Popen, timeout: float = 600):
+    out, err = proc.communicate(timeout=timeout)
+    if proc.returncode:
+        raise AssertionError(f"child failed ({proc.returncode}): {err[-3000:]}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _wait_ready(names: list[str], timeout: float) -> bool:
+    from pipelines.scaled import live_workers
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if {w.split("@")[0] for w in live_workers(1.0)} >= set(names):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def _drop(scaled: Scaled) -> None:
@@ -124,7 +149,7 @@ def deployment(tmp_path_factory):
             _drop(scaled)
 
 
-def _paths(root: Path, lake: bool):
+def _paths(root: Path | None, lake: bool):
     """The deployment's paths: the lake (scaled), or a DuckDB file under `root` (embedded)."""
     from pipelines.settings import Paths
 
@@ -139,18 +164,22 @@ def _resources(paths, call_logs: Path) -> dict:
             "settings": ProjectSettings(**settings_config(paths, "2026-02-28", str(call_logs)))}
 
 
-def _run_on_workers(paths, call_logs: Path, days: list[dt.date] | None = None):
-    """The scaled profile's call-log load (what `tokens2chips run --call-logs` launches), on the workers."""
+def _run_on_workers(call_logs: str) -> dict:
+    """The scaled profile's call-log load (what `tokens2chips run --call-logs` launches), on the workers (run in a
+    child process: in_child)."""
+    import warnings
+
     from assets.call_logs_parallel import call_logs_parallel
     from pipelines.settings import celery_executor_config, redis_io_config, run_config
 
-    config = run_config(paths, "2026-02-28", str(call_logs))
+    warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+    config = run_config(_paths(None, lake=True), "2026-02-28", call_logs)
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(
             dg.reconstructable(call_logs_parallel), instance=instance, raise_on_error=False,
             run_config={"resources": {**config["resources"], "io_manager": {"config": redis_io_config()}},
                         "execution": {"config": celery_executor_config()},
-                        "ops": {"plan_days": {"config": {"days": [d.isoformat() for d in days or []]}}}})
+                        "ops": {"plan_days": {"config": {"days": []}}}})
         workers = {e.dagster_event.engine_event_data.metadata["Celery worker"].value
                    for e in instance.all_logs(result.run_id)
                    if e.dagster_event and e.dagster_event.event_type_value == "ENGINE_EVENT"
@@ -158,7 +187,7 @@ def _run_on_workers(paths, call_logs: Path, days: list[dt.date] | None = None):
         deliveries = [e.dagster_event.step_key for e in instance.all_logs(result.run_id)
                       if e.dagster_event and e.dagster_event.event_type_value == "ENGINE_EVENT"
                       and "Celery worker" in (e.dagster_event.engine_event_data.metadata or {})]
-    return result, workers, deliveries
+    return {"success": result.success, "run_id": result.run_id, "workers": sorted(workers), "deliveries": deliveries}
 
 
 def _call_log_marts(paths, call_logs: Path) -> None:
@@ -207,10 +236,10 @@ def test_two_workers_load_a_month_and_the_marts_equal_the_embedded_profile(deplo
     logs = root / "month"
     generate(60_000, 30, logs, "csv", START, bad_fraction=0.002, seed=21, threads=1)
     paths = _paths(root, lake=True)
-    result, workers, deliveries = _run_on_workers(paths, logs)
-    assert result.success
-    assert len(workers) == 2, f"both workers take day-partitions: {workers}"
-    assert sum(k.startswith("load_day[") for k in deliveries) == 30
+    run = in_child(deployment["env"], "_run_on_workers", str(logs))
+    assert run["success"]
+    assert len(run["workers"]) == 2, f"both workers take day-partitions: {run['workers']}"
+    assert sum(k.startswith("load_day[") for k in run["deliveries"]) == 30
     _call_log_marts(paths, logs)
     lake, embedded = _tables(paths.target), _embedded(root, logs, "embedded_month")
     assert embedded["raw.call_log_daily"], "the month loaded rows"
@@ -238,14 +267,11 @@ def test_a_worker_killed_mid_partition_leaves_no_partial_day_and_the_run_complet
     root, workers = deployment["root"], deployment["workers"]
     logs = root / "big"
     days = [dt.date(2026, 3, 2) + dt.timedelta(d) for d in range(4)]
-    generate(2_400_000, 4, logs, "csv", days[0], bad_fraction=0.0005, seed=5, threads=2)
+    generate(1_600_000, 4, logs, "csv", days[0], bad_fraction=0.0005, seed=5, threads=2)
     paths = _paths(root, lake=True)
     with dg.DagsterInstance.get() as instance:
         earlier = {r.run_id for r in instance.get_runs(dg.RunsFilter(job_name="call_logs_parallel"))}
-    box = {}
-    runner = threading.Thread(target=lambda: box.update(zip(("result", "workers", "deliveries"),
-                                                            _run_on_workers(paths, logs))))
-    runner.start()
+    runner = in_child(deployment["env"], "_run_on_workers", str(logs), background=True)
     # kill w1 as soon as it has started loading a day
     victim_day = None
     deadline = time.monotonic() + 120
@@ -266,10 +292,10 @@ def test_a_worker_killed_mid_partition_leaves_no_partial_day_and_the_run_complet
     workers.kill("w1")
     # the killed load committed nothing: the day is absent (never loaded before), not partly there
     seen = _day_rows(paths.target, victim_day)
-    runner.join(timeout=300)
+    run = child_result(runner, timeout=300)
     workers.start("w1")  # back to two for the other tests
-    assert box["result"].success, "the run completes: the killed worker's day is handed to the other worker"
-    assert box["deliveries"].count(f"load_day[{victim_day.isoformat().replace('-', '_')}]") >= 2, \
+    assert run["success"], "the run completes: the killed worker's day is handed to the other worker"
+    assert run["deliveries"].count(f"load_day[{victim_day.isoformat().replace('-', '_')}]") >= 2, \
         "the killed day was delivered again"
     lake, embedded = _tables(paths.target, marts=False), _embedded(root, logs, "embedded_big", marts=False)
     total = sum(r[3] for r in embedded["raw.call_log_daily"] if r[0] == victim_day)
