@@ -11,6 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from assets.checks import contract_results, contract_specs
 from assets.ingest import POOL
+from assets.resources import ProjectSettings
 from warehouse.io import read_sql, referenced_tables, replace_table, sql_files, table_preview
 
 
@@ -37,9 +38,15 @@ def _sql_asset(table: str) -> dg.AssetsDefinition:
         description=_description(sql) + f" (sql/{schema}/{name}.sql)",
         check_specs=contract_specs(table),
     )
-    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource):
+    def _asset(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
         with warehouse.get_connection() as con:
-            rows = replace_table(con, table, read_sql(table))
+            sql = read_sql(table)
+            if getattr(warehouse, "lake_catalog", "") and settings.as_of:
+                # scaled profile, point-in-time run: the call logs as the lake held them on the as-of date
+                from warehouse.lake import as_of_reads
+
+                sql = as_of_reads(con, sql, settings.as_of_date())
+            rows = replace_table(con, table, sql)
             preview = table_preview(con, table)
             checks = contract_results(con, table)
         context.log.info(f"{table}: {rows} rows")

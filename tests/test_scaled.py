@@ -156,12 +156,12 @@ def _paths(root: Path | None, lake: bool):
     return Paths.from_env(warehouse=None if lake else str(root / "embedded.duckdb"))
 
 
-def _resources(paths, call_logs: Path) -> dict:
+def _resources(paths, call_logs: Path, as_of: str = "") -> dict:
     from assets.resources import ProjectSettings, Warehouse
     from pipelines.settings import settings_config, warehouse_config
 
     return {"warehouse": Warehouse(**warehouse_config(paths)),
-            "settings": ProjectSettings(**settings_config(paths, "2026-02-28", str(call_logs)))}
+            "settings": ProjectSettings(**settings_config(paths, as_of, str(call_logs)))}
 
 
 def _run_on_workers(call_logs: str) -> dict:
@@ -173,7 +173,7 @@ def _run_on_workers(call_logs: str) -> dict:
     from pipelines.settings import celery_executor_config, redis_io_config, run_config
 
     warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
-    config = run_config(_paths(None, lake=True), "2026-02-28", call_logs)
+    config = run_config(_paths(None, lake=True), "", call_logs)
     with dg.DagsterInstance.get() as instance:
         result = dg.execute_job(
             dg.reconstructable(call_logs_parallel), instance=instance, raise_on_error=False,
@@ -190,7 +190,7 @@ def _run_on_workers(call_logs: str) -> dict:
     return {"success": result.success, "run_id": result.run_id, "workers": sorted(workers), "deliveries": deliveries}
 
 
-def _call_log_marts(paths, call_logs: Path) -> None:
+def _call_log_marts(paths, call_logs: Path, as_of: str = "") -> None:
     """The marts over the call logs, and what they read (not the call-log load itself)."""
     from pipelines.definitions import all_assets
 
@@ -198,7 +198,7 @@ def _call_log_marts(paths, call_logs: Path) -> None:
     selection = dg.AssetSelection.assets(*marts).upstream() - dg.AssetSelection.assets(
         dg.AssetKey(["raw", "call_log_daily"]))
     with dg.instance_for_test() as instance:
-        result = dg.materialize(all_assets, selection=selection, resources=_resources(paths, call_logs),
+        result = dg.materialize(all_assets, selection=selection, resources=_resources(paths, call_logs, as_of),
                                 instance=instance, raise_on_error=False)
     assert result.success
 
@@ -251,6 +251,27 @@ def test_two_workers_load_a_month_and_the_marts_equal_the_embedded_profile(deplo
         assert instance.__class__.__name__ == "DagsterInstance" and "postgres" in type(instance.run_storage).__module__
         materialized = instance.get_materialized_partitions(dg.AssetKey(["raw", "call_log_daily"]))
     assert {(START + dt.timedelta(d)).isoformat() for d in range(30)} <= set(materialized)
+
+
+def test_a_point_in_time_run_reads_the_call_logs_as_the_lake_held_them_then(deployment):
+    """`run --as-of DATE` on the lake: the call logs of the snapshot current at the end of that date (every
+    snapshot here is from today: as of yesterday nothing was loaded yet)."""
+    from warehouse.io import connect
+
+    root = deployment["root"]
+    paths = _paths(root, lake=True)
+    today = dt.datetime.now(dt.timezone.utc).date()
+    counts = {}
+    for as_of in (today - dt.timedelta(days=1), today):
+        _call_log_marts(paths, root / "month", as_of.isoformat())
+        con = connect(paths.target, read_only=True)
+        try:
+            counts[as_of] = con.execute("select count(*) from marts.call_volume_daily").fetchone()[0]
+            loaded = con.execute("select count(*) from raw.call_log_daily").fetchone()[0]
+        finally:
+            con.close()
+    assert counts[today - dt.timedelta(days=1)] == 0
+    assert counts[today] == loaded > 0
 
 
 def _day_rows(target, day: dt.date) -> int:
@@ -377,6 +398,11 @@ def test_query_reads_the_lake_and_an_earlier_snapshot(deployment):
     refused = cli("query", "insert into meta.call_log_partitions select * from meta.call_log_partitions",
                   env=env, check=False)
     assert refused.returncode != 0 and "read-only" in refused.stderr
+    # the lake's own Parquet files are readable under the locked-down settings; no other file is
+    requests = cli("query", "select sum(requests) from raw.call_log_daily", "--format", "csv", env=env).stdout
+    assert int(requests.split()[-1]) > 50_000
+    outside = cli("query", f"select * from read_csv('{ROOT / 'README.md'}')", env=env, check=False)
+    assert outside.returncode != 0 and "disabled by configuration" in outside.stdout + outside.stderr
 
 
 def test_scaled_commands_say_what_is_missing(tmp_path):

@@ -130,6 +130,10 @@ def connect(spec: LakeSpec, *, read_only: bool = False, config: dict | None = No
         Path(spec.data_path).mkdir(parents=True, exist_ok=True) if "://" not in spec.data_path else None
         con.execute(attach_sql(spec, read_only))
         con.execute(f"use {LAKE_ALIAS}")
+        if late.get("enable_external_access") is False and "://" not in spec.data_path:
+            # the lake's own Parquet files stay readable; every other file stays out of reach
+            directory = str(Path(spec.data_path).resolve()).rstrip("/") + "/"
+            con.execute(f"set allowed_directories = [{_literal(directory)}]")
         for key in ("enable_external_access", "lock_configuration"):
             if key in late:
                 con.execute(f"set {key} = {str(bool(late[key])).lower()}")
@@ -173,3 +177,24 @@ def day_lock(catalog: str, table: str, day: dt.date):
         yield
     finally:
         con.close()  # ends the session: the lock is released
+
+
+# tables whose rows arrive continuously (call-log day-partitions): a point-in-time run reads them as the lake held
+# them at the end of its as-of date, not as they are now
+TIME_TRAVEL_TABLES = ("raw.call_log_daily",)
+
+
+def as_of_reads(con: duckdb.DuckDBPyConnection, sql: str, as_of: dt.date) -> str:
+    """`sql` with every read of a TIME_TRAVEL_TABLES table pinned to the snapshot current at the end of `as_of`
+    (DuckLake time travel); a table with no snapshot by then reads as empty (nothing was loaded yet)."""
+    stamp = f"timestamp '{as_of.isoformat()} 23:59:59.999999'"
+    for table in TIME_TRAVEL_TABLES:
+        try:
+            con.execute(f"select 1 from {table} at (timestamp => {stamp}) limit 0")
+            source = f"(select * from {table} at (timestamp => {stamp}))"
+        except duckdb.Error:  # no snapshot yet at that time, or the table did not exist in it
+            source = f"(select * from {table} limit 0)"
+        name = table.split(".")[1]
+        pattern = re.compile(r"\b(from|join)(\s+)" + re.escape(table) + r"\b(\s+as\s+\w+)?", re.IGNORECASE)
+        sql = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}{source}{m.group(3) or ' as ' + name}", sql)
+    return sql
