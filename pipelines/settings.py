@@ -154,7 +154,12 @@ def celery_executor_config() -> dict:
             # the timeout and another worker runs it (the day is replaced whole, so a re-run is safe)
             "config_source": {"broker_transport_options": {**prefix, "max_retries": 3, "interval_start": 0,
                                                            "interval_step": 0.2, "interval_max": 0.5,
-                                                           "visibility_timeout": scaled.visibility_timeout_s},
+                                                           "visibility_timeout": scaled.visibility_timeout_s,
+                                                           # sweep for such tasks every few seconds (kombu's
+                                                           # default can wait 100 s): one ZRANGE a sweep
+                                                           "unacked_restore_interval": max(
+                                                               1, min(10, scaled.visibility_timeout_s // 5)),
+                                                           "unacked_restore_throttle": 1},
                               "result_backend_transport_options": prefix, "worker_prefetch_multiplier": 1,
                               "task_acks_late": True, "task_reject_on_worker_lost": True}}
 

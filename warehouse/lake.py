@@ -114,9 +114,26 @@ def attach_sql(spec: LakeSpec, read_only: bool = False) -> str:
     return f"attach {_literal('ducklake:postgres:' + spec.catalog)} as {LAKE_ALIAS} ({', '.join(options)})"
 
 
+# writer connections of this process, one DuckDB instance per lake: attaching (extensions, catalog) costs about
+# 0.5 s, so each later connection is a cursor on it (its own transactions and temp tables)
+_ATTACHED: dict[LakeSpec, duckdb.DuckDBPyConnection] = {}
+
+
 def connect(spec: LakeSpec, *, read_only: bool = False, config: dict | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the lake attached and in use. `config` settings that would stop
-    the attach (no external access, a locked configuration) are applied after it."""
+    the attach (no external access, a locked configuration) are applied after it. Plain writer connections
+    share one attached instance per process (each a cursor of it)."""
+    if not read_only and not config and not spec.snapshot:
+        base = _ATTACHED.get(spec)
+        if base is None:
+            base = _ATTACHED[spec] = _open(spec, read_only=False, config={})
+        cursor = base.cursor()
+        cursor.execute(f"use {LAKE_ALIAS}")
+        return cursor
+    return _open(spec, read_only=read_only, config=config)
+
+
+def _open(spec: LakeSpec, *, read_only: bool, config: dict | None) -> duckdb.DuckDBPyConnection:
     config = dict(config or {})
     late = {k: config.pop(k) for k in ("enable_external_access", "lock_configuration") if k in config}
     if spec.snapshot:
