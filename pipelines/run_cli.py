@@ -266,13 +266,18 @@ def _load_call_logs_on_workers(instance, paths: Paths, config: dict, days: list)
     resources = {**config["resources"], "io_manager": {"config": redis_io_config()}}
     # dagster-celery registers its step task again for every step it submits (harmless; celery 5.7 warns)
     warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
-    result = dg.execute_job(
-        dg.reconstructable(call_logs_parallel), instance=instance,
-        run_config={"loggers": {"progress": {}}, "resources": resources,
-                    "execution": {"config": celery_executor_config()},
-                    "ops": {"plan_days": {"config": {"days": [d.isoformat() for d in days], "only_changed": True}}}},
-        tags=run_tags(paths), raise_on_error=False)
-    if not result.success:
-        print(f"call-log run {result.run_id} FAILED; partitions that loaded are kept", file=sys.stderr)
-        return 1
+    started = time.monotonic()
+    with dg.execute_job(
+            dg.reconstructable(call_logs_parallel), instance=instance,
+            run_config={"loggers": {"progress": {}}, "resources": resources,
+                        "execution": {"config": celery_executor_config()},
+                        "ops": {"plan_days": {"config": {"days": [d.isoformat() for d in days],
+                                                         "only_changed": True}}}},
+            tags=run_tags(paths), raise_on_error=False) as result:
+        if not result.success:
+            print(f"call-log run {result.run_id} FAILED; partitions that loaded are kept", file=sys.stderr)
+            return 1
+        totals = result.output_for_node("loaded")
+    print(f"  call logs: {totals['days']} day(s), {totals['rows_loaded']:,} rows loaded, {totals['rows_rejected']:,} "
+          f"rejected, on the workers in {time.monotonic() - started:.1f}s")
     return 0
