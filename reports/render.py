@@ -20,6 +20,7 @@ import jinja2
 import polars as pl
 
 from reports import charts, data_freshness
+from reports.chart_cache import ChartCache
 from reports.labels import Labels
 from reports.format import (month_label, pct, plain, power_mw, quarter_label, short, tokens_per_day, tokens_per_month,
                             usd, words)
@@ -164,7 +165,9 @@ def changes(current: dict, previous: dict | None, threshold: float) -> list[dict
     return moved
 
 
-def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
+def _figures(frames: dict[str, pl.DataFrame], cache: ChartCache | None = None) -> dict[str, bytes]:
+    """Every chart of the report (drawn, or read back from `cache` when its inputs are unchanged)."""
+    cache = cache or ChartCache(None)
     headline = _headline(frames)
     fc = frames["forecast"]
     composites = {_series(frames, "global"), _series(frames, "estimated"), *_segment_series(frames)}
@@ -174,22 +177,29 @@ def _figures(frames: dict[str, pl.DataFrame]) -> dict[str, bytes]:
     scenarios = sorted(hw["scenario"].unique().to_list())
     horizon = hw["period_start"].max()
     labels = Labels.from_frames(frames)
+    class_scenario = _class_chart_scenario(frames)
+    global_series = [s for s in [_series(frames, "global"), *_segment_series(frames)] if s]
+    # only the series a chart draws go into its key: a what-if that moves no demand reuses the demand charts
+    platform_fc = fc.filter(pl.col("series_id").is_in(token_series))
+    global_fc = fc.filter(pl.col("series_id").is_in(global_series))
     return {
-        "demand_platforms": charts.demand_fan(fc, token_series, "Token demand by platform: disclosures and forecast",
-                                              labels),
-        "demand_global": charts.demand_fan(fc, [s for s in [_series(frames, "global"), *_segment_series(frames)] if s],
-                                           "Global inference demand (composite) and its hardware segments", labels),
-        "origin_share": charts.origin_share(frames["weekly"], labels),
-        "chips_by_class": charts.chips_by_class(hw, scenarios, labels),
-        "required_vs_installed": charts.required_vs_installed(frames["gap"], headline, labels),
-        "reconciliation": charts.demand_reconciliation(frames["reconciliation"], headline, labels),
-        "interactivity": charts.interactivity(frames["curves"]),
-        "phase_split": charts.phase_split(hw, horizon, labels),
-        **({"class_chart": charts.classes_over_time(hw, _class_chart_scenario(frames), labels)}
-           if _class_chart_scenario(frames) else {}),
-        "suppliers": charts.supplier_bars(_at(frames["exposure"], horizon)
-                                          .filter(pl.col("scenario") == headline)),
-        "tornado": charts.tornado(frames["sensitivity"], headline, labels=labels),
+        "demand_platforms": cache.chart("demand_platforms", charts.demand_fan, platform_fc, token_series,
+                                        "Token demand by platform: disclosures and forecast", labels),
+        "demand_global": cache.chart("demand_global", charts.demand_fan, global_fc, global_series,
+                                     "Global inference demand (composite) and its hardware segments", labels),
+        "origin_share": cache.chart("origin_share", charts.origin_share, frames["weekly"], labels),
+        "chips_by_class": cache.chart("chips_by_class", charts.chips_by_class, hw, scenarios, labels),
+        "required_vs_installed": cache.chart("required_vs_installed", charts.required_vs_installed, frames["gap"],
+                                             headline, labels),
+        "reconciliation": cache.chart("reconciliation", charts.demand_reconciliation, frames["reconciliation"],
+                                      headline, labels),
+        "interactivity": cache.chart("interactivity", charts.interactivity, frames["curves"]),
+        "phase_split": cache.chart("phase_split", charts.phase_split, hw, horizon, labels),
+        **({"class_chart": cache.chart("class_chart", charts.classes_over_time, hw, class_scenario, labels)}
+           if class_scenario else {}),
+        "suppliers": cache.chart("suppliers", charts.supplier_bars,
+                                 _at(frames["exposure"], horizon).filter(pl.col("scenario") == headline)),
+        "tornado": cache.chart("tornado", charts.tornado, frames["sensitivity"], headline, 12, labels),
     }
 
 
@@ -671,7 +681,9 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
     seen, since = data_freshness.previous_vintages(reports_dir, as_of)
     previous, comparison = _previous_report(reports_dir, as_of)
     moved = changes(numbers, previous, change_threshold)
-    figures = _figures(frames)
+    cache = ChartCache(reports_dir / ".chart-cache")
+    figures = _figures(frames, cache)
+    cache.prune()
     context = _context(frames, numbers, moved, checks, change_threshold, comparison)
     warn_days = frames["assumptions"].filter(pl.col("name") == "freshness.lag_warn_days")["value"]
     warn_days = float(warn_days[0]) if len(warn_days) else 90.0

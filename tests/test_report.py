@@ -201,3 +201,32 @@ def test_a_phone_figure_with_long_tick_labels_keeps_its_title_and_axis_label_ins
         box = text.get_window_extent(renderer)
         assert box.x0 >= fig.bbox.x0 - 1 and box.x1 <= fig.bbox.x1 + 1, text.get_text()
     plt.close(fig)
+
+
+def test_a_chart_whose_inputs_are_unchanged_is_read_back_not_drawn(tmp_path):
+    """The chart cache (issue 29's what-if: the demand charts do not move with a hardware assumption): the
+    same inputs give the same PNGs without drawing; changed inputs draw again; unused entries are pruned."""
+    import polars as pl
+
+    from reports import charts
+    from reports.chart_cache import ChartCache
+
+    drawn = []
+
+    def tornado(*args):
+        drawn.append(args)
+        return charts.tornado(*args)
+
+    frame = pl.DataFrame({"scenario": ["s"] * 2, "assumption": ["a", "b"], "unit": ["x", "x"],
+                          "low_value": [1.0, 2.0], "value": [1.5, 2.5], "high_value": [2.0, 3.0],
+                          "chips_at_low": [9e6, 8e6], "chips_at_value": [1e7, 1e7], "chips_at_high": [1.2e7, 1.3e7],
+                          "swing_chips": [3e6, 5e6]})
+    first = ChartCache(tmp_path / "cache").chart("tornado", tornado, frame, "s", 12)
+    again = ChartCache(tmp_path / "cache").chart("tornado", tornado, frame, "s", 12)
+    assert len(drawn) == 1 and bytes(again) == bytes(first) and again.narrow == first.narrow
+    changed = frame.with_columns(pl.col("chips_at_high") * 2)
+    cache = ChartCache(tmp_path / "cache")
+    cache.chart("tornado", tornado, changed, "s", 12)
+    assert len(drawn) == 2
+    cache.prune()
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # the changed chart's desktop and phone PNGs only
