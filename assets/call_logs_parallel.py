@@ -9,8 +9,9 @@ mid-partition commits nothing and a re-run loads the day whole. A PostgreSQL adv
 (warehouse/lake.day_lock) serialises two loads of the same day, so they end with one copy; a commit that
 loses a race with another day's commit is retried. Each step records a materialisation of
 raw/call_log_daily for its partition, so the Dagster UI shows the partitions loaded as for the embedded job.
-Steps exchange only small values (day keys, counts) through the Redis IO manager, so workers need no shared
-disk beyond the call-log files (an object-store prefix in production).
+Steps exchange only small values (a day with its file list, counts) through the Redis IO manager; the directory is
+listed once, by plan_days. Workers need no shared disk beyond the call-log files (an object-store prefix in
+production).
 """
 
 import datetime as dt
@@ -33,7 +34,8 @@ class PlanConfig(dg.Config):
     only_changed: bool = Field(default=False, description="Skip days whose files are unchanged since loaded.")
 
 
-@dg.op(out=dg.DynamicOut(str), description="The day-partitions to load, one dynamic output each.")
+@dg.op(out=dg.DynamicOut(dict), description="The day-partitions to load (day, files, flat layout), one dynamic "
+       "output each: the directory is listed once, here.")
 def plan_days(context: dg.OpExecutionContext, config: PlanConfig, warehouse: Warehouse, settings: ProjectSettings):
     if not settings.call_logs_dir:
         raise dg.Failure("no call-log directory: set T2C_CALL_LOGS or pass `tokens2chips run --call-logs DIR`",
@@ -46,16 +48,18 @@ def plan_days(context: dg.OpExecutionContext, config: PlanConfig, warehouse: War
     days = sorted(d for d in wanted if d in found and d in todo)
     context.log.info(f"{len(days)} day-partition(s) to load on the workers")
     for day in days:
-        yield dg.DynamicOutput(day.isoformat(), mapping_key=day.isoformat().replace("-", "_"))
+        files, flat = found[day]
+        yield dg.DynamicOutput({"day": day.isoformat(), "files": [str(f) for f in files], "flat": flat},
+                               mapping_key=day.isoformat().replace("-", "_"))
 
 
 @dg.op(description="Load one day-partition into raw.call_log_daily / raw.call_log_rejects (one commit).")
-def load_day(context: dg.OpExecutionContext, day: str, warehouse: Warehouse, settings: ProjectSettings):
-    date = dt.date.fromisoformat(day)
+def load_day(context: dg.OpExecutionContext, part: dict, warehouse: Warehouse, settings: ProjectSettings):
+    day = part["day"]
     started = time.perf_counter()
     try:
-        counts = load_day_exclusive(warehouse.get_connection, warehouse.lake_catalog, date,
-                                    Path(settings.call_logs_dir), settings.call_log_config(),
+        counts = load_day_exclusive(warehouse.get_connection, warehouse.lake_catalog, dt.date.fromisoformat(day),
+                                    part["files"], part["flat"], settings.call_log_config(),
                                     on_retry=lambda n, exc: context.log.warning(
                                         f"call logs {day}: commit conflict, retry {n}: {exc}"))
     except CallLogError as exc:

@@ -15,27 +15,25 @@ from pathlib import Path
 from typing import Callable
 
 from call_logs.config import CallLogConfig, CallLogError
-from call_logs.loading import day_files, load_days
+from call_logs.loading import load_days
 from warehouse.lake import day_lock, is_conflict
 
 TABLE = "raw.call_log_daily"
 
 
 def load_day_exclusive(open_connection: Callable[[], AbstractContextManager], catalog: str, day: dt.date,
-                       root: Path, cfg: CallLogConfig, retries: int = 8,
+                       files: list[Path], from_flat: bool, cfg: CallLogConfig, retries: int = 8,
                        on_retry: Callable[[int, Exception], None] | None = None) -> dict:
-    """Load `day` from the call-log directory `root` under the day's lock; returns load_days' counts of the
-    day. `open_connection()` yields a warehouse connection (one per attempt); `catalog` is the lake's catalog
-    (empty: no lock, as for a DuckDB file). Raises CallLogError for a day that cannot be read."""
+    """Load `day` from its `files` (call_logs.loading.day_files: the day's folder, or the flat files that
+    cover it) under the day's lock; returns load_days' counts of the day. `open_connection()` yields a
+    warehouse connection (one per attempt); `catalog` is the lake's catalog (empty: no lock, as for a DuckDB
+    file). Raises CallLogError for a day that cannot be read."""
     with day_lock(catalog, TABLE, day):
         for attempt in range(retries):
             try:
                 with open_connection() as con:
                     con.execute(f"set memory_limit = '{cfg.memory_limit}'")
-                    found = day_files(Path(root), cfg, con)
-                    if day not in found:
-                        raise CallLogError(f"call logs {day}: no files for this day under {root}")
-                    result = load_days(con, {day: found[day]}, cfg)
+                    result = load_days(con, {day: ([Path(f) for f in files], from_flat)}, cfg)
                 break
             except CallLogError:
                 raise

@@ -56,10 +56,11 @@ def _preflight(paths: Paths, as_of: str) -> str | None:
         from pipelines.scaled import ensure_databases, service_problems
         from pipelines.settings import Scaled
 
-        problems = service_problems(Scaled.from_env())
+        scaled = Scaled.from_env()
+        problems = service_problems(scaled)
         if problems:
             return "; ".join(problems)
-        ensure_databases(Scaled.from_env())
+        ensure_databases(scaled)
     if not paths.data_dir.is_dir():
         return f"data directory {paths.data_dir} does not exist"
     try:

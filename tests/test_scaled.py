@@ -180,14 +180,13 @@ def _run_on_workers(call_logs: str) -> dict:
             run_config={"resources": {**config["resources"], "io_manager": {"config": redis_io_config()}},
                         "execution": {"config": celery_executor_config()},
                         "ops": {"plan_days": {"config": {"days": []}}}})
-        workers = {e.dagster_event.engine_event_data.metadata["Celery worker"].value
-                   for e in instance.all_logs(result.run_id)
-                   if e.dagster_event and e.dagster_event.event_type_value == "ENGINE_EVENT"
-                   and "Celery worker" in (e.dagster_event.engine_event_data.metadata or {})}
-        deliveries = [e.dagster_event.step_key for e in instance.all_logs(result.run_id)
-                      if e.dagster_event and e.dagster_event.event_type_value == "ENGINE_EVENT"
-                      and "Celery worker" in (e.dagster_event.engine_event_data.metadata or {})]
-    return {"success": result.success, "run_id": result.run_id, "workers": sorted(workers), "deliveries": deliveries}
+        # one engine event per delivery of a step to a worker, naming the worker
+        handed = [e.dagster_event for e in instance.all_logs(result.run_id)
+                  if e.dagster_event and e.dagster_event.event_type_value == "ENGINE_EVENT"
+                  and "Celery worker" in (e.dagster_event.engine_event_data.metadata or {})]
+    return {"success": result.success, "run_id": result.run_id,
+            "workers": sorted({e.engine_event_data.metadata["Celery worker"].value for e in handed}),
+            "deliveries": [e.step_key for e in handed]}
 
 
 def _call_log_marts(paths, call_logs: Path, as_of: str = "", only: str = "") -> None:
@@ -331,13 +330,15 @@ def test_a_worker_killed_mid_partition_leaves_no_partial_day_and_the_run_complet
 def _load_same_day(env: dict, day: str, logs: str, queue) -> None:
     os.environ.update(env)
     from assets.resources import Warehouse
+    from call_logs.loading import discover
     from call_logs.parallel import load_day_exclusive
     from pipelines.settings import Paths, warehouse_config
 
     warehouse = Warehouse(**warehouse_config(Paths.from_env()))
+    date = dt.date.fromisoformat(day)
     try:
-        queue.put(load_day_exclusive(warehouse.get_connection, warehouse.lake_catalog, dt.date.fromisoformat(day),
-                                     Path(logs), CFG)["rows_loaded"])
+        queue.put(load_day_exclusive(warehouse.get_connection, warehouse.lake_catalog, date,
+                                     discover(Path(logs)).by_day[date], False, CFG)["rows_loaded"])
     except Exception as exc:  # reported to the test
         queue.put(repr(exc))
 

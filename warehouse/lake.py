@@ -144,7 +144,8 @@ def _open(spec: LakeSpec, *, read_only: bool, config: dict | None) -> duckdb.Duc
         directory = extension_dir()
         for file_name in _EXTENSION_FILES:
             con.execute(f"load {_literal(str(directory / (file_name + '.duckdb_extension')))}")
-        Path(spec.data_path).mkdir(parents=True, exist_ok=True) if "://" not in spec.data_path else None
+        if "://" not in spec.data_path:  # a local data path (an object-store URL needs no directory)
+            Path(spec.data_path).mkdir(parents=True, exist_ok=True)
         con.execute(attach_sql(spec, read_only))
         con.execute(f"use {LAKE_ALIAS}")
         if late.get("enable_external_access") is False and "://" not in spec.data_path:
