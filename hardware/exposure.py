@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from hardware.stats import percentiles
+from hardware.stats import row_percentiles, stack_draws
 
 
 def supplier_exposure(fleet_rows: list[dict], supply_chain: pl.DataFrame) -> pl.DataFrame:
@@ -25,11 +25,15 @@ def supplier_exposure(fleet_rows: list[dict], supply_chain: pl.DataFrame) -> pl.
         for supplier, role, usd in by_chip.get(row["chip"], []):
             key = (row["period_start"], row["scenario"], supplier, role)
             totals[key] = totals.get(key, 0.0) + row["chips"] * usd
-    records = [{"period_start": k[0], "scenario": k[1], "supplier": k[2], "role": k[3],
-                **dict(zip(("usd_p5", "usd_median", "usd_p95"), percentiles(v)))} for k, v in totals.items()]
+    keys = list(totals)
+    draws = max([np.size(v) for v in totals.values()], default=1)
+    columns = {"period_start": [k[0] for k in keys], "scenario": [k[1] for k in keys],
+               "supplier": [k[2] for k in keys], "role": [k[3] for k in keys],
+               **dict(zip(("usd_p5", "usd_median", "usd_p95"), row_percentiles(stack_draws(list(totals.values()),
+                                                                                             draws))))}
     schema = {"period_start": pl.Date, "scenario": pl.Utf8, "supplier": pl.Utf8, "role": pl.Utf8,
               "usd_p5": pl.Float64, "usd_median": pl.Float64, "usd_p95": pl.Float64}
-    frame = pl.DataFrame(records, schema=schema)
+    frame = pl.DataFrame(columns, schema=schema)
     role_total = pl.col("usd_median").sum().over("period_start", "scenario", "role")
     return frame.with_columns(
         pl.when(role_total > 0).then(pl.col("usd_median") / role_total).otherwise(0.0).alias("share_of_role")

@@ -43,7 +43,7 @@ import polars as pl
 
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, group_of, replica_chips, serve
-from hardware.stats import log_sigma, percentiles
+from hardware.stats import log_sigma, row_medians, row_percentiles, stack_draws
 from hardware.stockflow import (SHIPMENT_MIX, _stock_at, check_available, quarters_between, servable,
                                 shipment_mix)
 
@@ -540,25 +540,28 @@ def summarise(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.nd
     cost_usd_per_day = amortised capex (price / service life) + energy (TDP x PUE x 24 h x price of
     electricity), per day; cost per million tokens follows in SQL (marts.token_cost)."""
     pue = samples["fleet.pue"]
+    draws = pue.shape[0]
     daily_capex = 1.0 / (samples["installed_base.service_life_years"] * 365.25)
     energy = 24.0 / 1e6 * samples["fleet.electricity_usd_per_mwh"]  # USD per W-day
-    out = []
-    for r in rows:
-        chip = chips[r["chip"]]
-        n = r["chips"]
-        price, tdp = chip.unit_price_usd or 0.0, chip.tdp_w or 0.0  # installed chips without a published figure: 0
-        cost = n * (price * daily_capex + tdp * pue * energy)
-        out.append({
-            "period_start": r["period_start"], "scenario": r["scenario"], "segment": r["segment"],
-            "phase": r["phase"], "chip": r["chip"], "chip_class": r["chip_class"],
-            "tokens_per_day": float(np.median(r["tokens_per_day"])),
-            "flops_per_day": float(np.median(r["flops_per_day"])),
-            **dict(zip(("chips_p5", "chips_median", "chips_p95"), percentiles(n))),
-            "installed_chips_used_median": float(np.median(r["installed_used"])),
-            "bought_chips_median": float(np.median(r["bought"])),
-            "h100e_median": float(np.median(n * (chip.h100e or 0.0))),
-            "power_mw_median": float(np.median(n * tdp * pue / 1e6)),
-            "capex_usd_median": float(np.median(n * price)),
-            "cost_usd_per_day_median": float(np.median(cost)),
-        })
-    return pl.DataFrame(out)
+    if not rows:
+        return pl.DataFrame()
+    keys = pl.DataFrame({k: [r[k] for r in rows] for k in ("period_start", "scenario", "segment", "phase", "chip",
+                                                         "chip_class")})
+    specs = [chips[r["chip"]] for r in rows]
+    # installed chips without a published price or TDP: 0
+    price, tdp, h100e = (np.array([[getattr(c, a) or 0.0] for c in specs], dtype=float)
+                         for a in ("unit_price_usd", "tdp_w", "h100e"))
+    n = stack_draws([r["chips"] for r in rows], draws)
+    p5, median, p95 = row_percentiles(n)
+    medians = {name: row_medians(stack_draws([r[key] for r in rows], draws)) for name, key in (
+        ("tokens_per_day", "tokens_per_day"), ("flops_per_day", "flops_per_day"),
+        ("installed_chips_used_median", "installed_used"), ("bought_chips_median", "bought"))}
+    return keys.with_columns(
+        pl.Series("tokens_per_day", medians["tokens_per_day"]), pl.Series("flops_per_day", medians["flops_per_day"]),
+        pl.Series("chips_p5", p5), pl.Series("chips_median", median), pl.Series("chips_p95", p95),
+        pl.Series("installed_chips_used_median", medians["installed_chips_used_median"]),
+        pl.Series("bought_chips_median", medians["bought_chips_median"]),
+        pl.Series("h100e_median", row_medians(n * h100e)),
+        pl.Series("power_mw_median", row_medians(n * tdp * pue / 1e6)),
+        pl.Series("capex_usd_median", row_medians(n * price)),
+        pl.Series("cost_usd_per_day_median", row_medians(n * (price * daily_capex + tdp * pue * energy))))

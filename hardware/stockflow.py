@@ -26,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from hardware.roofline import Chip
-from hardware.totals import _p
+from hardware.stats import row_medians, row_percentiles, stack_draws
 
 SHIPMENT_MIX = "shipment_mix"
 
@@ -225,24 +225,26 @@ def quarters_between(a: dt.date, b: dt.date) -> int:
 def stock_flow_table(flows: list[dict], chips: dict[str, Chip], region: dict[str, str]) -> pl.DataFrame:
     """marts.fleet_stock_flow: per quarter, scenario, segment and chip, the installed inference chips, the chips
     in use and their utilisation (in [0, 1]), the tokens/day they serve, and the chips bought in the quarter."""
-    out = []
-    for f in flows:
-        if f["chip"] is None:
-            continue
-        chip = chips[f["chip"]]
-        installed, used, bought = f["installed"], f["used"], f["bought"]
-        util = np.where(installed > 0, used / np.maximum(installed, 1e-300), np.nan)
-        util_stats = _p("utilisation", util)
-        out.append({"period_start": f["period_start"], "scenario": f["scenario"], "segment": f["segment"],
-                    "region": region[f["segment"]], "chip": f["chip"], "chip_class": chip.chip_class,
-                    "installed_inference_chips_median": float(np.median(installed)),
-                    "chips_in_use_median": float(np.median(used)), **util_stats,
-                    "served_tokens_per_day_median": float(np.median(f["served_tokens_per_day"])),
-                    **_p("bought_chips", bought),
-                    "bought_capex_usd_median": float(np.median(bought * (chip.unit_price_usd or 0.0)))})
+    kept = [f for f in flows if f["chip"] is not None]
+    draws = max([np.size(f["installed"]) for f in kept], default=1)
+    installed = stack_draws([f["installed"] for f in kept], draws)
+    used = stack_draws([f["used"] for f in kept], draws)
+    bought = stack_draws([f["bought"] for f in kept], draws)
+    price = np.array([[chips[f["chip"]].unit_price_usd or 0.0] for f in kept]).reshape(-1, 1)
+    util = np.where(installed > 0, used / np.maximum(installed, 1e-300), np.nan)
+    columns = {"period_start": [f["period_start"] for f in kept], "scenario": [f["scenario"] for f in kept],
+               "segment": [f["segment"] for f in kept], "region": [region[f["segment"]] for f in kept],
+               "chip": [f["chip"] for f in kept], "chip_class": [chips[f["chip"]].chip_class for f in kept],
+               "installed_inference_chips_median": row_medians(installed), "chips_in_use_median": row_medians(used),
+               **dict(zip(("utilisation_p5", "utilisation_median", "utilisation_p95"), row_percentiles(util))),
+               "served_tokens_per_day_median": row_medians(stack_draws([f["served_tokens_per_day"] for f in kept],
+                                                                       draws)),
+               **dict(zip(("bought_chips_p5", "bought_chips_median", "bought_chips_p95"), row_percentiles(bought))),
+               "bought_capex_usd_median": row_medians(bought * price)}
     schema = {"period_start": pl.Date, "scenario": pl.Utf8, "segment": pl.Utf8, "region": pl.Utf8, "chip": pl.Utf8,
               "chip_class": pl.Utf8, "installed_inference_chips_median": pl.Float64, "chips_in_use_median": pl.Float64,
               "utilisation_p5": pl.Float64, "utilisation_median": pl.Float64, "utilisation_p95": pl.Float64,
               "served_tokens_per_day_median": pl.Float64, "bought_chips_p5": pl.Float64,
               "bought_chips_median": pl.Float64, "bought_chips_p95": pl.Float64, "bought_capex_usd_median": pl.Float64}
-    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment", "chip")
+    return (pl.DataFrame(columns, schema=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
+            .sort("period_start", "scenario", "segment", "chip"))

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 
 from hardware.roofline import Chip
+from hardware.stats import row_percentiles, stack_draws
 
 
 def _p(prefix: str, values) -> dict:
@@ -21,6 +22,12 @@ def _p(prefix: str, values) -> dict:
         return {f"{prefix}_p5": None, f"{prefix}_median": None, f"{prefix}_p95": None}
     return {f"{prefix}_p5": float(np.percentile(v, 5)), f"{prefix}_median": float(np.median(v)),
             f"{prefix}_p95": float(np.percentile(v, 95))}
+
+
+def _p_rows(prefix: str, values: list, draws: int) -> dict[str, np.ndarray]:
+    """_p of many rows at once (NaN where _p gives None): {prefix_p5, prefix_median, prefix_p95: column}."""
+    p5, median, p95 = row_percentiles(stack_draws(values, draws))
+    return {f"{prefix}_p5": p5, f"{prefix}_median": median, f"{prefix}_p95": p95}
 
 
 TOTAL_MEASURES = ("chips", "h100e", "power_mw", "capex_usd", "bought_chips", "bought_capex_usd",
@@ -62,8 +69,7 @@ def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pu
         add(keys, "installed_inference_chips", f["installed"])
         add(keys, "chips_in_use", f["used"])
         add(keys, "served_tokens_per_day", f["served_tokens_per_day"])
-    out = []
-    for (period, scenario, segment), b in acc.items():
+    for b in acc.values():
         installed = b.get("installed_inference_chips", 0.0)
         demand = b.get("demand_tokens_per_day", 0.0)
         b["installed_utilisation"] = np.where(np.asarray(installed) > 0,
@@ -71,13 +77,14 @@ def fleet_totals(rows: list[dict], flows: list[dict], chips: dict[str, Chip], pu
                                               np.nan)
         b["served_by_installed_share"] = np.where(np.asarray(demand) > 0, np.asarray(b.get("served_tokens_per_day", 0.0))
                                                   / np.maximum(demand, 1e-300), np.nan)
-        rec = {"period_start": period, "scenario": scenario, "segment": segment}
-        for name in TOTAL_MEASURES:
-            rec.update(_p(name, b.get(name, 0.0)))
-        out.append(rec)
+    keys = list(acc)
+    columns = {"period_start": [k[0] for k in keys], "scenario": [k[1] for k in keys], "segment": [k[2] for k in keys]}
+    for name in TOTAL_MEASURES:
+        columns.update(_p_rows(name, [acc[k].get(name, 0.0) for k in keys], pue.shape[0]))
     schema = {"period_start": pl.Date, "scenario": pl.Utf8, "segment": pl.Utf8,
               **{f"{n}_{s}": pl.Float64 for n in TOTAL_MEASURES for s in ("p5", "median", "p95")}}
-    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "segment")
+    out = pl.DataFrame(columns, schema=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
+    return out.sort("period_start", "scenario", "segment")
 
 
 def token_cost(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.ndarray]) -> pl.DataFrame:

@@ -134,7 +134,8 @@ def materialise(paths: Paths, as_of, recalibrate: bool) -> list[str]:
                  - dg.AssetSelection.assets(*reused))
     resources = {"warehouse": Warehouse(database=str(paths.warehouse)),
                  "settings": ProjectSettings(**settings_config(paths, as_of.isoformat()))}
-    with dg.instance_for_test() as instance:  # a what-if is not a run of record
+    # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)
+    with dg.DagsterInstance.ephemeral() as instance:
         result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=resources,
                                 instance=instance, raise_on_error=True,
                                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})

@@ -42,8 +42,8 @@ def fit(fig, note_in: float = 0.3) -> None:
     height = fig.get_size_inches()[1]
     title_in = 0.0
     if fig._suptitle is not None:
-        fig.canvas.draw()  # the title's wrapped extent
-        title_in = fig._suptitle.get_window_extent().height / fig.dpi + 0.15
+        # the title's extent, measured without drawing the figure (narrow_layout wraps it by hand)
+        title_in = fig._suptitle.get_window_extent(fig.canvas.get_renderer()).height / fig.dpi + 0.15
         fig._suptitle.set_y(1 - 0.05 / height)
         fig._suptitle.set_va("top")
     fig.tight_layout(rect=(0, min(0.3, note_in / height), 1, 1 - min(0.3, title_in / height)))
@@ -73,6 +73,8 @@ def narrow_layout(fig, note=None) -> None:
         grid = fig.add_gridspec(len(panels), 1)
         for i, ax in enumerate(panels):
             ax.set_subplotspec(grid[i, 0])
+            # side by side, panels sharing a y-axis label only the first; stacked, each needs its own
+            ax.tick_params(labelleft=True)
         panel_h = max(2.4, height / rows)
         fig.set_size_inches(NARROW_WIDTH_IN, panel_h * len(panels) + 0.6)
     else:
@@ -90,7 +92,10 @@ def narrow_layout(fig, note=None) -> None:
         ax.set_title(textwrap.fill(ax.get_title(), chars))
         ax.set_xlabel(textwrap.fill(ax.get_xlabel(), chars))
     if fig._suptitle is not None:
-        fig._suptitle.set_wrap(True)
+        # wrapped here rather than at draw time (set_wrap), so that fit measures it without a draw
+        size = fig._suptitle.get_fontsize()
+        fig._suptitle.set_text(textwrap.fill(fig._suptitle.get_text().replace("\n", " "),
+                                             int(NARROW_WIDTH_IN * 72 / (0.62 * size))))
     fit(fig, note_in=0.45)
 
 

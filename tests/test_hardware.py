@@ -171,3 +171,21 @@ def test_the_python_slug_rule_is_duckdbs_like(text, pattern):
 
     want = duckdb.execute("select lower(?) like lower(?)", [text, pattern]).fetchone()[0]
     assert like(text, pattern) == want
+
+
+def test_row_percentiles_equal_the_per_row_summary_and_leave_nan_draws_out():
+    """The marts' p5/median/p95 are taken for all rows in one call (hardware.stats.row_percentiles); they must
+    be the figures `percentiles` gives row by row, with NaN draws left out of their row."""
+    from hardware.stats import percentiles, row_percentiles, stack_draws
+
+    rng = np.random.default_rng(7)
+    rows = [rng.lognormal(3, 1, 64) for _ in range(5)] + [2.5]  # a scalar is one value in every draw
+    m = stack_draws(rows, 64)
+    m[2, :10] = np.nan
+    m[3, :] = np.nan
+    p5, median, p95 = row_percentiles(m)
+    for i in (0, 1, 4, 5):
+        assert np.allclose((p5[i], median[i], p95[i]), percentiles(m[i]), rtol=1e-12)
+    assert np.allclose((p5[2], median[2], p95[2]), percentiles(m[2, 10:]), rtol=1e-12)
+    assert np.isnan([p5[3], median[3], p95[3]]).all()
+    assert p5[5] == median[5] == p95[5] == 2.5

@@ -203,6 +203,28 @@ def test_a_phone_figure_with_long_tick_labels_keeps_its_title_and_axis_label_ins
     plt.close(fig)
 
 
+def test_stacked_phone_panels_that_shared_a_y_axis_each_label_it_and_a_long_title_stays_inside():
+    """Side by side, panels with sharey label only the first y-axis; stacked for the phone, the other panels
+    showed an unlabelled scale. The phone title is wrapped by hand (no draw to measure it) and must fit."""
+    import matplotlib.pyplot as plt
+
+    from reports.charts import fit, narrow_layout
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), squeeze=False, sharey=True)
+    for ax in axes.flat:
+        ax.bar([0, 1, 2], [1e6, 2e6, 3e6])
+    fig.suptitle("Required vs installed, per resource the phase consumes (today's shipment mix, all regions)")
+    fit(fig)
+    narrow_layout(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        assert any(t.get_visible() and t.get_text() for t in ax.get_yticklabels()), "a stacked panel lost its scale"
+    title = fig._suptitle.get_window_extent(renderer)
+    assert title.x0 >= fig.bbox.x0 - 1 and title.x1 <= fig.bbox.x1 + 1 and title.y1 <= fig.bbox.y1 + 1
+    plt.close(fig)
+
+
 def test_a_chart_whose_inputs_are_unchanged_is_read_back_not_drawn(tmp_path):
     """The chart cache (issue 29's what-if: the demand charts do not move with a hardware assumption): the
     same inputs give the same PNGs without drawing; changed inputs draw again; unused entries are pruned."""
