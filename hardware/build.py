@@ -374,7 +374,7 @@ def _cross_checks(rows, chips, designer, inputs, samples, exposure: pl.DataFrame
                                   "market share: the supply_chain.csv split routes HBM by chip, so a ratio far from 1 "
                                   "says the fleet's chips buy from a different mix than the market", share_tol,
                                   "share"))
-    schema = {"year": pl.Int64, "scenario": pl.Utf8, "check": pl.Utf8, "implied_p5": pl.Float64,
+    schema = {"year": pl.Int64, "scenario": pl.Utf8, "check_name": pl.Utf8, "implied_p5": pl.Float64,
               "implied_median": pl.Float64, "implied_p95": pl.Float64, "reported": pl.Float64, "unit": pl.Utf8,
               "reported_basis": pl.Utf8, "ratio": pl.Float64, "tolerance": pl.Float64, "status": pl.Utf8,
               "note": pl.Utf8}
@@ -394,7 +394,7 @@ def _check(year, scenario, name, implied, reported, unit, basis, note, tolerance
         status = "within tolerance" if 1 / (1 + tolerance) <= ratio <= 1 + tolerance else "outside tolerance"
     else:
         status = "within tolerance" if ratio <= 1 + tolerance else "outside tolerance"
-    return {"year": year, "scenario": scenario, "check": name, "implied_p5": p5,
+    return {"year": year, "scenario": scenario, "check_name": name, "implied_p5": p5,
             "implied_median": median, "implied_p95": p95, "reported": reported,
             "unit": unit, "reported_basis": basis, "ratio": ratio, "tolerance": tolerance, "status": status,
             "note": note}

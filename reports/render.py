@@ -239,7 +239,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
     now_basis = (f"A forecast for the month: the latest disclosure is from {month_label(last)}" if last
                  else "A forecast for the month")
     cross = frames["cross_checks"].filter(pl.col("scenario") == headline)
-    cross_flags = [f"{check_name(r['check'])} {r['year']}: ratio {r['ratio']:.2f} "
+    cross_flags = [f"{check_name(r['check_name'])} {r['year']}: ratio {r['ratio']:.2f} "
                    f"(tolerance {r['tolerance']:g}; {r['reported_basis'] or 'n/a'})"
                    for r in cross.filter(pl.col("status") == "outside tolerance").iter_rows(named=True)]
     not_passed = checks.filter(~pl.col("passed")) if checks.height else checks
@@ -325,7 +325,7 @@ def _context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dict], 
         "concentration_rows": [{"role": r["role"], "hhi": f"{r['hhi']:,.0f}", "top": r["top_supplier"],
                                 "top_share": pct(r["top_share"]), "n": r["n_suppliers"]}
                                for r in conc.iter_rows(named=True)],
-        "cross_rows": [{"year": r["year"], "scenario": r["scenario"], "check": r["check"],
+        "cross_rows": [{"year": r["year"], "scenario": r["scenario"], "check": r["check_name"],
                         "implied": _fmt_unit(r["implied_median"], r["unit"]),
                         "reported": _fmt_unit(r["reported"], r["unit"]),
                         "basis": r["reported_basis"] or "n/a",
@@ -594,7 +594,7 @@ def _spend_note(frames: dict[str, pl.DataFrame], headline: str, year) -> str:
     flows = frames["flows"].filter((pl.col("scenario") == headline) & (pl.col("year") == year)
                                    & (pl.col("supplier") == "Nvidia") & (pl.col("role") == "designer"))
     check = frames["cross_checks"].filter((pl.col("scenario") == headline) & (pl.col("year") == year)
-                                          & (pl.col("check") == "nvidia_spend_vs_data_center_revenue"))
+                                          & (pl.col("check_name") == "nvidia_spend_vs_data_center_revenue"))
     if flows.height == 0 or check.height == 0:
         return ""
     flow, stock = flows["purchases_usd_median"][0], flows["fleet_content_usd_median"][0]

@@ -181,6 +181,18 @@ def test_query_is_read_only_and_formats(pipeline):
     assert refused.returncode != 0 and "read-only" in refused.stderr.lower()
 
 
+def test_no_warehouse_column_is_a_reserved_word(pipeline):
+    """A column named `check` (marts.cross_checks) had to be quoted in every analyst query (issue 29): no
+    column of the warehouse may be a DuckDB reserved keyword."""
+    con = duckdb.connect(str(pipeline["warehouse"]), read_only=True)
+    reserved = con.execute(
+        "select c.table_schema || '.' || c.table_name || '.' || c.column_name from information_schema.columns c "
+        "join duckdb_keywords() k on lower(c.column_name) = k.keyword_name and k.keyword_category = 'reserved' "
+        "where c.table_schema in ('raw', 'staging', 'model_inputs', 'marts', 'meta')").fetchall()
+    con.close()
+    assert reserved == []
+
+
 def test_report_sections_key_numbers_and_escaping(pipeline):
     from reports.format import short, tokens_per_day
 
@@ -217,7 +229,7 @@ def test_report_sections_key_numbers_and_escaping(pipeline):
         "select purchases_usd_median, fleet_content_usd_median, year from marts.supplier_flows where "
         "scenario = 'gpu_centric' and supplier = 'Nvidia' and role = 'designer' order by year desc limit 1").fetchone()
     spend = con.execute("select implied_median from marts.cross_checks where scenario = 'gpu_centric' and "
-                        f"year = {year} and \"check\" = 'nvidia_spend_vs_data_center_revenue'").fetchone()[0]
+                        f"year = {year} and check_name = 'nvidia_spend_vs_data_center_revenue'").fetchone()[0]
     con.close()
     note = md_text.split("Three figures for Nvidia in", 1)[1].split("\n", 1)[0]
     assert f"{usd(spend)}/yr is what buyers pay" in note and f"{usd(flow)} of it is Nvidia's own share" in note

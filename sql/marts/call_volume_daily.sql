@@ -10,7 +10,7 @@ matched as (
     select s.model, m.model as catalog_model,
            row_number() over (partition by s.model order by m._line) as match_rank
     from slugs as s
-    join raw.model_slug_map as m on lower(s.model) like lower(m.slug_pattern)
+    inner join raw.model_slug_map as m on lower(s.model) like lower(m.slug_pattern)
 ),
 
 final as (
@@ -28,9 +28,9 @@ final as (
         d.cached_tokens,
         d.reasoning_tokens
     from raw.call_log_daily as d
-    left join matched as m on m.model = d.model and m.match_rank = 1
+    left join matched as m on d.model = m.model and m.match_rank = 1
     left join raw.model_authors as a on a.author = split_part(d.model, '/', 1)
-    left join raw.model_catalog as c on c.model = m.catalog_model
+    left join raw.model_catalog as c on m.catalog_model = c.model
 )
 
 select * from final

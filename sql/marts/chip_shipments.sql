@@ -1,6 +1,7 @@
 -- marts.chip_shipments: quarterly accelerator shipments (Data: Epoch AI) with H100-equivalents,
 -- power and capex. h100e = units x chip 8-bit OP/s / 1,979 TOPS; power_mw = units x TDP;
--- capex_usd = units x unit price; mem_tbps = units x HBM/DDR bandwidth (TB/s; SRAM-only parts 0). A chip with no TDP or price in the spec sheet gets null there.
+-- capex_usd = units x unit price; mem_tbps = units x HBM/DDR bandwidth (TB/s; SRAM-only parts 0).
+-- A chip with no TDP or price in the spec sheet gets null there.
 with final as (
     select
         s.quarter_start,
@@ -22,7 +23,7 @@ with final as (
         s.source_id,
         s.confidence
     from staging.chip_shipments as s
-    left join staging.accelerator_specs as p on p.chip = s.spec_chip
+    left join staging.accelerator_specs as p on s.spec_chip = p.chip
 )
 
 select * from final

@@ -16,7 +16,7 @@ with figures as (
     union all
     select 'Epoch AI chip sales (curated + feed)', 'chip_shipments_quarterly.csv, data/snapshots/epoch',
            cast(max(quarter_start) + interval 3 month - interval 1 day as date),
-           (select cast(max(vintage_as_of) as date) from raw.feed_epoch)
+           (select cast(max(e.vintage_as_of) as date) from raw.feed_epoch as e)
     from staging.chip_shipments
     union all
     select 'MLPerf Inference results (feed)', 'data/snapshots/mlperf', cast(max(vintage_as_of) as date),

@@ -13,7 +13,7 @@ with parts as (
         count(*) as n_parts_disclosed,
         sum(f.value) as parts_value
     from meta.forecast_hierarchy as h
-    join model_inputs.forecast_history as f on f.series_id = h.part
+    inner join model_inputs.forecast_history as f on h.part = f.series_id
     group by all
 ),
 
@@ -28,8 +28,8 @@ final as (
         p.scale,
         p.parts_value / (t.value * p.scale) as ratio
     from parts as p
-    join model_inputs.forecast_history as t
-      on t.series_id = p.total
+    inner join model_inputs.forecast_history as t
+      on p.total = t.series_id
      and t.period_start = cast(date_trunc('month', p.period_start) as date)
     where p.parts_value > t.value * p.scale
 )

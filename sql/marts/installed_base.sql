@@ -14,7 +14,7 @@ quarters as (
     from generate_series(
         (select min(quarter_start) from marts.chip_shipments),
         (select max(quarter_start) from marts.chip_shipments),
-        interval 3 month) as t(q)
+        interval 3 month) as t (q)
 ),
 
 groups as (
@@ -37,10 +37,10 @@ final as (
     cross join groups as g
     cross join life as l
     left join marts.chip_shipments as s
-        on s.designer = g.designer
+        on g.designer = s.designer
         and s.chip_class is not distinct from g.chip_class
         and s.china_market is not distinct from g.china_market
-        and s.quarter_start <= q.quarter_start
+        and q.quarter_start >= s.quarter_start
         and s.quarter_start + to_months(l.months) > q.quarter_start
     group by all
 )

@@ -44,8 +44,8 @@ chips as (
         case when k.supply_region = 'china'
              then s.units_median * k.dies_per_package / nullif(k.good_dies_per_wafer, 0) end as foundry_wafers
     from marts.chip_shipments as s
-    left join staging.accelerator_specs as p on p.chip = s.spec_chip
-    left join raw.chip_packaging as k on k.chip = s.spec_chip
+    left join staging.accelerator_specs as p on s.spec_chip = p.chip
+    left join raw.chip_packaging as k on s.spec_chip = k.chip
 ),
 
 observed as (
@@ -87,16 +87,20 @@ mix as (
         o.designer,
         o.region,
         any_value(o.chip_class) as chip_class,
-        sum(o.h100e_median order by o.h100e_median) / sum(sum(o.h100e_median order by o.h100e_median)) over (partition by o.designer order by o.region rows between unbounded preceding and unbounded following) as share,
+        sum(o.h100e_median order by o.h100e_median)
+            / sum(sum(o.h100e_median order by o.h100e_median)) over (
+                partition by o.designer order by o.region rows between unbounded preceding and unbounded following)
+            as share,
         sum(o.units_median order by o.units_median) / nullif(sum(o.h100e_median order by o.h100e_median), 0) as units_per_h100e,
         sum(o.cowos_wafers order by o.cowos_wafers) / nullif(sum(o.h100e_median order by o.h100e_median), 0) as wafers_per_h100e,
         sum(o.hbm_gb order by o.hbm_gb) / nullif(sum(o.h100e_median order by o.h100e_median), 0) as hbm_gb_per_h100e,
         sum(o.hbm_stacks order by o.hbm_stacks) / nullif(sum(o.h100e_median order by o.h100e_median), 0) as stacks_per_h100e,
-        sum(o.foundry_wafers order by o.foundry_wafers) / nullif(sum(o.h100e_median order by o.h100e_median), 0) as foundry_wafers_per_h100e,
+        sum(o.foundry_wafers order by o.foundry_wafers) / nullif(sum(o.h100e_median order by o.h100e_median), 0)
+            as foundry_wafers_per_h100e,
         sum(o.power_mw order by o.power_mw) / nullif(sum(o.h100e_median order by o.h100e_median), 0) as mw_per_h100e,
         sum(o.mem_tbps order by o.mem_tbps) / nullif(sum(o.h100e_median order by o.h100e_median), 0) as tbps_per_h100e
     from observed as o
-    inner join recent as r using (quarter_start, designer)
+    inner join recent using (quarter_start, designer)
     group by o.designer, o.region
 ),
 
@@ -131,9 +135,9 @@ projected as (
         m.mw_per_h100e,
         m.tbps_per_h100e
     from forecast as f
-    inner join mix as m on m.designer = f.designer
-    left join designer_quarter as q on q.designer = f.designer and q.quarter_start = f.quarter_start
-    left join observed as o on o.designer = f.designer and o.region = m.region and o.quarter_start = f.quarter_start
+    inner join mix as m on f.designer = m.designer
+    left join designer_quarter as q on f.designer = q.designer and f.quarter_start = q.quarter_start
+    left join observed as o on f.designer = o.designer and m.region = o.region and f.quarter_start = o.quarter_start
     where q.incomplete is null or q.incomplete
 ),
 
@@ -243,12 +247,12 @@ bounded as (
 ),
 
 grid as (
-    select cast(q as date) as quarter_start, g.designer, g.region, g.chip_class
+    select cast(t.q as date) as quarter_start, g.designer, g.region, g.chip_class
     from (select distinct designer, region, chip_class from bounded) as g
     cross join generate_series(
-        (select min(quarter_start) from bounded),
-        (select max(quarter_start) from bounded),
-        interval 3 month) as t(q)
+        (select min(b.quarter_start) from bounded as b),
+        (select max(b.quarter_start) from bounded as b),
+        interval 3 month) as t (q)
 ),
 
 final as (
@@ -268,18 +272,21 @@ final as (
         coalesce(sum(s.units_median order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0) as shipped_units,
         coalesce(sum(s.cowos_wafers order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0) as shipped_cowos_wafers,
         coalesce(sum(s.hbm_gb order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0) as shipped_hbm_gb,
-        coalesce(sum(s.hbm_stacks order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0) as shipped_domestic_hbm_stacks,
+        coalesce(sum(s.hbm_stacks order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0)
+            as shipped_domestic_hbm_stacks,
         coalesce(sum(s.foundry_wafers order by s.quarter_start) filter (where s.quarter_start = g.quarter_start), 0)
             as shipped_domestic_foundry_wafers,
         coalesce(sum(s.h100e_median order by s.quarter_start) filter (
             where s.quarter_start + to_months(3 * l.quarters) = g.quarter_start), 0) as retired_h100e,
-        coalesce(sum(s.h100e_median order by s.quarter_start) filter (where s.quarter_start + to_months(3 * l.quarters) > g.quarter_start), 0)
+        coalesce(sum(s.h100e_median order by s.quarter_start) filter (
+            where s.quarter_start + to_months(3 * l.quarters) > g.quarter_start), 0)
             as installed_h100e,
         coalesce(sum(s.h100e_p5 order by s.quarter_start) filter (where s.quarter_start + to_months(3 * l.quarters) > g.quarter_start), 0)
             as installed_h100e_p5,
         coalesce(sum(s.h100e_p95 order by s.quarter_start) filter (where s.quarter_start + to_months(3 * l.quarters) > g.quarter_start), 0)
             as installed_h100e_p95,
-        coalesce(sum(s.units_median order by s.quarter_start) filter (where s.quarter_start + to_months(3 * l.quarters) > g.quarter_start), 0)
+        coalesce(sum(s.units_median order by s.quarter_start) filter (
+            where s.quarter_start + to_months(3 * l.quarters) > g.quarter_start), 0)
             as installed_units,
         coalesce(sum(s.mem_tbps order by s.quarter_start) filter (where s.quarter_start + to_months(3 * l.quarters) > g.quarter_start), 0)
             as installed_mem_tbps,
@@ -288,8 +295,8 @@ final as (
     from grid as g
     cross join life as l
     left join bounded as s
-        on s.designer = g.designer and s.region = g.region
-        and s.quarter_start <= g.quarter_start
+        on g.designer = s.designer and g.region = s.region
+        and g.quarter_start >= s.quarter_start
         and s.quarter_start + to_months(3 * l.quarters) >= g.quarter_start
     group by g.quarter_start, g.designer, g.region, g.chip_class
 )

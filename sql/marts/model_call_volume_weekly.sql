@@ -15,7 +15,7 @@ feed_weekly as (
     select week_start, model_permaslug as model_slug, any_value(author) as author, sum(total_tokens) as total_tokens
     from staging.openrouter_daily
     where complete_week and not is_other
-      and week_start > coalesce((select max(week_end) from curated), date '1900-01-01')
+      and week_start > coalesce((select max(c.week_end) from curated as c), date '1900-01-01')
     group by week_start, model_permaslug
 ),
 
@@ -23,7 +23,7 @@ feed as (
     select
         week_start,
         cast(week_start + interval 6 day as date) as week_end,
-        cast(row_number() over (partition by week_start order by total_tokens desc, model_slug) as integer) as rank,
+        cast(row_number() over (partition by week_start order by total_tokens desc, model_slug asc) as integer) as rank,
         model_slug,
         model_slug as model_name,
         author,
@@ -60,9 +60,11 @@ final as (
         w.is_free,
         w.source_id,
         w.confidence
-    from (select * from curated union all select * from feed) as w
-    left join raw.model_authors as a on a.author = w.author
-    left join staging.model_slug_map as m on m.model_slug = w.model_slug
+    from (select * from curated
+    union all
+    select * from feed) as w
+    left join raw.model_authors as a on w.author = a.author
+    left join staging.model_slug_map as m on w.model_slug = m.model_slug
 )
 
 select * from final

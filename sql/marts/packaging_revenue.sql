@@ -21,7 +21,7 @@ final as (
         r.note
     from revenue as r
     left join raw.fx_rates_annual as fx
-        on fx.currency = r.currency and fx.year = year(r.period_start)
+        on r.currency = fx.currency and fx.year = year(r.period_start)
 )
 
 select * from final

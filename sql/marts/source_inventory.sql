@@ -58,7 +58,7 @@ final as (
             when 1 then 'low' when 2 then 'medium' else 'high' end as weakest_confidence,
         max(observed) as latest_observation
     from split
-    group by 1
+    group by trim(source_id)
 )
 
 select * from final

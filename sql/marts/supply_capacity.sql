@@ -29,7 +29,7 @@ quarters as (
         (select min(quarter_start) from marts.chip_shipments),
         (select make_date(cast(value as integer), 10, 1) from meta.assumptions
          where name = 'forecast.horizon_end_year'),
-        interval 3 month) as g(q)
+        interval 3 month) as g (q)
 ),
 
 resources as (
@@ -57,12 +57,12 @@ bracket as (
         pp.t as tp, pp.value as vp, pp.high as highp
     from at_mid as a
     asof left join points as p0
-        on p0.region = a.region and p0.resource = a.resource and a.mid >= p0.t
+        on a.region = p0.region and a.resource = p0.resource and a.mid >= p0.t
     asof left join points as p1
-        on p1.region = a.region and p1.resource = a.resource and a.mid < p1.t
+        on a.region = p1.region and a.resource = p1.resource and a.mid < p1.t
     -- the figure before p0 (for the growth rate after the last figure)
     asof left join points as pp
-        on pp.region = a.region and pp.resource = a.resource and p0.t > pp.t
+        on a.region = pp.region and a.resource = pp.resource and p0.t > pp.t
 ),
 
 rates as (

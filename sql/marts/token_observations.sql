@@ -10,7 +10,7 @@ with feed_weeks as (
         max(known_on) as known_on
     from staging.openrouter_daily
     where complete_week
-    group by 1
+    group by week_start
 ),
 
 disclosed as (
@@ -47,7 +47,7 @@ feed as (
         f.known_on
     from feed_weeks as f
     anti join disclosed as d
-        on d.platform = 'openrouter' and d.segment = 'all' and d.period_start = f.period_start
+        on d.platform = 'openrouter' and d.segment = 'all' and f.period_start = d.period_start
 ),
 
 final as (

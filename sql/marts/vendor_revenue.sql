@@ -11,17 +11,17 @@ pieces as (
         f.company,
         f.segment,
         f.fiscal_quarter,
-        cast(cq as date) as quarter_start,
+        cast(t.cq as date) as quarter_start,
         f.revenue_usd,
         f.fiscal_days,
         date_diff('day',
-            greatest(f.period_start, cast(cq as date)),
-            least(f.period_end, cast(cq + interval 3 month - interval 1 day as date))) + 1 as overlap_days,
+            greatest(f.period_start, cast(t.cq as date)),
+            least(f.period_end, cast(t.cq + interval 3 month - interval 1 day as date))) + 1 as overlap_days,
         f.source_id,
         f.confidence
     from fiscal as f,
         generate_series(date_trunc('quarter', f.period_start), date_trunc('quarter', f.period_end),
-                        interval 3 month) as t(cq)
+                        interval 3 month) as t (cq)
 ),
 
 final as (

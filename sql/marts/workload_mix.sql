@@ -17,7 +17,7 @@ with split_weeks as (
 recent as (
     select m.*
     from marts.model_call_volume_weekly as m
-    join split_weeks using (week_start)
+    inner join split_weeks using (week_start)
     where m.catalog_model is not null
 ),
 
@@ -79,8 +79,8 @@ final as (
         s.last_period_start,
         'openrouter_weekly_snapshots' as source_id
     from mix as m
-    join shape as s using (origin_group)
+    inner join shape as s using (origin_group)
 )
 
 select * from final
-order by origin_group, token_share desc
+order by origin_group asc, token_share desc

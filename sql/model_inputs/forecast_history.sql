@@ -102,19 +102,25 @@ calls as (
     group by day
     union all
     select 'calls/origin/' || origin, 'D', day, cast(sum(prompt_tokens + completion_tokens) as double),
-           'tokens_per_day', day, 1
+           'tokens_per_day', day as known_on, 1
     from marts.call_volume_daily
     group by origin, day
 ),
 
 final as (
     select series_id, freq, period_start, value, unit, known_on from tokens where pick = 1
-    union all select series_id, freq, period_start, value, unit, known_on from estimated where pick = 1
-    union all select series_id, freq, period_start, value, unit, known_on from calls
-    union all select series_id, freq, period_start, value, unit, known_on from openrouter
-    union all select series_id, freq, period_start, value, unit, known_on from revenue
-    union all select series_id, freq, period_start, value, unit, known_on from shipments
-    union all select series_id, freq, period_start, value, unit, known_on from packaging
+    union all
+    select series_id, freq, period_start, value, unit, known_on from estimated where pick = 1
+    union all
+    select series_id, freq, period_start, value, unit, known_on from calls
+    union all
+    select series_id, freq, period_start, value, unit, known_on from openrouter
+    union all
+    select series_id, freq, period_start, value, unit, known_on from revenue
+    union all
+    select series_id, freq, period_start, value, unit, known_on from shipments
+    union all
+    select series_id, freq, period_start, value, unit, known_on from packaging
 )
 
 select * from final

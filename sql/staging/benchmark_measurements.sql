@@ -30,16 +30,20 @@ inferencex as (
 
 targets as (  -- the text each mapped field of a row is matched against
     select 'mlperf' as feed, rid, 'chip' as field, accelerator as text from mlperf
-    union all select 'mlperf', rid, 'model', model from mlperf
-    union all select 'mlperf', rid, 'scenario', scenario from mlperf
-    union all select 'inferencex', rid, 'chip', hardware from inferencex
-    union all select 'inferencex', rid, 'model', model from inferencex
+    union all
+    select 'mlperf', rid, 'model', model from mlperf
+    union all
+    select 'mlperf', rid, 'scenario', scenario from mlperf
+    union all
+    select 'inferencex', rid, 'chip', hardware from inferencex
+    union all
+    select 'inferencex', rid, 'model', model from inferencex
 ),
 
 matches as (  -- per row and field, the first matching name in file order
     select t.feed, t.rid, t.field, n.value, n.prompt_tokens, n.output_tokens, n.user_tokens_per_s_target
     from targets as t
-    join names as n on n.feed = t.feed and n.field = t.field and lower(t.text) like n.pattern
+    inner join names as n on t.feed = n.feed and t.field = n.field and lower(t.text) like n.pattern
     qualify row_number() over (partition by t.feed, t.rid, t.field order by n.priority) = 1
 ),
 
@@ -47,16 +51,16 @@ mlperf_mapped as (
     select m.*, c.value as chip, d.value as catalog_model, d.prompt_tokens, d.output_tokens,
            s.user_tokens_per_s_target as user_target, s.value is not null as scenario_known
     from mlperf as m
-    left join matches as c on c.feed = 'mlperf' and c.rid = m.rid and c.field = 'chip'
-    left join matches as d on d.feed = 'mlperf' and d.rid = m.rid and d.field = 'model'
-    left join matches as s on s.feed = 'mlperf' and s.rid = m.rid and s.field = 'scenario'
+    left join matches as c on c.feed = 'mlperf' and m.rid = c.rid and c.field = 'chip'
+    left join matches as d on d.feed = 'mlperf' and m.rid = d.rid and d.field = 'model'
+    left join matches as s on s.feed = 'mlperf' and m.rid = s.rid and s.field = 'scenario'
 ),
 
 inferencex_mapped as (
     select i.*, c.value as chip, d.value as catalog_model
     from inferencex as i
-    left join matches as c on c.feed = 'inferencex' and c.rid = i.rid and c.field = 'chip'
-    left join matches as d on d.feed = 'inferencex' and d.rid = i.rid and d.field = 'model'
+    left join matches as c on c.feed = 'inferencex' and i.rid = c.rid and c.field = 'chip'
+    left join matches as d on d.feed = 'inferencex' and i.rid = d.rid and d.field = 'model'
 ),
 
 final as (

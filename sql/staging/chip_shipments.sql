@@ -14,7 +14,7 @@ curated as (
     select s.quarter_start, s.designer, s.chip, s.units_p5, s.units_median, s.units_p95, s.incomplete,
            s.source_id, s.confidence, 'curated' as origin
     from raw.chip_shipments_quarterly as s
-    anti join feed as f using (quarter_start, designer, chip)
+    anti join feed using (quarter_start, designer, chip)
 ),
 
 final as (
@@ -30,8 +30,10 @@ final as (
         s.source_id,
         s.confidence,
         s.origin
-    from (select * from feed union all select * from curated) as s
-    left join raw.chip_aliases as a on a.alias = s.chip
+    from (select * from feed
+    union all
+    select * from curated) as s
+    left join raw.chip_aliases as a on s.chip = a.alias
 )
 
 select * from final

@@ -5,7 +5,8 @@
 with picked as (
     select *
     from raw.feed_epoch
-    qualify row_number() over (partition by designer, chip_type, start_date order by vintage_as_of desc, retrieved_at desc) = 1
+    qualify row_number() over (
+        partition by designer, chip_type, start_date order by vintage_as_of desc, retrieved_at desc) = 1
 ),
 
 final as (
@@ -19,7 +20,9 @@ final as (
         incomplete,
         vintage,
         cast(vintage_as_of as date) as known_on,
-        chip_type in (select chip from raw.accelerator_specs union all select alias from raw.chip_aliases) as known_chip
+        chip_type in (select a.chip from raw.accelerator_specs as a
+        union all
+        select c.alias from raw.chip_aliases as c) as known_chip
     from picked
 )
 

@@ -15,7 +15,7 @@ matches as (
         m.confidence as mapping_confidence,
         row_number() over (partition by s.model_slug order by m._line) as match_rank
     from slugs as s
-    join raw.model_slug_map as m on lower(s.model_slug) like lower(m.slug_pattern)
+    inner join raw.model_slug_map as m on lower(s.model_slug) like lower(m.slug_pattern)
 ),
 
 final as (

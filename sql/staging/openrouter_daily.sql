@@ -29,4 +29,4 @@ final as (
 )
 
 select * from final
-order by day, is_other, total_tokens desc
+order by day asc, is_other asc, total_tokens desc

@@ -31,7 +31,7 @@ revenue as (
         r.source_id,
         r.confidence
     from raw.platform_revenue_run_rate as r
-    join assumptions as p on p.platform = r.platform and p.leaf = 'usd_per_million_tokens'
+    inner join assumptions as p on r.platform = p.platform and p.leaf = 'usd_per_million_tokens'
 ),
 
 usage as (
@@ -49,7 +49,7 @@ usage as (
         u.source_id,
         u.confidence
     from raw.platform_usage as u
-    join assumptions as p on p.platform = u.platform and p.leaf = 'tokens_per_unit'
+    inner join assumptions as p on u.platform = p.platform and p.leaf = 'tokens_per_unit'
 ),
 
 final as (

@@ -7,15 +7,16 @@
 -- known_on: when the figure became public (published_on where the file gives it, else observed_on).
 with units as (
     select * from (values
-        ('tokens_per_minute',    1.0 / 1440, interval 1 minute),
-        ('tokens_per_hour',      1.0 / 24,   interval 1 hour),
-        ('tokens_per_day',       1.0,        interval 1 day),
-        ('tokens_per_week',      7.0,        interval 7 day),
-        ('tokens_per_month',     365.25 / 12, interval 1 month),
-        ('tokens_per_quarter',   365.25 / 4, interval 3 month),
+        ('tokens_per_minute', 1.0 / 1440, interval 1 minute),
+        ('tokens_per_hour', 1.0 / 24, interval 1 hour),
+        ('tokens_per_day', 1.0, interval 1 day),
+        ('tokens_per_week', 7.0, interval 7 day),
+        ('tokens_per_month', 365.25 / 12, interval 1 month),
+        ('tokens_per_quarter', 365.25 / 4, interval 3 month),
         ('tokens_per_half_year', 365.25 / 2, interval 6 month),
-        ('tokens_per_year',      365.25,     interval 1 year)
-    ) as t(unit, nominal_days, period)
+        ('tokens_per_year', 365.25, interval 1 year)
+    -- a VALUES list needs an alias to name its columns, used or not
+    ) as t (unit, nominal_days, period)  -- noqa: AL05
 ),
 
 typed as (
@@ -36,7 +37,7 @@ typed as (
              else o.observed_on end as period_start,
         o.observed_on as period_end
     from raw.token_volume_observations as o
-    join units as u using (unit)
+    inner join units as u using (unit)
 ),
 
 final as (
