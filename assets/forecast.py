@@ -10,8 +10,6 @@ from dagster_duckdb import DuckDBResource
 from assets.checks import SELECTION_CHECK, contract_results, contract_specs, every_series_selected
 from assets.ingest import POOL
 from assets.resources import ProjectSettings
-from forecasts.pipeline import composite_specs, run_forecasts, vintage_backtest
-from forecasts.vintage import POOLED
 from warehouse.io import replace_tables_from_frames
 
 FORECAST = dg.AssetKey(["marts", "forecast"])
@@ -55,6 +53,8 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
                     if has_outlooks else None)
     n_series = history["series_id"].n_unique()
     context.log.info(f"fitting {n_series} series (backtest + selection + final fit)")
+    from forecasts.pipeline import composite_specs, run_forecasts  # statsmodels: loaded when a forecast runs
+
     result = run_forecasts(history, config, outlooks=outlooks)
     units = history.select("series_id", "unit").unique()
     units = pl.concat([units, pl.DataFrame({"series_id": [c["series_id"] for c in composite_specs(config)],
@@ -122,6 +122,9 @@ def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, w
     except ValueError as exc:
         raise dg.Failure(description=f"vintage backtest: {exc}", allow_retries=False) from None
     context.log.info(f"replaying token-demand vintages up to {end or as_of}")
+    from forecasts.pipeline import vintage_backtest  # statsmodels: loaded when a backtest runs
+    from forecasts.vintage import POOLED
+
     points, summary = vintage_backtest(history, assumptions, as_of, start, end, config.step_months or None)
     if points.height == 0 and (config.start or config.end):
         # a range asked for explicitly (`tokens2chips backtest --from/--to`) with nothing to score: an error

@@ -4,8 +4,12 @@ run's one validated configuration (its assumption rows, as written to meta.assum
 -> hardware.build.build -> marts.hardware_demand, supplier_exposure, supplier_concentration,
 supply_demand_gap, sensitivity, cross_checks, interactivity_curves (written together in one transaction)."""
 
+import hashlib
+import os
+import pickle
 import time
 import warnings
+from pathlib import Path
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
@@ -17,6 +21,41 @@ from warehouse.io import replace_tables_from_frames
 from hardware.fleet import ScenarioError
 from hardware.stockflow import AvailabilityError
 from hardware.build import build
+from hardware.serving import memoised
+
+SERVING_CODE = ("hardware/serving.py", "hardware/roofline.py")
+
+
+def serve_memo_path(settings: ProjectSettings) -> Path:
+    """Where the serving model's results are kept between runs: <reports_dir>/../.cache/serve-<code version>.pkl.
+    The version is a hash of the serving code; the inputs (specs, efficiency, limits, workload) are in every
+    entry's key, so an entry is right for as long as the code that made it is unchanged."""
+    root = Path(__file__).resolve().parent.parent
+    version = hashlib.sha256(b"".join((root / name).read_bytes() for name in SERVING_CODE)).hexdigest()[:16]
+    return Path(settings.reports_dir).resolve().parent / ".cache" / f"serve-{version}.pkl"
+
+
+def load_serve_memo(path: Path) -> dict:
+    """The kept results, or an empty store (none yet, or unreadable: the model computes them again)."""
+    try:
+        memo = pickle.loads(path.read_bytes())
+        return memo if isinstance(memo, dict) else {}
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+        return {}
+
+
+def save_serve_memo(path: Path, memo: dict) -> None:
+    """Keep the store for the next run (atomically; stores of other code versions are dropped)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(pickle.dumps(memo, protocol=pickle.HIGHEST_PROTOCOL))
+        os.replace(tmp, path)
+        for old in path.parent.glob("serve-*.pkl"):
+            if old != path:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # a cache that cannot be written costs time, not results
 
 INPUTS = {
     "specs": "staging.accelerator_specs",
@@ -95,14 +134,17 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
     # the assumptions' rows from the run's one validated configuration, as meta.assumptions holds them
     inputs["assumptions"] = configuration.rows()
     context.log.info(f"sizing fleets for {len(config.get('scenarios') or {})} scenarios")
+    memo_path = serve_memo_path(settings)
+    memo = load_serve_memo(memo_path)
     try:
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, memoised(memo):
             warnings.simplefilter("always", UserWarning)
             frames = build(inputs, config)
         for message in sorted({str(w.message) for w in caught if issubclass(w.category, UserWarning)}):
             context.log.warning(message)
     except (ScenarioError, AvailabilityError, KeyError) as exc:
         raise dg.Failure(description=f"{settings.assumptions_path}: {exc}", allow_retries=False) from None
+    save_serve_memo(memo_path, memo)
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {f"marts.{name}": frame for name, frame in frames.items()})
         checks = contract_results(con, *TABLES)

@@ -36,6 +36,7 @@ log(predicted / measured) with a weak pull toward the configured prior (see `cal
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,9 +210,43 @@ def prefill_rate(chip: Chip, model: LlmSpec, precision: str, n: float, prompt_to
     return chunk / (n * t), bound
 
 
+_MEMO: dict | None = None  # the store `serve` answers from inside a `memoised` block
+
+
+@contextmanager
+def memoised(store: dict):
+    """Inside the block, `serve` keeps each result in `store` under its arguments and answers a repeat from
+    it: serve is a pure function of its arguments (chip and model specs, efficiency, limits and workload are
+    all in the key). A caller may keep the store between runs of the same serving code (assets/hardware.py
+    does), so that a what-if which moves no serving input sizes its fleets without re-running the search."""
+    global _MEMO
+    previous, _MEMO = _MEMO, store
+    try:
+        yield store
+    finally:
+        _MEMO = previous
+
+
 def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
           eff: Efficiency, limits: Limits, user_speed: float | None = None, batch: float | None = None,
           max_chips: float | None = None, kv: str | None = None) -> dict:
+    """The replica a server would run and its rates (see _serve); from the active `memoised` store when it
+    holds these arguments."""
+    if _MEMO is None:
+        return _serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed, batch,
+                      max_chips, kv)
+    key = (chip, model, precision, float(prompt_tokens), float(output_tokens), eff, limits,
+           None if user_speed is None else float(user_speed), batch, max_chips, kv)
+    found = _MEMO.get(key)
+    if found is None:
+        found = _MEMO[key] = _serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed,
+                                    batch, max_chips, kv)
+    return dict(found)
+
+
+def _serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
+           eff: Efficiency, limits: Limits, user_speed: float | None = None, batch: float | None = None,
+           max_chips: float | None = None, kv: str | None = None) -> dict:
     """The replica a server would run and its rates.
 
     `user_speed`: minimum decode tokens/s per user (None: no target). `batch`: a fixed decode batch

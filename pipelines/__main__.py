@@ -2,4 +2,6 @@ import sys
 
 from pipelines.cli import main
 
-sys.exit(main())
+# guarded: the report draws charts in spawned worker processes, which import the main module
+if __name__ == "__main__":
+    sys.exit(main())

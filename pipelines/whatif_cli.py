@@ -95,6 +95,12 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         return 2
     warehouse = work / "warehouse.duckdb"
     shutil.copyfile(source, warehouse)
+    # the serving model's kept results (assets/hardware.py): a what-if that moves no serving input reuses them
+    kept = Path(paths.reports_dir).resolve().parent / ".cache"
+    for memo in kept.glob("serve-*.pkl"):
+        if not (work / ".cache" / memo.name).exists():
+            (work / ".cache").mkdir(exist_ok=True)
+            shutil.copyfile(memo, work / ".cache" / memo.name)
     import polars as pl
 
     con = connect(warehouse)
@@ -107,19 +113,23 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     finally:
         con.close()
     copied = time.perf_counter()
-    keys = materialise(Paths(paths.data_dir, warehouse, work / "reports", assumptions), as_of,
-                       recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes))
+    keys, steps = materialise(Paths(paths.data_dir, warehouse, work / "reports", assumptions), as_of,
+                              recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes))
     done = time.perf_counter()
     print(f"what-if: {', '.join(f'{n} {before[n]:g} -> {v:g}' for n, v in changes.items())}")
     print(f"  re-materialised {len(keys)} assets downstream of meta.assumptions (forecasts reused) in "
           f"{done - copied:.1f} s; copy and checks {copied - started:.1f} s")
+    slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
+    print(f"  slowest steps: {', '.join(f'{k} {v:.1f} s' for k, v in slowest)}; "
+          f"{len(steps)} steps {sum(steps.values()):.1f} s in all")
     print(f"  warehouse: {warehouse}\n  report:    {work / 'reports' / as_of.isoformat() / 'report.html'}")
     return 0
 
 
-def materialise(paths: Paths, as_of, recalibrate: bool) -> list[str]:
+def materialise(paths: Paths, as_of, recalibrate: bool) -> tuple[list[str], dict[str, float]]:
     """Materialise the assets downstream of meta.assumptions, minus the forecasts (and the calibration unless
-    asked), in process, against `paths`; returns the asset keys run. Raises on a failed step."""
+    asked), in process, against `paths`; returns the asset keys run and each step's seconds. Raises on a
+    failed step."""
     import dagster as dg
 
     from assets.forecast import forecast_marts, forecast_vintage
@@ -139,7 +149,14 @@ def materialise(paths: Paths, as_of, recalibrate: bool) -> list[str]:
         result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=resources,
                                 instance=instance, raise_on_error=True,
                                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-    return sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()})
+        started, steps = {}, {}
+        for record in instance.all_logs(result.run_id):
+            event = record.dagster_event
+            if event is not None and event.event_type_value == "STEP_START":
+                started[event.step_key] = record.timestamp
+            elif event is not None and event.event_type_value == "STEP_SUCCESS" and event.step_key in started:
+                steps[event.step_key] = record.timestamp - started[event.step_key]
+    return sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}), steps
 
 
 def add_parser(sub) -> None:

@@ -3,6 +3,10 @@ since the last report in the same reports directory is read back instead of draw
 report's time, and a what-if (`tokens2chips whatif`) or a re-rendered report leaves most charts' inputs alone
 (the demand charts never depend on a hardware assumption).
 
+The charts that must be drawn are drawn in parallel worker processes (`charts`; spawned, so that no lock
+of the parent's threads is inherited), up to T2C_CHART_WORKERS (default: the CPUs, at most 4); one chart,
+or T2C_CHART_WORKERS=1, draws in process.
+
 The key is a SHA-256 of the pickled inputs and of the source of the modules that draw (reports/charts.py,
 labels.py, format.py); anything that cannot be pickled is drawn without the cache. Entries live in
 <reports_dir>/.chart-cache/ (desktop and phone PNG per chart); a report keeps only the entries it used."""
@@ -10,8 +14,10 @@ labels.py, format.py); anything that cannot be pickled is drawn without the cach
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import pickle
+from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Callable
@@ -34,27 +40,47 @@ class ChartCache:
         self.hits = 0
 
     def chart(self, name: str, draw: Callable[..., ChartPng], *args) -> ChartPng:
+        return self.charts({name: (draw, *args)})[name]
+
+    def charts(self, jobs: dict[str, tuple]) -> dict[str, ChartPng]:
+        """{name: (draw, *args)} -> {name: PNG}: each read back when its key is cached, else drawn (the
+        misses in parallel worker processes when there are several) and stored."""
+        out, todo = {}, {}
+        for name, (draw, *args) in jobs.items():
+            entry = self._entry(name, draw, args)
+            if entry is not None and entry[0].is_file() and entry[1].is_file():
+                png = ChartPng(entry[0].read_bytes())
+                png.narrow = entry[1].read_bytes()
+                self.hits += 1
+                out[name] = png
+            else:
+                todo[name] = (entry, draw, args)
+        for name, png in _draw_all({n: (d, a) for n, (_, d, a) in todo.items()}).items():
+            out[name] = png
+            if todo[name][0] is not None:
+                self._store(*todo[name][0], png)
+        return {name: out[name] for name in jobs}
+
+    def _entry(self, name: str, draw: Callable, args: tuple) -> tuple[Path, Path] | None:
+        """(desktop, narrow) paths of the chart's cache entry; None without a cache or for unpicklable inputs."""
         if self.directory is None:
-            return draw(*args)
+            return None
         try:
-            key = hashlib.sha256(_code_version() + pickle.dumps((name, getattr(draw, "__name__", ""), args))).hexdigest()
+            key = hashlib.sha256(_code_version() + pickle.dumps((name, getattr(draw, "__name__", ""), tuple(args)))
+                                 ).hexdigest()
         except (pickle.PicklingError, TypeError, AttributeError):
-            return draw(*args)
+            return None
         stem = f"{name}-{key[:32]}"
         desktop, narrow = self.directory / f"{stem}.png", self.directory / f"{stem}.narrow.png"
         self.used.update({desktop.name, narrow.name})
-        if desktop.is_file() and narrow.is_file():
-            out = ChartPng(desktop.read_bytes())
-            out.narrow = narrow.read_bytes()
-            self.hits += 1
-            return out
-        out = draw(*args)
+        return desktop, narrow
+
+    def _store(self, desktop: Path, narrow: Path, png: ChartPng) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        for path, data in ((narrow, getattr(out, "narrow", bytes(out))), (desktop, bytes(out))):
+        for path, data in ((narrow, getattr(png, "narrow", bytes(png))), (desktop, bytes(png))):
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)  # the desktop file last: its presence means both are whole
-        return out
 
     def prune(self) -> None:
         """Drop the entries this report did not use."""
@@ -63,3 +89,39 @@ class ChartCache:
         for path in self.directory.iterdir():
             if path.name not in self.used:
                 path.unlink(missing_ok=True)
+
+
+def chart_workers() -> int:
+    """Worker processes for drawing: T2C_CHART_WORKERS, else the CPUs (at most 4)."""
+    text = os.environ.get("T2C_CHART_WORKERS", "").strip()
+    if text:
+        try:
+            return max(1, int(text))
+        except ValueError:
+            raise ValueError(f"T2C_CHART_WORKERS={text!r}: expected a whole number of worker processes") from None
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _draw_one(draw: Callable[..., ChartPng], args: tuple) -> tuple[bytes, bytes]:
+    png = draw(*args)
+    return bytes(png), getattr(png, "narrow", bytes(png))
+
+
+def _draw_all(jobs: dict[str, tuple[Callable, tuple]]) -> dict[str, ChartPng]:
+    """Draw every job; several in worker processes (each takes the next chart as it finishes one)."""
+    workers = min(chart_workers(), len(jobs))
+    if workers <= 1:
+        results = {name: _draw_one(draw, args) for name, (draw, args) in jobs.items()}
+    else:
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = {name: pool.submit(_draw_one, draw, args) for name, (draw, args) in jobs.items()}
+                results = {name: f.result() for name, f in futures.items()}
+        except (pickle.PicklingError, TypeError, AttributeError):  # a draw function that cannot cross processes
+            results = {name: _draw_one(draw, args) for name, (draw, args) in jobs.items()}
+    out = {}
+    for name, (desktop, narrow) in results.items():
+        png = ChartPng(desktop)
+        png.narrow = narrow
+        out[name] = png
+    return out

@@ -182,25 +182,21 @@ def _figures(frames: dict[str, pl.DataFrame], cache: ChartCache | None = None) -
     # only the series a chart draws go into its key: a what-if that moves no demand reuses the demand charts
     platform_fc = fc.filter(pl.col("series_id").is_in(token_series))
     global_fc = fc.filter(pl.col("series_id").is_in(global_series))
-    return {
-        "demand_platforms": cache.chart("demand_platforms", charts.demand_fan, platform_fc, token_series,
-                                        "Token demand by platform: disclosures and forecast", labels),
-        "demand_global": cache.chart("demand_global", charts.demand_fan, global_fc, global_series,
-                                     "Global inference demand (composite) and its hardware segments", labels),
-        "origin_share": cache.chart("origin_share", charts.origin_share, frames["weekly"], labels),
-        "chips_by_class": cache.chart("chips_by_class", charts.chips_by_class, hw, scenarios, labels),
-        "required_vs_installed": cache.chart("required_vs_installed", charts.required_vs_installed, frames["gap"],
-                                             headline, labels),
-        "reconciliation": cache.chart("reconciliation", charts.demand_reconciliation, frames["reconciliation"],
-                                      headline, labels),
-        "interactivity": cache.chart("interactivity", charts.interactivity, frames["curves"]),
-        "phase_split": cache.chart("phase_split", charts.phase_split, hw, horizon, labels),
-        **({"class_chart": cache.chart("class_chart", charts.classes_over_time, hw, class_scenario, labels)}
-           if class_scenario else {}),
-        "suppliers": cache.chart("suppliers", charts.supplier_bars,
-                                 _at(frames["exposure"], horizon).filter(pl.col("scenario") == headline)),
-        "tornado": cache.chart("tornado", charts.tornado, frames["sensitivity"], headline, 12, labels),
-    }
+    return cache.charts({
+        "demand_platforms": (charts.demand_fan, platform_fc, token_series,
+                             "Token demand by platform: disclosures and forecast", labels),
+        "demand_global": (charts.demand_fan, global_fc, global_series,
+                          "Global inference demand (composite) and its hardware segments", labels),
+        "origin_share": (charts.origin_share, frames["weekly"], labels),
+        "chips_by_class": (charts.chips_by_class, hw, scenarios, labels),
+        "required_vs_installed": (charts.required_vs_installed, frames["gap"], headline, labels),
+        "reconciliation": (charts.demand_reconciliation, frames["reconciliation"], headline, labels),
+        "interactivity": (charts.interactivity, frames["curves"]),
+        "phase_split": (charts.phase_split, hw, horizon, labels),
+        **({"class_chart": (charts.classes_over_time, hw, class_scenario, labels)} if class_scenario else {}),
+        "suppliers": (charts.supplier_bars, _at(frames["exposure"], horizon).filter(pl.col("scenario") == headline)),
+        "tornado": (charts.tornado, frames["sensitivity"], headline, 12, labels),
+    })
 
 
 def _scenario_defs(frames: dict[str, pl.DataFrame]) -> dict[str, dict]:

@@ -188,3 +188,20 @@ def test_sensitivity_moves_one_assumption_at_a_time_and_demand_across_its_80pct_
     assert by["calibration error (leave-one-source-out, 80% interval)"]["swing_chips"] == pytest.approx(0.0)
     assert "fleet.pue" not in by
     assert out["swing_chips"].to_list() == sorted(out["swing_chips"].to_list(), reverse=True)
+
+
+def test_a_memoised_serve_answers_a_repeat_from_its_store_with_the_same_figures():
+    """hardware.serving.memoised (kept between runs by the hardware asset, so that a what-if which moves no
+    serving input reuses the replica search): same arguments, same figures, one entry; a caller's change to a
+    result does not reach the store; other arguments are computed afresh."""
+    from hardware.serving import memoised
+
+    plain = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
+    store: dict = {}
+    with memoised(store):
+        first = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
+        first["decode_per_chip"] = -1.0
+        again = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
+        other = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=40.0)
+    assert len(store) == 2 and again == plain
+    assert other == serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=40.0)

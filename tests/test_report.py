@@ -252,3 +252,26 @@ def test_a_chart_whose_inputs_are_unchanged_is_read_back_not_drawn(tmp_path):
     assert len(drawn) == 2
     cache.prune()
     assert len(list((tmp_path / "cache").iterdir())) == 2  # the changed chart's desktop and phone PNGs only
+
+
+def test_charts_drawn_in_worker_processes_equal_those_drawn_in_process(tmp_path, monkeypatch):
+    """Several charts to draw go to spawned worker processes (T2C_CHART_WORKERS); their PNGs must be the ones
+    drawing in process gives, and they are kept in the cache like any other."""
+    import polars as pl
+
+    from reports import charts
+    from reports.chart_cache import ChartCache
+
+    frame = pl.DataFrame({"scenario": ["s"] * 2, "assumption": ["a", "b"], "unit": ["x", "x"],
+                          "low_value": [1.0, 2.0], "value": [1.5, 2.5], "high_value": [2.0, 3.0],
+                          "chips_at_low": [9e6, 8e6], "chips_at_value": [1e7, 1e7], "chips_at_high": [1.2e7, 1.3e7],
+                          "swing_chips": [3e6, 5e6]})
+    jobs = {"one": (charts.tornado, frame, "s", 12), "two": (charts.tornado, frame, "s", 5)}
+    monkeypatch.setenv("T2C_CHART_WORKERS", "2")
+    parallel = ChartCache(tmp_path / "a").charts(jobs)
+    monkeypatch.setenv("T2C_CHART_WORKERS", "1")
+    serial = ChartCache(None).charts(jobs)
+    assert list(parallel) == ["one", "two"]
+    for name in jobs:
+        assert bytes(parallel[name]) == bytes(serial[name]) and parallel[name].narrow == serial[name].narrow
+    assert len(list((tmp_path / "a").glob("*.png"))) == 4
