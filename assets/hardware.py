@@ -115,12 +115,38 @@ OUTPUTS = {
                     "installed utilisation, share of demand the installed base serves, shortfall.",
 }
 TABLES = tuple(f"marts.{name}" for name in OUTPUTS)
-# meta.assumptions stays a dependency (it is written from the same configuration object the assets are handed)
-DEPS = [dg.AssetKey(t.split(".")) for t in [*INPUTS.values(), "meta.assumptions"]]
+# What each table is computed from (the lineage the Dagster graph shows; hardware/build.py reads them all in one
+# step). The fleet sizing every table but the margins rests on: demand, the chips and models, the calibrated
+# serving model, the workload mix and the installed base (shipments, projection, availability windows).
+CORE = ["demand", "specs", "catalog", "workload_mix", "serving_efficiency", "chip_shipments",
+        "installed_base_projection", "chip_availability"]
+READS = {
+    "hardware_demand": CORE,
+    "supplier_exposure": [*CORE, "supply_chain"],
+    "supplier_concentration": [*CORE, "supply_chain"],
+    "supply_demand_gap": CORE,
+    "implied_utilisation": CORE,
+    "supplier_flows": [*CORE, "supply_chain", "forecast", "supply_metrics"],
+    "token_margin": ["specs", "catalog", "workload_mix", "serving_efficiency", "api_prices", "provider_margins"],
+    "sensitivity": CORE,
+    "cross_checks": [*CORE, "supply_chain", "chip_packaging", "forecast", "supply_metrics", "supply_capacity"],
+    "interactivity_curves": CORE,
+    "installed_base_by_chip": ["specs", "chip_shipments", "installed_base_projection", "chip_availability"],
+    "fleet_stock_flow": CORE,
+    "fleet_totals": CORE,
+    "token_cost": CORE,
+    "demand_reconciliation": CORE,
+}
+assert set(READS) == set(OUTPUTS) and {k for v in READS.values() for k in v} == set(INPUTS), "READS names INPUTS"
+
+
+def _deps(name: str) -> list[dg.AssetKey]:
+    """A table's inputs, and meta.assumptions (its rows come from the configuration object the asset is handed)."""
+    return [dg.AssetKey(t.split(".")) for t in [*(INPUTS[k] for k in READS[name]), "meta.assumptions"]]
 
 
 @dg.multi_asset(
-    specs=[dg.AssetSpec(["marts", name], deps=DEPS, description=text, group_name="hardware",
+    specs=[dg.AssetSpec(["marts", name], deps=_deps(name), description=text, group_name="hardware",
                         kinds={"duckdb", "numpy"}) for name, text in OUTPUTS.items()],
     check_specs=contract_specs(*TABLES),
     pool=POOL,

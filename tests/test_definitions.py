@@ -23,6 +23,25 @@ def test_definitions_load_with_job_schedule_sensor(dagster_env):
     dg.Definitions.validate_loadable(defs)
 
 
+def test_the_hardware_tables_show_the_inputs_each_is_computed_from(dagster_env):
+    """Issue 29: the fifteen hardware marts each declared every input of the model, so the graph could not
+    say which table feeds which. Each now names its own: the margins read API prices and no forecast; the
+    supplier flows read the revenue forecasts and no API prices; every table reads the assumptions."""
+    from pipelines.definitions import defs
+
+    graph = defs.get_repository_def().asset_graph
+
+    def parents(table: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(table.split("/"))).parent_keys}
+
+    margin, flows, base = parents("marts/token_margin"), parents("marts/supplier_flows"), parents(
+        "marts/installed_base_by_chip")
+    assert "raw/api_prices" in margin and "marts/forecast" not in margin
+    assert "marts/forecast" in flows and "raw/api_prices" not in flows
+    assert "raw/supply_chain" not in base and "marts/chip_shipments" in base
+    assert all("meta/assumptions" in parents(f"marts/{t}") for t in ("token_margin", "supplier_flows", "sensitivity"))
+
+
 def test_data_dir_sensor_requests_run_on_change(dagster_env, data_dir):
     from pipelines.definitions import data_dir_sensor
 
