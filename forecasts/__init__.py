@@ -3,7 +3,8 @@
     forecasts.forecast(history, horizon, freq, levels=(80, 95), seed=0, workers=None)
     forecasts.backtest(history, horizon, freq, levels=(80, 95), seed=0, workers=None)
     forecasts.run(...)      -> ForecastResult(forecast, backtest, selection)
-    forecasts.compose(...)  -> a composite series (sum of components) with its own interval
+
+Composite series (global demand, its segments) are summed from joint draws: forecasts.demand.compose_draws.
 
 `history` has columns series_id, period_start, value (one row per observed period, gaps allowed);
 `freq` is one of D, W, M, Q, Y.
@@ -13,11 +14,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from forecasts.compose import compose
 from forecasts.engine import EngineConfig, ForecastResult, run
 from forecasts.grid import FREQS
 
-__all__ = ["forecast", "backtest", "run", "compose", "EngineConfig", "ForecastResult", "FREQS"]
+__all__ = ["forecast", "backtest", "run", "EngineConfig", "ForecastResult", "FREQS"]
 
 
 def forecast(history: pl.DataFrame, horizon: int, freq: str, levels=(80, 95), seed: int = 0,

@@ -225,7 +225,9 @@ def with_gaps(x: list, y: list, max_days: int) -> tuple[list, list]:
 
 def chips_by_class(hardware: pl.DataFrame, scenarios: list[str], labels: Labels = Labels()) -> bytes:
     """Stacked bars of chips needed by chip class over time, one panel per scenario."""
-    agg = hardware.group_by("scenario", "period_start", "chip_class").agg(pl.col("chips_median").sum())
+    # a class's chips are the sum of its chips' medians (not the median of the class total: draws are correlated)
+    agg = hardware.group_by("scenario", "period_start", "chip_class").agg(
+        pl.col("chips_median").sum().alias("chips_sum_of_medians"))
     # one y-scale for every panel, so that scenarios compare by eye
     fig, axes = plt.subplots(1, len(scenarios), figsize=(12, 3.4), squeeze=False, sharey=True)
     for ax, scen in zip(axes.flat, scenarios):
@@ -233,15 +235,15 @@ def chips_by_class(hardware: pl.DataFrame, scenarios: list[str], labels: Labels 
         periods = sorted(part["period_start"].unique().to_list())
         bottom = np.zeros(len(periods))
         for cls in sorted(part["chip_class"].unique().to_list()):
-            vals = [float(part.filter((pl.col("period_start") == p) & (pl.col("chip_class") == cls))["chips_median"]
-                          .sum()) for p in periods]
+            vals = [float(part.filter((pl.col("period_start") == p) & (pl.col("chip_class") == cls))[
+                "chips_sum_of_medians"].sum()) for p in periods]
             ax.bar(range(len(periods)), vals, bottom=bottom, color=CLASS_COLORS.get(cls, "#999999"),
                    label=labels.chip_class(cls))
             bottom += np.array(vals)
         ax.set_xticks(range(len(periods)), [f"{p.year}Q{(p.month - 1) // 3 + 1}" for p in periods], rotation=60,
                       fontsize=7)
         ax.set_title(labels.scenario(scen))
-        ax.set_ylabel("chips (median)")
+        ax.set_ylabel("chips (sum of medians)")
         ax.yaxis.set_major_formatter(_SHORT_FMT)
         ax.legend(fontsize=6)
     fig.suptitle("Chips needed by chip class and scenario")
@@ -320,9 +322,11 @@ def phase_split(hardware: pl.DataFrame, period, labels: Labels = Labels()) -> by
 def classes_over_time(hardware: pl.DataFrame, scenario: str, labels: Labels = Labels()) -> bytes:
     """Chips and MW by chip class over time in one scenario (report.class_chart_scenario)."""
     part = hardware.filter(pl.col("scenario") == scenario).group_by("period_start", "chip_class").agg(
-        pl.col("power_mw_median").sum(), pl.col("chips_median").sum()).sort("period_start")
+        pl.col("power_mw_median").sum().alias("power_mw_sum_of_medians"),
+        pl.col("chips_median").sum().alias("chips_sum_of_medians")).sort("period_start")
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
-    for ax, col, label in ((axes[0], "chips_median", "chips (median)"), (axes[1], "power_mw_median", "MW (median)")):
+    for ax, col, label in ((axes[0], "chips_sum_of_medians", "chips (sum of medians)"),
+                           (axes[1], "power_mw_sum_of_medians", "MW (sum of medians)")):
         for cls in sorted(part["chip_class"].unique().to_list()):
             p = part.filter(pl.col("chip_class") == cls)
             ax.plot(p["period_start"].to_list(), p[col], label=labels.chip_class(cls), color=CLASS_COLORS.get(cls),

@@ -136,23 +136,6 @@ def test_output_contract_and_bad_input():
         forecasts.forecast(dup, 4, "Q")
 
 
-def test_compose_sums_components_with_wider_band():
-    a = _frame({"a": np.exp(np.linspace(1, 2, 24)), "b": np.exp(np.linspace(2, 3, 24))}, "M")
-    fc = forecasts.forecast(a, 6, "M", workers=1)
-    total = forecasts.compose(fc, ["a", "b"], "a+b", seed=1)
-    parts = fc.group_by("period_start").agg(pl.col("value").sum(), pl.col("hi95").sum(), pl.col("lo95").sum())
-    joined = total.join(parts, on="period_start", suffix="_parts")
-    # the median of a sum lies between the sum of medians and the sum of upper bounds
-    assert (joined["value"] >= 0.97 * joined["value_parts"]).all()
-    # (with a relative tolerance: the bounds are Monte Carlo quantiles, compared on any BLAS kernel)
-    assert (joined["hi95"] <= joined["hi95_parts"] * (1 + 1e-9)).all()
-    assert (joined["lo95"] >= joined["lo95_parts"] * (1 - 1e-9)).all()
-    again = forecasts.compose(fc, ["a", "b"], "a+b", seed=1)
-    assert total.equals(again)
-    with pytest.raises(ValueError, match="no forecast"):
-        forecasts.compose(fc, ["a", "zzz"], "x")
-
-
 def test_interval_never_collapses_on_a_noise_free_series():
     # a perfectly fitting model still has parameter and model uncertainty: the band has width,
     # growing with the horizon, on a positive (log-scale) series and on one with negative values
