@@ -113,6 +113,9 @@ OUTPUTS = {
     "fleet_totals": "Per quarter, scenario and segment ('all' = every segment), totals computed within each Monte "
                     "Carlo draw, then p5/median/p95: fleet serving demand (chips, H100e, MW, capex), chips bought, "
                     "installed utilisation, share of demand the installed base serves, shortfall.",
+    "assumptions_used": "Every assumption as the hardware model ran with it (value, low, high), the file's value, "
+                        "and where the value came from: the assumptions file, or request-level call logs whose "
+                        "measured output and cached shares replace the file's (marts.workload_mix).",
 }
 TABLES = tuple(f"marts.{name}" for name in OUTPUTS)
 # What each table is computed from (the lineage the Dagster graph shows; hardware/build.py reads them all in one
@@ -136,6 +139,7 @@ READS = {
     "fleet_totals": CORE,
     "token_cost": CORE,
     "demand_reconciliation": CORE,
+    "assumptions_used": ["workload_mix"],
 }
 assert set(READS) == set(OUTPUTS) and {k for v in READS.values() for k in v} == set(INPUTS), "READS names INPUTS"
 

@@ -2,7 +2,8 @@
 
     build(inputs, config, seed=0) -> dict of polars frames:
         hardware_demand, supplier_exposure, supplier_concentration, supply_demand_gap, implied_utilisation,
-        supplier_flows, token_margin, sensitivity, cross_checks, interactivity_curves
+        supplier_flows, token_margin, sensitivity, cross_checks, interactivity_curves, installed_base_by_chip,
+        fleet_stock_flow, fleet_totals, token_cost, demand_reconciliation, assumptions_used
 
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
 workload_mix, demand (model_inputs.quarterly_demand), assumptions (meta.assumptions), installed_base_projection,
@@ -113,6 +114,19 @@ def measured_workload(assumptions: pl.DataFrame, workload_mix: pl.DataFrame) -> 
     return assumptions
 
 
+MEASURED = "measured: request-level call logs (marts.workload_mix)"
+
+
+def assumptions_used(file_rows: pl.DataFrame, used: pl.DataFrame) -> pl.DataFrame:
+    """marts.assumptions_used: every assumption's value, low and high as the model ran with them, beside the
+    file's value, and where the value came from (the assumptions file, or a measurement that replaced it)."""
+    return (used.select("name", "value", "low", "high", "unit")
+            .join(file_rows.select("name", pl.col("value").alias("file_value")), on="name", how="left")
+            .with_columns(pl.when(pl.col("value") != pl.col("file_value")).then(pl.lit(MEASURED))
+                          .otherwise(pl.lit("assumptions file")).alias("value_source"))
+            .sort("name"))
+
+
 def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[str, pl.DataFrame]:
     assumptions = measured_workload(inputs["assumptions"], inputs["workload_mix"])
     overrides = {chip: {k: v for k, v in spec.items() if k != "rationale"}
@@ -193,6 +207,7 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
             list((config.get("forecast") or {}).get("composites") or []),
             _value(assumptions, "fleet.inference_share_of_installed_base"),
             _range(assumptions, "supply.inference_busy_share")),
+        "assumptions_used": assumptions_used(inputs["assumptions"], assumptions),
     }
 
 

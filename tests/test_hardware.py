@@ -189,3 +189,21 @@ def test_row_percentiles_equal_the_per_row_summary_and_leave_nan_draws_out():
     assert np.allclose((p5[2], median[2], p95[2]), percentiles(m[2, 10:]), rtol=1e-12)
     assert np.isnan([p5[3], median[3], p95[3]]).all()
     assert p5[5] == median[5] == p95[5] == 2.5
+
+
+def test_the_values_the_model_ran_with_name_a_measured_override():
+    """marts.assumptions_used (issue 29): call-log shares that replace the file's workload shares are recorded
+    with their source, beside the file's value; untouched assumptions say they came from the file."""
+    from hardware.build import MEASURED, assumptions_used, measured_workload
+
+    rows = pl.DataFrame({"name": ["workload.output_share", "workload.cached_share", "fleet.utilisation"],
+                         "value": [0.2, 0.3, 0.6], "low": [0.1, 0.2, 0.4], "high": [0.3, 0.4, 0.8],
+                         "unit": ["share"] * 3})
+    mix = pl.DataFrame({"origin_group": ["call_logs"], "output_share": [0.35], "cached_share": [None]},
+                       schema={"origin_group": pl.Utf8, "output_share": pl.Float64, "cached_share": pl.Float64})
+    used = assumptions_used(rows, measured_workload(rows, mix))
+    got = {r["name"]: r for r in used.iter_rows(named=True)}
+    assert got["workload.output_share"]["value"] == 0.35 and got["workload.output_share"]["file_value"] == 0.2
+    assert got["workload.output_share"]["value_source"] == MEASURED and got["workload.output_share"]["high"] == 0.35
+    assert got["workload.cached_share"]["value_source"] == "assumptions file"
+    assert got["fleet.utilisation"]["value"] == 0.6 and got["fleet.utilisation"]["value_source"] == "assumptions file"
