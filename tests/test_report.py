@@ -9,7 +9,8 @@ import math
 
 from reports.charts import with_gaps
 from reports.format import month_label, plain, quarter_label
-from reports.render import _md_escape, _previous_report, _report_as_of, check_name
+from reports.prose import check_name, md_escape as _md_escape
+from reports.render import _previous_report, _report_as_of
 
 
 def test_plain_numbers_have_no_scientific_notation_and_years_stay_years():
@@ -275,3 +276,44 @@ def test_charts_drawn_in_worker_processes_equal_those_drawn_in_process(tmp_path,
     for name in jobs:
         assert bytes(parallel[name]) == bytes(serial[name]) and parallel[name].narrow == serial[name].narrow
     assert len(list((tmp_path / "a").glob("*.png"))) == 4
+
+
+def test_metrics_on_small_frames_headline_scenario_and_what_moved():
+    """reports.metrics (split from render.py, issue 29) on hand-made frames: the headline scenario is the one
+    meta.scenarios flags, else the first; `changes` lists the numbers that moved by more than the threshold."""
+    import polars as pl
+
+    from reports.metrics import changes, headline_scenario
+
+    hardware = pl.DataFrame({"scenario": ["b", "a"]})
+    assert headline_scenario({"hardware": hardware}) == "a"
+    flagged = pl.DataFrame({"scenario": ["a", "b"], "headline": [False, True]})
+    assert headline_scenario({"hardware": hardware, "scenario_defs": flagged}) == "b"
+
+    def numbers(h100e: float, share: float) -> dict:
+        return {"global_now": {"value": 1e12}, "global_horizon": {"value": 4e12},
+                "scenarios": {"a": {"h100e_median": h100e, "capex_usd_median": 1e11}},
+                "openrouter_share": {"china": share}}
+
+    moved = changes(numbers(2.2e7, 0.30), numbers(2.0e7, 0.30), 0.05)
+    assert [m["name"] for m in moved] == ["a: H100e at horizon"] and abs(moved[0]["change"] - 0.1) < 1e-12
+    assert changes(numbers(2.05e7, 0.30), numbers(2.0e7, 0.30), 0.05) == []
+    assert changes(numbers(2.2e7, 0.30), None, 0.05) == []
+
+
+def test_prose_on_small_frames_ties_the_three_nvidia_figures():
+    """reports.prose: the sentence tying Nvidia's full-price purchases, its designer share of them and its share
+    of the fleet's content, from one row of each mart; nothing to say without them."""
+    import polars as pl
+
+    from reports.prose import spend_note
+
+    frames = {"flows": pl.DataFrame({"scenario": ["s"], "year": [2028], "supplier": ["Nvidia"], "role": ["designer"],
+                                     "purchases_usd_median": [1.93e11], "fleet_content_usd_median": [3.24e11]}),
+              "cross_checks": pl.DataFrame({"scenario": ["s"], "year": [2028],
+                                            "check_name": ["nvidia_spend_vs_data_center_revenue"],
+                                            "implied_median": [2.75e11]})}
+    note = spend_note(frames, "s", 2028)
+    assert note.startswith("Three figures for Nvidia in 2028")
+    assert note.index("275") < note.index("193") < note.index("324")
+    assert spend_note(frames, "other", 2028) == "" and spend_note(frames, "s", None) == ""
