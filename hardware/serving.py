@@ -211,6 +211,7 @@ def prefill_rate(chip: Chip, model: LlmSpec, precision: str, n: float, prompt_to
 
 
 _MEMO: dict | None = None  # the store `serve` answers from inside a `memoised` block
+_USED: set | None = None  # the keys asked for inside it
 
 
 @contextmanager
@@ -218,13 +219,14 @@ def memoised(store: dict):
     """Inside the block, `serve` keeps each result in `store` under its arguments and answers a repeat from
     it: serve is a pure function of its arguments (chip and model specs, efficiency, limits and workload are
     all in the key). A caller may keep the store between runs of the same serving code (assets/hardware.py
-    does), so that a what-if which moves no serving input sizes its fleets without re-running the search."""
-    global _MEMO
-    previous, _MEMO = _MEMO, store
+    does), so that a what-if which moves no serving input sizes its fleets without re-running the search.
+    Yields the set of keys the block asked for (what is worth keeping for the next run)."""
+    global _MEMO, _USED
+    previous, _MEMO, previous_used, _USED = _MEMO, store, _USED, set()
     try:
-        yield store
+        yield _USED
     finally:
-        _MEMO = previous
+        _MEMO, _USED = previous, previous_used
 
 
 def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
@@ -237,6 +239,7 @@ def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, outp
                       max_chips, kv)
     key = (chip, model, precision, float(prompt_tokens), float(output_tokens), eff, limits,
            None if user_speed is None else float(user_speed), batch, max_chips, kv)
+    _USED.add(key)
     found = _MEMO.get(key)
     if found is None:
         found = _MEMO[key] = _serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed,

@@ -120,11 +120,11 @@ def _context(args):
 
 
 def _build_context(paths):
+    """The files read, then hardware.context.serving_context (the library builds the context)."""
     import polars as pl
 
     from configuration.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
-    from hardware.serving import calibrate, efficiencies_from, measurements_frame, priors_and_limits
-    from hardware.specs import chips_from_frame, models_from_frame
+    from hardware.context import serving_context
 
     try:
         config = load_assumptions(paths.assumptions)
@@ -132,24 +132,15 @@ def _build_context(paths):
         specs = pl.read_csv(paths.data_dir / "accelerator_specs.csv", infer_schema_length=None)
         catalog = pl.read_csv(paths.data_dir / "model_catalog.csv", infer_schema_length=None)
         slugs = pl.read_csv(paths.data_dir / "model_slug_map.csv")
-        measured = measurements_frame(pl.read_csv(paths.data_dir / "throughput_measurements.csv",
-                                                  infer_schema_length=None))
+        measured = pl.read_csv(paths.data_dir / "throughput_measurements.csv", infer_schema_length=None)
     except (AssumptionsError, OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(str(exc).splitlines()[0]) from None
-    overrides = {c: {k: v for k, v in o.items() if k != "rationale"}
-                 for c, o in (config.get("chip_overrides") or {}).items()}
-    chips = chips_from_frame(specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip")), overrides)
-    models = models_from_frame(catalog)
-    priors, limits = priors_and_limits(assumptions)
     # the published calibration (what the fleet marts used); without a warehouse, the same fit on the files
     effs = _published_efficiency(paths)
-    source = f"published calibration ({_published(paths)}: marts.serving_efficiency)"
-    if effs is None:
-        effs = efficiencies_from(calibrate(measured, chips, models, priors, limits))
-        source = "fitted on data/throughput_measurements.csv (no published warehouse yet)"
-    values = dict(assumptions.select("name", "value").iter_rows())
-    slug_pairs = list(slugs.select("slug_pattern", "model").iter_rows())
-    return chips, models, slug_pairs, effs, limits, values, source
+    published = None if effs is None else (
+        effs, f"published calibration ({_published(paths)}: marts.serving_efficiency)")
+    ctx = serving_context(config, assumptions, specs, catalog, slugs, measured, published)
+    return ctx.chips, ctx.models, ctx.slug_pairs, ctx.efficiency, ctx.limits, ctx.values, ctx.efficiency_source
 
 
 def _resolve(args, chips, models, slugs):

@@ -96,11 +96,11 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     warehouse = work / "warehouse.duckdb"
     shutil.copyfile(source, warehouse)
     # the serving model's kept results (assets/hardware.py): a what-if that moves no serving input reuses them
-    kept = Path(paths.reports_dir).resolve().parent / ".cache"
+    kept, mine = Path(paths.reports_dir).resolve().parent / "cache" / "serving", work / "cache" / "serving"
     for memo in kept.glob("serve-*.pkl"):
-        if not (work / ".cache" / memo.name).exists():
-            (work / ".cache").mkdir(exist_ok=True)
-            shutil.copyfile(memo, work / ".cache" / memo.name)
+        if not (mine / memo.name).exists():
+            mine.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(memo, mine / memo.name)
     import polars as pl
 
     con = connect(warehouse)

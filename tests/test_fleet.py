@@ -198,10 +198,10 @@ def test_a_memoised_serve_answers_a_repeat_from_its_store_with_the_same_figures(
 
     plain = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
     store: dict = {}
-    with memoised(store):
+    with memoised(store) as asked:
         first = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
         first["decode_per_chip"] = -1.0
         again = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
         other = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=40.0)
-    assert len(store) == 2 and again == plain
+    assert len(store) == 2 and again == plain and asked == set(store)
     assert other == serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=40.0)
