@@ -216,13 +216,12 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
     import polars as pl
 
     from hardware.serving import calibration_table, efficiency_table, measurements_frame, priors_and_limits
-    from hardware.specs import chips_from_frame, models_from_frame
+    from hardware.specs import chip_overrides, chips_from_frame, models_from_frame
 
     started = time.perf_counter()
     configuration = settings.configuration()
     config = configuration.data
-    overrides = {c: {k: v for k, v in o.items() if k != "rationale"}
-                 for c, o in (config.get("chip_overrides") or {}).items()}
+    overrides = chip_overrides(config)
     with warehouse.get_connection() as con:
         specs = con.execute("select * from staging.accelerator_specs").pl()
         catalog = con.execute("select * from raw.model_catalog").pl()

@@ -28,7 +28,7 @@ from hardware.fleet import (FLEET_ASSUMPTIONS, ScenarioError, FleetServing, Stoc
 from hardware.stockflow import SHIPMENT_MIX, _units_by_region, installed_by_chip, stock_flow_table, windows_from_frame
 from hardware.totals import demand_reconciliation, fleet_totals, token_cost
 from hardware.serving import interactivity_curves, priors_and_limits, serving_from_table
-from hardware.specs import chips_from_frame, models_from_frame
+from hardware.specs import chip_overrides, chips_from_frame, models_from_frame
 from hardware.stats import Z80, log_sigma, percentiles
 from hardware.supply import implied_utilisation, supplier_flows, supply_demand_gap, token_margin
 
@@ -129,8 +129,7 @@ def assumptions_used(file_rows: pl.DataFrame, used: pl.DataFrame) -> pl.DataFram
 
 def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[str, pl.DataFrame]:
     assumptions = measured_workload(inputs["assumptions"], inputs["workload_mix"])
-    overrides = {chip: {k: v for k, v in spec.items() if k != "rationale"}
-                 for chip, spec in (config.get("chip_overrides") or {}).items()}
+    overrides = chip_overrides(config)
     chips = chips_from_frame(inputs["specs"], overrides)
     designer = dict(inputs["specs"].select("chip", "designer").iter_rows())
     models = models_from_frame(inputs["catalog"])

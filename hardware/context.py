@@ -11,7 +11,7 @@ import polars as pl
 
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, calibrate, efficiencies_from, measurements_frame, priors_and_limits
-from hardware.specs import chips_from_frame, models_from_frame
+from hardware.specs import chip_overrides, chips_from_frame, models_from_frame
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,7 @@ def serving_context(config: dict, assumptions: pl.DataFrame, specs: pl.DataFrame
     `catalog`, `slugs` and `measurements` are data/accelerator_specs.csv, model_catalog.csv, model_slug_map.csv
     and throughput_measurements.csv. `published`: (efficiencies, where from) of the warehouse's calibration,
     which the fleet marts used; without it the same fit runs on the measurements."""
-    overrides = {c: {k: v for k, v in o.items() if k != "rationale"}
-                 for c, o in (config.get("chip_overrides") or {}).items()}
+    overrides = chip_overrides(config)
     chips = chips_from_frame(specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip")), overrides)
     models = models_from_frame(catalog)
     priors, limits = priors_and_limits(assumptions)

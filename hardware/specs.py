@@ -16,6 +16,13 @@ def _num(value):
     return float(value)
 
 
+def chip_overrides(config: dict) -> dict[str, dict]:
+    """The assumptions file's chip_overrides as chips_from_frame takes them: per chip, its spec fields (the
+    rationale is text for the reader)."""
+    return {chip: {k: v for k, v in spec.items() if k != "rationale"}
+            for chip, spec in (config.get("chip_overrides") or {}).items()}
+
+
 def chips_from_frame(specs: pl.DataFrame, overrides: dict | None = None) -> dict[str, Chip]:
     """`specs` has the accelerator_specs columns (+ h100e_per_chip); `overrides` maps chip -> fields
     (tdp_w, unit_price_usd) that the spec sheet lacks."""

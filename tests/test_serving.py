@@ -14,7 +14,7 @@ import pytest
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import (Efficiency, Limits, calibration_table, measurements_frame, priors_and_limits,
                               serve)
-from hardware.specs import chips_from_frame, models_from_frame
+from hardware.specs import chip_overrides, chips_from_frame, models_from_frame
 from tests.conftest import ASSUMPTIONS, DATA, ROOT
 
 GPU = Chip("gpu", "gpu", bf16_tflops=1000.0, fp8_tflops=2000.0, mem_gb=80.0, mem_tbps=4.0)
@@ -65,7 +65,7 @@ def calibration():
 
     assumptions = flatten_assumptions(load_assumptions(ASSUMPTIONS))
     config = load_assumptions(ASSUMPTIONS)
-    overrides = {c: {k: v for k, v in o.items() if k != "rationale"} for c, o in config["chip_overrides"].items()}
+    overrides = chip_overrides(config)
     specs = pl.read_csv(DATA / "accelerator_specs.csv", infer_schema_length=None)
     chips = chips_from_frame(specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip")), overrides)
     models = models_from_frame(pl.read_csv(DATA / "model_catalog.csv", infer_schema_length=None))
