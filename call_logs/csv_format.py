@@ -12,7 +12,7 @@ import duckdb
 
 from call_logs.config import (BAD_TABLE, CAST_BAD_TABLE, CSV_BUFFER_BYTES, REQUIRED, TOKENS, CallLogConfig,
                               CallLogError, ColumnMap, sql_list)
-from call_logs.rules import reject_reason
+from call_logs.rules import reject_reason, render
 from warehouse.io import quote_text
 
 
@@ -101,34 +101,19 @@ def csv_day_passes(con, files: list[Path], header: list[str], col: ColumnMap, cf
         unclean = f"not ({_deviation(values)} = 0{in_range}) is true"
         con.execute("drop table if exists _call_log_rej; drop table if exists _call_log_scan")
         try:
-            con.execute(f"""create or replace temp table _call_log_batch as
-                select file_index, cast({col.sql('timestamp')} as date) as ts_day, {col.sql('model')} as model,
-                       {provider} as provider, {status} as status, {unclean} as unclean, count(*) as requests,
-                       {sums}
-                from {_csv_day_scan(files, header, col, cfg)} group by all""")
+            con.execute(render("csv_pass1", ts=col.sql("timestamp"), model=col.sql("model"), provider=provider,
+                               status=status, unclean=unclean, sums=sums,
+                               reader=_csv_day_scan(files, header, col, cfg)))
         except duckdb.Error as exc:
             raise CallLogError(f"cannot load call logs from {', '.join(str(f) for f in files)}: "
                                f"{str(exc).splitlines()[0]}") from None
         if strict or not con.execute(f"select count(*) from _call_log_batch where not unclean "
                                      f"and {group_total} >= 9.2e18").fetchone()[0]:
             break
-    # the rows the typed scan could not cast, with DuckDB's line numbers (header = line 1), one per line
-    # (judged by the type named in the message: DuckDB 1.5 names the wrong column when a query does not
-    # read every column of the file; each checked field has its own type); skipped when the scan rejected
-    # nothing, the common case
+    # the rows the typed scan could not cast, with DuckDB's line numbers (sql/call_logs/csv_cast_rejects.sql.j2);
+    # skipped when the scan rejected nothing, the common case
     cast_bad = con.execute("select count(*) from _call_log_rej").fetchone()[0] and con.execute(
-        """create or replace temp table _call_log_cast_bad as
-        select file_index, day, file, row_number, reason from (
-            select f.file_index, f.day, f.file, e.line - 1 as row_number,
-                   case when e.error_type <> 'CAST' then lower(cast(e.error_type as varchar))
-                        when e.error_message like '%to ''TIMESTAMP''%' then 'unparseable timestamp'
-                        when e.error_message like '%to ''ENUM%' then 'unknown status'
-                        when e.error_message like '%to ''DOUBLE''%' then 'missing or non-numeric token count'
-                        else 'unreadable value' end as reason,
-                   row_number() over (partition by f.file_index, e.line order by e.column_idx) as nth
-            from _call_log_rej e join _call_log_scan s using (scan_id, file_id)
-            join _file_day f on f.file = s.file_path)
-        where nth = 1""").fetchone()[0]
+        render("csv_cast_rejects")).fetchone()[0]
     rejects = ["_call_log_cast_bad"] if cast_bad else []
     # a view (the groups are read once, by _replace_days): cheaper than one more table
     settled = f"not b.unclean and b.ts_day = f.day and b.model is not null and not {unknown}"
@@ -190,29 +175,8 @@ def _csv_second_read(con, files: list[Path], header: list[str], set_aside: dict[
         select file_index, case when {candidate} then {reason} end as reason {keep_status}
         from {reader}""")
     positions = ", ".join(f"({j}, {i})" for j, i in enumerate(set_aside))
-    con.execute(f"""insert into _call_log_bad (file_index, day, file, row_number, reason)
-        with numbered as (
-            select m.file_index, p.rowid - s.first_row + 1 as ordinal, p.reason
-            from _call_log_p2 p
-            join (select file_index, min(rowid) as first_row from _call_log_p2 group by all) s using (file_index)
-            join (values {positions}) m(dirty_index, file_index) on m.dirty_index = p.file_index
-            where p.reason is not null),
-        skipped as (  -- the lines this read rejected, ranked: a row's number is its ordinal plus those before it
-            select file_index, line - 1 as row_number, row_number() over (partition by file_index order by line) as rank
-            from (select distinct f.file_index, e.line from _call_log_rej2 e
-                  join _call_log_scan2 s using (scan_id, file_id) join _file_day f on f.file = s.file_path)),
-        found as (
-            select n.file_index, f.day, f.file,
-                   n.ordinal + (select count(*) from skipped k where k.file_index = n.file_index
-                                and k.row_number - k.rank < n.ordinal) as row_number, n.reason
-            from numbered n join _file_day f using (file_index))
-        -- a text read also meets the rows pass 1 could not cast: they are listed already
-        select * from found
-        where (file_index, row_number) not in (select file_index, row_number from _call_log_cast_bad)""")
+    con.execute(render("csv_pass2_rows", positions=positions))
     listed = dict(con.execute("select file_index, count(*) from _call_log_bad group by 1").fetchall())
     # and the lines this read rejected must be among those the first read rejected
-    extra = con.execute("""select count(*) from (
-        select distinct f.file_index, e.line - 1 from _call_log_rej2 e join _call_log_scan2 s using (scan_id, file_id)
-        join _file_day f on f.file = s.file_path
-        except select file_index, row_number from _call_log_cast_bad)""").fetchone()[0]
+    extra = con.execute(render("csv_pass2_extra_rejects")).fetchone()[0]
     return extra == 0 and all(listed.get(i, 0) == n for i, n in set_aside.items())
