@@ -114,7 +114,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
         con.close()
     copied = time.perf_counter()
     keys, steps = materialise(Paths(paths.data_dir, warehouse, work / "reports", assumptions), as_of,
-                              recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes))
+                              recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes),
+                              changed=list(changes))
     done = time.perf_counter()
     print(f"what-if: {', '.join(f'{n} {before[n]:g} -> {v:g}' for n, v in changes.items())}")
     print(f"  re-materialised {len(keys)} assets downstream of meta.assumptions (forecasts reused) in "
@@ -126,10 +127,30 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     return 0
 
 
-def materialise(paths: Paths, as_of, recalibrate: bool) -> tuple[list[str], dict[str, float]]:
+def unaffected_sql_tables(changed: list[str]) -> list[str]:
+    """The SQL models that read meta.assumptions but none of the `changed` names: a model names the
+    assumptions it reads as literals ('installed_base.service_life_years') or prefixes ('report.interactivity_%');
+    one that reads meta.assumptions without naming any counts as affected."""
+    import re
+
+    from warehouse.io import read_sql, referenced_tables, sql_files
+
+    out = []
+    for table in sql_files():
+        sql = re.sub(r"--[^\n]*", "", read_sql(table))
+        if "meta.assumptions" not in referenced_tables(sql):
+            continue
+        named = [t for t in re.findall(r"'([^']*)'", sql) if "." in t or t.endswith("%")]
+        if named and not any(c == n or (n.endswith("%") and c.startswith(n[:-1])) for n in named for c in changed):
+            out.append(table)
+    return out
+
+
+def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | None = None
+                ) -> tuple[list[str], dict[str, float]]:
     """Materialise the assets downstream of meta.assumptions, minus the forecasts (and the calibration unless
-    asked), in process, against `paths`; returns the asset keys run and each step's seconds. Raises on a
-    failed step."""
+    asked) and minus the SQL models that read none of the `changed` assumptions (and what only they feed), in
+    process, against `paths`; returns the asset keys run and each step's seconds. Raises on a failed step."""
     import dagster as dg
 
     from assets.forecast import forecast_marts, forecast_vintage
@@ -140,8 +161,12 @@ def materialise(paths: Paths, as_of, recalibrate: bool) -> tuple[list[str], dict
     # the forecasts are reused (demand does not depend on a hardware assumption); the calibration too unless
     # a serving or hardware value changed
     reused = [forecast_marts, forecast_vintage, *([] if recalibrate else [throughput_calibration])]
-    selection = (dg.AssetSelection.assets(dg.AssetKey(["meta", "assumptions"])).downstream()
-                 - dg.AssetSelection.assets(*reused))
+    root = dg.AssetSelection.assets(dg.AssetKey(["meta", "assumptions"]))
+    untouched = dg.AssetSelection.assets(*[dg.AssetKey(t.split(".")) for t in unaffected_sql_tables(changed or [])])
+    # meta.assumptions (rewritten from the what-if's file), then everything downstream of the readers the
+    # change reaches; a reader the change does not reach re-runs only when another input of it changed
+    kept = untouched | dg.AssetSelection.assets(*reused)
+    selection = root | ((root.downstream(depth=1) - root - kept).downstream() - dg.AssetSelection.assets(*reused))
     resources = {"warehouse": Warehouse(database=str(paths.warehouse)),
                  "settings": ProjectSettings(**settings_config(paths, as_of.isoformat()))}
     # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)

@@ -233,3 +233,18 @@ def test_whatif_sets_are_checked_against_the_assumptions_file():
         parse_sets(["fleet.utilisation=0.5"], leaves)
     with pytest.raises(UsageError, match="expected KEY=VALUE"):
         parse_sets(["fleet.utilisation"], leaves)
+
+
+def test_a_whatif_reruns_only_the_sql_models_that_read_a_changed_assumption():
+    """A what-if skips the SQL models that read meta.assumptions but none of the changed names (named as
+    literals or LIKE prefixes in their SQL), and what only they feed: a fleet assumption re-runs none of them;
+    the service life re-runs the installed base; a prefix ('report.interactivity_%') counts."""
+    from pipelines.whatif_cli import unaffected_sql_tables
+
+    fleet = set(unaffected_sql_tables(["fleet.utilisation"]))
+    assert {"staging.accelerator_specs", "marts.installed_base", "marts.installed_base_projection"} <= fleet
+    life = set(unaffected_sql_tables(["installed_base.service_life_years"]))
+    assert "marts.installed_base" not in life and "marts.installed_base_projection" not in life
+    assert "staging.accelerator_specs" in life
+    assert "marts.cost_at_interactivity" not in set(unaffected_sql_tables(["report.interactivity_chat"]))
+    assert "staging.accelerator_specs" not in set(unaffected_sql_tables(["h100e.h100_8bit_tops"]))
