@@ -46,7 +46,8 @@ class Configuration:
 
 
 def load_configuration(path: Path | str) -> Configuration:
-    from configuration.schema import validate
+    """The file validated; its mapping carries the schema's defaults for the optional keys it leaves out."""
+    from configuration.schema import validate, with_defaults
 
     path = Path(path)
     data, text = read_mapping(path, AssumptionsError)
@@ -54,7 +55,7 @@ def load_configuration(path: Path | str) -> Configuration:
         model = validate(data, path, text)
     except ValueError as exc:
         raise AssumptionsError(str(exc)) from None
-    return Configuration(path, data, model)
+    return Configuration(path, with_defaults(data, model), model)
 
 
 @cache

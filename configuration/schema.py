@@ -342,6 +342,29 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
+def with_defaults(data: Any, model: Any) -> Any:
+    """`data` (the file's mapping) with the schema's default written in wherever the file leaves an optional
+    key out, so that the libraries read every key without a default of their own: each default lives once,
+    here. None defaults stay out (absent and null mean the same to the libraries), and every key the file
+    has keeps the file's value and shape."""
+    if isinstance(model, BaseModel) and isinstance(data, dict):
+        out = dict(data)
+        for name, field in type(model).model_fields.items():
+            key = field.alias or name
+            value = getattr(model, name)
+            if key in out:
+                out[key] = with_defaults(out[key], value)
+            elif value is not None:
+                out[key] = value.model_dump(by_alias=True, exclude_none=True) if isinstance(value, BaseModel) \
+                    else value
+        return out
+    if isinstance(model, dict) and isinstance(data, dict):
+        return {k: with_defaults(v, model[k]) if k in model else v for k, v in data.items()}
+    if isinstance(model, list) and isinstance(data, list) and len(model) == len(data):
+        return [with_defaults(d, m) for d, m in zip(data, model)]
+    return data
+
+
 def validate(data: dict, path: Path | str, text: str | None = None, schema: type[BaseModel] = Assumptions):
     """The typed file (`schema`: the assumptions by default), or a ValueError naming key, line and (for
     unknown keys) the nearest known key."""

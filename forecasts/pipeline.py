@@ -52,7 +52,7 @@ def engine_config(config: dict) -> forecasts.EngineConfig:
 
 def panel_prefix(config: dict) -> str:
     """Series ids of the dense OpenRouter panel (weekly top-10 volume by origin)."""
-    return config["forecast"]["demand"].get("panel_prefix", "openrouter_top10/")
+    return config["forecast"]["demand"]["panel_prefix"]
 
 
 def horizon_end(config: dict) -> dt.date:
@@ -273,7 +273,7 @@ def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start:
     spec = config["forecast"]["vintage_backtest"]
     start = start or dt.date.fromisoformat(str(spec["start"]))
     end = min(end or as_of, as_of)
-    step = step_months or int(spec.get("step_months", 1))
+    step = step_months or int(spec["step_months"])
     known = history.filter(pl.col("known_on") <= as_of)
     tokens, _, _ = split_history(known, config)
     weekly = known.filter(pl.col("series_id").str.starts_with(panel_prefix(config)))

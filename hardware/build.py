@@ -176,7 +176,7 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
                            {k: dict(v) for k, v in (supply.get("supplier_revenue") or {}).items()},
                            samples["installed_base.service_life_years"], _value(assumptions, "supply.flow_revenue_tolerance"))
     margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
-                          list(supply.get("margin_chips") or []), supply.get("margin_precision", "fp8"),
+                          list(supply.get("margin_chips") or []), supply["margin_precision"],
                           _range(assumptions, "supply.all_in_cost_multiplier"))
     point_stock = dataclasses.replace(stock, share=np.full(1, _value(assumptions, "fleet.inference_share_of_installed_base")))
     sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving, point_stock)
@@ -304,9 +304,9 @@ def _cross_checks(rows, chips, designer, inputs, samples, exposure: pl.DataFrame
     designer's revenue, the CoWoS packager's capacity and the domestic 2.5D packager's revenue of that
     year. Who they are and their revenue series come from `supply` (config: supply.spend_check_designer,
     cowos_packager, domestic_packaging_supplier, supplier_revenue)."""
-    spender = supply.get("spend_check_designer", "Nvidia")
-    packager = supply.get("cowos_packager", "TSMC")
-    domestic_supplier = supply.get("domestic_packaging_supplier", "domestic OSAT (2.5D)")
+    spender = supply["spend_check_designer"]
+    packager = supply["cowos_packager"]
+    domestic_supplier = supply["domestic_packaging_supplier"]
     revenue_series = {k: dict(v).get("series") for k, v in (supply.get("supplier_revenue") or {}).items()}
     q4 = [r for r in rows if r["period_start"].month == 10]
     years = sorted({r["period_start"].year for r in q4})

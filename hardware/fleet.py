@@ -34,6 +34,7 @@ ScenarioError naming scenario, segment, chip and model.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import dataclasses
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from configuration.schema import Scenario as ScenarioSchema
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, group_of, replica_chips, serve
 from hardware.stats import log_sigma, row_medians, row_percentiles, stack_draws
@@ -159,7 +161,8 @@ def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], sour
         where = f"{source}: scenario '{name}'"
         if not isinstance(spec, dict) or "segments" not in spec:
             raise ScenarioError(f"{where}: needs 'segments' (segment -> phase -> chip: share)")
-        precision = spec.get("precision", "fp8")
+        spec = {**copy.deepcopy(SCENARIO_DEFAULTS), **spec}
+        precision = spec["precision"]
         if precision not in PRECISIONS:
             raise ScenarioError(f"{where}: precision {precision!r} is not one of {list(PRECISIONS)}")
         mix = _parse_mix(spec["segments"], chips, segments, where)
@@ -187,7 +190,7 @@ def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], sour
                 raise ScenarioError(f"{where}: orchestration_cpu '{cpu}' is not in accelerator_specs.csv")
             _check_costed(chips[cpu], f"{where}, orchestration_cpu")
         out[name] = Scenario(name, str(spec.get("description", "")), precision,
-                             bool(spec.get("kv_cache_on_ssd", False)), mix, cpu, placement, tuple(schedule))
+                             bool(spec["kv_cache_on_ssd"]), mix, cpu, placement, tuple(schedule))
     return out
 
 
@@ -227,6 +230,10 @@ def draw_assumptions(assumptions: pl.DataFrame, names: list[str], draws: int, rn
             out[name] = np.full(draws, r["value"])
     return out
 
+
+# a scenario's optional keys and their defaults, from the assumptions schema (defaults live there, once)
+SCENARIO_DEFAULTS = {field.alias or name: field.default for name, field in ScenarioSchema.model_fields.items()
+                     if not field.is_required()}
 
 # workload assumptions the serving model reads (evaluated at `fleet.workload_points` points)
 WORKLOAD = ["hardware.user_speed_tokens_per_s", "workload.input_tokens", "workload.output_share"]

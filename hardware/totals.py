@@ -139,7 +139,7 @@ def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: d
     for r in demand.select("period_start", "series_id", "value").iter_rows(named=True):
         by_series[(r["period_start"], r["series_id"])] = r["value"]
     components = {c["series_id"]: list(c["components"]) for c in composites}
-    cls = {f"tokens/{p}_estimated/all": spec.get("demand_class", "unclassified") for p, spec in estimated.items()}
+    cls = {f"tokens/{p}_estimated/all": spec["demand_class"] for p, spec in estimated.items()}
     acc: dict[tuple, dict] = {}
     for f in records:
         key = (f["period_start"], f["scenario"], f["segment"])

@@ -207,3 +207,26 @@ def test_the_values_the_model_ran_with_name_a_measured_override():
     assert got["workload.output_share"]["value_source"] == MEASURED and got["workload.output_share"]["high"] == 0.35
     assert got["workload.cached_share"]["value_source"] == "assumptions file"
     assert got["fleet.utilisation"]["value"] == 0.6 and got["fleet.utilisation"]["value_source"] == "assumptions file"
+
+
+def test_an_optional_key_left_out_of_the_file_takes_the_schema_default(tmp_path):
+    """Defaults live once, in configuration/schema.py (issue 29): the validated mapping the libraries take
+    carries them for the optional keys a file leaves out, and the libraries no longer write their own."""
+    import yaml
+
+    from configuration.assumptions import load_configuration
+    from configuration.schema import Scenario, Supply
+    from hardware.fleet import SCENARIO_DEFAULTS
+
+    tree = yaml.safe_load(ASSUMPTIONS.read_text())
+    del tree["supply"]["spend_check_designer"], tree["supply"]["margin_precision"]
+    tree["scenarios"]["gpu_centric"].pop("precision", None)
+    path = tmp_path / "assumptions.yaml"
+    path.write_text(yaml.safe_dump(tree, sort_keys=False))
+    data = load_configuration(path).data
+    assert data["supply"]["spend_check_designer"] == Supply.model_fields["spend_check_designer"].default == "Nvidia"
+    assert data["supply"]["margin_precision"] == Supply.model_fields["margin_precision"].default
+    assert data["scenarios"]["gpu_centric"]["precision"] == Scenario.model_fields["precision"].default
+    assert SCENARIO_DEFAULTS["precision"] == Scenario.model_fields["precision"].default
+    # keys the file has keep the file's values
+    assert data["supply"]["cowos_packager"] == tree["supply"]["cowos_packager"]
