@@ -46,6 +46,20 @@ class Leaf(BaseModel):
             raise ValueError(f"needs low <= value <= high (low {low:g}, value {value:g}, high {high:g})")
         if not self.rationale.strip():
             raise ValueError("has no rationale")
+        if not self.source.strip():
+            raise ValueError("has no source (a citation, a file of data/, or 'judgement' with the rationale)")
+        return self
+
+
+class Setting(Leaf):
+    """A run setting or a threshold (Monte Carlo draws, backtest origins, freshness limits, check tolerances,
+    report levels): how the pipeline runs or flags, not an uncertain quantity of the model. A value and no
+    range; meta.assumptions marks it kind 'setting' (the modelling assumptions: kind 'assumption')."""
+
+    @model_validator(mode="after")
+    def _no_range(self) -> "Setting":
+        if self.value is None or self.low is not None or self.high is not None:
+            raise ValueError("is a run setting or threshold: give a value and no low/high range")
         return self
 
 
@@ -61,8 +75,8 @@ class InstalledBase(BaseModel):
 
 class Freshness(BaseModel):
     model_config = STRICT
-    max_age_days: Leaf
-    lag_warn_days: Leaf
+    max_age_days: Setting
+    lag_warn_days: Setting
 
     @model_validator(mode="after")
     def _positive(self) -> "Freshness":
@@ -120,15 +134,15 @@ class EstimatedComponent(BaseModel):
 
 class Forecast(BaseModel):
     model_config = STRICT
-    horizon_end_year: Leaf
-    backtest_origins: Leaf
-    min_backtest_obs: Leaf
+    horizon_end_year: Setting
+    backtest_origins: Setting
+    min_backtest_obs: Setting
     fallback_sigma_per_year: Leaf
     sparse_irregular_sd: Leaf
     sparse_slope_sd_per_year: Leaf
     sparse_growth_halflife_years: Leaf
-    composite_draws: Leaf
-    dense_min_points: Leaf
+    composite_draws: Setting
+    dense_min_points: Setting
     sparse_max_growth: Leaf
     global_demand: Composite
     composites: list[Composite] = []
@@ -186,12 +200,12 @@ class Fleet(BaseModel):
     model_config = STRICT
     peak_to_average: Leaf
     festival_peak_to_average: Leaf
-    workload_points: Leaf
+    workload_points: Setting
     utilisation: Leaf
     redundancy: Leaf
     pue: Leaf
     electricity_usd_per_mwh: Leaf
-    mc_draws: Leaf
+    mc_draws: Setting
     inference_share_of_installed_base: Leaf
 
 
@@ -209,9 +223,9 @@ class SupplierRevenue(BaseModel):
 
 class Supply(BaseModel):
     model_config = STRICT
-    flow_revenue_tolerance: Leaf
-    share_tolerance: Leaf
-    utilisation_overbuild: Leaf
+    flow_revenue_tolerance: Setting
+    share_tolerance: Setting
+    utilisation_overbuild: Setting
     inference_busy_share: Leaf
     all_in_cost_multiplier: Leaf
     margin_precision: str = "fp8"
@@ -275,10 +289,10 @@ class Scenario(BaseModel):
 
 class Report(BaseModel):
     model_config = STRICT
-    change_threshold: Leaf
-    interactivity_reading: Leaf
-    interactivity_chat: Leaf
-    interactivity_agentic: Leaf
+    change_threshold: Setting
+    interactivity_reading: Setting
+    interactivity_chat: Setting
+    interactivity_agentic: Setting
     curve_models: list[str] = []
     # names the report needs from the rest of this file: nothing in reports/ hard-codes them
     headline_scenario: str
@@ -340,6 +354,18 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
         else:
             break
     return line
+
+
+def setting_names(model: type[BaseModel] | None = None, prefix: str = "") -> set[str]:
+    """The dotted names of the file's run settings and thresholds (fields typed Setting)."""
+    out = set()
+    for name, field in (model or Assumptions).model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, Setting):
+            out.add(prefix + name)
+        elif isinstance(kind, type) and issubclass(kind, BaseModel) and not issubclass(kind, Leaf):
+            out |= setting_names(kind, f"{prefix}{name}.")
+    return out
 
 
 def with_defaults(data: Any, model: Any) -> Any:

@@ -230,3 +230,27 @@ def test_an_optional_key_left_out_of_the_file_takes_the_schema_default(tmp_path)
     assert SCENARIO_DEFAULTS["precision"] == Scenario.model_fields["precision"].default
     # keys the file has keep the file's values
     assert data["supply"]["cowos_packager"] == tree["supply"]["cowos_packager"]
+
+
+def test_run_settings_sit_apart_from_modelling_assumptions_and_every_leaf_has_a_source(tmp_path):
+    """Issue 29: draws, origins, tolerances and report levels are run settings (kind 'setting' in
+    meta.assumptions, a value and no range); the modelling assumptions are kind 'assumption'; a leaf without a
+    source, or a setting given a range, is refused naming the key."""
+    import yaml
+
+    from configuration.assumptions import AssumptionsError, load_configuration
+
+    rows = load_configuration(ASSUMPTIONS).rows()
+    kind = dict(rows.select("name", "kind").iter_rows())
+    assert kind["fleet.mc_draws"] == kind["forecast.backtest_origins"] == kind["supply.share_tolerance"] == "setting"
+    assert kind["fleet.utilisation"] == kind["workload.input_tokens"] == "assumption"
+    tree = yaml.safe_load(ASSUMPTIONS.read_text())
+    tree["fleet"]["mc_draws"].update(low=100, high=1000)
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    with pytest.raises(AssumptionsError, match=r"'fleet.mc_draws'.*run setting"):
+        load_configuration(tmp_path / "a.yaml")
+    tree = yaml.safe_load(ASSUMPTIONS.read_text())
+    tree["fleet"]["utilisation"]["source"] = " "
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    with pytest.raises(AssumptionsError, match=r"'fleet.utilisation'.*has no source"):
+        load_configuration(tmp_path / "b.yaml")
