@@ -113,6 +113,9 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     finally:
         con.close()
     copied = time.perf_counter()
+    from reports.chart_cache import start_workers
+
+    start_workers()  # they load the drawing code on the second core while the fleet model runs on the first
     keys, steps = materialise(Paths(paths.data_dir, warehouse, work / "reports", assumptions), as_of,
                               recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes),
                               changed=list(changes))

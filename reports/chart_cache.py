@@ -107,14 +107,35 @@ def _draw_one(draw: Callable[..., ChartPng], args: tuple) -> tuple[bytes, bytes]
     return bytes(png), getattr(png, "narrow", bytes(png))
 
 
+_STARTED: ProcessPoolExecutor | None = None  # workers started ahead of the report (start_workers)
+
+
+def _ready() -> bool:
+    return True  # importing this module in the worker loaded the drawing code
+
+
+def start_workers() -> None:
+    """Start the drawing workers now, so that they load matplotlib and the drawing code while the caller does
+    other work (a what-if starts them before the fleet model runs on the other core); the next report in
+    this process draws on them."""
+    global _STARTED
+    workers = chart_workers()
+    if _STARTED is None and workers > 1:
+        _STARTED = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        for _ in range(workers):
+            _STARTED.submit(_ready)
+
+
 def _draw_all(jobs: dict[str, tuple[Callable, tuple]]) -> dict[str, ChartPng]:
     """Draw every job; several in worker processes (each takes the next chart as it finishes one)."""
+    global _STARTED
     workers = min(chart_workers(), len(jobs))
     if workers <= 1:
         results = {name: _draw_one(draw, args) for name, (draw, args) in jobs.items()}
     else:
+        pool, _STARTED = _STARTED, None
         try:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with pool or ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = {name: pool.submit(_draw_one, draw, args) for name, (draw, args) in jobs.items()}
                 results = {name: f.result() for name, f in futures.items()}
         except (pickle.PicklingError, TypeError, AttributeError):  # a draw function that cannot cross processes
