@@ -26,14 +26,19 @@ from hardware.serving import memoised
 SERVING_CODE = ("hardware/serving.py", "hardware/roofline.py")
 
 
+def serve_memo_dir(reports_dir: Path | str) -> Path:
+    """Where the serving model's results are kept between runs: <reports_dir>/../cache/serving/ (var/cache/,
+    beside the CLI's hardware-context cache)."""
+    return Path(reports_dir).resolve().parent / "cache" / "serving"
+
+
 def serve_memo_path(settings: ProjectSettings) -> Path:
-    """Where the serving model's results are kept between runs: <reports_dir>/../cache/serving/serve-<code
-    version>.pkl (var/cache/, beside the CLI's hardware-context cache).
-    The version is a hash of the serving code; the inputs (specs, efficiency, limits, workload) are in every
-    entry's key, so an entry is right for as long as the code that made it is unchanged."""
+    """serve-<code version>.pkl in serve_memo_dir. The version is a hash of the serving code; the inputs (specs,
+    efficiency, limits, workload) are in every entry's key, so an entry is right for as long as the code that
+    made it is unchanged."""
     root = Path(__file__).resolve().parent.parent
     version = hashlib.sha256(b"".join((root / name).read_bytes() for name in SERVING_CODE)).hexdigest()[:16]
-    return Path(settings.reports_dir).resolve().parent / "cache" / "serving" / f"serve-{version}.pkl"
+    return serve_memo_dir(settings.reports_dir) / f"serve-{version}.pkl"
 
 
 def load_serve_memo(path: Path) -> dict:
@@ -175,7 +180,7 @@ def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
             context.log.warning(message)
     except (ScenarioError, AvailabilityError, KeyError) as exc:
         raise dg.Failure(description=f"{settings.assumptions_path}: {exc}", allow_retries=False) from None
-    save_serve_memo(memo_path, {key: memo[key] for key in asked})  # this run's entries only: no growth
+    save_serve_memo(memo_path, asked)  # this run's entries only: the store does not grow
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, {f"marts.{name}": frame for name, frame in frames.items()})
         checks = contract_results(con, *TABLES)

@@ -210,23 +210,22 @@ def prefill_rate(chip: Chip, model: LlmSpec, precision: str, n: float, prompt_to
     return chunk / (n * t), bound
 
 
-_MEMO: dict | None = None  # the store `serve` answers from inside a `memoised` block
-_USED: set | None = None  # the keys asked for inside it
+_MEMO: tuple[dict, dict] | None = None  # inside a `memoised` block: (the kept results, the block's own)
 
 
 @contextmanager
-def memoised(store: dict):
-    """Inside the block, `serve` keeps each result in `store` under its arguments and answers a repeat from
-    it: serve is a pure function of its arguments (chip and model specs, efficiency, limits and workload are
-    all in the key). A caller may keep the store between runs of the same serving code (assets/hardware.py
-    does), so that a what-if which moves no serving input sizes its fleets without re-running the search.
-    Yields the set of keys the block asked for (what is worth keeping for the next run)."""
-    global _MEMO, _USED
-    previous, _MEMO, previous_used, _USED = _MEMO, store, _USED, set()
+def memoised(kept: dict):
+    """Inside the block, `serve` answers from `kept` (results of earlier runs, by their arguments) or computes,
+    and files every answer in the block's own store, which it yields: what is worth keeping for the next run.
+    serve is a pure function of its arguments (chip and model specs, efficiency, limits and workload are all
+    in the key), so a caller may keep the store between runs of the same serving code (assets/hardware.py
+    does): a what-if that moves no serving input sizes its fleets without re-running the search."""
+    global _MEMO
+    previous, _MEMO = _MEMO, (kept, {})
     try:
-        yield _USED
+        yield _MEMO[1]
     finally:
-        _MEMO, _USED = previous, previous_used
+        _MEMO = previous
 
 
 def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
@@ -237,13 +236,12 @@ def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, outp
     if _MEMO is None:
         return _serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed, batch,
                       max_chips, kv)
+    kept, asked = _MEMO
     key = (chip, model, precision, float(prompt_tokens), float(output_tokens), eff, limits,
            None if user_speed is None else float(user_speed), batch, max_chips, kv)
-    _USED.add(key)
-    found = _MEMO.get(key)
-    if found is None:
-        found = _MEMO[key] = _serve(chip, model, precision, prompt_tokens, output_tokens, eff, limits, user_speed,
-                                    batch, max_chips, kv)
+    found = asked.get(key) or kept.get(key) or _serve(chip, model, precision, prompt_tokens, output_tokens, eff,
+                                                      limits, user_speed, batch, max_chips, kv)
+    asked[key] = found
     return dict(found)
 
 

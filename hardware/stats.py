@@ -4,6 +4,8 @@ each; sql/marts/installed_base_projection.sql writes Z90/Z80 as literals, bound 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 Z80 = 1.2815515655446004  # two-sided 80%: the 90th percentile of the standard normal
@@ -47,10 +49,13 @@ def row_percentiles(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
         p5[~has_nan] = np.percentile(clean, 5, axis=1)
         median[~has_nan] = np.median(clean, axis=1)
         p95[~has_nan] = np.percentile(clean, 95, axis=1)
-    for i in np.flatnonzero(has_nan):
-        row = m[i][~np.isnan(m[i])]
-        if row.size:
-            p5[i], median[i], p95[i] = percentiles(row)
+    if has_nan.any():  # numpy's nan-quantiles loop over rows, so only the rows with NaN go through them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a row of NaNs: NaN
+            dirty = m[has_nan]
+            p5[has_nan] = np.nanpercentile(dirty, 5, axis=1)
+            median[has_nan] = np.nanmedian(dirty, axis=1)
+            p95[has_nan] = np.nanpercentile(dirty, 95, axis=1)
     return p5, median, p95
 
 

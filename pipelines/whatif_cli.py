@@ -96,7 +96,9 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     warehouse = work / "warehouse.duckdb"
     shutil.copyfile(source, warehouse)
     # the serving model's kept results (assets/hardware.py): a what-if that moves no serving input reuses them
-    kept, mine = Path(paths.reports_dir).resolve().parent / "cache" / "serving", work / "cache" / "serving"
+    from assets.hardware import serve_memo_dir
+
+    kept, mine = serve_memo_dir(paths.reports_dir), serve_memo_dir(work / "reports")
     for memo in kept.glob("serve-*.pkl"):
         if not (mine / memo.name).exists():
             mine.mkdir(parents=True, exist_ok=True)
@@ -168,8 +170,8 @@ def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | Non
     untouched = dg.AssetSelection.assets(*[dg.AssetKey(t.split(".")) for t in unaffected_sql_tables(changed or [])])
     # meta.assumptions (rewritten from the what-if's file), then everything downstream of the readers the
     # change reaches; a reader the change does not reach re-runs only when another input of it changed
-    kept = untouched | dg.AssetSelection.assets(*reused)
-    selection = root | ((root.downstream(depth=1) - root - kept).downstream() - dg.AssetSelection.assets(*reused))
+    reused_keys = dg.AssetSelection.assets(*reused)
+    selection = root | ((root.downstream(depth=1) - root - untouched - reused_keys).downstream() - reused_keys)
     resources = {"warehouse": Warehouse(database=str(paths.warehouse)),
                  "settings": ProjectSettings(**settings_config(paths, as_of.isoformat()))}
     # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)
@@ -177,13 +179,8 @@ def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | Non
         result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=resources,
                                 instance=instance, raise_on_error=True,
                                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-        started, steps = {}, {}
-        for record in instance.all_logs(result.run_id):
-            event = record.dagster_event
-            if event is not None and event.event_type_value == "STEP_START":
-                started[event.step_key] = record.timestamp
-            elif event is not None and event.event_type_value == "STEP_SUCCESS" and event.step_key in started:
-                steps[event.step_key] = record.timestamp - started[event.step_key]
+        steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)
+                 if s.start_time is not None and s.end_time is not None}
     return sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}), steps
 
 

@@ -37,7 +37,6 @@ class ChartCache:
     def __init__(self, directory: Path | None):
         self.directory = Path(directory) if directory else None
         self.used: set[str] = set()
-        self.hits = 0
 
     def chart(self, name: str, draw: Callable[..., ChartPng], *args) -> ChartPng:
         return self.charts({name: (draw, *args)})[name]
@@ -49,10 +48,7 @@ class ChartCache:
         for name, (draw, *args) in jobs.items():
             entry = self._entry(name, draw, args)
             if entry is not None and entry[0].is_file() and entry[1].is_file():
-                png = ChartPng(entry[0].read_bytes())
-                png.narrow = entry[1].read_bytes()
-                self.hits += 1
-                out[name] = png
+                out[name] = _png(entry[0].read_bytes(), entry[1].read_bytes())
             else:
                 todo[name] = (entry, draw, args)
         for name, png in _draw_all({n: (d, a) for n, (_, d, a) in todo.items()}).items():
@@ -140,9 +136,10 @@ def _draw_all(jobs: dict[str, tuple[Callable, tuple]]) -> dict[str, ChartPng]:
                 results = {name: f.result() for name, f in futures.items()}
         except (pickle.PicklingError, TypeError, AttributeError):  # a draw function that cannot cross processes
             results = {name: _draw_one(draw, args) for name, (draw, args) in jobs.items()}
-    out = {}
-    for name, (desktop, narrow) in results.items():
-        png = ChartPng(desktop)
-        png.narrow = narrow
-        out[name] = png
-    return out
+    return {name: _png(desktop, narrow) for name, (desktop, narrow) in results.items()}
+
+
+def _png(desktop: bytes, narrow: bytes) -> ChartPng:
+    png = ChartPng(desktop)
+    png.narrow = narrow
+    return png

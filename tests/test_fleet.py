@@ -190,18 +190,27 @@ def test_sensitivity_moves_one_assumption_at_a_time_and_demand_across_its_80pct_
     assert out["swing_chips"].to_list() == sorted(out["swing_chips"].to_list(), reverse=True)
 
 
-def test_a_memoised_serve_answers_a_repeat_from_its_store_with_the_same_figures():
+def test_a_memoised_serve_answers_a_repeat_from_its_store_with_the_same_figures(monkeypatch):
     """hardware.serving.memoised (kept between runs by the hardware asset, so that a what-if which moves no
     serving input reuses the replica search): same arguments, same figures, one entry; a caller's change to a
-    result does not reach the store; other arguments are computed afresh."""
+    result does not reach the store; other arguments are computed afresh; a later block answers from the
+    kept store without computing, and its own store holds only what it asked for."""
+    import hardware.serving as serving
     from hardware.serving import memoised
 
     plain = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
-    store: dict = {}
-    with memoised(store) as asked:
+    with memoised({}) as asked:
         first = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
         first["decode_per_chip"] = -1.0
         again = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0)
         other = serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=40.0)
-    assert len(store) == 2 and again == plain and asked == set(store)
+    assert len(asked) == 2 and again == plain
     assert other == serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=40.0)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("computed although the kept store holds these arguments")
+
+    monkeypatch.setattr(serving, "_serve", no_search)
+    with memoised(asked) as later:
+        assert serve(GPU, BIG, "fp8", 2000.0, 400.0, EFF, Limits(), user_speed=20.0) == plain
+    assert len(later) == 1
