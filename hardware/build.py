@@ -161,9 +161,11 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     error_z = {g: rng.standard_normal(draws) for g in error_sd}
     share = samples["fleet.inference_share_of_installed_base"]
     stock = Stock(_units_by_region(installed), installed, windows, region, share, life_quarters)
-    stock_records: list[dict] = []
-    rows = size_fleet(demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z, stock,
-                      stock_records)
+    # the Monte Carlo draws and the sensitivity table's cases (each assumption at its low and high end) in one pass
+    moves, cases = _sensitivity_cases(demand, assumptions, stock)
+    rows, stock_records, case_totals = fleet_with_cases(
+        demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z, stock, cases,
+        {n: point[n] for n in FLEET_ASSUMPTIONS}, _value(assumptions, "fleet.inference_share_of_installed_base"))
     hardware_demand = summarise(rows, chips, samples)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
@@ -178,8 +180,7 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
                           list(supply.get("margin_chips") or []), supply["margin_precision"],
                           _range(assumptions, "supply.all_in_cost_multiplier"))
-    point_stock = dataclasses.replace(stock, share=np.full(1, _value(assumptions, "fleet.inference_share_of_installed_base")))
-    sensitivity = _sensitivity(demand, scenarios, chips, models, mix, assumptions, serving, point_stock)
+    sensitivity = _sensitivity_frame(moves, case_totals, scenarios, demand)
     checks = _cross_checks(rows, chips, designer, inputs, samples, exposure,
                            _value(assumptions, "supply.flow_revenue_tolerance"),
                            _value(assumptions, "supply.share_tolerance"), supply)
@@ -230,41 +231,71 @@ def _curve_pairs(config, scenarios, mix, chips, rows) -> list[tuple[str, str, st
     return pairs
 
 
-def _total_chips(demand, scenarios, chips, models, mix, cases: list[dict], point: dict, serving: FleetServing,
-                 stock: Stock | None = None) -> list[dict[str, float]]:
-    """Chips serving demand in the last quarter of `demand` per scenario (installed in use + bought), for each
-    case: {assumption: value} moves, demand z 'z', calibration error z 'error', inference share 'share'. The
-    cases run together as the draws of one stock-and-flow pass."""
-    k = len(cases)
+def _case_draws(cases: list[dict], point: dict, segments: list[str], groups, stock: Stock | None):
+    """The cases as draws: {assumption: values} (point values where a case does not move one), demand z per
+    segment, calibration error z per chip group, and the stock with each case's inference share."""
     samples = {n: np.array([c.get(n, v) for c in cases], dtype=float) for n, v in point.items()}
     z = np.array([c.get("z", 0.0) for c in cases])
     error = np.array([c.get("error", 0.0) for c in cases])
     if stock is not None:
         stock = dataclasses.replace(stock, share=np.array([c.get("share", float(stock.share[0])) for c in cases]))
-    rows = size_fleet(demand, scenarios, chips, models, mix, samples,
-                      {s: z for s in demand["segment"].unique().to_list()}, serving,
-                      {g: error for g in serving.error_sd}, stock)
-    last = demand["period_start"].max()
+    return samples, {s: z for s in segments}, {g: error for g in groups}, stock
+
+
+def _last_totals(rows: list[dict], scenarios, last, k: int, offset: int = 0) -> list[dict[str, float]]:
+    """Chips serving demand in quarter `last` per scenario for draws offset..offset+k-1 of `rows`."""
     totals = [dict.fromkeys(scenarios, 0.0) for _ in range(k)]
     for r in rows:
         if r["period_start"] == last:
             for i in range(k):
-                totals[i][r["scenario"]] += float(r["chips"][i])
+                totals[i][r["scenario"]] += float(r["chips"][offset + i])
     return totals
 
 
-def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: FleetServing,
-                 stock: Stock | None = None) -> pl.DataFrame:
-    """Total chips serving demand at the horizon's last quarter (installed chips in use + bought; the stock and
-    flow runs the whole horizon) when one assumption moves to its low or high end with the others at their
-    values; the demand forecast and the calibration error move across their 80% intervals; the festival peak
-    is a stress case (low = high = the festival peak-to-average)."""
+def _total_chips(demand, scenarios, chips, models, mix, cases: list[dict], point: dict, serving: FleetServing,
+                 stock: Stock | None = None) -> list[dict[str, float]]:
+    """Chips serving demand in the last quarter of `demand` per scenario (installed in use + bought), for each
+    case: {assumption: value} moves, demand z 'z', calibration error z 'error', inference share 'share'. The
+    cases run together as the draws of one stock-and-flow pass."""
+    samples, demand_z, error_z, stock = _case_draws(cases, point, demand["segment"].unique().to_list(),
+                                                    serving.error_sd, stock)
+    rows = size_fleet(demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z, stock)
+    return _last_totals(rows, scenarios, demand["period_start"].max(), len(cases))
+
+
+def fleet_with_cases(demand, scenarios, chips, models, mix, samples: dict[str, np.ndarray],
+                     demand_z: dict[str, np.ndarray], serving: FleetServing, error_z: dict[str, np.ndarray],
+                     stock: Stock, cases: list[dict], point: dict, point_share: float
+                     ) -> tuple[list[dict], list[dict], list[dict[str, float]]]:
+    """The Monte Carlo pass and the sensitivity cases in one stock-and-flow pass (the cases appended as extra
+    draws; every step of size_fleet is per draw, so each part equals its own pass, at the cost of one):
+    (size_fleet rows over the Monte Carlo draws, their stock records, _total_chips of the cases)."""
+    draws = len(next(iter(samples.values())))
+    case_samples, case_z, case_error, _ = _case_draws(cases, point, list(demand_z), error_z, None)
+    joint = {n: np.concatenate([samples[n], case_samples[n]]) for n in point}
+    joint_stock = dataclasses.replace(stock, share=np.concatenate(
+        [np.broadcast_to(stock.share, draws), np.array([c.get("share", point_share) for c in cases], dtype=float)]))
+    records: list[dict] = []
+    rows = size_fleet(demand, scenarios, chips, models, mix, joint,
+                      {s: np.concatenate([demand_z[s], case_z[s]]) for s in demand_z}, serving,
+                      {g: np.concatenate([error_z[g], case_error[g]]) for g in error_z}, joint_stock, records)
+    totals = _last_totals(rows, scenarios, demand["period_start"].max(), len(cases), offset=draws)
+
+    def head(rec: dict) -> dict:
+        return {k: v[:draws] if isinstance(v, np.ndarray) and v.ndim == 1 else v for k, v in rec.items()}
+
+    # a chip row that only the cases use is not a row of the Monte Carlo pass (size_fleet drops all-zero rows)
+    kept = [head(r) for r in rows if r["phase"] == "orchestration" or np.any(r["chips"][:draws] > 0)]
+    return kept, [head(r) for r in records], totals
+
+
+def _sensitivity_cases(demand, assumptions: pl.DataFrame, stock: Stock | None = None) -> tuple[list[tuple], list[dict]]:
+    """The moves of the sensitivity table, (name, unit, low, value, high, case at low, case at high), and the
+    cases to size: the point first, then low and high of each move."""
     last = demand.filter(pl.col("period_start") == demand["period_start"].max())
     rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
-    point = {n: rows[n]["value"] for n in FLEET_ASSUMPTIONS}
     spread = log_sigma(last["lo95"], last["hi95"])
     festival = rows["fleet.festival_peak_to_average"]["value"]
-    # (name, unit, low, value, high, case at low, case at high)
     moves = [("demand (forecast 80% interval)", "tokens/day", float((last["value"] * np.exp(-Z80 * spread)).sum()),
               float(last["value"].sum()), float((last["value"] * np.exp(Z80 * spread)).sum()),
               {"z": -Z80}, {"z": Z80}),
@@ -282,8 +313,10 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
         r = rows[name]
         if r["high"] > r["low"]:
             moves.append((name, r["unit"], r["low"], r["value"], r["high"], {name: r["low"]}, {name: r["high"]}))
-    cases = [{}] + [c for m in moves for c in m[5:]]
-    totals = _total_chips(demand, scenarios, chips, models, mix, cases, point, serving, stock)
+    return moves, [{}] + [c for m in moves for c in m[5:]]
+
+
+def _sensitivity_frame(moves: list[tuple], totals: list[dict[str, float]], scenarios, demand) -> pl.DataFrame:
     base = totals[0]
     out = [{"scenario": scen, "assumption": name, "unit": unit, "low_value": low, "value": value,
             "high_value": high, "chips_at_low": totals[1 + 2 * i][scen], "chips_at_value": base[scen],
@@ -291,8 +324,21 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
            for i, (name, unit, low, value, high, _, _) in enumerate(moves) for scen in scenarios]
     frame = pl.DataFrame(out).with_columns(
         (pl.col("chips_at_high") - pl.col("chips_at_low")).abs().alias("swing_chips"),
-        pl.lit(last["period_start"][0]).alias("period_start"))
+        pl.lit(demand["period_start"].max()).alias("period_start"))
     return frame.sort("scenario", "swing_chips", descending=[False, True])
+
+
+def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: FleetServing,
+                 stock: Stock | None = None) -> pl.DataFrame:
+    """Total chips serving demand at the horizon's last quarter (installed chips in use + bought; the stock and
+    flow runs the whole horizon) when one assumption moves to its low or high end with the others at their
+    values; the demand forecast and the calibration error move across their 80% intervals; the festival peak
+    is a stress case (low = high = the festival peak-to-average). (build() sizes these cases in the Monte
+    Carlo pass itself: fleet_with_cases.)"""
+    moves, cases = _sensitivity_cases(demand, assumptions, stock)
+    point = {r["name"]: r["value"] for r in assumptions.iter_rows(named=True) if r["name"] in FLEET_ASSUMPTIONS}
+    totals = _total_chips(demand, scenarios, chips, models, mix, cases, point, serving, stock)
+    return _sensitivity_frame(moves, totals, scenarios, demand)
 
 
 def _cross_checks(rows, chips, designer, inputs, samples, exposure: pl.DataFrame, flow_tol: float,

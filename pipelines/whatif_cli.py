@@ -68,6 +68,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     import yaml
 
     from configuration.assumptions import AssumptionsError, load_configuration
+    from configuration.yaml_file import read_mapping
     from warehouse.io import connect, data_as_of, published_copy, replace_table_from_frame
 
     paths = Paths.from_env(assumptions=args.assumptions)
@@ -75,7 +76,7 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     if not source.exists():
         print(f"error: no warehouse at {source}; run `tokens2chips run` first", file=sys.stderr)
         return 2
-    tree = yaml.safe_load(paths.assumptions.read_text())
+    tree, _ = read_mapping(paths.assumptions, UsageError)
     leaves = _leaves(tree)
     changes = parse_sets(args.set, leaves)
     if not changes:
@@ -87,7 +88,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
     work = Path(args.out) if args.out else WHATIF_DIR
     work.mkdir(parents=True, exist_ok=True)
     assumptions = work / "assumptions.yaml"
-    assumptions.write_text(yaml.safe_dump(tree, sort_keys=False, allow_unicode=True))
+    assumptions.write_text(yaml.dump(tree, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
+                                     allow_unicode=True))
     try:
         load_configuration(assumptions)
     except AssumptionsError as exc:

@@ -22,7 +22,21 @@ from functools import cache
 from pathlib import Path
 from typing import Callable
 
-from reports.charts import ChartPng
+
+
+class ChartPng(bytes):
+    """PNG bytes of the desktop chart; `.narrow` holds the phone variant."""
+    narrow: bytes
+
+
+def resolve(draw: str | Callable[..., ChartPng]) -> Callable[..., ChartPng]:
+    """A drawing function, or the name of one in reports.charts (imported only where a chart is drawn: the
+    parent of the drawing workers never loads matplotlib)."""
+    if callable(draw):
+        return draw
+    import importlib
+
+    return getattr(importlib.import_module("reports.charts"), draw)
 
 DRAWING_MODULES = ("charts.py", "labels.py", "format.py")
 
@@ -38,12 +52,18 @@ class ChartCache:
         self.directory = Path(directory) if directory else None
         self.used: set[str] = set()
 
-    def chart(self, name: str, draw: Callable[..., ChartPng], *args) -> ChartPng:
+    def chart(self, name: str, draw: str | Callable[..., ChartPng], *args) -> ChartPng:
         return self.charts({name: (draw, *args)})[name]
 
     def charts(self, jobs: dict[str, tuple]) -> dict[str, ChartPng]:
-        """{name: (draw, *args)} -> {name: PNG}: each read back when its key is cached, else drawn (the
-        misses in parallel worker processes when there are several) and stored."""
+        """{name: (draw, *args)} -> {name: PNG}, `draw` a function or the name of one in reports.charts: each
+        read back when its key is cached, else drawn (the misses in parallel worker processes when there are
+        several) and stored."""
+        return self.submit(jobs)()
+
+    def submit(self, jobs: dict[str, tuple]) -> Callable[[], dict[str, ChartPng]]:
+        """`charts`, in two halves: the misses go to the drawing workers now, and the returned function waits
+        for them (the caller does its own work, such as compiling templates, while the workers draw)."""
         out, todo = {}, {}
         for name, (draw, *args) in jobs.items():
             entry = self._entry(name, draw, args)
@@ -51,18 +71,24 @@ class ChartCache:
                 out[name] = _png(entry[0].read_bytes(), entry[1].read_bytes())
             else:
                 todo[name] = (entry, draw, args)
-        for name, png in _draw_all({n: (d, a) for n, (_, d, a) in todo.items()}).items():
-            out[name] = png
-            if todo[name][0] is not None:
-                self._store(*todo[name][0], png)
-        return {name: out[name] for name in jobs}
+        drawn = _draw_all({n: (d, a) for n, (_, d, a) in todo.items()})
 
-    def _entry(self, name: str, draw: Callable, args: tuple) -> tuple[Path, Path] | None:
+        def result() -> dict[str, ChartPng]:
+            for name, png in drawn().items():
+                out[name] = png
+                if todo[name][0] is not None:
+                    self._store(*todo[name][0], png)
+            return {name: out[name] for name in jobs}
+
+        return result
+
+    def _entry(self, name: str, draw: str | Callable, args: tuple) -> tuple[Path, Path] | None:
         """(desktop, narrow) paths of the chart's cache entry; None without a cache or for unpicklable inputs."""
         if self.directory is None:
             return None
         try:
-            key = hashlib.sha256(_code_version() + pickle.dumps((name, getattr(draw, "__name__", ""), tuple(args)))
+            key = hashlib.sha256(_code_version() + pickle.dumps((name, draw if isinstance(draw, str) else getattr(draw, "__name__", ""),
+                                                                 tuple(args)))
                                  ).hexdigest()
         except (pickle.PicklingError, TypeError, AttributeError):
             return None
@@ -98,8 +124,8 @@ def chart_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _draw_one(draw: Callable[..., ChartPng], args: tuple) -> tuple[bytes, bytes]:
-    png = draw(*args)
+def _draw_one(draw: str | Callable[..., ChartPng], args: tuple) -> tuple[bytes, bytes]:
+    png = resolve(draw)(*args)
     return bytes(png), getattr(png, "narrow", bytes(png))
 
 
@@ -107,7 +133,9 @@ _STARTED: ProcessPoolExecutor | None = None  # workers started ahead of the repo
 
 
 def _ready() -> bool:
-    return True  # importing this module in the worker loaded the drawing code
+    import reports.charts  # noqa: F401  (the drawing code and matplotlib, loaded ahead of the first chart)
+
+    return True
 
 
 def start_workers() -> None:
@@ -122,21 +150,34 @@ def start_workers() -> None:
             _STARTED.submit(_ready)
 
 
-def _draw_all(jobs: dict[str, tuple[Callable, tuple]]) -> dict[str, ChartPng]:
-    """Draw every job; several in worker processes (each takes the next chart as it finishes one)."""
+def _draw_all(jobs: dict[str, tuple[str | Callable, tuple]]) -> Callable[[], dict[str, ChartPng]]:
+    """Start drawing every job (several in worker processes, each taking the next chart as it finishes one);
+    the returned function waits for the PNGs. One job, or one worker, draws in process when asked."""
     global _STARTED
     workers = min(chart_workers(), len(jobs))
+
+    def here() -> dict[str, ChartPng]:
+        return {name: _png(*_draw_one(draw, args)) for name, (draw, args) in jobs.items()}
+
     if workers <= 1:
-        results = {name: _draw_one(draw, args) for name, (draw, args) in jobs.items()}
-    else:
-        pool, _STARTED = _STARTED, None
+        return here
+    pool, _STARTED = _STARTED, None
+    pool = pool or ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = {name: pool.submit(_draw_one, draw, args) for name, (draw, args) in jobs.items()}
+    except (pickle.PicklingError, TypeError, AttributeError):  # a draw function that cannot cross processes
+        pool.shutdown(cancel_futures=True)
+        return here
+
+    def wait() -> dict[str, ChartPng]:
         try:
-            with pool or ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = {name: pool.submit(_draw_one, draw, args) for name, (draw, args) in jobs.items()}
-                results = {name: f.result() for name, f in futures.items()}
-        except (pickle.PicklingError, TypeError, AttributeError):  # a draw function that cannot cross processes
-            results = {name: _draw_one(draw, args) for name, (draw, args) in jobs.items()}
-    return {name: _png(desktop, narrow) for name, (desktop, narrow) in results.items()}
+            return {name: _png(*f.result()) for name, f in futures.items()}
+        except (pickle.PicklingError, TypeError, AttributeError):
+            return here()
+        finally:
+            pool.shutdown()
+
+    return wait
 
 
 def _png(desktop: bytes, narrow: bytes) -> ChartPng:

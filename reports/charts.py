@@ -19,17 +19,13 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator  # noqa: E402
 
+from reports.chart_cache import ChartPng  # noqa: E402
 from reports.format import short  # noqa: E402
 from reports.labels import Labels  # noqa: E402
 
 CLASS_COLORS = {"gpu": "#4C72B0", "tpu": "#55A868", "asic": "#8172B2", "domestic_asic": "#C44E52",
                 "lpu": "#DD8452", "wafer_scale": "#937860", "cpu": "#8C8C8C"}
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "figure.dpi": 110})
-
-
-class ChartPng(bytes):
-    """PNG bytes of the desktop chart; `.narrow` holds the phone variant."""
-    narrow: bytes
 
 
 NARROW_WIDTH_IN = 5.6

@@ -21,7 +21,7 @@ from reports.chart_cache import ChartCache
 from reports.format import plain
 from reports.metrics import changes, key_numbers
 from reports.prose import md_escape
-from reports.view import view_context, draw_figures
+from reports.view import submit_figures, view_context
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -61,8 +61,7 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
     previous, comparison = _previous_report(reports_dir, as_of)
     moved = changes(numbers, previous, change_threshold)
     cache = ChartCache(reports_dir / ".chart-cache")
-    figures = draw_figures(frames, cache)
-    cache.prune()
+    pending = submit_figures(frames, cache)  # the workers draw while this process builds the view below
     context = view_context(frames, numbers, moved, checks, change_threshold, comparison, compared=bool(previous))
     warn_days = frames["assumptions"].filter(pl.col("name") == "freshness.lag_warn_days")["value"]
     warn_days = float(warn_days[0]) if len(warn_days) else 90.0
@@ -78,6 +77,9 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
     env_md = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
                                 undefined=jinja2.StrictUndefined)
     env_md.filters["md"] = md_escape
+    html_template, md_template = env_html.get_template("report.html.j2"), env_md.get_template("report.md.j2")
+    figures = pending()
+    cache.prune()
     images_html = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in figures.items()}
     images_narrow = {k: "data:image/png;base64," + base64.b64encode(getattr(v, "narrow", v)).decode()
                      for k, v in figures.items()}
@@ -87,9 +89,9 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
     staging = reports_dir / f".{as_of.isoformat()}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    (staging / "report.html").write_text(env_html.get_template("report.html.j2").render(**context, img=images_html,
+    (staging / "report.html").write_text(html_template.render(**context, img=images_html,
                                                                                         img_narrow=images_narrow))
-    (staging / "report.md").write_text(env_md.get_template("report.md.j2").render(**context, img=images_md))
+    (staging / "report.md").write_text(md_template.render(**context, img=images_md))
     for name, png in figures.items():
         (staging / f"{name}.png").write_bytes(png)
     (staging / "key_numbers.json").write_text(json.dumps(numbers, indent=2, default=str))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import polars as pl
-from reports import charts
 from reports.chart_cache import ChartCache
 from reports.labels import Labels
 from reports.format import month_label, pct, plain, power_mw, quarter_label, short, tokens_per_day, tokens_per_month, usd, words
@@ -14,8 +13,9 @@ from reports.metrics import at_period, calibration_summary, call_log_summary, cl
 from reports.prose import fmt_unit, num, pct_or_na, spend_note, summary_sentences, check_name
 
 
-def draw_figures(frames: dict[str, pl.DataFrame], cache: ChartCache | None = None) -> dict[str, bytes]:
-    """Every chart of the report (drawn, or read back from `cache` when its inputs are unchanged)."""
+def submit_figures(frames: dict[str, pl.DataFrame], cache: ChartCache | None = None):
+    """Every chart of the report, drawn or read back from `cache` when its inputs are unchanged: the drawing
+    starts now (in the chart workers); the returned function waits for {name: PNG}."""
     cache = cache or ChartCache(None)
     headline = headline_scenario(frames)
     fc = frames["forecast"]
@@ -31,20 +31,20 @@ def draw_figures(frames: dict[str, pl.DataFrame], cache: ChartCache | None = Non
     # only the series a chart draws go into its key: a what-if that moves no demand reuses the demand charts
     platform_fc = fc.filter(pl.col("series_id").is_in(token_series))
     global_fc = fc.filter(pl.col("series_id").is_in(global_series))
-    return cache.charts({
-        "demand_platforms": (charts.demand_fan, platform_fc, token_series,
+    return cache.submit({
+        "demand_platforms": ("demand_fan", platform_fc, token_series,
                              "Token demand by platform: disclosures and forecast", labels),
-        "demand_global": (charts.demand_fan, global_fc, global_series,
+        "demand_global": ("demand_fan", global_fc, global_series,
                           "Global inference demand (composite) and its hardware segments", labels),
-        "origin_share": (charts.origin_share, frames["weekly"], labels),
-        "chips_by_class": (charts.chips_by_class, hw, scenarios, labels),
-        "required_vs_installed": (charts.required_vs_installed, frames["gap"], headline, labels),
-        "reconciliation": (charts.demand_reconciliation, frames["reconciliation"], headline, labels),
-        "interactivity": (charts.interactivity, frames["curves"]),
-        "phase_split": (charts.phase_split, hw, horizon, labels),
-        **({"class_chart": (charts.classes_over_time, hw, class_scenario, labels)} if class_scenario else {}),
-        "suppliers": (charts.supplier_bars, at_period(frames["exposure"], horizon).filter(pl.col("scenario") == headline)),
-        "tornado": (charts.tornado, frames["sensitivity"], headline, 12, labels),
+        "origin_share": ("origin_share", frames["weekly"], labels),
+        "chips_by_class": ("chips_by_class", hw, scenarios, labels),
+        "required_vs_installed": ("required_vs_installed", frames["gap"], headline, labels),
+        "reconciliation": ("demand_reconciliation", frames["reconciliation"], headline, labels),
+        "interactivity": ("interactivity", frames["curves"]),
+        "phase_split": ("phase_split", hw, horizon, labels),
+        **({"class_chart": ("classes_over_time", hw, class_scenario, labels)} if class_scenario else {}),
+        "suppliers": ("supplier_bars", at_period(frames["exposure"], horizon).filter(pl.col("scenario") == headline)),
+        "tornado": ("tornado", frames["sensitivity"], headline, 12, labels),
     })
 
 

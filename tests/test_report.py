@@ -317,3 +317,18 @@ def test_prose_on_small_frames_ties_the_three_nvidia_figures():
     assert note.startswith("Three figures for Nvidia in 2028")
     assert note.index("275") < note.index("193") < note.index("324")
     assert spend_note(frames, "other", 2028) == "" and spend_note(frames, "s", None) == ""
+
+
+def test_the_pipeline_process_does_not_load_matplotlib_the_chart_workers_do():
+    """The report's charts are named, not imported, by the process that runs the pipeline (issue 29's what-if:
+    loading matplotlib there cost ~0.5 s of every what-if); the drawing workers resolve the names."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, pipelines.definitions, reports.render, reports.view, reports.chart_cache as c; "
+            "assert 'matplotlib' not in sys.modules, 'matplotlib loaded'; "
+            "assert c.resolve('tornado').__module__ == 'reports.charts'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert out.stdout.strip() == "ok", out.stderr

@@ -286,3 +286,57 @@ def test_the_reconciliation_sets_capacity_against_disclosed_and_estimated_demand
     assert r["residual_tokens_per_day_median"] == pytest.approx(625.0)
     assert r["implied_inference_share_median"] == pytest.approx(0.2)
     assert r["training_share"] == pytest.approx(0.6)
+
+
+def test_the_monte_carlo_pass_and_the_sensitivity_cases_in_one_pass_equal_their_own_passes():
+    """build() sizes the sensitivity cases as extra draws of the Monte Carlo pass (issue 29's what-if: one
+    stock-and-flow pass instead of two): its rows, stock records and case totals must be those of the separate
+    passes, including a chip row that only a case uses (dropped from the Monte Carlo rows)."""
+    from hardware.build import _total_chips, fleet_with_cases
+
+    per, _ = _chips_per_token_per_s()
+    windows = _windows({("gpu", "rest"): (dt.date(2020, 1, 1), None), ("slow", "rest"): (dt.date(2020, 1, 1), None)})
+    chips = {"gpu": GPU, "slow": SLOW}
+    # the stock is GPUs; what is bought is the slow part, which only the case at 5% utilisation needs in the
+    # first quarter
+    spec = {"segments": {"all": {"prefill": {"slow": 1.0}, "decode": {"slow": 1.0}}}}
+    scen = parse_scenarios({"s": {"precision": "fp8", **spec}}, chips, ["all"])
+    rng = np.random.default_rng(3)
+    draws = 5
+    samples = {k: np.full(draws, v[0]) for k, v in _a().items()}
+    samples["fleet.utilisation"] = rng.uniform(0.5, 1.0, draws)
+    point = {k: float(v[0]) for k, v in _a().items()}
+    demand = _demand([0.3 * 5_000 / per * 86_400, 2.0 * 5_000 / per * 86_400, 4.0 * 5_000 / per * 86_400])
+    demand_z, error_z = {"all": rng.standard_normal(draws) * 0.1}, {g: rng.standard_normal(draws) for g in SERVING.error_sd}
+    stock = _stock({"gpu": 10_000.0}, windows, draws=draws)
+    cases = [{}, {"fleet.utilisation": 0.05}, {"z": 1.28}, {"share": 0.9}, {"fleet.redundancy": 0.3}]
+    models, mix = {DENSE.name: DENSE}, {"all": {DENSE.name: 1.0}}
+
+    records: list = []
+    alone = size_fleet(demand, scen, chips, models, mix, samples, demand_z, SERVING, error_z, stock, records)
+    one_share = Stock(stock.units, stock.installed, windows, stock.region, np.full(1, 0.5), stock.life_quarters)
+    totals = _total_chips(demand, scen, chips, models, mix, cases, point, SERVING, one_share)
+    rows, joint_records, joint_totals = fleet_with_cases(demand, scen, chips, models, mix, samples, demand_z,
+                                                         SERVING, error_z, stock, cases, point, 0.5)
+
+    def same(a: list[dict], b: list[dict]) -> None:
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert x.keys() == y.keys()
+            for k in x:
+                if isinstance(x[k], np.ndarray):
+                    np.testing.assert_allclose(x[k], y[k], rtol=1e-12, atol=0)
+                else:
+                    assert x[k] == y[k]
+
+    assert any(r["chip"] == "slow" and r["period_start"] == Q[0] for r in
+               size_fleet(demand, scen, chips, models, mix, {k: np.full(1, 0.05 if k == "fleet.utilisation" else v)
+                                                             for k, v in point.items()},
+                          {"all": np.zeros(1)}, SERVING, {g: np.zeros(1) for g in error_z}, one_share))
+    assert not any(r["chip"] == "slow" and r["period_start"] == Q[0] for r in alone)
+    same(rows, alone)
+    same(joint_records, records)
+    assert len(joint_totals) == len(cases)
+    for got, want in zip(joint_totals, totals):
+        assert got == pytest.approx(want, rel=1e-12)
+    assert joint_totals[1]["s"] > joint_totals[0]["s"]  # the cases did move
