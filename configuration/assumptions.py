@@ -82,7 +82,8 @@ def flatten_assumptions(data: dict[str, Any], path: Path | str = "assumptions.ya
     """Rows of (name, value, low, high, unit, rationale, source, kind) for every numeric assumption of a
     validated mapping (load_configuration: every leaf has a rationale, a source and low <= value <= high).
     kind: 'setting' for a run setting or threshold (configuration.schema.Setting: draws, origins,
-    tolerances, report levels), 'assumption' for a modelling assumption.
+    tolerances, report levels), 'definition' for a definition (configuration.schema.Definition: the
+    H100-equivalent), 'assumption' for a modelling assumption (which states its range).
 
     A leaf is a mapping with `unit` and `value` (or `low`/`high`); structured sections such as
     scenarios are documented by their own entries and are not flattened here. A missing value is the
@@ -103,11 +104,11 @@ def flatten_assumptions(data: dict[str, Any], path: Path | str = "assumptions.ya
                 walk(f"{prefix}.{key}" if prefix else str(key), child)
 
     walk("", data)
-    from configuration.schema import setting_names
+    from configuration.schema import kinds
 
-    settings = setting_names()
+    kind = kinds()
     for row in rows:
-        row["kind"] = "setting" if row["name"] in settings else "assumption"
+        row["kind"] = kind.get(row["name"], "assumption")
     schema = {"name": pl.Utf8, "value": pl.Float64, "low": pl.Float64, "high": pl.Float64,
               "unit": pl.Utf8, "rationale": pl.Utf8, "source": pl.Utf8, "kind": pl.Utf8}
     return pl.DataFrame(rows, schema=schema)

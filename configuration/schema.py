@@ -13,7 +13,7 @@ import difflib
 import math
 from pathlib import Path
 import datetime as dt
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -21,8 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 STRICT = ConfigDict(extra="forbid")
 
 
-class Leaf(BaseModel):
-    """One numeric assumption: a value and/or a low/high range, its unit, rationale and source."""
+class Quantity(BaseModel):
+    """A numeric entry of the file: a value and/or a low/high range, its unit, rationale and source (the
+    checks every kind shares: finite numbers, low <= value <= high, a rationale and a source)."""
     model_config = STRICT
     value: float | None = None
     low: float | None = None
@@ -32,7 +33,7 @@ class Leaf(BaseModel):
     source: str = ""
 
     @model_validator(mode="after")
-    def _range(self) -> "Leaf":
+    def _range(self) -> "Quantity":
         for label in ("value", "low", "high"):
             v = getattr(self, label)
             if v is not None and not math.isfinite(v):
@@ -51,21 +52,43 @@ class Leaf(BaseModel):
         return self
 
 
-class Setting(Leaf):
-    """A run setting or a threshold (Monte Carlo draws, backtest origins, freshness limits, check tolerances,
-    report levels): how the pipeline runs or flags, not an uncertain quantity of the model. A value and no
-    range; meta.assumptions marks it kind 'setting' (the modelling assumptions: kind 'assumption')."""
+class Leaf(Quantity):
+    """A modelling assumption: an uncertain quantity, so it states its range (low and high; the Monte Carlo
+    draws, the sensitivity table and `whatif --set` use it) beside its value. meta.assumptions kind
+    'assumption'."""
 
     @model_validator(mode="after")
-    def _no_range(self) -> "Setting":
-        if self.value is None or self.low is not None or self.high is not None:
-            raise ValueError("is a run setting or threshold: give a value and no low/high range")
+    def _has_range(self) -> "Leaf":
+        if self.low is None or self.high is None:
+            raise ValueError("is a modelling assumption: state its range (low and high) with the value, and say "
+                             "where the range comes from in the rationale")
         return self
+
+
+class _Fixed(Quantity):
+    @model_validator(mode="after")
+    def _no_range(self) -> "_Fixed":
+        if self.value is None or self.low is not None or self.high is not None:
+            raise ValueError(f"is a {self.what}: give a value and no low/high range")
+        return self
+
+
+class Setting(_Fixed):
+    """A run setting or a threshold (Monte Carlo draws, backtest origins, freshness limits, check tolerances,
+    report levels): how the pipeline runs or flags, not an uncertain quantity of the model. A value and no
+    range; meta.assumptions marks it kind 'setting'."""
+    what: ClassVar[str] = "run setting or threshold"
+
+
+class Definition(_Fixed):
+    """A definition, not an estimate (the H100-equivalent's 8-bit throughput): a value and no range;
+    meta.assumptions marks it kind 'definition'."""
+    what: ClassVar[str] = "definition"
 
 
 class H100e(BaseModel):
     model_config = STRICT
-    h100_8bit_tops: Leaf
+    h100_8bit_tops: Definition
 
 
 class InstalledBase(BaseModel):
@@ -356,16 +379,25 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
     return line
 
 
-def setting_names(model: type[BaseModel] | None = None, prefix: str = "") -> set[str]:
-    """The dotted names of the file's run settings and thresholds (fields typed Setting)."""
+def setting_names(model: type[BaseModel] | None = None, prefix: str = "", of: type[Quantity] | None = None
+                  ) -> set[str]:
+    """The dotted names of the file's fields typed `of` (default Setting: the run settings and thresholds)."""
+    of = of or Setting
     out = set()
     for name, field in (model or Assumptions).model_fields.items():
         kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, Setting):
+        if isinstance(kind, type) and issubclass(kind, of):
             out.add(prefix + name)
-        elif isinstance(kind, type) and issubclass(kind, BaseModel) and not issubclass(kind, Leaf):
-            out |= setting_names(kind, f"{prefix}{name}.")
+        elif isinstance(kind, type) and issubclass(kind, BaseModel) and not issubclass(kind, Quantity):
+            out |= setting_names(kind, f"{prefix}{name}.", of)
     return out
+
+
+def kinds() -> dict[str, str]:
+    """meta.assumptions' kind of every numeric entry the schema types as a setting or a definition (the rest:
+    'assumption')."""
+    return {**dict.fromkeys(setting_names(of=Setting), "setting"),
+            **dict.fromkeys(setting_names(of=Definition), "definition")}
 
 
 def with_defaults(data: Any, model: Any) -> Any:

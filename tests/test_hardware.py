@@ -254,3 +254,29 @@ def test_run_settings_sit_apart_from_modelling_assumptions_and_every_leaf_has_a_
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     with pytest.raises(AssumptionsError, match=r"'fleet.utilisation'.*has no source"):
         load_configuration(tmp_path / "b.yaml")
+
+
+def test_every_modelling_assumption_states_its_range_and_definitions_take_none(tmp_path):
+    """Issue 29: the schema requires a range on every modelling assumption (kind 'assumption', low < high);
+    a definition (the H100e's 8-bit throughput) takes a value and no range; a modelling
+    leaf without a range is refused naming the key."""
+    import yaml
+
+    from configuration.assumptions import AssumptionsError, load_configuration
+
+    rows = load_configuration(ASSUMPTIONS).rows()
+    kind = dict(rows.select("name", "kind").iter_rows())
+    assert kind["h100e.h100_8bit_tops"] == "definition"
+    modelling = rows.filter(pl.col("kind") == "assumption")
+    assert modelling.height > 40
+    assert modelling.filter(pl.col("low") >= pl.col("high"))["name"].to_list() == []
+    tree = yaml.safe_load(ASSUMPTIONS.read_text())
+    del tree["serving"]["max_batch_per_chip"]["low"]
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    with pytest.raises(AssumptionsError, match=r"'serving.max_batch_per_chip'.*state its range"):
+        load_configuration(tmp_path / "a.yaml")
+    tree = yaml.safe_load(ASSUMPTIONS.read_text())
+    tree["h100e"]["h100_8bit_tops"].update(low=1900, high=2000)
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
+    with pytest.raises(AssumptionsError, match=r"'h100e.h100_8bit_tops'.*definition"):
+        load_configuration(tmp_path / "b.yaml")
