@@ -19,12 +19,24 @@ import polars as pl
 
 from hardware.fleet import output_tokens_per_request
 from hardware.serving import group_of, serve
-from hardware.stats import Z90, percentiles
+from hardware.stats import Z90, row_medians, row_percentiles, stack_draws
 
 
 
 def quarter_end(period: dt.date) -> dt.date:
     return dt.date(period.year + (period.month + 2) // 12, (period.month + 2) % 12 + 1, 1) - dt.timedelta(days=1)
+
+
+def _draw_count(arrays) -> int:
+    return max((np.size(a) for a in arrays), default=1)
+
+
+def _fill_percentiles(out: list[dict], arrays: list, names: tuple[str, str, str]) -> None:
+    """Set p5, median and p95 of each row's draws (`arrays`, one per row of `out`) under `names`, in one call."""
+    if out:
+        for name, column in zip(names, row_percentiles(stack_draws(arrays, _draw_count(arrays)))):
+            for row, value in zip(out, column.tolist()):
+                row[name] = value
 
 
 def _per_draw(rows, key, weight) -> dict[tuple, np.ndarray]:
@@ -66,19 +78,24 @@ def supply_demand_gap(rows, chips, region: dict[str, str], projection: pl.DataFr
         sram = sorted({r["chip"] for r in rows if r["phase"] in phases and chips[r["chip"]].sram_only})
         extra = f"; SRAM-only decode chips ({', '.join(sram)}) have no HBM and are not in this row" \
             if sram and resource == "decode_bandwidth" else ""
-        for (period, scenario, reg), need in required.items():
-            hit = base.get((quarter_end(period), reg))
-            if hit is None:
-                continue
-            installed = float(hit[column])
-            serving = installed * share
-            p5, med, p95 = percentiles(need)
-            out.append({"period_start": period, "scenario": scenario, "region": reg, "resource": resource,
-                        "unit": unit, "required_p5": p5, "required_median": med, "required_p95": p95,
-                        "installed_median": installed, "installed_inference_median": float(np.median(serving)),
-                        "installed_quarter_end": hit["quarter_end"], "installed_basis": hit["basis"],
-                        "ratio": float(np.median(need / serving)) if installed > 0 else None,
-                        "note": note + extra})
+        found = [(key, need, base[(quarter_end(key[0]), key[2])]) for key, need in required.items()
+                 if (quarter_end(key[0]), key[2]) in base]
+        if not found:
+            continue
+        part = [{"period_start": period, "scenario": scenario, "region": reg, "resource": resource, "unit": unit,
+                 "installed_median": float(hit[column]), "installed_quarter_end": hit["quarter_end"],
+                 "installed_basis": hit["basis"], "note": note + extra}
+                for (period, scenario, reg), _, hit in found]
+        needs = [need for _, need, _ in found]
+        draws = _draw_count(needs)
+        _fill_percentiles(part, needs, ("required_p5", "required_median", "required_p95"))
+        installed = np.array([r["installed_median"] for r in part])
+        serving = stack_draws([i * share for i in installed], draws)
+        ratio = row_medians(stack_draws(needs, draws) / np.where(serving > 0, serving, 1.0))
+        for row, serve_median, r in zip(part, row_medians(serving).tolist(), ratio.tolist()):
+            row["installed_inference_median"] = serve_median
+            row["ratio"] = r if row["installed_median"] > 0 else None
+        out.extend(part)
     schema = {"period_start": pl.Date, "scenario": pl.Utf8, "region": pl.Utf8, "resource": pl.Utf8, "unit": pl.Utf8,
               "required_p5": pl.Float64, "required_median": pl.Float64, "required_p95": pl.Float64,
               "installed_median": pl.Float64, "installed_inference_median": pl.Float64,
@@ -99,23 +116,28 @@ def implied_utilisation(rows, chips, region: dict[str, str], projection: pl.Data
                                           chips[r["chip"]].chip_class),
                          lambda r: chips[r["chip"]].h100e or 0.0)
     out = []
-    for (period, scenario, reg, cls), need in required.items():
+    keys, needs = list(required), list(required.values())
+    draws = _draw_count(needs)
+    for period, scenario, reg, cls in keys:
         hit = base.get((quarter_end(period), reg, cls))
-        installed = float(hit["installed_h100e"]) if hit else 0.0
-        available = installed * share
-        p5, med, p95 = percentiles(need)
-        row = {"period_start": period, "scenario": scenario, "region": reg, "chip_class": cls,
-               "required_h100e_p5": p5, "required_h100e_median": med, "required_h100e_p95": p95,
-               "installed_h100e": installed, "available_inference_h100e": float(np.median(available)),
-               "installed_basis": hit["basis"] if hit else None,
-               "utilisation_p5": None, "utilisation_median": None, "utilisation_p95": None,
-               "shortfall_h100e": None, "flag": "no installed base"}
-        if installed > 0:
-            u5, u50, u95 = percentiles(need / available)
-            row.update(utilisation_p5=u5, utilisation_median=u50, utilisation_p95=u95,
-                       shortfall_h100e=float(max(np.median(need - available), 0.0)),
-                       flag="short" if u50 > 1 else ("overbuild" if u50 < overbuild else "ok"))
-        out.append(row)
+        out.append({"period_start": period, "scenario": scenario, "region": reg, "chip_class": cls,
+                    "installed_h100e": float(hit["installed_h100e"]) if hit else 0.0,
+                    "installed_basis": hit["basis"] if hit else None,
+                    "utilisation_p5": None, "utilisation_median": None, "utilisation_p95": None,
+                    "shortfall_h100e": None, "flag": "no installed base"})
+    _fill_percentiles(out, needs, ("required_h100e_p5", "required_h100e_median", "required_h100e_p95"))
+    if out:
+        need = stack_draws(needs, draws)
+        available = stack_draws([row["installed_h100e"] * share for row in out], draws)
+        has = np.array([row["installed_h100e"] > 0 for row in out])
+        u5, u50, u95 = row_percentiles(need / np.where(available > 0, available, 1.0))
+        short = row_medians(need - available)
+        for i, (row, a) in enumerate(zip(out, row_medians(available).tolist())):
+            row["available_inference_h100e"] = a
+            if has[i]:
+                row.update(utilisation_p5=float(u5[i]), utilisation_median=float(u50[i]),
+                           utilisation_p95=float(u95[i]), shortfall_h100e=float(max(short[i], 0.0)),
+                           flag="short" if u50[i] > 1 else ("overbuild" if u50[i] < overbuild else "ok"))
     schema = {"period_start": pl.Date, "scenario": pl.Utf8, "region": pl.Utf8, "chip_class": pl.Utf8,
               "required_h100e_p5": pl.Float64, "required_h100e_median": pl.Float64, "required_h100e_p95": pl.Float64,
               "installed_h100e": pl.Float64, "available_inference_h100e": pl.Float64, "installed_basis": pl.Utf8,
@@ -161,7 +183,7 @@ def supplier_flows(rows, supply_chain: pl.DataFrame, forecast: pl.DataFrame, sup
         for supplier, role, usd in by_chip.get(r["chip"], []):
             key = (r["period_start"].year, r["scenario"], supplier, role)
             stock[key] = stock.get(key, 0.0) + r["chips"] * usd
-    out = []
+    out, flows, contents = [], [], []
     for (year, scenario, supplier, role), now in sorted(stock.items()):
         before = stock.get((year - 1, scenario, supplier, role))
         if before is None and any(k[0] == year - 1 for k in stock):
@@ -171,17 +193,18 @@ def supplier_flows(rows, supply_chain: pl.DataFrame, forecast: pl.DataFrame, sup
         flow = np.maximum(now - before, 0.0) + before / life
         spec = revenue_specs.get(supplier)
         revenue, basis = reported_revenue(forecast, supply_metrics, spec, supplier, year) if spec else (None, None)
-        f5, f50, f95 = percentiles(flow)
-        s5, s50, s95 = percentiles(now)
-        ratio = f50 / revenue if revenue else None
-        status = ("no reported revenue" if ratio is None
-                  else "exceeds revenue" if ratio > 1 + tolerance else "within revenue")
         out.append({"year": year, "scenario": scenario, "supplier": supplier, "role": role,
-                    "purchases_usd_p5": f5, "purchases_usd_median": f50, "purchases_usd_p95": f95,
-                    "fleet_content_usd_p5": s5, "fleet_content_usd_median": s50, "fleet_content_usd_p95": s95,
                     "reported_revenue_usd": revenue, "revenue_basis": basis,
-                    "revenue_series": spec["series"] if spec else None,
-                    "ratio": ratio, "tolerance": tolerance, "status": status})
+                    "revenue_series": spec["series"] if spec else None, "tolerance": tolerance})
+        flows.append(flow)
+        contents.append(now)
+    _fill_percentiles(out, flows, ("purchases_usd_p5", "purchases_usd_median", "purchases_usd_p95"))
+    _fill_percentiles(out, contents, ("fleet_content_usd_p5", "fleet_content_usd_median", "fleet_content_usd_p95"))
+    for row in out:
+        revenue = row["reported_revenue_usd"]
+        row["ratio"] = ratio = row["purchases_usd_median"] / revenue if revenue else None
+        row["status"] = ("no reported revenue" if ratio is None
+                         else "exceeds revenue" if ratio > 1 + tolerance else "within revenue")
     schema = {"year": pl.Int64, "scenario": pl.Utf8, "supplier": pl.Utf8, "role": pl.Utf8,
               "purchases_usd_p5": pl.Float64, "purchases_usd_median": pl.Float64, "purchases_usd_p95": pl.Float64,
               "fleet_content_usd_p5": pl.Float64, "fleet_content_usd_median": pl.Float64,

@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 
 from hardware.roofline import Chip
-from hardware.stats import row_percentiles, stack_draws
+from hardware.stats import row_medians, row_percentiles, stack_draws
 
 
 def _p(prefix: str, values) -> dict:
@@ -103,20 +103,22 @@ def token_cost(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.n
         got = acc.setdefault(key, [0.0, 0.0])
         got[0] = got[0] + cost
         got[1] = got[1] + r["tokens_per_day"]
-    out = []
-    for (period, scenario, cls, phase), (cost, tokens) in acc.items():
-        cost, tokens = np.asarray(cost, dtype=float), np.asarray(tokens, dtype=float)
-        per_million = np.where(tokens > 0, cost / np.where(tokens > 0, tokens, 1.0) * 1e6, np.nan)
-        stats = _p("usd_per_million_tokens", per_million)
-        out.append({"period_start": period, "scenario": scenario, "chip_class": cls, "phase": phase,
-                    "tokens_per_day": float(np.median(tokens)), "cost_usd_per_day": float(np.median(cost)),
-                    "usd_per_million_tokens": stats["usd_per_million_tokens_median"],
-                    "usd_per_million_tokens_p5": stats["usd_per_million_tokens_p5"],
-                    "usd_per_million_tokens_p95": stats["usd_per_million_tokens_p95"]})
+    keys = list(acc)
+    draws = samples["fleet.pue"].shape[0]
+    cost = stack_draws([acc[k][0] for k in keys], draws)
+    tokens = stack_draws([acc[k][1] for k in keys], draws)
+    per_million = np.where(tokens > 0, cost / np.where(tokens > 0, tokens, 1.0) * 1e6, np.nan)
+    stats = _p_rows("usd_per_million_tokens", list(per_million), draws)
+    out = {"period_start": [k[0] for k in keys], "scenario": [k[1] for k in keys], "chip_class": [k[2] for k in keys],
+           "phase": [k[3] for k in keys], "tokens_per_day": row_medians(tokens), "cost_usd_per_day": row_medians(cost),
+           "usd_per_million_tokens": stats["usd_per_million_tokens_median"],
+           "usd_per_million_tokens_p5": stats["usd_per_million_tokens_p5"],
+           "usd_per_million_tokens_p95": stats["usd_per_million_tokens_p95"]}
     schema = {"period_start": pl.Date, "scenario": pl.Utf8, "chip_class": pl.Utf8, "phase": pl.Utf8,
               "tokens_per_day": pl.Float64, "cost_usd_per_day": pl.Float64, "usd_per_million_tokens": pl.Float64,
               "usd_per_million_tokens_p5": pl.Float64, "usd_per_million_tokens_p95": pl.Float64}
-    return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "chip_class", "phase")
+    return (pl.DataFrame(out, schema=schema).with_columns(pl.col(pl.Float64).fill_nan(None))
+            .sort("period_start", "scenario", "chip_class", "phase"))
 
 
 def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: dict, estimated: dict,

@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from pipelines.settings import PROJECT_ROOT, Paths, settings_config
@@ -62,76 +63,158 @@ def _leaves(tree: dict, prefix: str = "") -> dict[str, dict]:
     return found
 
 
+class WhatIf:
+    """A what-if session: the published warehouse and the assumptions file it starts from, and the work directory
+    (`out`) its copy, file and report go to. `apply(changes)` runs one what-if against the file (each one from
+    the file's values, not from the previous what-if); a loop keeps one session, so that Python, Dagster, the
+    drawing workers and the serving model's kept results are loaded once."""
+
+    def __init__(self, assumptions: str | None, out: str | None, keep_workers: bool = False):
+        from configuration.yaml_file import read_mapping
+        from warehouse.io import published_copy
+
+        self.paths = Paths.from_env(assumptions=assumptions)
+        published = published_copy(self.paths.warehouse)
+        self.source = published if published.exists() else self.paths.warehouse
+        if not self.source.exists():
+            raise UsageError(f"no warehouse at {self.source}; run `tokens2chips run` first")
+        self.tree, _ = read_mapping(self.paths.assumptions, UsageError)
+        self.leaves = _leaves(self.tree)
+        self.work = Path(out) if out else WHATIF_DIR
+        self.work.mkdir(parents=True, exist_ok=True)
+        # the serving model's kept results (assets/hardware.py): a what-if that moves no serving input reuses them
+        from assets.hardware import serve_memo_dir
+
+        kept, mine = serve_memo_dir(self.paths.reports_dir), serve_memo_dir(self.work / "reports")
+        for memo in kept.glob("serve-*.pkl"):
+            if not (mine / memo.name).exists():
+                mine.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(memo, mine / memo.name)
+        from reports.chart_cache import start_workers
+
+        start_workers(keep=keep_workers)  # they load the drawing code on the second core while the model runs
+        self.instance = None
+
+    def apply(self, pairs: list[str]) -> str:
+        """Run the what-if KEY=VALUE `pairs`; returns its summary lines. Raises UsageError on a bad pair or
+        file, changing nothing."""
+        import copy
+        import datetime as dt
+
+        import polars as pl
+        import yaml
+
+        from configuration.assumptions import AssumptionsError, load_configuration
+        from warehouse.io import connect, data_as_of, replace_table_from_frame
+
+        tree = copy.deepcopy(self.tree)
+        leaves = _leaves(tree)
+        changes = parse_sets(pairs, leaves)
+        if not changes:
+            raise UsageError("give at least one KEY=VALUE, e.g. fleet.utilisation=0.7")
+        before = {name: leaves[name].get("value") for name in changes}
+        for name, value in changes.items():
+            leaves[name]["value"] = value
+        started = time.perf_counter()
+        assumptions = self.work / "assumptions.yaml"
+        text = yaml.dump(tree, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
+                         allow_unicode=True)
+        candidate = self.work / ".assumptions.yaml.new"
+        candidate.write_text(text)
+        try:
+            load_configuration(candidate)
+        except AssumptionsError as exc:
+            raise UsageError(str(exc)) from None
+        candidate.replace(assumptions)
+        warehouse = self.work / "warehouse.duckdb"
+        shutil.copyfile(self.source, warehouse)
+        con = connect(warehouse)
+        try:
+            as_of = data_as_of(con) or dt.datetime.now(dt.timezone.utc).date()
+            replace_table_from_frame(con, "meta.whatif", pl.DataFrame({
+                "name": list(changes), "file_value": [before[n] for n in changes],
+                "whatif_value": list(changes.values()), "unit": [leaves[n].get("unit", "") for n in changes]},
+                schema={"name": pl.Utf8, "file_value": pl.Float64, "whatif_value": pl.Float64, "unit": pl.Utf8}))
+        finally:
+            con.close()
+        copied = time.perf_counter()
+        if self.instance is None:
+            import dagster as dg
+
+            # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)
+            self.instance = dg.DagsterInstance.ephemeral()
+        keys, steps = materialise(Paths(self.paths.data_dir, warehouse, self.work / "reports", assumptions), as_of,
+                                  recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes),
+                                  changed=list(changes), instance=self.instance)
+        done = time.perf_counter()
+        slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
+        return "\n".join([
+            f"what-if: {', '.join(f'{n} {before[n]:g} -> {v:g}' for n, v in changes.items())}",
+            f"  re-materialised {len(keys)} assets downstream of meta.assumptions (forecasts reused) in "
+            f"{done - copied:.1f} s; copy and checks {copied - started:.1f} s",
+            f"  slowest steps: {', '.join(f'{k} {v:.1f} s' for k, v in slowest)}; "
+            f"{len(steps)} steps {sum(steps.values()):.1f} s in all",
+            f"  warehouse: {warehouse}",
+            f"  report:    {self.work / 'reports' / as_of.isoformat() / 'report.html'}"])
+
+    def close(self) -> None:
+        from reports.chart_cache import stop_workers
+
+        stop_workers()
+        if self.instance is not None:
+            self.instance.dispose()
+            self.instance = None
+
+
+LOOP_HELP = ("one what-if per line: KEY=VALUE [KEY=VALUE ...] (each line against the assumptions file, not the "
+             "previous line); `keys [PREFIX]` lists the assumptions and their ranges; `quit` or end of input ends")
+
+
 def cmd_whatif(args: argparse.Namespace) -> int:
-    import datetime as dt
-
-    import yaml
-
-    from configuration.assumptions import AssumptionsError, load_configuration
-    from configuration.yaml_file import read_mapping
-    from warehouse.io import connect, data_as_of, published_copy, replace_table_from_frame
-
-    paths = Paths.from_env(assumptions=args.assumptions)
-    source = published_copy(paths.warehouse) if published_copy(paths.warehouse).exists() else paths.warehouse
-    if not source.exists():
-        print(f"error: no warehouse at {source}; run `tokens2chips run` first", file=sys.stderr)
-        return 2
-    tree, _ = read_mapping(paths.assumptions, UsageError)
-    leaves = _leaves(tree)
-    changes = parse_sets(args.set, leaves)
-    if not changes:
-        raise UsageError("give at least one --set KEY=VALUE")
-    before = {name: leaves[name].get("value") for name in changes}
-    for name, value in changes.items():
-        leaves[name]["value"] = value
-    started = time.perf_counter()
-    work = Path(args.out) if args.out else WHATIF_DIR
-    work.mkdir(parents=True, exist_ok=True)
-    assumptions = work / "assumptions.yaml"
-    assumptions.write_text(yaml.dump(tree, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False,
-                                     allow_unicode=True))
+    if not args.loop and not args.set:
+        raise UsageError("give at least one --set KEY=VALUE, or --loop to read what-ifs from the input")
+    session = WhatIf(args.assumptions, args.out, keep_workers=args.loop)
     try:
-        load_configuration(assumptions)
-    except AssumptionsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    warehouse = work / "warehouse.duckdb"
-    shutil.copyfile(source, warehouse)
-    # the serving model's kept results (assets/hardware.py): a what-if that moves no serving input reuses them
-    from assets.hardware import serve_memo_dir
-
-    kept, mine = serve_memo_dir(paths.reports_dir), serve_memo_dir(work / "reports")
-    for memo in kept.glob("serve-*.pkl"):
-        if not (mine / memo.name).exists():
-            mine.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(memo, mine / memo.name)
-    import polars as pl
-
-    con = connect(warehouse)
-    try:
-        as_of = data_as_of(con) or dt.datetime.now(dt.timezone.utc).date()
-        replace_table_from_frame(con, "meta.whatif", pl.DataFrame({
-            "name": list(changes), "file_value": [before[n] for n in changes],
-            "whatif_value": list(changes.values()), "unit": [leaves[n].get("unit", "") for n in changes]},
-            schema={"name": pl.Utf8, "file_value": pl.Float64, "whatif_value": pl.Float64, "unit": pl.Utf8}))
+        if args.set:
+            print(session.apply(args.set), flush=True)
+        if args.loop:
+            return _loop(session)
     finally:
-        con.close()
-    copied = time.perf_counter()
-    from reports.chart_cache import start_workers
-
-    start_workers()  # they load the drawing code on the second core while the fleet model runs on the first
-    keys, steps = materialise(Paths(paths.data_dir, warehouse, work / "reports", assumptions), as_of,
-                              recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes),
-                              changed=list(changes))
-    done = time.perf_counter()
-    print(f"what-if: {', '.join(f'{n} {before[n]:g} -> {v:g}' for n, v in changes.items())}")
-    print(f"  re-materialised {len(keys)} assets downstream of meta.assumptions (forecasts reused) in "
-          f"{done - copied:.1f} s; copy and checks {copied - started:.1f} s")
-    slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
-    print(f"  slowest steps: {', '.join(f'{k} {v:.1f} s' for k, v in slowest)}; "
-          f"{len(steps)} steps {sum(steps.values()):.1f} s in all")
-    print(f"  warehouse: {warehouse}\n  report:    {work / 'reports' / as_of.isoformat() / 'report.html'}")
+        session.close()
     return 0
+
+
+def _loop(session: WhatIf) -> int:
+    """Read what-ifs from stdin until `quit` or end of input; a bad line is one `error:` line, and the loop goes
+    on. Each what-if's summary ends with its `report:` line (what a driving script waits for)."""
+    import shlex
+
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(LOOP_HELP)
+    while True:
+        if interactive:
+            print("what-if> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() in ("quit", "exit", "q"):
+            return 0
+        words = shlex.split(line, comments=True)
+        if not words:
+            continue
+        if words[0] == "keys":
+            names = [n for n in session.leaves if n.startswith(words[1] if len(words) > 1 else "")]
+            for name in names:
+                leaf = session.leaves[name]
+                print(f"  {name} = {leaf.get('value')} {leaf.get('unit', '')} (range {leaf.get('low')} to "
+                      f"{leaf.get('high')})")
+            continue
+        try:
+            print(session.apply(words), flush=True)
+        except UsageError as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+        except Exception as exc:  # a failed step: the what-if's scratch copy is left as it is, the loop goes on
+            print(f"error: the what-if failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                  file=sys.stderr, flush=True)
 
 
 def unaffected_sql_tables(changed: list[str]) -> list[str]:
@@ -153,11 +236,12 @@ def unaffected_sql_tables(changed: list[str]) -> list[str]:
     return out
 
 
-def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | None = None
+def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | None = None, instance=None
                 ) -> tuple[list[str], dict[str, float]]:
     """Materialise the assets downstream of meta.assumptions, minus the forecasts (and the calibration unless
     asked) and minus the SQL models that read none of the `changed` assumptions (and what only they feed), in
-    process, against `paths`; returns the asset keys run and each step's seconds. Raises on a failed step."""
+    process, against `paths` (on `instance`, else an in-memory one); returns the asset keys run and each step's
+    seconds. Raises on a failed step."""
     import dagster as dg
 
     from assets.forecast import forecast_marts, forecast_vintage
@@ -177,7 +261,7 @@ def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | Non
     resources = {"warehouse": Warehouse(database=str(paths.warehouse)),
                  "settings": ProjectSettings(**settings_config(paths, as_of.isoformat()))}
     # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with (dg.DagsterInstance.ephemeral() if instance is None else nullcontext(instance)) as instance:
         result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=resources,
                                 instance=instance, raise_on_error=True,
                                 run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
@@ -194,5 +278,8 @@ def add_parser(sub) -> None:
                         "(repeat for several)")
     whatif.add_argument("--assumptions", help="the assumptions file to start from (env T2C_ASSUMPTIONS, default "
                         "config/assumptions.yaml)")
+    whatif.add_argument("--loop", action="store_true",
+                        help="after the --set values (if any), read further what-ifs from the input, one per line, "
+                        "in one warm process: " + LOOP_HELP)
     whatif.add_argument("--out", help="working directory (default var/whatif/): its warehouse copy and report")
     whatif.set_defaults(func=cmd_whatif)

@@ -130,6 +130,7 @@ def _draw_one(draw: str | Callable[..., ChartPng], args: tuple) -> tuple[bytes, 
 
 
 _STARTED: ProcessPoolExecutor | None = None  # workers started ahead of the report (start_workers)
+_KEPT = False  # start_workers(keep=True): the workers serve every report of this process (a what-if loop)
 
 
 def _ready() -> bool:
@@ -138,16 +139,25 @@ def _ready() -> bool:
     return True
 
 
-def start_workers() -> None:
+def start_workers(keep: bool = False) -> None:
     """Start the drawing workers now, so that they load matplotlib and the drawing code while the caller does
-    other work (a what-if starts them before the fleet model runs on the other core); the next report in
-    this process draws on them."""
-    global _STARTED
+    other work (a what-if starts them before the fleet model runs on the other core). The next report in
+    this process draws on them; with `keep`, every report of the process does (`stop_workers` ends them)."""
+    global _STARTED, _KEPT
     workers = chart_workers()
     if _STARTED is None and workers > 1:
         _STARTED = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         for _ in range(workers):
             _STARTED.submit(_ready)
+    _KEPT = keep and _STARTED is not None
+
+
+def stop_workers() -> None:
+    """End the workers start_workers started (kept or not yet used)."""
+    global _STARTED, _KEPT
+    if _STARTED is not None:
+        _STARTED.shutdown(cancel_futures=True)
+    _STARTED, _KEPT = None, False
 
 
 def _draw_all(jobs: dict[str, tuple[str | Callable, tuple]]) -> Callable[[], dict[str, ChartPng]]:
@@ -161,12 +171,21 @@ def _draw_all(jobs: dict[str, tuple[str | Callable, tuple]]) -> Callable[[], dic
 
     if workers <= 1:
         return here
-    pool, _STARTED = _STARTED, None
-    pool = pool or ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    kept = _KEPT and _STARTED is not None
+    pool = _STARTED if kept else None
+    if not kept:
+        pool, _STARTED = _STARTED, None
+        pool = pool or ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def done() -> None:
+        if not kept:
+            pool.shutdown()
+
     try:
         futures = {name: pool.submit(_draw_one, draw, args) for name, (draw, args) in jobs.items()}
     except (pickle.PicklingError, TypeError, AttributeError):  # a draw function that cannot cross processes
-        pool.shutdown(cancel_futures=True)
+        if not kept:
+            pool.shutdown(cancel_futures=True)
         return here
 
     def wait() -> dict[str, ChartPng]:
@@ -175,7 +194,7 @@ def _draw_all(jobs: dict[str, tuple[str | Callable, tuple]]) -> Callable[[], dic
         except (pickle.PicklingError, TypeError, AttributeError):
             return here()
         finally:
-            pool.shutdown()
+            done()
 
     return wait
 

@@ -445,6 +445,36 @@ def test_backtest_replays_vintages_and_publishes(pipeline, tmp_path):
 
 
 
+def test_a_whatif_loop_answers_each_line_against_the_file_and_leaves_the_record_alone(pipeline, tmp_path):
+    """`whatif --loop`: one warm process answers a what-if per input line, each against the assumptions file
+    (not the line before), a bad line is one error and the loop goes on; the what-if's warehouse names the
+    change and its fleet moves; the warehouse of record is untouched."""
+    published = pipeline["warehouse"].with_name("warehouse.published.duckdb")
+    before = marts_of(published)["hardware_demand"]
+    work = tmp_path / "whatif"
+    lines = "fleet.utilisation=0.7\nfleet.utilisaton=0.7\nfleet.redundancy=0.15\n"
+    proc = subprocess.run([sys.executable, "-m", "pipelines", "whatif", "--loop", "--out", str(work)], cwd=ROOT,
+                          env={**os.environ, **pipeline["env"]}, input=lines, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("report:") == 2
+    assert "what-if: fleet.utilisation 0.85 -> 0.7" in proc.stdout and "fleet.redundancy" in proc.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "fleet.utilisaton" in errors[0] and "closest: fleet.utilisation" in errors[0]
+    con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
+    try:
+        changed = con.execute("select name, whatif_value from meta.whatif").fetchall()
+        used = dict(con.execute("select name, value from meta.assumptions where name in "
+                                "('fleet.utilisation', 'fleet.redundancy')").fetchall())
+    finally:
+        con.close()
+    assert changed == [("fleet.redundancy", pytest.approx(0.15))]  # the last line alone: the file is the base
+    assert used == {"fleet.utilisation": pytest.approx(0.85), "fleet.redundancy": pytest.approx(0.15)}
+    assert marts_of(work / "warehouse.duckdb")["hardware_demand"] != before
+    assert "fleet.redundancy" in (work / "reports" / AS_OF / "report.md").read_text()
+    assert marts_of(published)["hardware_demand"] == before
+
+
 def test_the_readme_commands_and_figures_keep_in_step_with_the_code(pipeline):
     """README drift (issue 29): every `tokens2chips` command in its code blocks parses with the real CLI; every
     query runs on a real warehouse and gives plain column names (no '(lo80 / 1000000000000.0)'); every mart it
