@@ -41,13 +41,28 @@ def serve_memo_path(settings: ProjectSettings) -> Path:
     return serve_memo_dir(settings.reports_dir) / f"serve-{version}.pkl"
 
 
+# the store this process last read or wrote, by (path, mtime, size): a what-if loop reads it once, not per what-if
+_LOADED: dict[tuple, dict] = {}
+
+
+def _stamp(path: Path) -> tuple:
+    st = path.stat()
+    return str(path), st.st_mtime_ns, st.st_size
+
+
 def load_serve_memo(path: Path) -> dict:
     """The kept results, or an empty store (none yet, or unreadable: the model computes them again)."""
     try:
+        stamp = _stamp(path)
+        if stamp in _LOADED:
+            return _LOADED[stamp]
         memo = pickle.loads(path.read_bytes())
-        return memo if isinstance(memo, dict) else {}
+        memo = memo if isinstance(memo, dict) else {}
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
         return {}
+    _LOADED.clear()
+    _LOADED[stamp] = memo
+    return memo
 
 
 def save_serve_memo(path: Path, memo: dict) -> None:
@@ -57,6 +72,8 @@ def save_serve_memo(path: Path, memo: dict) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(pickle.dumps(memo, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(tmp, path)
+        _LOADED.clear()
+        _LOADED[_stamp(path)] = memo
         for old in path.parent.glob("serve-*.pkl"):
             if old != path:
                 old.unlink(missing_ok=True)

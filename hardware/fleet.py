@@ -402,53 +402,63 @@ def size_fleet(
                         alive = sum((n for q, n in entries if 0 <= quarters_between(q, period) < stock.life_quarters),
                                     zero)
                         held[chip_name] = held.get(chip_name, zero) + alive
-                # chips a stock chip needs to carry all of model m's load (co-located), and whether it meets
-                # the per-user speed target
-                need: dict[tuple[str, str], np.ndarray] = {}
-                phase_frac: dict[tuple[str, str], np.ndarray] = {}
-                ok: dict[tuple[str, str], np.ndarray] = {}
-                for chip_name in held:
-                    f = factor[group_of(chips[chip_name])]
-                    for model_name, weight in mix.items():
-                        r = rate(chip_name, model_name, scen.precision)
-                        pre = phase_tps["prefill"] * weight / (r["prefill"] * f)
-                        dec = phase_tps["decode"] * weight / (r["decode"] * f)
-                        need[(chip_name, model_name)] = (pre + dec) * overhead
-                        phase_frac[(chip_name, model_name)] = np.where(pre + dec > 0, pre / np.maximum(pre + dec, 1e-300), 0.0)
-                        ok[(chip_name, model_name)] = r["meets_speed"]
-                # water-filling: each round, a chip's free time goes to the models it can serve that still have
-                # load, in proportion to their token shares; a model takes at most its remaining load
-                free = {c: np.ones(draws) for c in held}
-                remaining = {m: np.ones(draws) for m in mix}
-                on: dict[tuple[str, str], np.ndarray] = {(c, m): zero for c in held for m in mix}
-                for _ in range(ALLOCATION_ROUNDS):
-                    offer = {m: zero for m in mix}
-                    alloc = {}
-                    for c in held:
-                        weights = {m: np.where(ok[(c, m)] & (remaining[m] > 1e-9), w, 0.0) for m, w in mix.items()}
-                        norm = sum(weights.values(), zero)
-                        for m, w in weights.items():
-                            alloc[(c, m)] = np.where(norm > 0, free[c] * w / np.where(norm > 0, norm, 1.0), 0.0)
-                            offer[m] = offer[m] + held[c] * alloc[(c, m)] / np.maximum(need[(c, m)], 1e-300)
-                    take = {m: np.where(offer[m] > 0, np.minimum(1.0, remaining[m] / np.maximum(offer[m], 1e-300)), 0.0)
-                            for m in mix}
-                    for (c, m), a in alloc.items():
-                        on[(c, m)] = on[(c, m)] + held[c] * a * take[m]
-                        free[c] = free[c] - a * take[m]
-                    for m in mix:
-                        remaining[m] = np.maximum(remaining[m] - offer[m] * take[m], 0.0)
-                covered = {m: 1.0 - remaining[m] for m in mix}
-                # what the installed base's inference share can serve at full use (tokens/day): each chip on the
-                # segment's mix of the models it can decode at the target, with the fleet's overheads
+                # the held chips (c) x the segment's models (m) x draws, as arrays: chips a stock chip needs to
+                # carry all of model m's load (co-located), the prefill part of that, and whether it meets the
+                # per-user speed target
+                names, models_in = list(held), list(mix)
+                weight = np.array([mix[m] for m in models_in])[None, :, None]
+                per_chip: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+                served = {}
                 capacity: dict[str, np.ndarray] = {}
                 load_tps = tokens_per_day / SECONDS_PER_DAY
-                for c, n in installed_only.items():
-                    weights = {m: np.where(ok[(c, m)], w, 0.0) for m, w in mix.items()}
-                    norm = sum(weights.values(), zero)
-                    per_token = sum((np.where(norm > 0, weights[m] / np.where(norm > 0, norm, 1.0), 0.0)
-                                     * need[(c, m)] / np.maximum(load_tps * mix[m], 1e-300) for m in mix), zero)
-                    capacity[c] = np.where(per_token > 0, n / np.maximum(per_token, 1e-300), 0.0) * SECONDS_PER_DAY
-                per_chip: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+                if names:
+                    n_held = np.stack([held[c] for c in names])[:, None, :]
+                    f = np.stack([factor[group_of(chips[c])] for c in names])[:, None, :]
+                    rated_cm = [[rate(c, m, scen.precision) for m in models_in] for c in names]
+                    pre = phase_tps["prefill"] * weight / (np.array([[x["prefill"] for x in row] for row in rated_cm]) * f)
+                    dec = phase_tps["decode"] * weight / (np.array([[x["decode"] for x in row] for row in rated_cm]) * f)
+                    need = (pre + dec) * overhead
+                    frac = np.where(pre + dec > 0, pre / np.maximum(pre + dec, 1e-300), 0.0)
+                    ok = np.array([[x["meets_speed"] for x in row] for row in rated_cm])
+                    need_floor = np.maximum(need, 1e-300)
+                    # water-filling: each round, a chip's free time goes to the models it can serve that still
+                    # have load, in proportion to their token shares; a model takes at most its remaining load
+                    free = np.ones((len(names), 1, draws))
+                    remaining = np.ones((len(models_in), draws))
+                    on = np.zeros_like(need)
+                    for _ in range(ALLOCATION_ROUNDS):
+                        w = np.where(ok & (remaining > 1e-9), weight, 0.0)
+                        norm = w.sum(axis=1, keepdims=True)
+                        alloc = np.where(norm > 0, free * w / np.where(norm > 0, norm, 1.0), 0.0)
+                        offer = (n_held * alloc / need_floor).sum(axis=0)
+                        take = np.where(offer > 0, np.minimum(1.0, remaining / np.maximum(offer, 1e-300)), 0.0)
+                        on = on + n_held * alloc * take
+                        free = free - (alloc * take).sum(axis=1, keepdims=True)
+                        remaining = np.maximum(remaining - offer * take, 0.0)
+                    covered = dict(zip(models_in, 1.0 - remaining))
+                    # what the installed base's inference share can serve at full use (tokens/day): each chip on
+                    # the segment's mix of the models it can decode at the target, with the fleet's overheads
+                    w = np.where(ok, weight, 0.0)
+                    norm = w.sum(axis=1, keepdims=True)
+                    per_token = (np.where(norm > 0, w / np.where(norm > 0, norm, 1.0), 0.0) * need
+                                 / np.maximum(load_tps * weight, 1e-300)).sum(axis=1)
+                    n_installed = np.stack([installed_only.get(c, zero) for c in names])  # not bought earlier
+                    cap = np.where(per_token > 0, n_installed / np.maximum(per_token, 1e-300), 0.0) * SECONDS_PER_DAY
+                    capacity = {c: cap[i] for i, c in enumerate(names) if c in installed_only}
+                    carried = np.where(need > 0, on / need_floor, 0.0)
+                    used, tokens = on.sum(axis=1), (tokens_per_day * weight * carried).sum(axis=1)
+                    by_phase = {}
+                    for phase, pf in (("prefill", frac), ("decode", 1.0 - frac)):
+                        t = phase_tps[phase] * weight * carried * SECONDS_PER_DAY
+                        fpt = np.stack([models[m].flops_per_token(context[phase]) for m in models_in])
+                        by_phase[phase] = ((on * pf).sum(axis=1), t.sum(axis=1), (t * fpt).sum(axis=1))
+                    for i, c in enumerate(names):
+                        served[c] = (used[i], tokens[i])
+                        for phase in PHASES:
+                            u, t, fl = (a[i] for a in by_phase[phase])
+                            per_chip[(c, phase)] = {"installed_used": u, "bought": zero, "tokens": t, "flops": fl}
+                else:
+                    covered = {m: zero for m in models_in}
 
                 def add(chip_name, phase, key, value, tokens=None, flops=None):
                     rec = per_chip.setdefault((chip_name, phase), {"installed_used": zero, "bought": zero,
@@ -457,22 +467,6 @@ def size_fleet(
                     if tokens is not None:
                         rec["tokens"] = rec["tokens"] + tokens
                         rec["flops"] = rec["flops"] + flops
-
-                served = {}
-                for chip_name in held:
-                    used = zero
-                    tokens = zero
-                    for m, weight in mix.items():
-                        chips_on_m = on[(chip_name, m)]
-                        used = used + chips_on_m
-                        carried = np.where(need[(chip_name, m)] > 0, chips_on_m / np.maximum(need[(chip_name, m)], 1e-300), 0.0)
-                        tokens = tokens + tokens_per_day * weight * carried
-                        frac = phase_frac[(chip_name, m)]
-                        for phase, pf in (("prefill", frac), ("decode", 1.0 - frac)):
-                            t = phase_tps[phase] * weight * carried * SECONDS_PER_DAY
-                            add(chip_name, phase, "installed_used", chips_on_m * pf, t,
-                                t * models[m].flops_per_token(context[phase]))
-                    served[chip_name] = (used, tokens)
                 # ---- the remainder: bought from the chips available that quarter
                 shortfall = zero
                 bought_now: dict[str, np.ndarray] = {}

@@ -14,9 +14,11 @@ labels.py, format.py); anything that cannot be pickled is drawn without the cach
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import pickle
+import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -25,8 +27,10 @@ from typing import Callable
 
 
 class ChartPng(bytes):
-    """PNG bytes of the desktop chart; `.narrow` holds the phone variant."""
+    """PNG bytes of the desktop chart; `.narrow` holds the phone variant, `.seconds` the time drawing both took
+    (0 when read back)."""
     narrow: bytes
+    seconds: float = 0.0
 
 
 def resolve(draw: str | Callable[..., ChartPng]) -> Callable[..., ChartPng]:
@@ -39,6 +43,7 @@ def resolve(draw: str | Callable[..., ChartPng]) -> Callable[..., ChartPng]:
     return getattr(importlib.import_module("reports.charts"), draw)
 
 DRAWING_MODULES = ("charts.py", "labels.py", "format.py")
+SECONDS_FILE = "draw-seconds.json"  # in the cache directory: each chart's last drawing time, to order the next
 
 
 @cache
@@ -71,13 +76,19 @@ class ChartCache:
                 out[name] = _png(entry[0].read_bytes(), entry[1].read_bytes())
             else:
                 todo[name] = (entry, draw, args)
-        drawn = _draw_all({n: (d, a) for n, (_, d, a) in todo.items()})
+        seconds = self._seconds()
+        # the longest first (by their last draw; new charts before all): with two workers, the last chart to
+        # finish is then a short one
+        order = sorted(todo, key=lambda n: -seconds.get(n, float("inf")))
+        drawn = _draw_all({n: todo[n][1:] for n in order})
 
         def result() -> dict[str, ChartPng]:
             for name, png in drawn().items():
                 out[name] = png
                 if todo[name][0] is not None:
                     self._store(*todo[name][0], png)
+                seconds[name] = png.seconds
+            self._keep_seconds(seconds)
             return {name: out[name] for name in jobs}
 
         return result
@@ -96,6 +107,26 @@ class ChartCache:
         desktop, narrow = self.directory / f"{stem}.png", self.directory / f"{stem}.narrow.png"
         self.used.update({desktop.name, narrow.name})
         return desktop, narrow
+
+    def _seconds(self) -> dict[str, float]:
+        """Each chart's seconds at its last draw in this reports directory (SECONDS_FILE)."""
+        try:
+            found = json.loads((self.directory / SECONDS_FILE).read_text())
+            return {k: float(v) for k, v in found.items()} if isinstance(found, dict) else {}
+        except (TypeError, OSError, ValueError, AttributeError):
+            return {}
+
+    def _keep_seconds(self, seconds: dict[str, float]) -> None:
+        if self.directory is None:
+            return
+        self.used.add(SECONDS_FILE)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            tmp = self.directory / f".{SECONDS_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(seconds, sort_keys=True))
+            os.replace(tmp, self.directory / SECONDS_FILE)
+        except OSError:
+            pass  # an order hint: without it the charts are drawn in the report's order
 
     def _store(self, desktop: Path, narrow: Path, png: ChartPng) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -124,9 +155,10 @@ def chart_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def _draw_one(draw: str | Callable[..., ChartPng], args: tuple) -> tuple[bytes, bytes]:
+def _draw_one(draw: str | Callable[..., ChartPng], args: tuple) -> tuple[bytes, bytes, float]:
+    started = time.perf_counter()
     png = resolve(draw)(*args)
-    return bytes(png), getattr(png, "narrow", bytes(png))
+    return bytes(png), getattr(png, "narrow", bytes(png)), time.perf_counter() - started
 
 
 _STARTED: ProcessPoolExecutor | None = None  # workers started ahead of the report (start_workers)
@@ -199,7 +231,8 @@ def _draw_all(jobs: dict[str, tuple[str | Callable, tuple]]) -> Callable[[], dic
     return wait
 
 
-def _png(desktop: bytes, narrow: bytes) -> ChartPng:
+def _png(desktop: bytes, narrow: bytes, seconds: float = 0.0) -> ChartPng:
     png = ChartPng(desktop)
     png.narrow = narrow
+    png.seconds = seconds
     return png

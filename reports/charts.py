@@ -50,17 +50,23 @@ def fit(fig, note_in: float = 0.3) -> None:
 PNG_OPTIONS = {"compress_level": 3}
 
 
+def _save(fig) -> bytes:
+    """The figure as PNG. tight_layout leaves a placeholder layout engine on the figure, which makes savefig
+    draw the whole figure once without rendering before it draws it again to render; the layout is fixed by
+    then, so the engine is dropped (same pixels, a third of a chart's time)."""
+    fig.set_layout_engine(None)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", pil_kwargs=PNG_OPTIONS)
+    return buf.getvalue()
+
+
 def _png(fig, source: str) -> ChartPng:
     note = fig.text(0.01, 0.005, source, fontsize=7, color="#555555", ha="left", va="bottom")
     fit(fig)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", pil_kwargs=PNG_OPTIONS)
-    out = ChartPng(buf.getvalue())
+    out = ChartPng(_save(fig))
     narrow_layout(fig, note)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", pil_kwargs=PNG_OPTIONS)
+    out.narrow = _save(fig)
     plt.close(fig)
-    out.narrow = buf.getvalue()
     return out
 
 

@@ -10,6 +10,7 @@ as PNG files beside it, key_numbers.json; <reports_dir>/latest/ is a copy of the
 from __future__ import annotations
 
 import base64
+import functools
 import datetime as dt
 import json
 import shutil
@@ -47,6 +48,17 @@ REPORT_TABLES = {
 }
 
 
+@functools.lru_cache(maxsize=2)
+def _environment(html: bool) -> jinja2.Environment:
+    """The report's Jinja environment (HTML: autoescaped), kept per process so that a what-if loop compiles the
+    templates once; the loader still reloads a template whose file changed."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=html,
+                             undefined=jinja2.StrictUndefined)
+    if not html:
+        env.filters["md"] = md_escape
+    return env
+
+
 def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: Path | str,
                   checks: pl.DataFrame | None = None, change_threshold: float = 0.1,
                   data_as_of: dt.date | None = None) -> Path:
@@ -72,12 +84,8 @@ def render_report(frames: dict[str, pl.DataFrame], as_of: dt.date, reports_dir: 
                                  "whatif": plain(r["whatif_value"], r["unit"]), "unit": r["unit"]}
                                 for r in frames["whatif"].iter_rows(named=True)] if "whatif" in frames else []}
 
-    env_html = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
-                                  undefined=jinja2.StrictUndefined)
-    env_md = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=False,
-                                undefined=jinja2.StrictUndefined)
-    env_md.filters["md"] = md_escape
-    html_template, md_template = env_html.get_template("report.html.j2"), env_md.get_template("report.md.j2")
+    html_template, md_template = _environment(True).get_template("report.html.j2"), \
+        _environment(False).get_template("report.md.j2")
     figures = pending()
     cache.prune()
     images_html = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in figures.items()}

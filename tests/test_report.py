@@ -252,7 +252,32 @@ def test_a_chart_whose_inputs_are_unchanged_is_read_back_not_drawn(tmp_path):
     cache.chart("tornado", tornado, changed, "s", 12)
     assert len(drawn) == 2
     cache.prune()
-    assert len(list((tmp_path / "cache").iterdir())) == 2  # the changed chart's desktop and phone PNGs only
+    # the changed chart's desktop and phone PNGs only, beside the charts' drawing times
+    assert len(list((tmp_path / "cache").glob("*.png"))) == 2
+    assert set(json.loads((tmp_path / "cache" / "draw-seconds.json").read_text())) == {"tornado"}
+
+
+def test_the_charts_that_took_longest_last_time_are_drawn_first(tmp_path, monkeypatch):
+    """With two drawing workers the report waits for the last chart to finish: the cache hands the workers the
+    charts that took longest at their last draw first (new charts before them all), so a short one ends last."""
+    from reports import chart_cache
+    from reports.chart_cache import ChartCache
+
+    submitted = []
+
+    def record(jobs):
+        submitted.extend(jobs)
+        return lambda: {n: chart_cache._png(b"d", b"n", {"slow": 3.0, "quick": 0.5}.get(n, 1.0)) for n in jobs}
+
+    monkeypatch.setattr(chart_cache, "_draw_all", record)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "draw-seconds.json").write_text(json.dumps({"quick": 0.2, "slow": 2.0, "mid": 1.0}))
+    jobs = {name: (lambda n=name: None, name) for name in ("quick", "mid", "new", "slow")}
+    ChartCache(tmp_path / "cache").charts(jobs)
+    assert submitted == ["new", "slow", "mid", "quick"]
+    # the times of this draw replace the last ones: the next report orders by them
+    assert json.loads((tmp_path / "cache" / "draw-seconds.json").read_text()) == {
+        "quick": 0.5, "slow": 3.0, "mid": 1.0, "new": 1.0}
 
 
 def test_charts_drawn_in_worker_processes_equal_those_drawn_in_process(tmp_path, monkeypatch):
