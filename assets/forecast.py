@@ -43,7 +43,7 @@ VINTAGE_TABLES = ("marts.forecast_vintage_errors", "marts.forecast_vintage_point
     pool=POOL,
 )
 def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    config = settings.assumptions()
+    config = settings.configuration().model  # the typed configuration (forecasts.pipeline takes it)
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
         # published outlooks (raw.market_outlooks); a warehouse without the table has none
@@ -57,7 +57,7 @@ def forecast_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource,
 
     result = run_forecasts(history, config, outlooks=outlooks)
     units = history.select("series_id", "unit").unique()
-    units = pl.concat([units, pl.DataFrame({"series_id": [c["series_id"] for c in composite_specs(config)],
+    units = pl.concat([units, pl.DataFrame({"series_id": [c.series_id for c in composite_specs(config)],
                                             "unit": "tokens_per_day"})])
     observed = history.select(
         "series_id", "period_start", pl.lit(False).alias("is_forecast"), "value",
@@ -112,7 +112,7 @@ class VintageConfig(dg.Config):
 )
 def forecast_vintage(context: dg.AssetExecutionContext, config: VintageConfig, warehouse: DuckDBResource,
                      settings: ProjectSettings):
-    assumptions = settings.assumptions()
+    assumptions = settings.configuration().model
     with warehouse.get_connection() as con:
         history = con.execute("select * from model_inputs.forecast_history").pl()
     as_of = settings.as_of_date()

@@ -76,11 +76,11 @@ def assumptions_table(context: dg.AssetExecutionContext, warehouse: DuckDBResour
     "-- disjoint parts inside a total, with the unit scale from the total to the parts.",
 )
 def forecast_hierarchy(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    entries = settings.assumptions()["forecast"].get("hierarchy", [])
+    entries = settings.configuration().model.forecast.hierarchy  # typed: the schema's defaults, once
     frame = pl.DataFrame(
-        [{"entry": i + 1, "total": e["total"], "part": part, "parts": "+".join(e["parts"]),
-          "scale": float(e.get("scale", 1.0)), "note": e.get("note", "")}
-         for i, e in enumerate(entries) for part in e["parts"]],
+        [{"entry": i + 1, "total": e.total, "part": part, "parts": "+".join(e.parts), "scale": e.scale,
+          "note": e.note}
+         for i, e in enumerate(entries) for part in e.parts],
         schema={"entry": pl.Int64, "total": pl.Utf8, "part": pl.Utf8, "parts": pl.Utf8, "scale": pl.Float64,
                 "note": pl.Utf8})
     with warehouse.get_connection() as con:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import forecasts  # noqa: E402
-from configuration.assumptions import load_assumptions  # noqa: E402
+from configuration.assumptions import load_configuration  # noqa: E402
 from forecasts.pipeline import engine_config, fit_tokens, horizon_end, split_history, vintage_backtest  # noqa: E402
 from forecasts.vintage import log_scores, replay, summarise, vintages  # noqa: E402
 
@@ -42,7 +42,7 @@ def main() -> int:
     parser.add_argument("--as-of", default=dt.date.today().isoformat())
     parser.add_argument("--from", dest="start", default="2025-01-01")
     args = parser.parse_args()
-    config = load_assumptions(ROOT / "config" / "assumptions.yaml")
+    config = load_configuration(ROOT / "config" / "assumptions.yaml").model
     as_of = dt.date.fromisoformat(args.as_of)
     con = duckdb.connect(args.warehouse, read_only=True)
     history = con.execute("select * from model_inputs.forecast_history").pl().filter(pl.col("known_on") <= as_of)

@@ -1,9 +1,13 @@
 """The forecasting run as the pipeline makes it, from the validated configuration: which series the engine,
 the pooled demand curve and the composites fit, with what settings, how forecasts are bounded, and the vintage
-backtest. Pure: polars frames and the configuration mapping in, polars frames out (assets/forecast.py writes
-them; benches and tests call these directly)."""
+backtest. Pure: polars frames and the validated, typed configuration (configuration.schema.Assumptions, the
+`model` of configuration.assumptions.Configuration) in, polars frames out (assets/forecast.py writes them;
+benches and tests call these directly)."""
+
+from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -14,13 +18,16 @@ from forecasts.grid import date_range
 from forecasts.vintage import POOLED, replay, summarise, vintages
 from hardware.stats import log_sigma, sigma  # interval -> s.d., shared with the hardware model (pure too)
 
+if TYPE_CHECKING:
+    from configuration.schema import Assumptions, Composite
+
 # series families damped when sparse (forecast.sparse_max_growth)
 GROWTH_CAPPED = ("shipments_h100e/", "revenue/", "packaging_revenue/")
 FORECAST_COLUMNS = ["series_id", "period_start", "value", "lo80", "hi80", "lo95", "hi95", "model_name"]
 FLAG_SCHEMA = {"series_id": pl.Utf8, "flag": pl.Utf8, "message": pl.Utf8}
 
-def _assumption(config: dict, name: str) -> float:
-    return float(config["forecast"][name]["value"])
+def _value(config: Assumptions, name: str) -> float:
+    return float(getattr(config.forecast, name).value)
 
 
 def horizon_for(last_period: dt.date, freq: str, end: dt.date) -> int:
@@ -33,62 +40,64 @@ def horizon_for(last_period: dt.date, freq: str, end: dt.date) -> int:
         n += 1
 
 
-def composite_specs(config: dict) -> list[dict]:
+def composite_specs(config: Assumptions) -> list[Composite]:
     """The global-demand composite plus any further composites of the forecast section."""
-    return [config["forecast"]["global_demand"], *config["forecast"].get("composites", [])]
+    return [config.forecast.global_demand, *config.forecast.composites]
 
 
-def engine_config(config: dict) -> forecasts.EngineConfig:
+def engine_config(config: Assumptions) -> forecasts.EngineConfig:
     """The per-series engine's settings from config/assumptions.yaml (forecast)."""
     return forecasts.EngineConfig(
-        max_origins=int(_assumption(config, "backtest_origins")),
-        min_backtest_obs=int(_assumption(config, "min_backtest_obs")),
-        fallback_sigma_per_year=_assumption(config, "fallback_sigma_per_year"),
-        sparse_irregular_sd=_assumption(config, "sparse_irregular_sd"),
-        sparse_slope_sd_per_year=_assumption(config, "sparse_slope_sd_per_year"),
-        sparse_growth_halflife_years=_assumption(config, "sparse_growth_halflife_years"),
+        max_origins=int(_value(config, "backtest_origins")),
+        min_backtest_obs=int(_value(config, "min_backtest_obs")),
+        fallback_sigma_per_year=_value(config, "fallback_sigma_per_year"),
+        sparse_irregular_sd=_value(config, "sparse_irregular_sd"),
+        sparse_slope_sd_per_year=_value(config, "sparse_slope_sd_per_year"),
+        sparse_growth_halflife_years=_value(config, "sparse_growth_halflife_years"),
     )
 
 
-def panel_prefix(config: dict) -> str:
+def panel_prefix(config: Assumptions) -> str:
     """Series ids of the dense OpenRouter panel (weekly top-10 volume by origin)."""
-    return config["forecast"]["demand"]["panel_prefix"]
+    return config.forecast.demand.panel_prefix
 
 
-def horizon_end(config: dict) -> dt.date:
-    return dt.date(int(_assumption(config, "horizon_end_year")), 12, 31)
+def horizon_end(config: Assumptions) -> dt.date:
+    return dt.date(int(_value(config, "horizon_end_year")), 12, 31)
 
 
-def demand_config(config: dict, draws: int | None = None) -> DemandConfig:
+def demand_config(config: Assumptions, draws: int | None = None) -> DemandConfig:
     """The pooled demand model's settings from config/assumptions.yaml (forecast.demand)."""
-    d = config["forecast"]["demand"]
-    prior = d["growth_prior"]
+    d = config.forecast.demand
+    prior = d.growth_prior
     return DemandConfig(
-        halflife_low=float(d["halflife_years"]["low"]), halflife_high=float(d["halflife_years"]["high"]),
-        growth_prior=float(prior["value"]), growth_prior_sd=float(sigma(float(prior["low"]), float(prior["high"]))),
-        sigma_low=float(d["disclosure_noise"]["low"]), sigma_high=float(d["disclosure_noise"]["high"]),
-        tau_low=float(d["growth_spread"]["low"]), tau_high=float(d["growth_spread"]["high"]),
-        sigma_prior=float(d["disclosure_noise"]["value"]), tau_prior=float(d["growth_spread"]["value"]),
-        draws=draws or int(_assumption(config, "composite_draws")),
-        anchor_halflife=float(d["anchor_halflife_years"]["value"]),
+        halflife_low=d.halflife_years.low, halflife_high=d.halflife_years.high,
+        growth_prior=prior.value, growth_prior_sd=float(sigma(prior.low, prior.high)),
+        sigma_low=d.disclosure_noise.low, sigma_high=d.disclosure_noise.high,
+        tau_low=d.growth_spread.low, tau_high=d.growth_spread.high,
+        sigma_prior=d.disclosure_noise.value, tau_prior=d.growth_spread.value,
+        draws=draws or int(_value(config, "composite_draws")),
+        anchor_halflife=d.anchor_halflife_years.value,
     )
 
 
-def pooled_series(config: dict) -> set[str]:
+def hierarchy(config: Assumptions) -> list[dict]:
+    """forecast.hierarchy as the pooled model's reconciliation takes it (forecasts.demand.fit_demand)."""
+    return [entry.model_dump() for entry in config.forecast.hierarchy]
+
+
+def pooled_series(config: Assumptions) -> set[str]:
     """Token series the pooled model must forecast jointly: composite components, hierarchy members and the
     hardware segments' demand series."""
-    f = config["forecast"]
-    out = set(f["global_demand"]["components"])
-    for spec in f.get("composites") or []:
-        out |= set(spec["components"])
-    for entry in f.get("hierarchy") or []:
-        out |= {entry["total"], *entry["parts"]}
-    for seg in (config.get("segments") or {}).values():
-        out |= {seg.get("demand_series"), seg.get("demand_fallback"), seg.get("disclosed_series")} - {None}
+    out = {c for spec in composite_specs(config) for c in spec.components}
+    for entry in config.forecast.hierarchy:
+        out |= {entry.total, *entry.parts}
+    for seg in config.segments.values():
+        out |= {seg.demand_series, seg.demand_fallback, seg.disclosed_series} - {None}
     return out
 
 
-def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def split_history(history: pl.DataFrame, config: Assumptions) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(token disclosures, the dense OpenRouter panel as monthly tokens/day per series, everything else).
 
     The panel (weekly top-10 volume by origin) joins the pooled demand model as members in tokens/day
@@ -97,7 +106,7 @@ def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl
     is_panel = pl.col("series_id").str.starts_with(prefix)
     # dense token series (a platform's own monthly or daily volumes) go to the engine, unless the pooled
     # model's joint draws need them (composites, hierarchy, hardware segments)
-    dense_min = int(_assumption(config, "dense_min_points")) if "dense_min_points" in config["forecast"] else 10**9
+    dense_min = int(_value(config, "dense_min_points"))
     counts = (history.filter(pl.col("series_id").str.starts_with("tokens/") & (pl.col("value") > 0))
               .group_by("series_id").agg(pl.col("period_start").dt.truncate("1mo").n_unique().alias("n")))
     dense = set(counts.filter(pl.col("n") >= dense_min)["series_id"].to_list()) - pooled_series(config)
@@ -109,7 +118,7 @@ def split_history(history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, pl
     return tokens, panel, history.filter(~is_token & ~is_panel)
 
 
-def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, seed: int = 0):
+def fit_tokens(history: pl.DataFrame, config: Assumptions, draws: int | None = None, seed: int = 0):
     """The pooled demand model on the token series and the OpenRouter panel of `history`
     (model_inputs.forecast_history rows)."""
     tokens, panel, _ = split_history(history, config)
@@ -129,16 +138,16 @@ def fit_tokens(history: pl.DataFrame, config: dict, draws: int | None = None, se
     if members.height == 0:
         return None
     level_sd = {}
-    for platform, spec in config["forecast"].get("estimated_components", {}).items():
+    for platform, spec in config.forecast.estimated_components.items():
         # the method's assumption range (price per token, or tokens per unit of usage) as a level uncertainty
-        leaf = spec.get("usd_per_million_tokens") or spec.get("tokens_per_unit")
-        level_sd[f"tokens/{platform}_estimated/all"] = float(log_sigma(float(leaf["low"]), float(leaf["high"])))
-    return fit_demand(members, horizon_end(config), hierarchy=config["forecast"].get("hierarchy", []),
+        leaf = spec.usd_per_million_tokens or spec.tokens_per_unit
+        level_sd[f"tokens/{platform}_estimated/all"] = float(log_sigma(leaf.low, leaf.high))
+    return fit_demand(members, horizon_end(config), hierarchy=hierarchy(config),
                       panel=total, satellites=satellites, seed=seed, config=demand_config(config, draws),
                       level_sd=level_sd)
 
 
-def weekly_rows(fit, history: pl.DataFrame, config: dict) -> pl.DataFrame:
+def weekly_rows(fit, history: pl.DataFrame, config: Assumptions) -> pl.DataFrame:
     """The panel members' forecasts as weeks in tokens/week: every week after the last observed one, the
     forecast of its month (tokens/day) x 7."""
     weekly = history.filter(pl.col("series_id").str.starts_with(panel_prefix(config)))
@@ -155,36 +164,36 @@ def weekly_rows(fit, history: pl.DataFrame, config: dict) -> pl.DataFrame:
     return pl.concat(frames) if frames else pl.DataFrame()
 
 
-def composites(fit, config: dict) -> tuple[pl.DataFrame, list[dict]]:
+def composites(fit, config: Assumptions) -> tuple[pl.DataFrame, list[dict]]:
     """Every configured composite from the joint draws; partial composites are flagged."""
     frames, flags = [], []
     for spec in composite_specs(config):
-        frame, missing = compose_draws(fit, spec["components"], spec["series_id"])
+        frame, missing = compose_draws(fit, spec.components, spec.series_id)
         if missing:
-            flags.append({"series_id": spec["series_id"], "flag": "partial_composite",
-                          "message": f"{spec['series_id']} is partial: no disclosure of {', '.join(missing)} "
-                                     f"in this data vintage; it sums {len(spec['components']) - len(missing)} of "
-                                     f"{len(spec['components'])} components"})
+            flags.append({"series_id": spec.series_id, "flag": "partial_composite",
+                          "message": f"{spec.series_id} is partial: no disclosure of {', '.join(missing)} "
+                                     f"in this data vintage; it sums {len(spec.components) - len(missing)} of "
+                                     f"{len(spec.components)} components"})
         if frame.height:
             frames.append(frame)
     return (pl.concat(frames) if frames else pl.DataFrame()), flags
 
 
-def segment_flags(config: dict, series: set[str]) -> list[dict]:
+def segment_flags(config: Assumptions, series: set[str]) -> list[dict]:
     """Segments whose demand series has no forecast in this vintage fall back to `demand_fallback`."""
     flags = []
-    for segment, spec in config.get("segments", {}).items():
-        if spec["demand_series"] in series:
+    for segment, spec in config.segments.items():
+        if spec.demand_series in series:
             continue
-        fallback = spec.get("demand_fallback")
-        message = (f"segment '{segment}': no forecast of {spec['demand_series']} in this data vintage; "
+        fallback = spec.demand_fallback
+        message = (f"segment '{segment}': no forecast of {spec.demand_series} in this data vintage; "
                    + (f"sized from {fallback} instead (a lower bound)" if fallback in series
                       else "no fallback series either"))
-        flags.append({"series_id": spec["demand_series"], "flag": "segment_demand_fallback", "message": message})
+        flags.append({"series_id": spec.demand_series, "flag": "segment_demand_fallback", "message": message})
     return flags
 
 
-def engine_forecasts(series: pl.DataFrame, config: dict, workers: int | None = None) -> list:
+def engine_forecasts(series: pl.DataFrame, config: Assumptions, workers: int | None = None) -> list:
     """The per-series engine on `series` (series_id, freq, period_start, value), one run per frequency, to the
     configured horizon."""
     end = horizon_end(config)
@@ -202,15 +211,13 @@ def engine_forecasts(series: pl.DataFrame, config: dict, workers: int | None = N
     return results
 
 
-def bounded(forecast: pl.DataFrame, history: pl.DataFrame, config: dict) -> tuple[pl.DataFrame, list[dict]]:
+def bounded(forecast: pl.DataFrame, history: pl.DataFrame, config: Assumptions) -> tuple[pl.DataFrame, list[dict]]:
     """forecasts.bounds.cap_growth with the configured limits (sparse shipment and revenue series)."""
-    if "sparse_max_growth" not in config["forecast"]:
-        return forecast, []
     return cap_growth(forecast, history.select("series_id", "period_start", "value"), GROWTH_CAPPED,
-                      _assumption(config, "sparse_max_growth"), 3.0, int(_assumption(config, "dense_min_points")))
+                      _value(config, "sparse_max_growth"), 3.0, int(_value(config, "dense_min_points")))
 
 
-def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = None,
+def run_forecasts(history: pl.DataFrame, config: Assumptions, workers: int | None = None,
                   outlooks: pl.DataFrame | None = None) -> forecasts.ForecastResult:
     """Fit every series of model_inputs.forecast_history to the configured horizon: token disclosures with the
     pooled demand model (reconciled, composites drawn jointly), the other series with the per-series
@@ -245,12 +252,12 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
         if comp.height:
             fc.append(comp)
         for spec in composite_specs(config):
-            if spec["series_id"] in set(comp["series_id"].to_list() if comp.height else []):
-                partial = [f for f in flags if f["series_id"] == spec["series_id"]]
+            if spec.series_id in set(comp["series_id"].to_list() if comp.height else []):
+                partial = [f for f in flags if f["series_id"] == spec.series_id]
                 selection.append(pl.DataFrame([{
-                    "series_id": spec["series_id"], "model_name": "composite", "n_obs": 0, "n_origins": 0,
+                    "series_id": spec.series_id, "model_name": "composite", "n_obs": 0, "n_origins": 0,
                     "interval_scale": 1.0, "log_scale": True, "warnings": "",
-                    "reason": ("sum of " + ", ".join(spec["components"]) + " (config/assumptions.yaml forecast "
+                    "reason": ("sum of " + ", ".join(spec.components) + " (config/assumptions.yaml forecast "
                                "composites), joint draws of the pooled demand model (correlated through the "
                                "common growth rate); periods where every available component is forecast"
                                + ("; PARTIAL: " + partial[0]["message"] if partial else "")),
@@ -265,15 +272,15 @@ def run_forecasts(history: pl.DataFrame, config: dict, workers: int | None = Non
         flags=pl.DataFrame(flags, schema=FLAG_SCHEMA), demand_summary=fit.summary if fit is not None else {})
 
 
-def vintage_backtest(history: pl.DataFrame, config: dict, as_of: dt.date, start: dt.date | None = None,
+def vintage_backtest(history: pl.DataFrame, config: Assumptions, as_of: dt.date, start: dt.date | None = None,
                      end: dt.date | None = None, step_months: int | None = None,
                      draws: int = 1000) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Replay the token forecasts of every vintage and score them against later disclosures:
     (per-point errors, per-series + pooled summary). Only data known on `as_of` take part."""
-    spec = config["forecast"]["vintage_backtest"]
-    start = start or dt.date.fromisoformat(str(spec["start"]))
+    spec = config.forecast.vintage_backtest
+    start = start or dt.date.fromisoformat(spec.start)
     end = min(end or as_of, as_of)
-    step = step_months or int(spec["step_months"])
+    step = step_months or spec.step_months
     known = history.filter(pl.col("known_on") <= as_of)
     tokens, _, _ = split_history(known, config)
     weekly = known.filter(pl.col("series_id").str.starts_with(panel_prefix(config)))
@@ -305,7 +312,7 @@ SUPPLY_VINTAGE_SERIES = ("revenue/Nvidia/data_center", "shipments_h100e/")
 SUPPLY_POOLED = "(supply series)"
 
 
-def supply_vintages(known: pl.DataFrame, config: dict, start: dt.date, end: dt.date) -> pl.DataFrame:
+def supply_vintages(known: pl.DataFrame, config: Assumptions, start: dt.date, end: dt.date) -> pl.DataFrame:
     """Replay the per-series engine (with forecasts/bounds' growth cap) on the supply series known at each
     quarter-end vintage and score its forecasts against the values published later."""
     supply = known.filter(pl.any_horizontal(*[pl.col("series_id").str.starts_with(p) for p in SUPPLY_VINTAGE_SERIES]))

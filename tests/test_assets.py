@@ -151,7 +151,7 @@ def test_forecast_assets_on_a_tiny_history(tmp_path):
         vintages = con.execute("select count(*) from marts.forecast_vintage_points").fetchone()[0]
     finally:
         con.close()
-    end = horizon_end(config.data)
+    end = horizon_end(config.model)
     for sid in ("tokens/google/all", "tokens/doubao/all", "revenue/Acme/total"):
         assert sid in last and end - dt.timedelta(days=92) < last[sid] <= end, sid
     assert set(selected) >= set(last) and set(selected.values()) == {1}

@@ -178,10 +178,10 @@ def test_a_dense_seasonal_token_series_goes_to_the_engine_and_beats_the_pooled_c
     import math
 
     from forecasts.pipeline import run_forecasts, split_history
-    from configuration.assumptions import load_assumptions
+    from configuration.assumptions import load_configuration
     from tests.conftest import ASSUMPTIONS
 
-    config = load_assumptions(ASSUMPTIONS)
+    config = load_configuration(ASSUMPTIONS).model
     months = date_range(dt.date(2023, 1, 1), 48, "M")
     season = [1.0, 0.9, 1.0, 1.05, 1.1, 1.0, 0.8, 0.75, 1.0, 1.1, 1.2, 1.3]
     truth = [1e12 * math.exp(0.02 * i) * season[d.month - 1] for i, d in enumerate(months)]
@@ -195,7 +195,7 @@ def test_a_dense_seasonal_token_series_goes_to_the_engine_and_beats_the_pooled_c
     tokens, _, engine = split_history(history, config)
     assert set(tokens["series_id"].unique()) == {"tokens/google/all"}
     assert set(engine["series_id"].unique()) == {"tokens/dense_platform/all"}
-    config["forecast"]["horizon_end_year"]["value"] = 2026
+    config.forecast.horizon_end_year.value = 2026
     result = run_forecasts(history, config, workers=1)
     fc = result.forecast.filter((pl.col("series_id") == "tokens/dense_platform/all") & pl.col("is_forecast")
                                 if "is_forecast" in result.forecast.columns else
@@ -264,10 +264,10 @@ def test_the_vintage_backtest_replays_shipment_and_revenue_vintages():
     """Issue 27: `tokens2chips backtest` scores the supply side too: each vintage's engine forecast of a
     revenue and a shipment series against the quarters published after it."""
     from forecasts.pipeline import SUPPLY_POOLED, vintage_backtest
-    from configuration.assumptions import load_assumptions
+    from configuration.assumptions import load_configuration
     from tests.conftest import ASSUMPTIONS
 
-    config = load_assumptions(ASSUMPTIONS)
+    config = load_configuration(ASSUMPTIONS).model
     quarters = date_range(dt.date(2022, 1, 1), 20, "Q")
     rows = []
     for i, q in enumerate(quarters):
