@@ -181,12 +181,12 @@ def _deps(name: str) -> list[dg.AssetKey]:
 def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     started = time.perf_counter()
     configuration = settings.configuration()
-    config = configuration.data
+    config = configuration.model  # the typed configuration: what the hardware library takes
     with warehouse.get_connection() as con:
         inputs = {key: con.execute(f"select * from {table}").pl() for key, table in INPUTS.items()}
     # the assumptions' rows from the run's one validated configuration, as meta.assumptions holds them
     inputs["assumptions"] = configuration.rows()
-    context.log.info(f"sizing fleets for {len(config.get('scenarios') or {})} scenarios")
+    context.log.info(f"sizing fleets for {len(config.scenarios)} scenarios")
     memo_path = serve_memo_path(settings)
     memo = load_serve_memo(memo_path)
     try:
@@ -242,8 +242,7 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
 
     started = time.perf_counter()
     configuration = settings.configuration()
-    config = configuration.data
-    overrides = chip_overrides(config)
+    overrides = chip_overrides(configuration.model)
     with warehouse.get_connection() as con:
         specs = con.execute("select * from staging.accelerator_specs").pl()
         catalog = con.execute("select * from raw.model_catalog").pl()

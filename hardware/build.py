@@ -1,4 +1,5 @@
-"""The demand-to-hardware model end to end: frames and config in, mart frames out (pure library).
+"""The demand-to-hardware model end to end: frames and the typed configuration (configuration.schema.Assumptions)
+in, mart frames out (pure library).
 
     build(inputs, config, seed=0) -> dict of polars frames:
         hardware_demand, supplier_exposure, supplier_concentration, supply_demand_gap, implied_utilisation,
@@ -16,6 +17,7 @@ come from hardware.supply.
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -32,6 +34,8 @@ from hardware.specs import chip_overrides, chips_from_frame, models_from_frame
 from hardware.stats import Z80, log_sigma, percentiles
 from hardware.supply import implied_utilisation, supplier_flows, supply_demand_gap, token_margin
 
+if TYPE_CHECKING:
+    from configuration.schema import Assumptions, Segment, Supply
 
 
 def _range(assumptions: pl.DataFrame, name: str) -> tuple[float, float, float]:
@@ -46,20 +50,21 @@ def _value(assumptions: pl.DataFrame, name: str) -> float:
     return _range(assumptions, name)[1]
 
 
-def model_mix(config: dict, workload_mix: pl.DataFrame, models: dict) -> dict[str, dict[str, float]]:
+def model_mix(segments: dict[str, Segment], workload_mix: pl.DataFrame, models: dict) -> dict[str, dict[str, float]]:
+    """Per segment, model -> share of its tokens: the configured mix, or the measured one ('measured:<group>')."""
     out = {}
-    for segment, spec in config["segments"].items():
-        mix = spec.get("model_mix")
+    for segment, spec in segments.items():
+        mix = spec.model_mix
         if isinstance(mix, str) and mix.startswith("measured:"):
             group = mix.split(":", 1)[1]
             rows = workload_mix.filter(pl.col("origin_group") == group)
             if rows.height:
                 mix = dict(rows.select("catalog_model", "token_share").iter_rows())
-            elif spec.get("model_mix_fallback"):
+            elif spec.model_mix_fallback:
                 # a data vintage without OpenRouter rankings of this group: the configured mix, flagged
                 warnings.warn(f"segment '{segment}': no measured model mix for origin group '{group}' in this "
                               "data vintage; using model_mix_fallback")
-                mix = spec["model_mix_fallback"]
+                mix = spec.model_mix_fallback
             else:
                 raise ScenarioError(f"segment '{segment}': no measured model mix for origin group '{group}' "
                                     "(add model_mix_fallback to the segment for data vintages without one)")
@@ -75,20 +80,20 @@ def model_mix(config: dict, workload_mix: pl.DataFrame, models: dict) -> dict[st
     return out
 
 
-def _segment_demand(config: dict, demand: pl.DataFrame) -> pl.DataFrame:
+def _segment_demand(segments: dict[str, Segment], demand: pl.DataFrame) -> pl.DataFrame:
     frames = []
-    for segment, spec in config["segments"].items():
-        part = demand.filter(pl.col("series_id") == spec["demand_series"])
-        if part.height == 0 and spec.get("demand_fallback"):
+    for segment, spec in segments.items():
+        part = demand.filter(pl.col("series_id") == spec.demand_series)
+        if part.height == 0 and spec.demand_fallback:
             # a data vintage before the series' first disclosure: the configured fallback (flagged in
             # marts.forecast_flags by the forecast step)
-            part = demand.filter(pl.col("series_id") == spec["demand_fallback"])
+            part = demand.filter(pl.col("series_id") == spec.demand_fallback)
         if part.height == 0:
-            raise ScenarioError(f"segment '{segment}': no forecast for demand series '{spec['demand_series']}'"
-                                + (f" nor its fallback '{spec['demand_fallback']}'" if spec.get("demand_fallback") else ""))
+            raise ScenarioError(f"segment '{segment}': no forecast for demand series '{spec.demand_series}'"
+                                + (f" nor its fallback '{spec.demand_fallback}'" if spec.demand_fallback else ""))
         frames.append(part.with_columns(pl.lit(segment).alias("segment")))
     out = pl.concat(frames)
-    n_segments = len(config["segments"])
+    n_segments = len(segments)
     common = out.group_by("period_start").agg(pl.col("segment").n_unique().alias("n")).filter(pl.col("n") == n_segments)
     return out.join(common.select("period_start"), on="period_start").sort("period_start", "segment")
 
@@ -127,23 +132,25 @@ def assumptions_used(file_rows: pl.DataFrame, used: pl.DataFrame) -> pl.DataFram
             .sort("name"))
 
 
-def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[str, pl.DataFrame]:
+def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -> dict[str, pl.DataFrame]:
     assumptions = measured_workload(inputs["assumptions"], inputs["workload_mix"])
     overrides = chip_overrides(config)
     chips = chips_from_frame(inputs["specs"], overrides)
     designer = dict(inputs["specs"].select("chip", "designer").iter_rows())
     models = models_from_frame(inputs["catalog"])
-    segments = list(config["segments"])
-    scenarios = parse_scenarios(config.get("scenarios"), chips, segments)
-    mix = model_mix(config, inputs["workload_mix"], models)
-    demand = _segment_demand(config, inputs["demand"])
+    segments = list(config.segments)
+    # the scenarios' shares and schedules are checked against the chips and segments here (the schema cannot)
+    scenarios = parse_scenarios({name: s.model_dump(by_alias=True) for name, s in config.scenarios.items()}, chips,
+                                segments)
+    mix = model_mix(config.segments, inputs["workload_mix"], models)
+    demand = _segment_demand(config.segments, inputs["demand"])
     _, limits = priors_and_limits(assumptions)
     efficiency, error_sd = serving_from_table(inputs["serving_efficiency"])
     serving = FleetServing(efficiency, limits, error_sd)
     point = dict(assumptions.select("name", "value").iter_rows())
     check_speed(scenarios, chips, models, mix, point, serving)
 
-    region = {s: spec["region"] for s, spec in config["segments"].items()}
+    region = {s: spec.region for s, spec in config.segments.items()}
     windows = windows_from_frame(inputs["chip_availability"])
     check_windows(scenarios, sorted(demand["period_start"].unique().to_list()), region, windows, mix)
     life_quarters = int(round(_value(assumptions, "installed_base.service_life_years") * 4))
@@ -169,16 +176,16 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
     hardware_demand = summarise(rows, chips, samples)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
-    supply = config.get("supply") or {}
+    supply = config.supply
     projection = inputs["installed_base_projection"]
     gap = supply_demand_gap(rows, chips, region, projection, share)
     utilisation = implied_utilisation(rows, chips, region, projection, share,
                                       _value(assumptions, "supply.utilisation_overbuild"))
     flows = supplier_flows(rows, inputs["supply_chain"], inputs["forecast"], inputs["supply_metrics"],
-                           {k: dict(v) for k, v in (supply.get("supplier_revenue") or {}).items()},
+                           supply.supplier_revenue,
                            samples["installed_base.service_life_years"], _value(assumptions, "supply.flow_revenue_tolerance"))
     margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
-                          list(supply.get("margin_chips") or []), supply["margin_precision"],
+                          list(supply.margin_chips), supply.margin_precision,
                           _range(assumptions, "supply.all_in_cost_multiplier"))
     sensitivity = _sensitivity_frame(moves, case_totals, scenarios, demand)
     checks = _cross_checks(rows, chips, designer, inputs, samples, exposure,
@@ -202,9 +209,8 @@ def build(inputs: dict[str, pl.DataFrame], config: dict, seed: int = 0) -> dict[
         "fleet_totals": fleet_totals(rows, stock_records, chips, samples["fleet.pue"]),
         "token_cost": token_cost(rows, chips, samples),
         "demand_reconciliation": demand_reconciliation(
-            stock_records, inputs["demand"], config["segments"],
-            (config.get("forecast") or {}).get("estimated_components") or {},
-            list((config.get("forecast") or {}).get("composites") or []),
+            stock_records, inputs["demand"], config.segments, config.forecast.estimated_components,
+            config.forecast.composites,
             _value(assumptions, "fleet.inference_share_of_installed_base"),
             _range(assumptions, "supply.inference_busy_share")),
         "assumptions_used": assumptions_used(inputs["assumptions"], assumptions),
@@ -215,7 +221,7 @@ def _curve_pairs(config, scenarios, mix, chips, rows) -> list[tuple[str, str, st
     """(chip, model, precision) for the interactivity curves: each chip a scenario buys for decode in a
     segment (shipment-mix segments: the chips the stock and flow bought), with the largest model share of
     the segment (report.curve_models adds models to every chip)."""
-    extra = list((config.get("report") or {}).get("curve_models") or [])
+    extra = list(config.report.curve_models)
     bought = {(r["scenario"], r["segment"], r["chip"]) for r in rows
               if r["phase"] == "decode" and np.any(r["bought"] > 0)}
     pairs = []
@@ -342,7 +348,7 @@ def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFram
 
 
 def _cross_checks(rows, chips, designer, inputs, samples, exposure: pl.DataFrame, flow_tol: float,
-                  share_tol: float, supply: dict) -> pl.DataFrame:
+                  share_tol: float, supply: Supply) -> pl.DataFrame:
     """Implied annual spend and packaging demand vs reported revenue and capacity, per scenario and year.
 
     A year's implied purchases = the growth of the required fleet over the year plus replacement of
@@ -350,10 +356,10 @@ def _cross_checks(rows, chips, designer, inputs, samples, exposure: pl.DataFrame
     designer's revenue, the CoWoS packager's capacity and the domestic 2.5D packager's revenue of that
     year. Who they are and their revenue series come from `supply` (config: supply.spend_check_designer,
     cowos_packager, domestic_packaging_supplier, supplier_revenue)."""
-    spender = supply["spend_check_designer"]
-    packager = supply["cowos_packager"]
-    domestic_supplier = supply["domestic_packaging_supplier"]
-    revenue_series = {k: dict(v).get("series") for k, v in (supply.get("supplier_revenue") or {}).items()}
+    spender = supply.spend_check_designer
+    packager = supply.cowos_packager
+    domestic_supplier = supply.domestic_packaging_supplier
+    revenue_series = {k: v.series for k, v in supply.supplier_revenue.items()}
     q4 = [r for r in rows if r["period_start"].month == 10]
     years = sorted({r["period_start"].year for r in q4})
     life = samples["installed_base.service_life_years"]

@@ -6,12 +6,16 @@ measurements), the serving limits and the assumptions' values."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, calibrate, efficiencies_from, measurements_frame, priors_and_limits
 from hardware.specs import chip_overrides, chips_from_frame, models_from_frame
+
+if TYPE_CHECKING:
+    from configuration.schema import Assumptions
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,10 @@ class ServingContext:
     efficiency_source: str
 
 
-def serving_context(config: dict, assumptions: pl.DataFrame, specs: pl.DataFrame, catalog: pl.DataFrame,
+def serving_context(config: Assumptions, assumptions: pl.DataFrame, specs: pl.DataFrame, catalog: pl.DataFrame,
                     slugs: pl.DataFrame, measurements: pl.DataFrame,
                     published: tuple[dict[str, Efficiency], str] | None = None) -> ServingContext:
-    """`config` is the validated assumptions mapping and `assumptions` its rows (meta.assumptions); `specs`,
+    """`config` is the validated, typed configuration and `assumptions` its rows (meta.assumptions); `specs`,
     `catalog`, `slugs` and `measurements` are data/accelerator_specs.csv, model_catalog.csv, model_slug_map.csv
     and throughput_measurements.csv. `published`: (efficiencies, where from) of the warehouse's calibration,
     which the fleet marts used; without it the same fit runs on the measurements."""

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from hardware.roofline import Chip, LlmSpec
+
+if TYPE_CHECKING:
+    from configuration.schema import Assumptions
 
 
 def _num(value):
@@ -16,11 +20,11 @@ def _num(value):
     return float(value)
 
 
-def chip_overrides(config: dict) -> dict[str, dict]:
-    """The assumptions file's chip_overrides as chips_from_frame takes them: per chip, its spec fields (the
-    rationale is text for the reader)."""
-    return {chip: {k: v for k, v in spec.items() if k != "rationale"}
-            for chip, spec in (config.get("chip_overrides") or {}).items()}
+def chip_overrides(config: Assumptions) -> dict[str, dict]:
+    """The assumptions file's chip_overrides as chips_from_frame takes them: per chip, the spec fields it sets
+    (the rationale is text for the reader)."""
+    return {chip: spec.model_dump(exclude={"rationale"}, exclude_none=True)
+            for chip, spec in config.chip_overrides.items()}
 
 
 def chips_from_frame(specs: pl.DataFrame, overrides: dict | None = None) -> dict[str, Chip]:

@@ -13,6 +13,7 @@ marts.installed_base_projection (observed and projected installed base per quart
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -20,6 +21,9 @@ import polars as pl
 from hardware.fleet import output_tokens_per_request
 from hardware.serving import group_of, serve
 from hardware.stats import Z90, row_medians, row_percentiles, stack_draws
+
+if TYPE_CHECKING:
+    from configuration.schema import SupplierRevenue
 
 
 
@@ -146,27 +150,27 @@ def implied_utilisation(rows, chips, region: dict[str, str], projection: pl.Data
     return pl.DataFrame(out, schema=schema).sort("period_start", "scenario", "region", "chip_class")
 
 
-def reported_revenue(forecast: pl.DataFrame, supply_metrics: pl.DataFrame, spec: dict, supplier: str,
+def reported_revenue(forecast: pl.DataFrame, supply_metrics: pl.DataFrame, spec: SupplierRevenue, supplier: str,
                      year: int) -> tuple[float | None, str | None]:
     """A supplier's reported (or forecast) revenue in a calendar year, from its configured series, times
     its latest market share when the series is a market total."""
-    part = forecast.filter((pl.col("series_id") == spec["series"]) & (pl.col("period_start").dt.year() == year))
+    part = forecast.filter((pl.col("series_id") == spec.series) & (pl.col("period_start").dt.year() == year))
     if part.height == 0:
         return None, None
     value = float(part["value"].sum())
     basis = "forecast" if part["is_forecast"].any() else "reported"
-    if spec.get("share_of"):
-        share = (supply_metrics.filter((pl.col("metric") == "market_share") & (pl.col("segment") == spec["share_of"])
+    if spec.share_of:
+        share = (supply_metrics.filter((pl.col("metric") == "market_share") & (pl.col("segment") == spec.share_of)
                                        & (pl.col("company") == supplier)).sort("period_end"))
         if share.height == 0:
             return None, None
         value *= float(share["value"][-1])
-        basis += f" x {spec['share_of']} share {float(share['value'][-1]):.0%}"
+        basis += f" x {spec.share_of} share {float(share['value'][-1]):.0%}"
     return value, basis
 
 
 def supplier_flows(rows, supply_chain: pl.DataFrame, forecast: pl.DataFrame, supply_metrics: pl.DataFrame,
-                   revenue_specs: dict, life, tolerance: float) -> pl.DataFrame:
+                   revenue_specs: dict[str, SupplierRevenue], life, tolerance: float) -> pl.DataFrame:
     """Per year, scenario, supplier and role: the fleet's content at Q4 (a stock) and the year's purchases
     attributable to inference = growth of that content over the year + replacement of last year's
     content over the service life (a flow), the flow compared with the supplier's reported revenue.
@@ -195,7 +199,7 @@ def supplier_flows(rows, supply_chain: pl.DataFrame, forecast: pl.DataFrame, sup
         revenue, basis = reported_revenue(forecast, supply_metrics, spec, supplier, year) if spec else (None, None)
         out.append({"year": year, "scenario": scenario, "supplier": supplier, "role": role,
                     "reported_revenue_usd": revenue, "revenue_basis": basis,
-                    "revenue_series": spec["series"] if spec else None, "tolerance": tolerance})
+                    "revenue_series": spec.series if spec else None, "tolerance": tolerance})
         flows.append(flow)
         contents.append(now)
     _fill_percentiles(out, flows, ("purchases_usd_p5", "purchases_usd_median", "purchases_usd_p95"))

@@ -8,11 +8,16 @@ moves every chip), so every total here is summed within each draw first.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import polars as pl
 
 from hardware.roofline import Chip
 from hardware.stats import row_medians, row_percentiles, stack_draws
+
+if TYPE_CHECKING:
+    from configuration.schema import Composite, EstimatedComponent, Segment
 
 
 def _p(prefix: str, values) -> dict:
@@ -121,8 +126,9 @@ def token_cost(rows: list[dict], chips: dict[str, Chip], samples: dict[str, np.n
             .sort("period_start", "scenario", "chip_class", "phase"))
 
 
-def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: dict, estimated: dict,
-                          composites: list[dict], share: float, busy: tuple[float, float, float]) -> pl.DataFrame:
+def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: dict[str, Segment],
+                          estimated: dict[str, EstimatedComponent], composites: list[Composite], share: float,
+                          busy: tuple[float, float, float]) -> pl.DataFrame:
     """marts.demand_reconciliation: per quarter, scenario and segment (one region each), what the installed
     base's inference share can serve against the demand counted.
 
@@ -140,8 +146,8 @@ def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: d
     by_series = {}
     for r in demand.select("period_start", "series_id", "value").iter_rows(named=True):
         by_series[(r["period_start"], r["series_id"])] = r["value"]
-    components = {c["series_id"]: list(c["components"]) for c in composites}
-    cls = {f"tokens/{p}_estimated/all": spec["demand_class"] for p, spec in estimated.items()}
+    components = {c.series_id: list(c.components) for c in composites}
+    cls = {f"tokens/{p}_estimated/all": spec.demand_class for p, spec in estimated.items()}
     acc: dict[tuple, dict] = {}
     for f in records:
         key = (f["period_start"], f["scenario"], f["segment"])
@@ -154,8 +160,8 @@ def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: d
     low, value, high = busy
     for (period, scenario, segment), b in acc.items():
         spec = segments[segment]
-        total_series = spec["demand_series"]
-        disclosed_series = spec.get("disclosed_series") or total_series
+        total_series = spec.demand_series
+        disclosed_series = spec.disclosed_series or total_series
         demand_draws = np.asarray(b["demand"], dtype=float)
         capacity = np.asarray(b["capacity"], dtype=float) * np.ones_like(demand_draws)
         disclosed = by_series.get((period, disclosed_series))
@@ -175,7 +181,7 @@ def demand_reconciliation(records: list[dict], demand: pl.DataFrame, segments: d
                   "within the busy range" if median_util >= low else
                   "gap: capacity exceeds the counted demand")
         out.append({
-            "period_start": period, "scenario": scenario, "segment": segment, "region": spec["region"],
+            "period_start": period, "scenario": scenario, "segment": segment, "region": spec.region,
             **_p("capacity_tokens_per_day", capacity),
             "disclosed_tokens_per_day": disclosed,
             "estimated_tokens_per_day": float(sum(by_class.values())) if by_class else 0.0,

@@ -123,12 +123,12 @@ def _build_context(paths):
     """The files read, then hardware.context.serving_context (the library builds the context)."""
     import polars as pl
 
-    from configuration.assumptions import AssumptionsError, flatten_assumptions, load_assumptions
+    from configuration.assumptions import AssumptionsError, load_configuration
     from hardware.context import serving_context
 
     try:
-        config = load_assumptions(paths.assumptions)
-        assumptions = flatten_assumptions(config, paths.assumptions)
+        configuration = load_configuration(paths.assumptions)
+        config, assumptions = configuration.model, configuration.rows()
         specs = pl.read_csv(paths.data_dir / "accelerator_specs.csv", infer_schema_length=None)
         catalog = pl.read_csv(paths.data_dir / "model_catalog.csv", infer_schema_length=None)
         slugs = pl.read_csv(paths.data_dir / "model_slug_map.csv")

@@ -133,18 +133,21 @@ def test_gap_compares_decode_in_bandwidth_so_a_compute_poor_part_does_not_flip_t
 
 
 def test_china_model_mix_is_an_explicit_assumption_not_openrouters_origin_mix():
-    config = load_assumptions(ASSUMPTIONS)
-    china = config["segments"]["china"]
-    assert isinstance(china["model_mix"], dict) and china["model_mix_rationale"] and china["model_mix_source"]
+    from configuration.assumptions import load_configuration
+    from configuration.schema import Segment
+
+    segments = load_configuration(ASSUMPTIONS).model.segments
+    china = segments["china"]
+    assert isinstance(china.model_mix, dict) and china.model_mix_rationale and china.model_mix_source
     origin = pl.DataFrame({"origin_group": ["cn", "cn"], "catalog_model": ["MiniMax-M2", "Kimi K2"],
                            "token_share": [0.9, 0.1]})
-    models = {m: None for m in china["model_mix"]} | {"MiniMax-M2": None, "Kimi K2": None,
+    models = {m: None for m in china.model_mix} | {"MiniMax-M2": None, "Kimi K2": None,
                                                       "frontier-closed-small": None, "frontier-closed-large": None,
                                                       "gpt-oss-120b": None}
-    mix = model_mix(config, origin, models)
-    assert mix["china"] == pytest.approx(china["model_mix"])  # the OpenRouter origin shares do not leak in
+    mix = model_mix(segments, origin, models)
+    assert mix["china"] == pytest.approx(china.model_mix)  # the OpenRouter origin shares do not leak in
     # 'measured:<group>' still works for a user who asks for it
-    measured = dict(config, segments={"x": {"model_mix": "measured:cn"}})
+    measured = {"x": Segment(demand_series="tokens/x", region="china", model_mix="measured:cn")}
     assert model_mix(measured, origin, models)["x"] == pytest.approx({"MiniMax-M2": 0.9, "Kimi K2": 0.1})
 
 

@@ -61,11 +61,11 @@ def test_prefill_is_chunked_so_short_prompts_are_not_memory_bound():
 
 @pytest.fixture(scope="module")
 def calibration():
-    from configuration.assumptions import flatten_assumptions, load_assumptions
+    from configuration.assumptions import load_configuration
 
-    assumptions = flatten_assumptions(load_assumptions(ASSUMPTIONS))
-    config = load_assumptions(ASSUMPTIONS)
-    overrides = chip_overrides(config)
+    configuration = load_configuration(ASSUMPTIONS)
+    assumptions = configuration.rows()
+    overrides = chip_overrides(configuration.model)
     specs = pl.read_csv(DATA / "accelerator_specs.csv", infer_schema_length=None)
     chips = chips_from_frame(specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip")), overrides)
     models = models_from_frame(pl.read_csv(DATA / "model_catalog.csv", infer_schema_length=None))

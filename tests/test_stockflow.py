@@ -269,9 +269,13 @@ def test_the_reconciliation_sets_capacity_against_disclosed_and_estimated_demand
     demand = pl.DataFrame({"period_start": [q] * 3, "series_id": ["tokens/total", "tokens/disclosed",
                                                                   "tokens/lab_estimated/all"],
                            "value": [500.0, 400.0, 100.0]})
-    segments = {"rest": {"demand_series": "tokens/total", "disclosed_series": "tokens/disclosed", "region": "rest"}}
-    estimated = {"lab": {"demand_class": "large_labs"}}
-    composites = [{"series_id": "tokens/total", "components": ["tokens/disclosed", "tokens/lab_estimated/all"]}]
+    from configuration.schema import Composite, EstimatedComponent, Leaf, Segment
+
+    segments = {"rest": Segment(demand_series="tokens/total", disclosed_series="tokens/disclosed", region="rest",
+                                model_mix={"m": 1.0})}
+    price = Leaf(value=2.5, low=1.0, high=6.0, unit="USD per million tokens", rationale="test", source="test")
+    estimated = {"lab": EstimatedComponent(demand_class="large_labs", usd_per_million_tokens=price)}
+    composites = [Composite(series_id="tokens/total", components=["tokens/disclosed", "tokens/lab_estimated/all"])]
     out = demand_reconciliation(records, demand, segments, estimated, composites, 0.4, (0.6, 0.75, 0.9))
     r = out.row(0, named=True)
     assert r["capacity_tokens_per_day_median"] == pytest.approx(1500.0)

@@ -205,7 +205,9 @@ def test_flows_are_growth_plus_replacement_and_compared_with_revenue():
                              "is_forecast": [True] * 5, "value": [500.0] * 4 + [1000.0]})
     metrics = pl.DataFrame({"metric": ["market_share"], "segment": ["HBM"], "company": ["MemCo"],
                             "period_end": [dt.date(2025, 6, 30)], "value": [0.5]})
-    specs = {"Acme": {"series": "rev/Acme"}, "MemCo": {"series": "rev/HBM", "share_of": "HBM"}}
+    from configuration.schema import SupplierRevenue
+
+    specs = {"Acme": SupplierRevenue(series="rev/Acme"), "MemCo": SupplierRevenue(series="rev/HBM", share_of="HBM")}
     out = supplier_flows(rows, split, forecast, metrics, specs, np.array([5.0]), 0.25)
     got = {r["supplier"]: r for r in out.iter_rows(named=True)}
     assert set(out["year"]) == {2027}  # the first year has no growth to measure
