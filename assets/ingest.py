@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from configuration.schema import Assumptions
 from warehouse.loading import InputFileError, load_source
 from assets.resources import ProjectSettings
 from warehouse.sources import SOURCES, Source
@@ -98,22 +99,23 @@ REPORT_CONFIG = {
 }
 
 
-def report_config_frames(config: dict) -> dict[str, pl.DataFrame]:
-    """meta.scenarios and meta.report_series from the validated config: the names the report needs."""
-    report = config.get("report") or {}
+def report_config_frames(config: Assumptions) -> dict[str, pl.DataFrame]:
+    """meta.scenarios and meta.report_series from the validated, typed configuration: the names the report
+    needs."""
+    report = config.report
     scenarios = pl.DataFrame(
-        [{"scenario": name, "label": spec.get("label") or name,
-          "summary": spec.get("summary") or " ".join(str(spec.get("description", "")).split()),
-          "description": " ".join(str(spec.get("description", "")).split()),
-          "headline": name == report.get("headline_scenario"),
-          "class_chart": name == report.get("class_chart_scenario")}
-         for name, spec in (config.get("scenarios") or {}).items()],
+        [{"scenario": name, "label": spec.label or name,
+          "summary": spec.summary or " ".join(spec.description.split()),
+          "description": " ".join(spec.description.split()),
+          "headline": name == report.headline_scenario,
+          "class_chart": name == report.class_chart_scenario}
+         for name, spec in config.scenarios.items()],
         schema={"scenario": pl.Utf8, "label": pl.Utf8, "summary": pl.Utf8, "description": pl.Utf8,
                 "headline": pl.Boolean, "class_chart": pl.Boolean})
-    series = [("global", config["forecast"]["global_demand"]["series_id"])]
-    if report.get("estimated_series"):
-        series.append(("estimated", report["estimated_series"]))
-    series += [(f"segment:{name}", spec["demand_series"]) for name, spec in (config.get("segments") or {}).items()]
+    series = [("global", config.forecast.global_demand.series_id)]
+    if report.estimated_series:
+        series.append(("estimated", report.estimated_series))
+    series += [(f"segment:{name}", spec.demand_series) for name, spec in config.segments.items()]
     return {"meta.scenarios": scenarios,
             "meta.report_series": pl.DataFrame(series, schema={"role": pl.Utf8, "series_id": pl.Utf8}, orient="row")}
 
@@ -124,7 +126,7 @@ def report_config_frames(config: dict) -> dict[str, pl.DataFrame]:
     pool=POOL,
 )
 def report_config_tables(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
-    frames = report_config_frames(settings.assumptions())
+    frames = report_config_frames(settings.configuration().model)
     with warehouse.get_connection() as con:
         counts = replace_tables_from_frames(con, frames)
     context.log.info(", ".join(f"{table}: {rows} rows" for table, rows in counts.items()))

@@ -73,11 +73,8 @@ class ProjectSettings(dg.ConfigurableResource):
 
     def configuration(self) -> Configuration:
         """config/assumptions.yaml validated, one object per file version and process (the steps of a run
-        share it; libraries get its mapping as an argument)."""
+        share it; libraries get its typed model, `.model`, as an argument)."""
         return configuration(self.assumptions_path)
-
-    def assumptions(self) -> dict:
-        return self.configuration().data
 
     def call_log_config(self) -> CallLogConfig:
         return load_call_log_config(self.call_logs_config)

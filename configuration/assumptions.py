@@ -29,8 +29,9 @@ def load_assumptions(path: Path | str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Configuration:
-    """The assumptions file read and validated once: its mapping (what the libraries take as arguments),
-    the typed model, and its rows for meta.assumptions."""
+    """The assumptions file read and validated once: the typed model (what the libraries take as arguments:
+    hardware.build, forecasts.pipeline, the serving context), its mapping with the schema's defaults (from
+    which meta.assumptions' rows are flattened), and those rows."""
 
     path: Path
     data: dict[str, Any]
