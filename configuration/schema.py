@@ -51,6 +51,16 @@ class Quantity(BaseModel):
             raise ValueError("has no source (a citation, a file of data/, or 'judgement' with the rationale)")
         return self
 
+    def span(self) -> tuple[float, float, float]:
+        """(low, value, high) as meta.assumptions records them: a missing value is the midpoint of low and
+        high, a missing bound is the value (configuration.assumptions.flatten_assumptions)."""
+        value = (self.low + self.high) / 2 if self.value is None else self.value
+        return (value if self.low is None else self.low), value, (value if self.high is None else self.high)
+
+    @property
+    def point(self) -> float:
+        return self.span()[1]
+
 
 class Leaf(Quantity):
     """A modelling assumption: an uncertain quantity, so it states its range (low and high; the Monte Carlo

@@ -38,18 +38,6 @@ if TYPE_CHECKING:
     from configuration.schema import Assumptions, Segment, Supply
 
 
-def _range(assumptions: pl.DataFrame, name: str) -> tuple[float, float, float]:
-    """(low, value, high) of an assumption in meta.assumptions."""
-    hit = assumptions.filter(pl.col("name") == name)
-    if hit.height == 0:
-        raise KeyError(f"assumption '{name}' is missing from the assumptions file")
-    return float(hit["low"][0]), float(hit["value"][0]), float(hit["high"][0])
-
-
-def _value(assumptions: pl.DataFrame, name: str) -> float:
-    return _range(assumptions, name)[1]
-
-
 def model_mix(segments: dict[str, Segment], workload_mix: pl.DataFrame, models: dict) -> dict[str, dict[str, float]]:
     """Per segment, model -> share of its tokens: the configured mix, or the measured one ('measured:<group>')."""
     out = {}
@@ -153,17 +141,17 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
     region = {s: spec.region for s, spec in config.segments.items()}
     windows = windows_from_frame(inputs["chip_availability"])
     check_windows(scenarios, sorted(demand["period_start"].unique().to_list()), region, windows, mix)
-    life_quarters = int(round(_value(assumptions, "installed_base.service_life_years") * 4))
+    life_quarters = int(round(config.installed_base.service_life_years.point * 4))
     installed = installed_by_chip(inputs["chip_shipments"], inputs["installed_base_projection"], inputs["specs"],
                                   windows, life_quarters)
 
-    draws = int(_value(assumptions, "fleet.mc_draws"))
+    draws = int(config.fleet.mc_draws.point)
     rng = np.random.default_rng(seed)
     samples = draw_assumptions(assumptions, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
                                                            "installed_base.service_life_years",
                                                            "cowos.packages_per_wafer",
                                                            "fleet.electricity_usd_per_mwh"], draws, rng)
-    samples = tie_workload(samples, int(_value(assumptions, "fleet.workload_points")))
+    samples = tie_workload(samples, int(config.fleet.workload_points.point))
     demand_z = {s: rng.standard_normal(draws) for s in segments}
     error_z = {g: rng.standard_normal(draws) for g in error_sd}
     share = samples["fleet.inference_share_of_installed_base"]
@@ -172,7 +160,7 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
     moves, cases = _sensitivity_cases(demand, assumptions, stock)
     rows, stock_records, case_totals = fleet_with_cases(
         demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z, stock, cases,
-        {n: point[n] for n in FLEET_ASSUMPTIONS}, _value(assumptions, "fleet.inference_share_of_installed_base"))
+        {n: point[n] for n in FLEET_ASSUMPTIONS}, config.fleet.inference_share_of_installed_base.point)
     hardware_demand = summarise(rows, chips, samples)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
@@ -180,17 +168,16 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
     projection = inputs["installed_base_projection"]
     gap = supply_demand_gap(rows, chips, region, projection, share)
     utilisation = implied_utilisation(rows, chips, region, projection, share,
-                                      _value(assumptions, "supply.utilisation_overbuild"))
+                                      supply.utilisation_overbuild.point)
     flows = supplier_flows(rows, inputs["supply_chain"], inputs["forecast"], inputs["supply_metrics"],
                            supply.supplier_revenue,
-                           samples["installed_base.service_life_years"], _value(assumptions, "supply.flow_revenue_tolerance"))
+                           samples["installed_base.service_life_years"], supply.flow_revenue_tolerance.point)
     margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
                           list(supply.margin_chips), supply.margin_precision,
-                          _range(assumptions, "supply.all_in_cost_multiplier"))
+                          supply.all_in_cost_multiplier.span())
     sensitivity = _sensitivity_frame(moves, case_totals, scenarios, demand)
     checks = _cross_checks(rows, chips, designer, inputs, samples, exposure,
-                           _value(assumptions, "supply.flow_revenue_tolerance"),
-                           _value(assumptions, "supply.share_tolerance"), supply)
+                           supply.flow_revenue_tolerance.point, supply.share_tolerance.point, supply)
     curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips, rows), serving.efficiency,
                                   limits, point)
     return {
@@ -211,8 +198,7 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
         "demand_reconciliation": demand_reconciliation(
             stock_records, inputs["demand"], config.segments, config.forecast.estimated_components,
             config.forecast.composites,
-            _value(assumptions, "fleet.inference_share_of_installed_base"),
-            _range(assumptions, "supply.inference_busy_share")),
+            config.fleet.inference_share_of_installed_base.point, supply.inference_busy_share.span()),
         "assumptions_used": assumptions_used(inputs["assumptions"], assumptions),
     }
 

@@ -280,3 +280,22 @@ def test_every_modelling_assumption_states_its_range_and_definitions_take_none(t
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(tree, sort_keys=False))
     with pytest.raises(AssumptionsError, match=r"'h100e.h100_8bit_tops'.*definition"):
         load_configuration(tmp_path / "b.yaml")
+
+
+def test_the_typed_configuration_gives_every_assumption_as_meta_assumptions_records_it():
+    """The libraries read assumptions from the typed configuration (issue 29: configuration one way), the
+    warehouse from meta.assumptions' rows: for every row, the typed entry's (low, value, high) is the row's,
+    including a leaf given by its range alone (value = the midpoint)."""
+    from configuration.assumptions import load_configuration
+    from configuration.schema import Leaf
+
+    configuration = load_configuration(ASSUMPTIONS)
+    rows = configuration.rows()
+    assert rows.height > 50
+    for name, low, value, high in rows.select("name", "low", "value", "high").iter_rows():
+        node = configuration.model
+        for part in name.split("."):
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        assert node.span() == pytest.approx((low, value, high)), name
+    ranged = Leaf(low=2.0, high=6.0, unit="x", rationale="r", source="s")
+    assert ranged.point == 4.0 and ranged.span() == (2.0, 4.0, 6.0)
