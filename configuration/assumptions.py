@@ -90,14 +90,16 @@ def flatten_assumptions(data: dict[str, Any], path: Path | str = "assumptions.ya
     scenarios are documented by their own entries and are not flattened here. A missing value is the
     midpoint of low and high; a missing bound is the value.
     """
+    from configuration.schema import Quantity, kinds
+
     rows: list[dict[str, Any]] = []
 
     def walk(prefix: str, node: Any) -> None:
         if _is_leaf(node):
-            value, low, high = node.get("value"), node.get("low"), node.get("high")
-            value = (float(low) + float(high)) / 2 if value is None else float(value)
-            rows.append({"name": prefix, "value": value,
-                         "low": value if low is None else float(low), "high": value if high is None else float(high),
+            # the typed entry's rule (Quantity.span): a missing value is the midpoint, a missing bound the value
+            low, value, high = Quantity.model_construct(
+                **{k: None if node.get(k) is None else float(node[k]) for k in ("value", "low", "high")}).span()
+            rows.append({"name": prefix, "value": value, "low": low, "high": high,
                          "unit": str(node["unit"]), "rationale": " ".join(str(node["rationale"]).split()),
                          "source": str(node.get("source") or "")})
         elif isinstance(node, dict):
@@ -105,8 +107,6 @@ def flatten_assumptions(data: dict[str, Any], path: Path | str = "assumptions.ya
                 walk(f"{prefix}.{key}" if prefix else str(key), child)
 
     walk("", data)
-    from configuration.schema import kinds
-
     kind = kinds()
     for row in rows:
         row["kind"] = kind.get(row["name"], "assumption")
