@@ -23,9 +23,9 @@ WHATIF_DIR = PROJECT_ROOT / "var" / "whatif"
 CALIBRATION_PREFIXES = ("serving.", "hardware.")
 
 
-def parse_sets(pairs: list[str], leaves: dict[str, dict]) -> dict[str, float]:
+def parse_sets(pairs: list[str], leaves: dict[str, dict], given: str = "--set ") -> dict[str, float]:
     """KEY=VALUE pairs -> {assumption name: value}, each a numeric leaf of the assumptions file and inside
-    its stated range."""
+    its stated range. `given` starts each error (how the pair was given: the option, or nothing in a loop)."""
     import difflib
 
     out = {}
@@ -33,19 +33,19 @@ def parse_sets(pairs: list[str], leaves: dict[str, dict]) -> dict[str, float]:
         name, sep, text = pair.partition("=")
         name = name.strip()
         if not sep:
-            raise UsageError(f"--set {pair!r}: expected KEY=VALUE, e.g. fleet.utilisation=0.7")
+            raise UsageError(f"{given}{pair!r}: expected KEY=VALUE, e.g. fleet.utilisation=0.7")
         if name not in leaves:
             near = difflib.get_close_matches(name, list(leaves), 3, 0.6)
-            raise UsageError(f"--set {name}: not an assumption of the file"
+            raise UsageError(f"{given}{name}: not an assumption of the file"
                              + (f" (closest: {', '.join(near)})" if near else ""))
         try:
             value = float(text)
         except ValueError:
-            raise UsageError(f"--set {name}={text!r}: not a number") from None
+            raise UsageError(f"{given}{name}={text!r}: not a number") from None
         leaf = leaves[name]
         low, high = leaf.get("low"), leaf.get("high")
         if (low is not None and value < low) or (high is not None and value > high):
-            raise UsageError(f"--set {name}={value:g}: outside the assumption's stated range "
+            raise UsageError(f"{given}{name}={value:g}: outside the assumption's stated range "
                              f"[{low:g}, {high:g}] {leaf.get('unit', '')}; widen the range in the file to go there")
         out[name] = value
     return out
@@ -95,9 +95,9 @@ class WhatIf:
         start_workers(keep=keep_workers)  # they load the drawing code on the second core while the model runs
         self.instance = None
 
-    def apply(self, pairs: list[str]) -> str:
+    def apply(self, pairs: list[str], given: str = "--set ") -> str:
         """Run the what-if KEY=VALUE `pairs`; returns its summary lines. Raises UsageError on a bad pair or
-        file, changing nothing."""
+        file, changing nothing (its message starts with `given`, see parse_sets)."""
         import copy
         import datetime as dt
 
@@ -109,7 +109,7 @@ class WhatIf:
 
         tree = copy.deepcopy(self.tree)
         leaves = _leaves(tree)
-        changes = parse_sets(pairs, leaves)
+        changes = parse_sets(pairs, leaves, given)
         if not changes:
             raise UsageError("give at least one KEY=VALUE, e.g. fleet.utilisation=0.7")
         before = {name: leaves[name].get("value") for name in changes}
@@ -209,7 +209,7 @@ def _loop(session: WhatIf) -> int:
                       f"{leaf.get('high')})")
             continue
         try:
-            print(session.apply(words), flush=True)
+            print(session.apply(words, given=""), flush=True)
         except UsageError as exc:
             print(f"error: {exc}", file=sys.stderr, flush=True)
         except Exception as exc:  # a failed step: the what-if's scratch copy is left as it is, the loop goes on

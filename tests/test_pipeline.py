@@ -461,6 +461,7 @@ def test_a_whatif_loop_answers_each_line_against_the_file_and_leaves_the_record_
     assert "what-if: fleet.utilisation 0.85 -> 0.7" in proc.stdout and "fleet.redundancy" in proc.stdout
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "fleet.utilisaton" in errors[0] and "closest: fleet.utilisation" in errors[0]
+    assert errors[0].startswith("error: fleet.utilisaton")  # the line as typed, not an option the loop has not
     con = duckdb.connect(str(work / "warehouse.duckdb"), read_only=True)
     try:
         changed = con.execute("select name, whatif_value from meta.whatif").fetchall()
