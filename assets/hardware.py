@@ -41,8 +41,8 @@ def serve_memo_path(settings: ProjectSettings) -> Path:
     return serve_memo_dir(settings.reports_dir) / f"serve-{version}.pkl"
 
 
-# the store this process last read or wrote, by (path, mtime, size): a what-if loop reads it once, not per what-if
-_LOADED: dict[tuple, dict] = {}
+# the store this process last read or wrote, and its (path, mtime, size): a what-if loop reads it once
+_LOADED: tuple[tuple, dict] | None = None
 
 
 def _stamp(path: Path) -> tuple:
@@ -52,28 +52,28 @@ def _stamp(path: Path) -> tuple:
 
 def load_serve_memo(path: Path) -> dict:
     """The kept results, or an empty store (none yet, or unreadable: the model computes them again)."""
+    global _LOADED
     try:
         stamp = _stamp(path)
-        if stamp in _LOADED:
-            return _LOADED[stamp]
+        if _LOADED is not None and _LOADED[0] == stamp:
+            return _LOADED[1]
         memo = pickle.loads(path.read_bytes())
         memo = memo if isinstance(memo, dict) else {}
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
         return {}
-    _LOADED.clear()
-    _LOADED[stamp] = memo
+    _LOADED = (stamp, memo)
     return memo
 
 
 def save_serve_memo(path: Path, memo: dict) -> None:
     """Keep the store for the next run (atomically; stores of other code versions are dropped)."""
+    global _LOADED
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(pickle.dumps(memo, protocol=pickle.HIGHEST_PROTOCOL))
         os.replace(tmp, path)
-        _LOADED.clear()
-        _LOADED[_stamp(path)] = memo
+        _LOADED = (_stamp(path), memo)
         for old in path.parent.glob("serve-*.pkl"):
             if old != path:
                 old.unlink(missing_ok=True)

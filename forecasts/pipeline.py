@@ -26,10 +26,6 @@ GROWTH_CAPPED = ("shipments_h100e/", "revenue/", "packaging_revenue/")
 FORECAST_COLUMNS = ["series_id", "period_start", "value", "lo80", "hi80", "lo95", "hi95", "model_name"]
 FLAG_SCHEMA = {"series_id": pl.Utf8, "flag": pl.Utf8, "message": pl.Utf8}
 
-def _value(config: Assumptions, name: str) -> float:
-    return float(getattr(config.forecast, name).value)
-
-
 def horizon_for(last_period: dt.date, freq: str, end: dt.date) -> int:
     """Periods after `last_period` until the period that contains `end`."""
     n = 0
@@ -48,12 +44,12 @@ def composite_specs(config: Assumptions) -> list[Composite]:
 def engine_config(config: Assumptions) -> forecasts.EngineConfig:
     """The per-series engine's settings from config/assumptions.yaml (forecast)."""
     return forecasts.EngineConfig(
-        max_origins=int(_value(config, "backtest_origins")),
-        min_backtest_obs=int(_value(config, "min_backtest_obs")),
-        fallback_sigma_per_year=_value(config, "fallback_sigma_per_year"),
-        sparse_irregular_sd=_value(config, "sparse_irregular_sd"),
-        sparse_slope_sd_per_year=_value(config, "sparse_slope_sd_per_year"),
-        sparse_growth_halflife_years=_value(config, "sparse_growth_halflife_years"),
+        max_origins=int(config.forecast.backtest_origins.point),
+        min_backtest_obs=int(config.forecast.min_backtest_obs.point),
+        fallback_sigma_per_year=config.forecast.fallback_sigma_per_year.point,
+        sparse_irregular_sd=config.forecast.sparse_irregular_sd.point,
+        sparse_slope_sd_per_year=config.forecast.sparse_slope_sd_per_year.point,
+        sparse_growth_halflife_years=config.forecast.sparse_growth_halflife_years.point,
     )
 
 
@@ -63,7 +59,7 @@ def panel_prefix(config: Assumptions) -> str:
 
 
 def horizon_end(config: Assumptions) -> dt.date:
-    return dt.date(int(_value(config, "horizon_end_year")), 12, 31)
+    return dt.date(int(config.forecast.horizon_end_year.point), 12, 31)
 
 
 def demand_config(config: Assumptions, draws: int | None = None) -> DemandConfig:
@@ -76,7 +72,7 @@ def demand_config(config: Assumptions, draws: int | None = None) -> DemandConfig
         sigma_low=d.disclosure_noise.low, sigma_high=d.disclosure_noise.high,
         tau_low=d.growth_spread.low, tau_high=d.growth_spread.high,
         sigma_prior=d.disclosure_noise.value, tau_prior=d.growth_spread.value,
-        draws=draws or int(_value(config, "composite_draws")),
+        draws=draws or int(config.forecast.composite_draws.point),
         anchor_halflife=d.anchor_halflife_years.value,
     )
 
@@ -106,7 +102,7 @@ def split_history(history: pl.DataFrame, config: Assumptions) -> tuple[pl.DataFr
     is_panel = pl.col("series_id").str.starts_with(prefix)
     # dense token series (a platform's own monthly or daily volumes) go to the engine, unless the pooled
     # model's joint draws need them (composites, hierarchy, hardware segments)
-    dense_min = int(_value(config, "dense_min_points"))
+    dense_min = int(config.forecast.dense_min_points.point)
     counts = (history.filter(pl.col("series_id").str.starts_with("tokens/") & (pl.col("value") > 0))
               .group_by("series_id").agg(pl.col("period_start").dt.truncate("1mo").n_unique().alias("n")))
     dense = set(counts.filter(pl.col("n") >= dense_min)["series_id"].to_list()) - pooled_series(config)
@@ -214,7 +210,7 @@ def engine_forecasts(series: pl.DataFrame, config: Assumptions, workers: int | N
 def bounded(forecast: pl.DataFrame, history: pl.DataFrame, config: Assumptions) -> tuple[pl.DataFrame, list[dict]]:
     """forecasts.bounds.cap_growth with the configured limits (sparse shipment and revenue series)."""
     return cap_growth(forecast, history.select("series_id", "period_start", "value"), GROWTH_CAPPED,
-                      _value(config, "sparse_max_growth"), 3.0, int(_value(config, "dense_min_points")))
+                      config.forecast.sparse_max_growth.point, 3.0, int(config.forecast.dense_min_points.point))
 
 
 def run_forecasts(history: pl.DataFrame, config: Assumptions, workers: int | None = None,

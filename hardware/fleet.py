@@ -415,11 +415,15 @@ def size_fleet(
                     n_held = np.stack([held[c] for c in names])[:, None, :]
                     f = np.stack([factor[group_of(chips[c])] for c in names])[:, None, :]
                     rated_cm = [[rate(c, m, scen.precision) for m in models_in] for c in names]
-                    pre = phase_tps["prefill"] * weight / (np.array([[x["prefill"] for x in row] for row in rated_cm]) * f)
-                    dec = phase_tps["decode"] * weight / (np.array([[x["decode"] for x in row] for row in rated_cm]) * f)
+
+                    def rated(key: str) -> np.ndarray:  # chip x model x draw
+                        return np.array([[r[key] for r in row] for row in rated_cm])
+
+                    pre = phase_tps["prefill"] * weight / (rated("prefill") * f)
+                    dec = phase_tps["decode"] * weight / (rated("decode") * f)
                     need = (pre + dec) * overhead
                     frac = np.where(pre + dec > 0, pre / np.maximum(pre + dec, 1e-300), 0.0)
-                    ok = np.array([[x["meets_speed"] for x in row] for row in rated_cm])
+                    ok = rated("meets_speed")
                     need_floor = np.maximum(need, 1e-300)
                     # water-filling: each round, a chip's free time goes to the models it can serve that still
                     # have load, in proportion to their token shares; a model takes at most its remaining load
@@ -460,13 +464,12 @@ def size_fleet(
                 else:
                     covered = {m: zero for m in models_in}
 
-                def add(chip_name, phase, key, value, tokens=None, flops=None):
+                def add_bought(chip_name, phase, chips_bought, tokens, flops):
                     rec = per_chip.setdefault((chip_name, phase), {"installed_used": zero, "bought": zero,
                                                                    "tokens": zero, "flops": zero})
-                    rec[key] = rec[key] + value
-                    if tokens is not None:
-                        rec["tokens"] = rec["tokens"] + tokens
-                        rec["flops"] = rec["flops"] + flops
+                    rec["bought"] = rec["bought"] + chips_bought
+                    rec["tokens"] = rec["tokens"] + tokens
+                    rec["flops"] = rec["flops"] + flops
                 # ---- the remainder: bought from the chips available that quarter
                 shortfall = zero
                 bought_now: dict[str, np.ndarray] = {}
@@ -496,7 +499,7 @@ def size_fleet(
                             per = r[phase] * factor[group_of(chips[chip_name])]
                             n = replica_chips(tps, per, r["replica"], overhead)
                             t = tps * SECONDS_PER_DAY
-                            add(chip_name, phase, "bought", n, t, t * models[m].flops_per_token(context[phase]))
+                            add_bought(chip_name, phase, n, t, t * models[m].flops_per_token(context[phase]))
                             bought_now[chip_name] = bought_now.get(chip_name, zero) + n
                 accelerators, acc_bought = zero, zero
                 for (chip_name, phase), rec in per_chip.items():

@@ -13,7 +13,6 @@ import argparse
 import shutil
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 from pipelines.settings import PROJECT_ROOT, Paths, settings_config
@@ -236,11 +235,11 @@ def unaffected_sql_tables(changed: list[str]) -> list[str]:
     return out
 
 
-def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | None = None, instance=None
+def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str], instance
                 ) -> tuple[list[str], dict[str, float]]:
     """Materialise the assets downstream of meta.assumptions, minus the forecasts (and the calibration unless
     asked) and minus the SQL models that read none of the `changed` assumptions (and what only they feed), in
-    process, against `paths` (on `instance`, else an in-memory one); returns the asset keys run and each step's
+    process, against `paths` on the Dagster `instance`; returns the asset keys run and each step's
     seconds. Raises on a failed step."""
     import dagster as dg
 
@@ -253,20 +252,18 @@ def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str] | Non
     # a serving or hardware value changed
     reused = [forecast_marts, forecast_vintage, *([] if recalibrate else [throughput_calibration])]
     root = dg.AssetSelection.assets(dg.AssetKey(["meta", "assumptions"]))
-    untouched = dg.AssetSelection.assets(*[dg.AssetKey(t.split(".")) for t in unaffected_sql_tables(changed or [])])
+    untouched = dg.AssetSelection.assets(*[dg.AssetKey(t.split(".")) for t in unaffected_sql_tables(changed)])
     # meta.assumptions (rewritten from the what-if's file), then everything downstream of the readers the
     # change reaches; a reader the change does not reach re-runs only when another input of it changed
     reused_keys = dg.AssetSelection.assets(*reused)
     selection = root | ((root.downstream(depth=1) - root - untouched - reused_keys).downstream() - reused_keys)
     resources = {"warehouse": Warehouse(database=str(paths.warehouse)),
                  "settings": ProjectSettings(**settings_config(paths, as_of.isoformat()))}
-    # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)
-    with (dg.DagsterInstance.ephemeral() if instance is None else nullcontext(instance)) as instance:
-        result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=resources,
-                                instance=instance, raise_on_error=True,
-                                run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
-        steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)
-                 if s.start_time is not None and s.end_time is not None}
+    result = dg.materialize([*all_assets, *all_checks], selection=selection, resources=resources,
+                            instance=instance, raise_on_error=True,
+                            run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}})
+    steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)
+             if s.start_time is not None and s.end_time is not None}
     return sorted({e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}), steps
 
 

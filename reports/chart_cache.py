@@ -110,10 +110,12 @@ class ChartCache:
 
     def _seconds(self) -> dict[str, float]:
         """Each chart's seconds at its last draw in this reports directory (SECONDS_FILE)."""
+        if self.directory is None:
+            return {}
         try:
             found = json.loads((self.directory / SECONDS_FILE).read_text())
             return {k: float(v) for k, v in found.items()} if isinstance(found, dict) else {}
-        except (TypeError, OSError, ValueError, AttributeError):
+        except (TypeError, OSError, ValueError):
             return {}
 
     def _keep_seconds(self, seconds: dict[str, float]) -> None:
