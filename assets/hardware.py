@@ -1,6 +1,6 @@
 """Hardware assets: the measurements -> hardware.serving calibration -> marts.throughput_calibration and
 marts.serving_efficiency; then the warehouse's demand forecasts, specs and calibrated efficiencies, with the
-run's one validated configuration (its assumption rows, as written to meta.assumptions, and its scenarios)
+run's one validated, typed configuration (the object meta.assumptions' rows are flattened from)
 -> hardware.build.build -> marts.hardware_demand, supplier_exposure, supplier_concentration,
 supply_demand_gap, sensitivity, cross_checks, interactivity_curves (written together in one transaction)."""
 
@@ -168,7 +168,8 @@ assert set(READS) == set(OUTPUTS) and {k for v in READS.values() for k in v} == 
 
 
 def _deps(name: str) -> list[dg.AssetKey]:
-    """A table's inputs, and meta.assumptions (its rows come from the configuration object the asset is handed)."""
+    """A table's inputs, and meta.assumptions (the table of the typed configuration the asset is handed: a
+    changed assumption re-runs what follows it)."""
     return [dg.AssetKey(t.split(".")) for t in [*(INPUTS[k] for k in READS[name]), "meta.assumptions"]]
 
 
@@ -180,12 +181,9 @@ def _deps(name: str) -> list[dg.AssetKey]:
 )
 def hardware_marts(context: dg.AssetExecutionContext, warehouse: DuckDBResource, settings: ProjectSettings):
     started = time.perf_counter()
-    configuration = settings.configuration()
-    config = configuration.model  # the typed configuration: what the hardware library takes
+    config = settings.configuration().model  # the typed configuration: what the hardware library takes
     with warehouse.get_connection() as con:
         inputs = {key: con.execute(f"select * from {table}").pl() for key, table in INPUTS.items()}
-    # the assumptions' rows from the run's one validated configuration, as meta.assumptions holds them
-    inputs["assumptions"] = configuration.rows()
     context.log.info(f"sizing fleets for {len(config.scenarios)} scenarios")
     memo_path = serve_memo_path(settings)
     memo = load_serve_memo(memo_path)
@@ -241,8 +239,8 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
     from hardware.specs import chip_overrides, chips_from_frame, models_from_frame
 
     started = time.perf_counter()
-    configuration = settings.configuration()
-    overrides = chip_overrides(configuration.model)
+    config = settings.configuration().model
+    overrides = chip_overrides(config)
     with warehouse.get_connection() as con:
         specs = con.execute("select * from staging.accelerator_specs").pl()
         catalog = con.execute("select * from raw.model_catalog").pl()
@@ -251,7 +249,7 @@ def throughput_calibration(context: dg.AssetExecutionContext, warehouse: DuckDBR
         bench = con.execute("select * exclude (feed) from staging.benchmark_measurements").pl()
     # the feeds' rows ride along held out (in_fit false): the same fit, their prediction out of sample
     bench = measurements_frame(bench).select(measured.columns).cast(measured.schema)
-    priors, limits = priors_and_limits(configuration.rows())
+    priors, limits = priors_and_limits(config)
     combined, fitted = calibration_table(pl.concat([measured, bench]), chips_from_frame(specs, overrides),
                                          models_from_frame(catalog), priors, limits)
     is_reference = pl.col("measurement_id").is_in(bench["measurement_id"].implode())

@@ -360,6 +360,62 @@ class Assumptions(BaseModel):
                 raise ValueError(f"report.{key} '{name}' is not a scenario (scenarios: {', '.join(self.scenarios)})")
         return self
 
+    def quantity(self, name: str) -> Quantity:
+        """The numeric entry at the dotted `name` (`fleet.utilisation`, the name meta.assumptions gives it): the
+        Monte Carlo and the sensitivity table name the entries they move, and read them typed from here."""
+        node: Any = self
+        for part in name.split("."):
+            node = _child(node, part)
+        if not isinstance(node, Quantity):
+            raise KeyError(f"assumption '{name}' is not a numeric entry of the assumptions file")
+        return node
+
+    def with_values(self, spans: dict[str, tuple[float, float, float]]) -> "Assumptions":
+        """A copy in which the named entries take the given (low, value, high); this object is left as it is."""
+        out = self.model_copy(deep=True)
+        for name, (low, value, high) in spans.items():
+            entry = out.quantity(name)
+            *sections, leaf = name.split(".")
+            parent: Any = out
+            for part in sections:
+                parent = _child(parent, part)
+            replaced = entry.model_copy(update={"low": float(low), "value": float(value), "high": float(high)})
+            if isinstance(parent, dict):
+                parent[leaf] = replaced
+            else:
+                setattr(parent, leaf, replaced)
+        return out
+
+    def with_measured(self, values: dict[str, float]) -> "Assumptions":
+        """A copy in which measurements replace the named entries' values (call-log workload shares), each
+        range widened where needed to hold its measurement."""
+        spans = {}
+        for name, value in values.items():
+            low, _, high = self.quantity(name).span()
+            spans[name] = (min(low, value), value, max(high, value))
+        return self.with_values(spans)
+
+
+def _child(node: Any, part: str) -> Any:
+    return node.get(part) if isinstance(node, dict) else getattr(node, part, None)
+
+
+def entries(model: BaseModel, prefix: str = "") -> dict[str, Quantity]:
+    """Every numeric entry of a typed section (or the whole file) by its dotted name (the names of
+    meta.assumptions), in field order; entries inside named sections (forecast.estimated_components.<name>.*)
+    included."""
+    out: dict[str, Quantity] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        named = value.items() if isinstance(value, dict) else [("", value)]
+        for key, child in named:
+            path = f"{prefix}{name}.{key}" if key else prefix + name
+            if isinstance(child, Quantity):
+                out[path] = child
+            elif isinstance(child, BaseModel):
+                out.update(entries(child, path + "."))
+    return out
+
 
 def _known_keys(model: type[BaseModel], loc: tuple) -> list[str]:
     """The keys the schema allows at `loc` (the parent of an unknown key)."""

@@ -7,11 +7,12 @@ in, mart frames out (pure library).
         fleet_stock_flow, fleet_totals, token_cost, demand_reconciliation, assumptions_used
 
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
-workload_mix, demand (model_inputs.quarterly_demand), assumptions (meta.assumptions), installed_base_projection,
-supply_capacity, forecast (marts.forecast, for revenue and packaging series), supply_metrics, api_prices,
+workload_mix, demand (model_inputs.quarterly_demand), installed_base_projection, supply_capacity, forecast (marts.forecast, for revenue and packaging series), supply_metrics, api_prices,
 provider_margins, chip_packaging (packages per CoWoS wafer per chip) and serving_efficiency
 (marts.serving_efficiency: the calibrated efficiency and error of each chip group). The supply-side frames
-come from hardware.supply.
+come from hardware.supply. Every assumption is read from the typed `config`; where call logs measured the
+workload's output and cached shares, a copy of it with those values (measured_workload) is what the fleet runs
+with and what marts.assumptions_used records.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from configuration.schema import entries
 from hardware.exposure import concentration, supplier_exposure
 import dataclasses
 
@@ -86,42 +88,38 @@ def _segment_demand(segments: dict[str, Segment], demand: pl.DataFrame) -> pl.Da
     return out.join(common.select("period_start"), on="period_start").sort("period_start", "segment")
 
 
-def measured_workload(assumptions: pl.DataFrame, workload_mix: pl.DataFrame) -> pl.DataFrame:
+def measured_workload(config: Assumptions, workload_mix: pl.DataFrame) -> Assumptions:
     """With request-level call logs loaded (origin group 'call_logs'), their output and cached shares
-    replace the configured values of workload.output_share / workload.cached_share; the configured
-    range is kept and widened if needed to include the measured value."""
+    replace the configured values of workload.output_share / workload.cached_share (a copy of the typed
+    configuration; the configured range is kept and widened if needed to include the measured value)."""
     calls = workload_mix.filter(pl.col("origin_group") == "call_logs")
     if calls.height == 0:
-        return assumptions
+        return config
     measured = {"workload.output_share": calls["output_share"][0], "workload.cached_share": calls["cached_share"][0]}
-    for name, value in measured.items():
-        if value is None:
-            continue
-        assumptions = assumptions.with_columns(
-            pl.when(pl.col("name") == name).then(pl.lit(float(value))).otherwise(pl.col("value")).alias("value"),
-            pl.when(pl.col("name") == name).then(pl.min_horizontal("low", pl.lit(float(value))))
-            .otherwise(pl.col("low")).alias("low"),
-            pl.when(pl.col("name") == name).then(pl.max_horizontal("high", pl.lit(float(value))))
-            .otherwise(pl.col("high")).alias("high"),
-        )
-    return assumptions
+    return config.with_measured({name: float(v) for name, v in measured.items() if v is not None})
 
 
 MEASURED = "measured: request-level call logs (marts.workload_mix)"
 
 
-def assumptions_used(file_rows: pl.DataFrame, used: pl.DataFrame) -> pl.DataFrame:
-    """marts.assumptions_used: every assumption's value, low and high as the model ran with them, beside the
-    file's value, and where the value came from (the assumptions file, or a measurement that replaced it)."""
-    return (used.select("name", "value", "low", "high", "unit")
-            .join(file_rows.select("name", pl.col("value").alias("file_value")), on="name", how="left")
+def assumptions_used(config: Assumptions, used: Assumptions) -> pl.DataFrame:
+    """marts.assumptions_used: every assumption's value, low and high as the model ran with them (`used`),
+    beside the file's value (`config`), and where the value came from (the assumptions file, or a measurement
+    that replaced it)."""
+    ran, filed = entries(used), entries(config)
+    frame = pl.DataFrame(
+        [{"name": n, **dict(zip(("low", "value", "high"), q.span())), "unit": q.unit,
+          "file_value": filed[n].point} for n, q in ran.items()],
+        schema={"name": pl.Utf8, "low": pl.Float64, "value": pl.Float64, "high": pl.Float64, "unit": pl.Utf8,
+                "file_value": pl.Float64})
+    return (frame.select("name", "value", "low", "high", "unit", "file_value")
             .with_columns(pl.when(pl.col("value") != pl.col("file_value")).then(pl.lit(MEASURED))
                           .otherwise(pl.lit("assumptions file")).alias("value_source"))
             .sort("name"))
 
 
 def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -> dict[str, pl.DataFrame]:
-    assumptions = measured_workload(inputs["assumptions"], inputs["workload_mix"])
+    used = measured_workload(config, inputs["workload_mix"])  # the values the fleet runs with
     overrides = chip_overrides(config)
     chips = chips_from_frame(inputs["specs"], overrides)
     designer = dict(inputs["specs"].select("chip", "designer").iter_rows())
@@ -132,10 +130,10 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
                                 segments)
     mix = model_mix(config.segments, inputs["workload_mix"], models)
     demand = _segment_demand(config.segments, inputs["demand"])
-    _, limits = priors_and_limits(assumptions)
+    _, limits = priors_and_limits(config)
     efficiency, error_sd = serving_from_table(inputs["serving_efficiency"])
     serving = FleetServing(efficiency, limits, error_sd)
-    point = dict(assumptions.select("name", "value").iter_rows())
+    point = {name: used.quantity(name).point for name in FLEET_ASSUMPTIONS}
     check_speed(scenarios, chips, models, mix, point, serving)
 
     region = {s: spec.region for s, spec in config.segments.items()}
@@ -147,7 +145,7 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
 
     draws = int(config.fleet.mc_draws.point)
     rng = np.random.default_rng(seed)
-    samples = draw_assumptions(assumptions, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
+    samples = draw_assumptions(used, FLEET_ASSUMPTIONS + ["fleet.inference_share_of_installed_base",
                                                            "installed_base.service_life_years",
                                                            "cowos.packages_per_wafer",
                                                            "fleet.electricity_usd_per_mwh"], draws, rng)
@@ -157,10 +155,10 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
     share = samples["fleet.inference_share_of_installed_base"]
     stock = Stock(_units_by_region(installed), installed, windows, region, share, life_quarters)
     # the Monte Carlo draws and the sensitivity table's cases (each assumption at its low and high end) in one pass
-    moves, cases = _sensitivity_cases(demand, assumptions, stock)
+    moves, cases = _sensitivity_cases(demand, used, stock)
     rows, stock_records, case_totals = fleet_with_cases(
         demand, scenarios, chips, models, mix, samples, demand_z, serving, error_z, stock, cases,
-        {n: point[n] for n in FLEET_ASSUMPTIONS}, config.fleet.inference_share_of_installed_base.point)
+        point, config.fleet.inference_share_of_installed_base.point)
     hardware_demand = summarise(rows, chips, samples)
     exposure = supplier_exposure(rows, inputs["supply_chain"])
 
@@ -172,14 +170,14 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
     flows = supplier_flows(rows, inputs["supply_chain"], inputs["forecast"], inputs["supply_metrics"],
                            supply.supplier_revenue,
                            samples["installed_base.service_life_years"], supply.flow_revenue_tolerance.point)
-    margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, point,
+    margin = token_margin(inputs["api_prices"], inputs["provider_margins"], chips, models, serving, used,
                           list(supply.margin_chips), supply.margin_precision,
                           supply.all_in_cost_multiplier.span())
     sensitivity = _sensitivity_frame(moves, case_totals, scenarios, demand)
     checks = _cross_checks(rows, chips, designer, inputs, samples, exposure,
                            supply.flow_revenue_tolerance.point, supply.share_tolerance.point, supply)
     curves = interactivity_curves(chips, models, _curve_pairs(config, scenarios, mix, chips, rows), serving.efficiency,
-                                  limits, point)
+                                  limits, used)
     return {
         "hardware_demand": hardware_demand,
         "supplier_exposure": exposure,
@@ -199,7 +197,7 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
             stock_records, inputs["demand"], config.segments, config.forecast.estimated_components,
             config.forecast.composites,
             config.fleet.inference_share_of_installed_base.point, supply.inference_busy_share.span()),
-        "assumptions_used": assumptions_used(inputs["assumptions"], assumptions),
+        "assumptions_used": assumptions_used(config, used),
     }
 
 
@@ -281,30 +279,31 @@ def fleet_with_cases(demand, scenarios, chips, models, mix, samples: dict[str, n
     return kept, [head(r) for r in records], totals
 
 
-def _sensitivity_cases(demand, assumptions: pl.DataFrame, stock: Stock | None = None) -> tuple[list[tuple], list[dict]]:
+def _sensitivity_cases(demand, config: Assumptions, stock: Stock | None = None) -> tuple[list[tuple], list[dict]]:
     """The moves of the sensitivity table, (name, unit, low, value, high, case at low, case at high), and the
-    cases to size: the point first, then low and high of each move."""
+    cases to size: the point first, then low and high of each move (`config`: the typed values the fleet
+    runs with)."""
     last = demand.filter(pl.col("period_start") == demand["period_start"].max())
-    rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
     spread = log_sigma(last["lo95"], last["hi95"])
-    festival = rows["fleet.festival_peak_to_average"]["value"]
+    peak, festival = config.fleet.peak_to_average, config.fleet.festival_peak_to_average.point
     moves = [("demand (forecast 80% interval)", "tokens/day", float((last["value"] * np.exp(-Z80 * spread)).sum()),
               float(last["value"].sum()), float((last["value"] * np.exp(Z80 * spread)).sum()),
               {"z": -Z80}, {"z": Z80}),
              ("calibration error (leave-one-source-out, 80% interval)",
               "z: per-chip rates x exp(z x error_log_sd of the chip group)", -Z80, 0.0, Z80,
               {"error": -Z80}, {"error": Z80}),
-             ("stress: festival peak (fleet.festival_peak_to_average)", rows["fleet.peak_to_average"]["unit"],
-              rows["fleet.peak_to_average"]["value"], rows["fleet.peak_to_average"]["value"], festival,
+             ("stress: festival peak (fleet.festival_peak_to_average)", peak.unit, peak.point, peak.point, festival,
               {}, {"fleet.peak_to_average": festival})]
-    share = rows.get("fleet.inference_share_of_installed_base")
-    if stock is not None and share is not None and share["high"] > share["low"]:
-        moves.append(("fleet.inference_share_of_installed_base", share["unit"], share["low"], share["value"],
-                      share["high"], {"share": share["low"]}, {"share": share["high"]}))
+    share = config.fleet.inference_share_of_installed_base
+    low, value, high = share.span()
+    if stock is not None and high > low:
+        moves.append(("fleet.inference_share_of_installed_base", share.unit, low, value, high,
+                      {"share": low}, {"share": high}))
     for name in FLEET_ASSUMPTIONS:
-        r = rows[name]
-        if r["high"] > r["low"]:
-            moves.append((name, r["unit"], r["low"], r["value"], r["high"], {name: r["low"]}, {name: r["high"]}))
+        entry = config.quantity(name)
+        low, value, high = entry.span()
+        if high > low:
+            moves.append((name, entry.unit, low, value, high, {name: low}, {name: high}))
     return moves, [{}] + [c for m in moves for c in m[5:]]
 
 
@@ -320,15 +319,15 @@ def _sensitivity_frame(moves: list[tuple], totals: list[dict[str, float]], scena
     return frame.sort("scenario", "swing_chips", descending=[False, True])
 
 
-def _sensitivity(demand, scenarios, chips, models, mix, assumptions: pl.DataFrame, serving: FleetServing,
+def _sensitivity(demand, scenarios, chips, models, mix, config: Assumptions, serving: FleetServing,
                  stock: Stock | None = None) -> pl.DataFrame:
     """Total chips serving demand at the horizon's last quarter (installed chips in use + bought; the stock and
     flow runs the whole horizon) when one assumption moves to its low or high end with the others at their
     values; the demand forecast and the calibration error move across their 80% intervals; the festival peak
     is a stress case (low = high = the festival peak-to-average). (build() sizes these cases in the Monte
     Carlo pass itself: fleet_with_cases.)"""
-    moves, cases = _sensitivity_cases(demand, assumptions, stock)
-    point = {r["name"]: r["value"] for r in assumptions.iter_rows(named=True) if r["name"] in FLEET_ASSUMPTIONS}
+    moves, cases = _sensitivity_cases(demand, config, stock)
+    point = {name: config.quantity(name).point for name in FLEET_ASSUMPTIONS}
     totals = _total_chips(demand, scenarios, chips, models, mix, cases, point, serving, stock)
     return _sensitivity_frame(moves, totals, scenarios, demand)
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from configuration.schema import Scenario as ScenarioSchema
+from configuration.schema import Assumptions, Scenario as ScenarioSchema
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, group_of, replica_chips, serve
 from hardware.stats import log_sigma, row_medians, row_percentiles, stack_draws
@@ -215,19 +215,14 @@ def check_windows(scenarios: dict[str, Scenario], periods: list[dt.date], region
                                     "orchestration_cpu")
 
 
-def draw_assumptions(assumptions: pl.DataFrame, names: list[str], draws: int, rng: np.random.Generator) \
+def draw_assumptions(config: Assumptions, names: list[str], draws: int, rng: np.random.Generator) \
         -> dict[str, np.ndarray]:
-    """One value per draw for each named assumption: triangular(low, value, high), or the point value."""
-    rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
+    """One value per draw for each named entry of the typed configuration (`fleet.utilisation`):
+    triangular(low, value, high), or the point value where the entry has no range."""
     out = {}
     for name in names:
-        if name not in rows:
-            raise KeyError(f"assumption '{name}' is missing from the assumptions file")
-        r = rows[name]
-        if r["high"] > r["low"]:
-            out[name] = rng.triangular(r["low"], r["value"], r["high"], size=draws)
-        else:
-            out[name] = np.full(draws, r["value"])
+        low, value, high = config.quantity(name).span()
+        out[name] = rng.triangular(low, value, high, size=draws) if high > low else np.full(draws, value)
     return out
 
 

@@ -38,11 +38,15 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from hardware.roofline import Chip, LlmSpec
+
+if TYPE_CHECKING:
+    from configuration.schema import Assumptions
 
 SRAM_GROUPS = ("lpu", "wafer_scale")
 # groups whose parameters are pulled toward another group's fitted values rather than the priors (partial
@@ -425,31 +429,23 @@ def measurements_frame(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(*(pl.col(c).cast(pl.Float64) for c in numeric), pl.col("kv_precision").cast(pl.Utf8))
 
 
-PRIOR_NAMES = {"mfu": "serving.mfu", "mbu": "serving.mbu", "layer_us": "serving.layer_latency_us",
-               "hop_us": "serving.hop_latency_us", "moe": "serving.moe_prefill_efficiency",
-               "scaleout_us": "serving.scaleout_layer_latency_us", "ep_us": "serving.ep_layer_latency_us"}
-
-
-def priors_and_limits(assumptions: pl.DataFrame) -> tuple[dict[str, Prior], Limits]:
-    """Priors of the efficiency parameters and the serving limits from meta.assumptions rows."""
-    rows = {r["name"]: r for r in assumptions.iter_rows(named=True)}
-    needed = [*PRIOR_NAMES.values(), "hardware.memory_usable_fraction", "serving.max_replica_chips",
-              "serving.max_batch_per_chip", "serving.prefill_chunk_tokens", "serving.scaleup_chips",
-              "serving.kv_cache_bytes_per_value", "serving.max_moe_tokens_per_chip", "serving.scaleup_gbps",
-              "serving.scaleout_gbps"]
-    missing = [n for n in needed if n not in rows]
-    if missing:
-        raise KeyError(f"assumption(s) {missing} missing from the assumptions file")
-    priors = {p: Prior(rows[n]["value"], rows[n]["low"], rows[n]["high"]) for p, n in PRIOR_NAMES.items()}
-    limits = Limits(memory_usable_fraction=rows["hardware.memory_usable_fraction"]["value"],
-                    max_batch_per_chip=rows["serving.max_batch_per_chip"]["value"],
-                    max_replica_chips=rows["serving.max_replica_chips"]["value"],
-                    prefill_chunk_tokens=rows["serving.prefill_chunk_tokens"]["value"],
-                    scaleup_chips=rows["serving.scaleup_chips"]["value"],
-                    kv_cache_bytes_per_value=rows["serving.kv_cache_bytes_per_value"]["value"],
-                    max_moe_tokens_per_chip=rows["serving.max_moe_tokens_per_chip"]["value"],
-                    scaleup_gbps=rows["serving.scaleup_gbps"]["value"],
-                    scaleout_gbps=rows["serving.scaleout_gbps"]["value"])
+def priors_and_limits(config: Assumptions) -> tuple[dict[str, Prior], Limits]:
+    """Priors of the efficiency parameters (value within low..high) and the serving limits (point values), from
+    the typed configuration (the measured overrides of hardware.build do not touch these)."""
+    s, h = config.serving, config.hardware
+    entries = {"mfu": s.mfu, "mbu": s.mbu, "layer_us": s.layer_latency_us, "hop_us": s.hop_latency_us,
+               "moe": s.moe_prefill_efficiency, "scaleout_us": s.scaleout_layer_latency_us,
+               "ep_us": s.ep_layer_latency_us}
+    priors = {p: Prior(q.point, q.span()[0], q.span()[2]) for p, q in entries.items()}
+    limits = Limits(memory_usable_fraction=h.memory_usable_fraction.point,
+                    max_batch_per_chip=s.max_batch_per_chip.point,
+                    max_replica_chips=s.max_replica_chips.point,
+                    prefill_chunk_tokens=s.prefill_chunk_tokens.point,
+                    scaleup_chips=s.scaleup_chips.point,
+                    kv_cache_bytes_per_value=s.kv_cache_bytes_per_value.point,
+                    max_moe_tokens_per_chip=s.max_moe_tokens_per_chip.point,
+                    scaleup_gbps=s.scaleup_gbps.point,
+                    scaleout_gbps=s.scaleout_gbps.point)
     return priors, limits
 
 
@@ -563,20 +559,22 @@ SPEED_GRID = np.geomspace(5.0, 2000.0, 25)
 
 
 def interactivity_curves(chips: dict[str, Chip], models: dict[str, LlmSpec], pairs: list[tuple[str, str, str]],
-                         effs: dict[str, Efficiency], limits: Limits, point: dict[str, float]) -> pl.DataFrame:
+                         effs: dict[str, Efficiency], limits: Limits, config: Assumptions) -> pl.DataFrame:
     """Throughput vs interactivity (as InferenceX plots it): for each (chip, model, precision), decode
     tokens/s per chip at each per-user speed target the chip can reach, with the batch and replica chosen,
     and cost per million output tokens = (unit price / service life + TDP x PUE x electricity price)
-    per second / tokens/s per chip x 1e6, at the workload's point values."""
-    prompt = point["workload.input_tokens"]
-    share = point["workload.output_share"]
+    per second / tokens/s per chip x 1e6, at the workload's point values (`config`: the typed configuration
+    the fleet ran with, measured workload shares included)."""
+    prompt = config.workload.input_tokens.point
+    share = config.workload.output_share.point
     output = prompt * share / (1.0 - share)
-    life_s = point["installed_base.service_life_years"] * 365.25 * 86_400.0
-    usd_per_joule = point["fleet.electricity_usd_per_mwh"] / 3.6e9
+    life_s = config.installed_base.service_life_years.point * 365.25 * 86_400.0
+    usd_per_joule = config.fleet.electricity_usd_per_mwh.point / 3.6e9
+    pue = config.fleet.pue.point
     out = []
     for chip_name, model_name, precision in pairs:
         chip, model = chips[chip_name], models[model_name]
-        usd_per_s = (chip.unit_price_usd or 0.0) / life_s + (chip.tdp_w or 0.0) * point["fleet.pue"] * usd_per_joule
+        usd_per_s = (chip.unit_price_usd or 0.0) / life_s + (chip.tdp_w or 0.0) * pue * usd_per_joule
         seen = set()
         for target in SPEED_GRID:
             r = serve(chip, model, precision, prompt, output, effs[group_of(chip)], limits, user_speed=float(target))

@@ -23,7 +23,7 @@ from hardware.serving import group_of, serve
 from hardware.stats import Z90, row_medians, row_percentiles, stack_draws
 
 if TYPE_CHECKING:
-    from configuration.schema import SupplierRevenue
+    from configuration.schema import Assumptions, SupplierRevenue
 
 
 
@@ -223,7 +223,7 @@ def _blend(input_share, cached_share, output_share, p_in, p_cached, p_out):
     return input_share * ((1 - cached_share) * p_in + cached_share * p_cached) + output_share * p_out
 
 
-def token_margin(prices: pl.DataFrame, disclosed: pl.DataFrame, chips, models, serving, point: dict,
+def token_margin(prices: pl.DataFrame, disclosed: pl.DataFrame, chips, models, serving, config: Assumptions,
                  chip_names: list[str], precision: str, all_in: tuple[float, float, float] = (1.0, 1.0, 1.0)) \
         -> pl.DataFrame:
     """Implied gross margin of each published API price on each chip in `chip_names`.
@@ -236,13 +236,15 @@ def token_margin(prices: pl.DataFrame, disclosed: pl.DataFrame, chips, models, s
     building and financing around the chip; margin = 1 - cost / price. Low/high: the calibration's error
     of the chip group at +/-1.645 s.d. (90%) with the all-in multiplier at its low/high. Where a provider disclosed a margin for the model and chip
     (`disclosed`), `modelled_on_disclosed_basis` recomputes it on the provider's own workload mix, chip-hour
-    cost and speed, for a like-for-like cross-check."""
-    life_s = point["installed_base.service_life_years"] * 365.25 * 86_400.0
-    usd_per_joule = point["fleet.electricity_usd_per_mwh"] / 3.6e9
-    load = point["fleet.utilisation"] / point["fleet.peak_to_average"] / (1 + point["fleet.redundancy"])
+    cost and speed, for a like-for-like cross-check. `config`: the typed configuration the fleet ran with
+    (measured workload shares included), at its point values."""
+    fleet, workload = config.fleet, config.workload
+    life_s = config.installed_base.service_life_years.point * 365.25 * 86_400.0
+    usd_per_joule = fleet.electricity_usd_per_mwh.point / 3.6e9
+    load = fleet.utilisation.point / fleet.peak_to_average.point / (1 + fleet.redundancy.point)
+    prompt = workload.input_tokens.point
 
     def cost(chip, model, out_share, cached, speed, usd_per_s, busy):
-        prompt = point["workload.input_tokens"]
         r = serve(chip, model, precision, prompt, output_tokens_per_request(prompt, out_share),
                   serving.efficiency[group_of(chip)], serving.limits, user_speed=speed)
         per_m_in = usd_per_s / (r["prefill_per_chip"] * busy) * 1e6
@@ -250,8 +252,8 @@ def token_margin(prices: pl.DataFrame, disclosed: pl.DataFrame, chips, models, s
         blended = (1 - out_share) * (1 - cached) * per_m_in + out_share * per_m_out
         return per_m_in, per_m_out, blended, r["meets_speed"]
 
-    out_share, cached = point["workload.output_share"], point["workload.cached_share"]
-    speed = point["hardware.user_speed_tokens_per_s"]
+    out_share, cached = workload.output_share.point, workload.cached_share.point
+    speed = config.hardware.user_speed_tokens_per_s.point
     out = []
     for p in prices.iter_rows(named=True):
         model = models.get(p["model"])
@@ -263,7 +265,7 @@ def token_margin(prices: pl.DataFrame, disclosed: pl.DataFrame, chips, models, s
             chip = chips.get(name)
             if chip is None or not chip.unit_price_usd:
                 continue
-            usd_per_s = chip.unit_price_usd / life_s + (chip.tdp_w or 0.0) * point["fleet.pue"] * usd_per_joule
+            usd_per_s = chip.unit_price_usd / life_s + (chip.tdp_w or 0.0) * fleet.pue.point * usd_per_joule
             try:
                 c_in, c_out, c, meets = cost(chip, model, out_share, cached, speed, usd_per_s, load)
             except ValueError:
@@ -288,7 +290,7 @@ def token_margin(prices: pl.DataFrame, disclosed: pl.DataFrame, chips, models, s
                 d_speed = d["user_tokens_per_s"] or speed
                 d_usd = d["usd_per_chip_hour"] / 3600.0 if d["usd_per_chip_hour"] else usd_per_s
                 # a provider's own cost covers the chips it ran (scaled to the load): busy at utilisation
-                busy = point["fleet.utilisation"] / (1 + point["fleet.redundancy"])
+                busy = fleet.utilisation.point / (1 + fleet.redundancy.point)
                 _, _, d_cost, _ = cost(chip, model, d_out, d_cached, d_speed, d_usd, busy)
                 d_price = _blend(1 - d_out, d_cached, d_out, p["input_usd_per_mtok"], p["cached_input_usd_per_mtok"],
                                  p["output_usd_per_mtok"])

@@ -92,7 +92,7 @@ def _published_efficiency(paths):
 
 
 def _context(args):
-    """Chips, models, slug map, calibrated efficiencies, limits and assumption values, from the data dir
+    """Chips, models, slug map, calibrated efficiencies, limits and the per-user speed target, from the data dir
     and assumptions; fitted once per content of those files and kept in var/cache (pickle) so later calls
     answer without refitting."""
     import pickle
@@ -128,7 +128,7 @@ def _build_context(paths):
 
     try:
         configuration = load_configuration(paths.assumptions)
-        config, assumptions = configuration.model, configuration.rows()
+        config = configuration.model
         specs = pl.read_csv(paths.data_dir / "accelerator_specs.csv", infer_schema_length=None)
         catalog = pl.read_csv(paths.data_dir / "model_catalog.csv", infer_schema_length=None)
         slugs = pl.read_csv(paths.data_dir / "model_slug_map.csv")
@@ -139,8 +139,9 @@ def _build_context(paths):
     effs = _published_efficiency(paths)
     published = None if effs is None else (
         effs, f"published calibration ({_published(paths)}: marts.serving_efficiency)")
-    ctx = serving_context(config, assumptions, specs, catalog, slugs, measured, published)
-    return ctx.chips, ctx.models, ctx.slug_pairs, ctx.efficiency, ctx.limits, ctx.values, ctx.efficiency_source
+    ctx = serving_context(config, specs, catalog, slugs, measured, published)
+    return (ctx.chips, ctx.models, ctx.slug_pairs, ctx.efficiency, ctx.limits, ctx.user_speed_tokens_per_s,
+            ctx.efficiency_source)
 
 
 def _resolve(args, chips, models, slugs):
@@ -172,13 +173,13 @@ def cmd_throughput(args: argparse.Namespace) -> int:
         _check("user-speed", args.user_speed, 0, low_open=True)
         _check("mfu", args.mfu, 0, 1, low_open=True)
         _check("mbu", args.mbu, 0, 1, low_open=True)
-        chips, models, slugs, effs, limits, values, source = _context(args)
+        chips, models, slugs, effs, limits, speed_target, source = _context(args)
         chip, model, resolved = _resolve(args, chips, models, slugs)
         eff = effs[group_of(chip)]
         changes = {k: v for k, v in (("mfu", args.mfu), ("mbu", args.mbu)) if v is not None}
         if changes:
             eff = dataclasses.replace(eff, **changes)
-        speed = args.user_speed if args.user_speed is not None else values["hardware.user_speed_tokens_per_s"]
+        speed = args.user_speed if args.user_speed is not None else speed_target
         r = serve(chip, model, args.precision, args.input_tokens, args.output_tokens, eff, limits,
                   user_speed=None if args.batch else speed, batch=args.batch)
     except (InputError, ValueError, KeyError) as exc:
@@ -225,7 +226,7 @@ def cmd_size(args: argparse.Namespace) -> int:
         _check("peak-to-average", args.peak_to_average, 1)
         _check("utilisation", args.utilisation, 0, 1, low_open=True)
         _check("redundancy", args.redundancy, 0)
-        chips, models, slugs, effs, limits, values, source = _context(args)
+        chips, models, slugs, effs, limits, speed_target, source = _context(args)
         chip, model, resolved = _resolve(args, chips, models, slugs)
         pchip = None
         if args.prefill_chip:
@@ -234,7 +235,7 @@ def cmd_size(args: argparse.Namespace) -> int:
             name, how = resolve_with_reason(args.prefill_chip, chips, "chip")
             pchip = chips[name]
             resolved["prefill_chip"] = {"given": args.prefill_chip, "resolved": name, "how": how}
-        speed = args.user_speed if args.user_speed is not None else values["hardware.user_speed_tokens_per_s"]
+        speed = args.user_speed if args.user_speed is not None else speed_target
         used = {"cached_share": args.cached_share, "prompt_tokens": args.prompt_tokens,
                 "output_tokens": args.output_tokens, "user_speed_tokens_per_s": speed,
                 "peak_to_average": args.peak_to_average if args.peak_to_average is not None else 1.0,

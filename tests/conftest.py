@@ -161,3 +161,12 @@ LONG_MODULES = ("test_pipeline.py", "test_scaled.py", "test_vintage_run.py")
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.path.name not in LONG_MODULES)
+
+
+def typed_assumptions(values: dict[str, float | tuple[float, float, float]]):
+    """config/assumptions.yaml's typed object (configuration.schema.Assumptions) with the entries of `values`
+    (by dotted name) set: a number fixes the entry (no spread), a (low, value, high) triple gives its range."""
+    from configuration.assumptions import load_configuration
+
+    spans = {name: v if isinstance(v, tuple) else (v, v, v) for name, v in values.items()}
+    return load_configuration(ASSUMPTIONS).model.with_values(spans)

@@ -16,7 +16,7 @@ from hardware.build import model_mix
 from hardware.supply import GAP_RESOURCES, supply_demand_gap
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, decode_curve, serve
-from tests.conftest import ASSUMPTIONS
+from tests.conftest import ASSUMPTIONS, typed_assumptions
 
 EFF = Efficiency(mfu=0.5, mbu=0.8, layer_us=10.0, hop_us=2.0, moe=0.5, scaleout_us=600.0)
 GPU = Chip("gpu", "gpu", bf16_tflops=1000.0, fp8_tflops=2000.0, mem_gb=80.0, mem_tbps=4.0, tdp_w=700,
@@ -168,12 +168,11 @@ def test_sensitivity_moves_one_assumption_at_a_time_and_demand_across_its_80pct_
     load = 86_400 * 1e6
     demand = pl.DataFrame({"period_start": [dt.date(2027, 1, 1)], "segment": ["all"], "value": [load],
                            "lo95": [load / 4], "hi95": [load * 4]})
-    rows = {n: (float(v[0]), float(v[0]), float(v[0])) for n, v in _a(**{"fleet.utilisation": 0.6}).items()}
-    rows["fleet.utilisation"] = (0.6, 0.3, 0.9)
-    rows["fleet.festival_peak_to_average"] = (3.0, 3.0, 3.0)
-    assumptions = pl.DataFrame([{"name": n, "value": v, "low": lo, "high": hi, "unit": "x"}
-                                for n, (v, lo, hi) in rows.items()])
-    out = _sensitivity(demand, scen, chips, {DENSE.name: DENSE}, {"all": {DENSE.name: 1.0}}, assumptions, SERVING)
+    values = {n: float(v[0]) for n, v in _a().items()}
+    values["fleet.utilisation"] = (0.3, 0.6, 0.9)
+    values["fleet.festival_peak_to_average"] = 3.0
+    config = typed_assumptions(values)
+    out = _sensitivity(demand, scen, chips, {DENSE.name: DENSE}, {"all": {DENSE.name: 1.0}}, config, SERVING)
     by = {r["assumption"]: r for r in out.iter_rows(named=True)}
     base = by["fleet.utilisation"]["chips_at_value"]
     # chips scale with 1 / utilisation: 0.6 -> 0.3 doubles them, 0.6 -> 0.9 takes a third off (whole replicas:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from configuration.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, parse_scenarios
 from hardware.roofline import Chip, LlmSpec, chips_per_replica, throughput
-from tests.conftest import ASSUMPTIONS
+from tests.conftest import ASSUMPTIONS, typed_assumptions
 
 CHIP = Chip("toy", "gpu", bf16_tflops=1000, mem_gb=1000, mem_tbps=1.0, tdp_w=1000, unit_price_usd=10_000, h100e=0.5)
 DENSE10 = LlmSpec("dense10", 10, 10, n_layers=40, kv_bytes_per_token_bf16=100_000, n_heads=32, head_dim=128)
@@ -194,19 +194,22 @@ def test_row_percentiles_equal_the_per_row_summary_and_leave_nan_draws_out():
 def test_the_values_the_model_ran_with_name_a_measured_override():
     """marts.assumptions_used (issue 29): call-log shares that replace the file's workload shares are recorded
     with their source, beside the file's value; untouched assumptions say they came from the file."""
+    from configuration.assumptions import load_configuration
     from hardware.build import MEASURED, assumptions_used, measured_workload
 
-    rows = pl.DataFrame({"name": ["workload.output_share", "workload.cached_share", "fleet.utilisation"],
-                         "value": [0.2, 0.3, 0.6], "low": [0.1, 0.2, 0.4], "high": [0.3, 0.4, 0.8],
-                         "unit": ["share"] * 3})
+    config = typed_assumptions({"workload.output_share": (0.1, 0.2, 0.3), "workload.cached_share": (0.2, 0.3, 0.4),
+                                "fleet.utilisation": (0.4, 0.6, 0.8)})
     mix = pl.DataFrame({"origin_group": ["call_logs"], "output_share": [0.35], "cached_share": [None]},
                        schema={"origin_group": pl.Utf8, "output_share": pl.Float64, "cached_share": pl.Float64})
-    used = assumptions_used(rows, measured_workload(rows, mix))
+    used = assumptions_used(config, measured_workload(config, mix))
     got = {r["name"]: r for r in used.iter_rows(named=True)}
     assert got["workload.output_share"]["value"] == 0.35 and got["workload.output_share"]["file_value"] == 0.2
     assert got["workload.output_share"]["value_source"] == MEASURED and got["workload.output_share"]["high"] == 0.35
     assert got["workload.cached_share"]["value_source"] == "assumptions file"
     assert got["fleet.utilisation"]["value"] == 0.6 and got["fleet.utilisation"]["value_source"] == "assumptions file"
+    # the typed configuration itself is left as the file gave it; the copy the fleet runs with holds the measurement
+    assert config.workload.output_share.value == 0.2
+    assert set(got) == set(load_configuration(ASSUMPTIONS).rows()["name"])  # every assumption, as meta.assumptions
 
 
 def test_an_optional_key_left_out_of_the_file_takes_the_schema_default(tmp_path):

@@ -64,13 +64,12 @@ def calibration():
     from configuration.assumptions import load_configuration
 
     configuration = load_configuration(ASSUMPTIONS)
-    assumptions = configuration.rows()
     overrides = chip_overrides(configuration.model)
     specs = pl.read_csv(DATA / "accelerator_specs.csv", infer_schema_length=None)
     chips = chips_from_frame(specs.with_columns(pl.lit(None, pl.Float64).alias("h100e_per_chip")), overrides)
     models = models_from_frame(pl.read_csv(DATA / "model_catalog.csv", infer_schema_length=None))
     measured = measurements_frame(pl.read_csv(DATA / "throughput_measurements.csv", infer_schema_length=None))
-    priors, limits = priors_and_limits(assumptions)
+    priors, limits = priors_and_limits(configuration.model)
     table, fitted = calibration_table(measured, chips, models, priors, limits)
     return table, fitted, chips, models, priors, limits
 

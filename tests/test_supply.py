@@ -11,7 +11,7 @@ import pytest
 
 from warehouse.io import replace_table_from_frame
 from hardware.supply import implied_utilisation, supplier_flows, token_margin
-from tests.conftest import build
+from tests.conftest import build, typed_assumptions
 from tests.test_fleet import DENSE, GPU, SERVING
 from tests.test_marts import _load, _specs_and_shipments
 
@@ -236,7 +236,8 @@ def test_margin_joins_prices_to_chip_costs_and_the_disclosed_margin():
                               "output_share": [0.5, 0.5], "cached_share": [0.0, 0.0],
                               "usd_per_chip_hour": [2.0, 2.0], "user_tokens_per_s": [20.0, 20.0],
                               "source_id": ["after", "before"]})
-    out = token_margin(prices, disclosed, {"gpu": GPU}, {"dense": DENSE}, SERVING, POINT, ["gpu", "absent"], "fp8",
+    out = token_margin(prices, disclosed, {"gpu": GPU}, {"dense": DENSE}, SERVING, typed_assumptions(POINT),
+                       ["gpu", "absent"], "fp8",
                        (1.5, 2.0, 2.5))
     assert out.height == 1  # the model outside the catalog and the unknown chip are left out
     r = out.row(0, named=True)
