@@ -126,8 +126,7 @@ def build(inputs: dict[str, pl.DataFrame], config: Assumptions, seed: int = 0) -
     models = models_from_frame(inputs["catalog"])
     segments = list(config.segments)
     # the scenarios' shares and schedules are checked against the chips and segments here (the schema cannot)
-    scenarios = parse_scenarios({name: s.model_dump(by_alias=True) for name, s in config.scenarios.items()}, chips,
-                                segments)
+    scenarios = parse_scenarios(config.scenarios, chips, segments)
     mix = model_mix(config.segments, inputs["workload_mix"], models)
     demand = _segment_demand(config.segments, inputs["demand"])
     _, limits = priors_and_limits(config)

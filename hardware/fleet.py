@@ -34,7 +34,6 @@ ScenarioError naming scenario, segment, chip and model.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import dataclasses
 from dataclasses import dataclass
@@ -146,51 +145,41 @@ def _parse_placement(raw, chips, where: str, base: dict | None = None) -> dict:
     return placement
 
 
-def parse_scenarios(raw: dict, chips: dict[str, Chip], segments: list[str], source: str = "assumptions") \
-        -> dict[str, Scenario]:
-    """Validate the `scenarios` section and return Scenario objects. Every problem is a ScenarioError.
+def parse_scenarios(scenarios: dict[str, ScenarioSchema], chips: dict[str, Chip], segments: list[str],
+                    source: str = "assumptions") -> dict[str, Scenario]:
+    """The typed `scenarios` section (configuration.schema.Scenario: its shape, defaults and dates are checked
+    there) checked against the chips and segments, which the schema cannot know, as Scenario objects. Every
+    problem is a ScenarioError naming scenario, segment, phase and chip.
 
     A segment maps phase -> {chip: share}, or is the string 'shipment_mix' (chips bought in proportion
     to the quarter's projected shipments of the segment's region). `periods` is a list of
     {from: date, segments: {...}, placement: {...}} whose entries apply from that quarter on, each
     replacing only the segments and placements it names."""
-    if not isinstance(raw, dict) or not raw:
+    if not scenarios:
         raise ScenarioError(f"{source}: 'scenarios' must map scenario names to definitions")
     out = {}
-    for name, spec in raw.items():
+    for name, spec in scenarios.items():
         where = f"{source}: scenario '{name}'"
-        if not isinstance(spec, dict) or "segments" not in spec:
-            raise ScenarioError(f"{where}: needs 'segments' (segment -> phase -> chip: share)")
-        spec = {**copy.deepcopy(SCENARIO_DEFAULTS), **spec}
-        precision = spec["precision"]
-        if precision not in PRECISIONS:
-            raise ScenarioError(f"{where}: precision {precision!r} is not one of {list(PRECISIONS)}")
-        mix = _parse_mix(spec["segments"], chips, segments, where)
-        placement = _parse_placement(spec.get("placement"), chips, where)
+        if spec.precision not in PRECISIONS:
+            raise ScenarioError(f"{where}: precision {spec.precision!r} is not one of {list(PRECISIONS)}")
+        mix = _parse_mix(spec.segments, chips, segments, where)
+        placement = _parse_placement(spec.placement, chips, where)
         schedule = []
         prev_mix, prev_placement = mix, placement
-        for i, period in enumerate(spec.get("periods") or []):
+        for i, period in enumerate(spec.periods):
             at = f"{where}, periods[{i}]"
-            start = period.get("from") if isinstance(period, dict) else None
-            if isinstance(start, str):
-                try:
-                    start = dt.date.fromisoformat(start)
-                except ValueError:
-                    start = None
-            if not isinstance(start, dt.date):
-                raise ScenarioError(f"{at}: needs 'from' as a date (YYYY-MM-DD, a quarter start)")
-            if schedule and start <= schedule[-1][0]:
-                raise ScenarioError(f"{at}: 'from' {start} must come after the previous entry's")
-            prev_mix = _parse_mix(period.get("segments") or {}, chips, segments, at, base=prev_mix)
-            prev_placement = _parse_placement(period.get("placement"), chips, at, base=prev_placement)
-            schedule.append((start, prev_mix, prev_placement))
-        cpu = spec.get("orchestration_cpu")
+            if schedule and period.from_ <= schedule[-1][0]:
+                raise ScenarioError(f"{at}: 'from' {period.from_} must come after the previous entry's")
+            prev_mix = _parse_mix(period.segments, chips, segments, at, base=prev_mix)
+            prev_placement = _parse_placement(period.placement, chips, at, base=prev_placement)
+            schedule.append((period.from_, prev_mix, prev_placement))
+        cpu = spec.orchestration_cpu
         if cpu is not None:
             if cpu not in chips:
                 raise ScenarioError(f"{where}: orchestration_cpu '{cpu}' is not in accelerator_specs.csv")
             _check_costed(chips[cpu], f"{where}, orchestration_cpu")
-        out[name] = Scenario(name, str(spec.get("description", "")), precision,
-                             bool(spec["kv_cache_on_ssd"]), mix, cpu, placement, tuple(schedule))
+        out[name] = Scenario(name, spec.description, spec.precision, spec.kv_cache_on_ssd, mix, cpu, placement,
+                             tuple(schedule))
     return out
 
 
@@ -225,10 +214,6 @@ def draw_assumptions(config: Assumptions, names: list[str], draws: int, rng: np.
         out[name] = rng.triangular(low, value, high, size=draws) if high > low else np.full(draws, value)
     return out
 
-
-# a scenario's optional keys and their defaults, from the assumptions schema (defaults live there, once)
-SCENARIO_DEFAULTS = {field.alias or name: field.default for name, field in ScenarioSchema.model_fields.items()
-                     if not field.is_required()}
 
 # workload assumptions the serving model reads (evaluated at `fleet.workload_points` points)
 WORKLOAD = ["hardware.user_speed_tokens_per_s", "workload.input_tokens", "workload.output_share"]

@@ -170,3 +170,11 @@ def typed_assumptions(values: dict[str, float | tuple[float, float, float]]):
 
     spans = {name: v if isinstance(v, tuple) else (v, v, v) for name, v in values.items()}
     return load_configuration(ASSUMPTIONS).model.with_values(spans)
+
+
+def typed_scenarios(raw: dict) -> dict:
+    """A `scenarios` mapping as the schema types it (configuration.schema.Scenario), as the hardware library
+    takes it."""
+    from configuration.schema import Scenario
+
+    return {name: Scenario.model_validate(spec) for name, spec in raw.items()}

@@ -16,7 +16,7 @@ from hardware.build import model_mix
 from hardware.supply import GAP_RESOURCES, supply_demand_gap
 from hardware.roofline import Chip, LlmSpec
 from hardware.serving import Efficiency, Limits, decode_curve, serve
-from tests.conftest import ASSUMPTIONS, typed_assumptions
+from tests.conftest import ASSUMPTIONS, typed_assumptions, typed_scenarios
 
 EFF = Efficiency(mfu=0.5, mbu=0.8, layer_us=10.0, hop_us=2.0, moe=0.5, scaleout_us=600.0)
 GPU = Chip("gpu", "gpu", bf16_tflops=1000.0, fp8_tflops=2000.0, mem_gb=80.0, mem_tbps=4.0, tdp_w=700,
@@ -45,7 +45,7 @@ def _a(**values) -> dict[str, np.ndarray]:
 def _fleet(tokens_per_day: float, a: dict, chips: dict, spec: dict, model: LlmSpec = DENSE):
     demand = pl.DataFrame({"period_start": [dt.date(2027, 1, 1)], "segment": ["all"], "value": [tokens_per_day],
                            "lo95": [tokens_per_day], "hi95": [tokens_per_day]})
-    scen = parse_scenarios({"s": {"precision": "fp8", **spec}}, chips, ["all"])
+    scen = parse_scenarios(typed_scenarios({"s": {"precision": "fp8", **spec}}), chips, ["all"])
     return size_fleet(demand, scen, chips, {model.name: model}, {"all": {model.name: 1.0}}, a,
                       {"all": np.zeros(1)}, SERVING)
 
@@ -79,8 +79,8 @@ def test_more_demand_never_needs_fewer_chips():
 
 def test_a_chip_that_cannot_reach_the_speed_target_is_an_error_naming_scenario_segment_chip_and_model():
     chips = {"gpu": GPU, "cpu": CPU}
-    scen = parse_scenarios({"cpu_decode": {"segments": {"all": {"prefill": {"gpu": 1.0},
-                                                                 "decode": {"cpu": 1.0}}}}}, chips, ["all"])
+    scen = parse_scenarios(typed_scenarios({"cpu_decode": {"segments": {"all": {"prefill": {"gpu": 1.0},
+                                                                 "decode": {"cpu": 1.0}}}}}), chips, ["all"])
     point = {n: float(v[0]) for n, v in _a().items()}
     # 400 GB of weights from 0.8 TB/s of DDR: about 2 tokens/s per user, far below 20
     with pytest.raises(ScenarioError, match=r"scenario 'cpu_decode', segment 'all': chip 'cpu' cannot decode "
@@ -163,8 +163,8 @@ def test_sensitivity_moves_one_assumption_at_a_time_and_demand_across_its_80pct_
     from hardware.stats import Z80, Z95
 
     chips = {"gpu": GPU}
-    scen = parse_scenarios({"s": {"precision": "fp8", "segments": {"all": {"prefill": {"gpu": 1.0},
-                                                                          "decode": {"gpu": 1.0}}}}}, chips, ["all"])
+    scen = parse_scenarios(typed_scenarios({"s": {"precision": "fp8", "segments": {"all": {"prefill": {"gpu": 1.0},
+                                                                          "decode": {"gpu": 1.0}}}}}), chips, ["all"])
     load = 86_400 * 1e6
     demand = pl.DataFrame({"period_start": [dt.date(2027, 1, 1)], "segment": ["all"], "value": [load],
                            "lo95": [load / 4], "hi95": [load * 4]})

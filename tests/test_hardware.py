@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from configuration.assumptions import flatten_assumptions, load_assumptions
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, parse_scenarios
 from hardware.roofline import Chip, LlmSpec, chips_per_replica, throughput
-from tests.conftest import ASSUMPTIONS, typed_assumptions
+from tests.conftest import ASSUMPTIONS, typed_assumptions, typed_scenarios
 
 CHIP = Chip("toy", "gpu", bf16_tflops=1000, mem_gb=1000, mem_tbps=1.0, tdp_w=1000, unit_price_usd=10_000, h100e=0.5)
 DENSE10 = LlmSpec("dense10", 10, 10, n_layers=40, kv_bytes_per_token_bf16=100_000, n_heads=32, head_dim=128)
@@ -96,7 +96,7 @@ def test_invalid_scenarios_give_clear_errors():
     chips = {"B200": Chip("B200", "gpu", 2500, 5000, mem_gb=186, mem_tbps=8, tdp_w=1200, unit_price_usd=1, h100e=2.5),
              "NoPrice": Chip("NoPrice", "gpu", 100, mem_gb=10, mem_tbps=1, tdp_w=100, h100e=0.1)}
     good = {"x": {"segments": {"a": {"prefill": {"B200": 1.0}, "decode": {"B200": 1.0}}}}}
-    assert set(parse_scenarios(good, chips, ["a"])) == {"x"}
+    assert set(parse_scenarios(typed_scenarios(good), chips, ["a"])) == {"x"}
     cases = [
         ({"x": {"segments": {"a": {"prefill": {"B200": 0.6}, "decode": {"B200": 1.0}}}}}, "sum to 0.6"),
         ({"x": {"segments": {"a": {"prefill": {"Z9": 1.0}, "decode": {"B200": 1.0}}}}}, "unknown chip 'Z9'"),
@@ -107,7 +107,7 @@ def test_invalid_scenarios_give_clear_errors():
     ]
     for raw, message in cases:
         with pytest.raises(ScenarioError, match=message):
-            parse_scenarios(raw, chips, ["a"])
+            parse_scenarios(typed_scenarios(raw), chips, ["a"])
     assert set(config["scenarios"]) >= {"gpu_centric", "three_layer", "china_domestic", "pd_disaggregated"}
 
 
@@ -213,24 +213,25 @@ def test_the_values_the_model_ran_with_name_a_measured_override():
 
 
 def test_an_optional_key_left_out_of_the_file_takes_the_schema_default(tmp_path):
-    """Defaults live once, in configuration/schema.py (issue 29): the validated mapping the libraries take
-    carries them for the optional keys a file leaves out, and the libraries no longer write their own."""
+    """Defaults live once, in configuration/schema.py (issue 29): the validated configuration carries them for
+    the optional keys a file leaves out, and the libraries, which take the typed object, write none of their own."""
     import yaml
 
     from configuration.assumptions import load_configuration
     from configuration.schema import Scenario, Supply
-    from hardware.fleet import SCENARIO_DEFAULTS
 
     tree = yaml.safe_load(ASSUMPTIONS.read_text())
     del tree["supply"]["spend_check_designer"], tree["supply"]["margin_precision"]
     tree["scenarios"]["gpu_centric"].pop("precision", None)
     path = tmp_path / "assumptions.yaml"
     path.write_text(yaml.safe_dump(tree, sort_keys=False))
-    data = load_configuration(path).data
+    configuration = load_configuration(path)
+    data = configuration.data
     assert data["supply"]["spend_check_designer"] == Supply.model_fields["spend_check_designer"].default == "Nvidia"
     assert data["supply"]["margin_precision"] == Supply.model_fields["margin_precision"].default
     assert data["scenarios"]["gpu_centric"]["precision"] == Scenario.model_fields["precision"].default
-    assert SCENARIO_DEFAULTS["precision"] == Scenario.model_fields["precision"].default
+    # the typed object the hardware library reads (parse_scenarios takes spec.precision as it is)
+    assert configuration.model.scenarios["gpu_centric"].precision == Scenario.model_fields["precision"].default
     # keys the file has keep the file's values
     assert data["supply"]["cowos_packager"] == tree["supply"]["cowos_packager"]
 

@@ -16,6 +16,7 @@ from hardware.serving import serve
 from hardware.stockflow import AvailabilityError, Window, _units_by_region, installed_by_chip, windows_from_frame
 from hardware.totals import fleet_totals, token_cost
 from tests.test_fleet import BIG, CPU, DENSE, EFF, GPU, SERVING, SLOW, _a
+from tests.conftest import typed_scenarios
 
 Q = [dt.date(2027, 1, 1), dt.date(2027, 4, 1), dt.date(2027, 7, 1)]
 
@@ -40,7 +41,7 @@ def _demand(values) -> pl.DataFrame:
 def _run(values, stock, spec=None, chips=None, model=DENSE, a=None, flows=None):
     chips = chips or {"gpu": GPU}
     spec = spec or {"segments": {"all": {"prefill": {"gpu": 1.0}, "decode": {"gpu": 1.0}}}}
-    scen = parse_scenarios({"s": {"precision": "fp8", **spec}}, chips, ["all"])
+    scen = parse_scenarios(typed_scenarios({"s": {"precision": "fp8", **spec}}), chips, ["all"])
     return size_fleet(_demand(values), scen, chips, {model.name: model}, {"all": {model.name: 1.0}}, a or _a(),
                       {"all": np.zeros(1)}, SERVING, None, stock, flows)
 
@@ -123,15 +124,15 @@ def test_a_scenario_outside_a_chips_window_is_an_error_naming_scenario_quarter_r
     windows = _windows({("gpu", "rest"): (dt.date(2020, 1, 1), dt.date(2027, 1, 1)),
                           ("cpu", "rest"): (dt.date(2020, 1, 1), None)})
     spec = {"segments": {"all": {"prefill": {"gpu": 1.0}, "decode": {"gpu": 1.0}}}}
-    scen = parse_scenarios({"late": {"precision": "fp8", **spec}}, chips, ["all"])
+    scen = parse_scenarios(typed_scenarios({"late": {"precision": "fp8", **spec}}), chips, ["all"])
     check_windows(scen, Q[:1], {"all": "rest"}, windows, {"all": {"dense": 1.0}})  # inside: fine
     with pytest.raises(AvailabilityError) as err:
         check_windows(scen, Q, {"all": "rest"}, windows, {"all": {"dense": 1.0}})
     text = str(err.value)
     assert "scenario 'late'" in text and "2027-04-01" in text and "region 'rest'" in text and "chip 'gpu'" in text
     # a `periods` entry that moves the share on is accepted
-    moved = parse_scenarios({"late": {"precision": "fp8", **spec, "periods": [
-        {"from": dt.date(2027, 4, 1), "segments": {"all": {"prefill": {"cpu": 1.0}, "decode": {"cpu": 1.0}}}}]}},
+    moved = parse_scenarios(typed_scenarios({"late": {"precision": "fp8", **spec, "periods": [
+        {"from": dt.date(2027, 4, 1), "segments": {"all": {"prefill": {"cpu": 1.0}, "decode": {"cpu": 1.0}}}}]}}),
         chips, ["all"])
     check_windows(moved, Q, {"all": "rest"}, windows, {"all": {"dense": 1.0}})
     assert moved["late"].shares("all", "decode", "dense", Q[2]) == {"cpu": 1.0}
@@ -304,7 +305,7 @@ def test_the_monte_carlo_pass_and_the_sensitivity_cases_in_one_pass_equal_their_
     # the stock is GPUs; what is bought is the slow part, which only the case at 5% utilisation needs in the
     # first quarter
     spec = {"segments": {"all": {"prefill": {"slow": 1.0}, "decode": {"slow": 1.0}}}}
-    scen = parse_scenarios({"s": {"precision": "fp8", **spec}}, chips, ["all"])
+    scen = parse_scenarios(typed_scenarios({"s": {"precision": "fp8", **spec}}), chips, ["all"])
     rng = np.random.default_rng(3)
     draws = 5
     samples = {k: np.full(draws, v[0]) for k, v in _a().items()}
