@@ -429,23 +429,28 @@ def measurements_frame(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(*(pl.col(c).cast(pl.Float64) for c in numeric), pl.col("kv_precision").cast(pl.Utf8))
 
 
+# the entries of the configuration the calibration reads: its priors (efficiency parameter -> entry) and the
+# serving limits (Limits field -> entry); a what-if that changes none of them reuses the published calibration
+PRIOR_ENTRIES = {"mfu": "serving.mfu", "mbu": "serving.mbu", "layer_us": "serving.layer_latency_us",
+                 "hop_us": "serving.hop_latency_us", "moe": "serving.moe_prefill_efficiency",
+                 "scaleout_us": "serving.scaleout_layer_latency_us", "ep_us": "serving.ep_layer_latency_us"}
+LIMIT_ENTRIES = {"memory_usable_fraction": "hardware.memory_usable_fraction",
+                 "max_batch_per_chip": "serving.max_batch_per_chip", "max_replica_chips": "serving.max_replica_chips",
+                 "prefill_chunk_tokens": "serving.prefill_chunk_tokens", "scaleup_chips": "serving.scaleup_chips",
+                 "kv_cache_bytes_per_value": "serving.kv_cache_bytes_per_value",
+                 "max_moe_tokens_per_chip": "serving.max_moe_tokens_per_chip", "scaleup_gbps": "serving.scaleup_gbps",
+                 "scaleout_gbps": "serving.scaleout_gbps"}
+CALIBRATION_ENTRIES = frozenset([*PRIOR_ENTRIES.values(), *LIMIT_ENTRIES.values()])
+
+
 def priors_and_limits(config: Assumptions) -> tuple[dict[str, Prior], Limits]:
     """Priors of the efficiency parameters (value within low..high) and the serving limits (point values), from
     the typed configuration (the measured overrides of hardware.build do not touch these)."""
-    s, h = config.serving, config.hardware
-    entries = {"mfu": s.mfu, "mbu": s.mbu, "layer_us": s.layer_latency_us, "hop_us": s.hop_latency_us,
-               "moe": s.moe_prefill_efficiency, "scaleout_us": s.scaleout_layer_latency_us,
-               "ep_us": s.ep_layer_latency_us}
-    priors = {p: Prior(q.point, q.span()[0], q.span()[2]) for p, q in entries.items()}
-    limits = Limits(memory_usable_fraction=h.memory_usable_fraction.point,
-                    max_batch_per_chip=s.max_batch_per_chip.point,
-                    max_replica_chips=s.max_replica_chips.point,
-                    prefill_chunk_tokens=s.prefill_chunk_tokens.point,
-                    scaleup_chips=s.scaleup_chips.point,
-                    kv_cache_bytes_per_value=s.kv_cache_bytes_per_value.point,
-                    max_moe_tokens_per_chip=s.max_moe_tokens_per_chip.point,
-                    scaleup_gbps=s.scaleup_gbps.point,
-                    scaleout_gbps=s.scaleout_gbps.point)
+    priors = {}
+    for parameter, name in PRIOR_ENTRIES.items():
+        low, value, high = config.quantity(name).span()
+        priors[parameter] = Prior(value, low, high)
+    limits = Limits(**{field: config.quantity(name).point for field, name in LIMIT_ENTRIES.items()})
     return priors, limits
 
 

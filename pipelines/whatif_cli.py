@@ -4,7 +4,7 @@ warehouse or the report of record.
 The published warehouse is copied to var/whatif/warehouse.duckdb; the assumptions file, with the values set,
 to var/whatif/assumptions.yaml (validated like any run's); then only the assets downstream of
 meta.assumptions are materialised (Dagster, in process), reusing the forecasts (and the serving calibration
-unless a serving.* or hardware.* value changed), and the report is rebuilt under var/whatif/reports/, with a
+unless an entry it reads, or a SQL table it reads, changed: needs_recalibration), and the report is rebuilt under var/whatif/reports/, with a
 banner naming the assumptions that differ from the file (meta.whatif)."""
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from pipelines.settings import PROJECT_ROOT, Paths, settings_config
 from pipelines.usage import UsageError
 
 WHATIF_DIR = PROJECT_ROOT / "var" / "whatif"
-CALIBRATION_PREFIXES = ("serving.", "hardware.")
 
 
 def parse_sets(pairs: list[str], leaves: dict[str, dict], given: str = "--set ") -> dict[str, float]:
@@ -143,7 +142,7 @@ class WhatIf:
             # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)
             self.instance = dg.DagsterInstance.ephemeral()
         keys, steps = materialise(Paths(self.paths.data_dir, warehouse, self.work / "reports", assumptions), as_of,
-                                  recalibrate=any(n.startswith(CALIBRATION_PREFIXES) for n in changes),
+                                  recalibrate=needs_recalibration(list(changes)),
                                   changed=list(changes), instance=self.instance)
         done = time.perf_counter()
         slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
@@ -216,23 +215,39 @@ def _loop(session: WhatIf) -> int:
                   file=sys.stderr, flush=True)
 
 
-def unaffected_sql_tables(changed: list[str]) -> list[str]:
-    """The SQL models that read meta.assumptions but none of the `changed` names: a model names the
-    assumptions it reads as literals ('installed_base.service_life_years') or prefixes ('report.interactivity_%');
-    one that reads meta.assumptions without naming any counts as affected."""
+def _assumption_readers() -> dict[str, list[str]]:
+    """The SQL models that read meta.assumptions, each with the assumptions it names as literals
+    ('installed_base.service_life_years') or prefixes ('report.interactivity_%'); none named: it reads them all."""
     import re
 
     from warehouse.io import read_sql, referenced_tables, sql_files
 
-    out = []
+    out = {}
     for table in sql_files():
         sql = re.sub(r"--[^\n]*", "", read_sql(table))
-        if "meta.assumptions" not in referenced_tables(sql):
-            continue
-        named = [t for t in re.findall(r"'([^']*)'", sql) if "." in t or t.endswith("%")]
-        if named and not any(c == n or (n.endswith("%") and c.startswith(n[:-1])) for n in named for c in changed):
-            out.append(table)
+        if "meta.assumptions" in referenced_tables(sql):
+            out[table] = [t for t in re.findall(r"'([^']*)'", sql) if "." in t or t.endswith("%")]
     return out
+
+
+def unaffected_sql_tables(changed: list[str]) -> list[str]:
+    """The SQL models that read meta.assumptions but none of the `changed` names (one that reads
+    meta.assumptions without naming any counts as affected)."""
+    return [table for table, named in _assumption_readers().items()
+            if named and not any(c == n or (n.endswith("%") and c.startswith(n[:-1])) for n in named for c in changed)]
+
+
+def needs_recalibration(changed: list[str]) -> bool:
+    """Whether a what-if changing `changed` must fit the serving model again: it changes an entry the fit reads
+    (hardware.serving.CALIBRATION_ENTRIES), or a SQL table the fit reads re-runs (staging.accelerator_specs,
+    for an entry its SQL names)."""
+    from assets.hardware import CALIBRATION_DEPS
+    from hardware.serving import CALIBRATION_ENTRIES
+
+    if CALIBRATION_ENTRIES.intersection(changed):
+        return True
+    readers, unaffected = _assumption_readers(), set(unaffected_sql_tables(changed))
+    return any(t in readers and t not in unaffected for t in (".".join(k.path) for k in CALIBRATION_DEPS))
 
 
 def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str], instance
@@ -249,7 +264,7 @@ def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str], inst
     from pipelines.definitions import all_assets, all_checks
 
     # the forecasts are reused (demand does not depend on a hardware assumption); the calibration too unless
-    # a serving or hardware value changed
+    # asked (needs_recalibration)
     reused = [forecast_marts, forecast_vintage, *([] if recalibrate else [throughput_calibration])]
     root = dg.AssetSelection.assets(dg.AssetKey(["meta", "assumptions"]))
     untouched = dg.AssetSelection.assets(*[dg.AssetKey(t.split(".")) for t in unaffected_sql_tables(changed)])

@@ -248,3 +248,24 @@ def test_a_whatif_reruns_only_the_sql_models_that_read_a_changed_assumption():
     assert "staging.accelerator_specs" in life
     assert "marts.cost_at_interactivity" not in set(unaffected_sql_tables(["report.interactivity_chat"]))
     assert "staging.accelerator_specs" not in set(unaffected_sql_tables(["h100e.h100_8bit_tops"]))
+
+
+def test_a_whatif_fits_the_serving_model_again_only_when_an_input_of_the_fit_changed():
+    """The calibration is re-fitted for an entry it reads (a prior, a serving limit, the usable memory share)
+    or for an entry of a SQL table it reads (the H100e reference of staging.accelerator_specs), not for the
+    per-user speed target, a `hardware.*` entry the fit never reads, nor for a fleet assumption."""
+    from configuration.assumptions import load_configuration
+    from hardware.serving import CALIBRATION_ENTRIES, priors_and_limits
+    from pipelines.whatif_cli import needs_recalibration
+    from tests.conftest import ASSUMPTIONS, typed_assumptions
+
+    assert needs_recalibration(["serving.mfu"]) and needs_recalibration(["hardware.memory_usable_fraction"])
+    assert needs_recalibration(["fleet.utilisation", "h100e.h100_8bit_tops"])
+    assert not needs_recalibration(["hardware.user_speed_tokens_per_s"])
+    assert not needs_recalibration(["fleet.utilisation", "workload.output_share"])
+    # the list is the fit's inputs: moving any other entry leaves priors and limits as they were
+    base = priors_and_limits(load_configuration(ASSUMPTIONS).model)
+    others = {"hardware.user_speed_tokens_per_s": 33.0, "fleet.utilisation": 0.5, "workload.output_share": 0.1}
+    assert not CALIBRATION_ENTRIES.intersection(others)
+    assert priors_and_limits(typed_assumptions(others)) == base
+    assert priors_and_limits(typed_assumptions({"serving.scaleup_gbps": 1.0}))[1] != base[1]
