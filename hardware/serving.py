@@ -38,6 +38,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -249,14 +250,14 @@ def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, outp
     return dict(found)
 
 
-def _serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
-           eff: Efficiency, limits: Limits, user_speed: float | None = None, batch: float | None = None,
-           max_chips: float | None = None, kv: str | None = None) -> dict:
-    """The replica a server would run and its rates.
-
-    `user_speed`: minimum decode tokens/s per user (None: no target). `batch`: a fixed decode batch
-    per replica (None: the largest allowed). `max_chips`: the most chips a replica may span. `kv`: the KV
-    cache's precision (None: kv_precision's rule)."""
+@lru_cache(maxsize=1 << 16)
+def _layouts(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
+             eff: Efficiency, limits: Limits, batch: float | None, max_chips: float | None, kv: str | None
+             ) -> tuple[int, tuple]:
+    """The replica sizes and layouts _serve weighs, each with its decode curve over the batch grid: (n_min,
+    ((n, mode, grid, tokens/s per chip, tokens/s per user, bound, batch the memory holds), ...)). None of it
+    depends on the per-user speed target, so a new target (a what-if, a Monte Carlo draw) only selects again;
+    kept per process (the arguments are frozen specs and numbers)."""
     if chip.memory_bytes <= 0 or not (chip.sram_tbps if chip.sram_only else chip.mem_tbps):
         raise ValueError(f"chip {chip.name!r} lacks memory capacity or bandwidth in the spec sheet")
     context = prompt_tokens + output_tokens / 2.0
@@ -270,7 +271,7 @@ def _serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, out
         sizes.append(float(2 * n_min))
     while sizes[-1] * 2 <= cap and group_of(chip) not in SRAM_GROUPS:
         sizes.append(sizes[-1] * 2)
-    best, best_key = None, None
+    out = []
     for n in sizes:
         free = n * chip.memory_bytes * limits.memory_usable_fraction - model.weight_bytes(precision)
         fits = np.floor(free / (model.kv_bytes_per_token(precision, kv) * max(context, 1.0)))
@@ -285,15 +286,31 @@ def _serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, out
         for mode in modes(chip, n, _scaleup(chip, limits)):
             per_chip, per_user, bound = decode_curve(chip, model, precision, n, grid, context, eff,
                                                      _scaleup(chip, limits), mode, limits, kv)
-            ok = per_user >= (user_speed or 0.0)
-            # the fastest layout at batch 1 when no batch meets the target
-            i = int(np.max(np.flatnonzero(ok))) if ok.any() else 0
-            cand = {"n": n, "batch": float(grid[i]), "decode_per_chip": float(per_chip[i]),
-                    "decode_per_user": float(per_user[i]), "decode_bound": str(bound[i]), "layout": mode,
-                    "meets_speed": bool(ok[i]), "max_batch_memory": float(fits)}
-            key = (cand["meets_speed"], cand["decode_per_chip"] if cand["meets_speed"] else cand["decode_per_user"])
-            if best is None or key > best_key:
-                best, best_key = cand, key
+            out.append((n, mode, grid, per_chip, per_user, bound, fits))
+    return n_min, tuple(out)
+
+
+def _serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
+           eff: Efficiency, limits: Limits, user_speed: float | None = None, batch: float | None = None,
+           max_chips: float | None = None, kv: str | None = None) -> dict:
+    """The replica a server would run and its rates.
+
+    `user_speed`: minimum decode tokens/s per user (None: no target). `batch`: a fixed decode batch
+    per replica (None: the largest allowed). `max_chips`: the most chips a replica may span. `kv`: the KV
+    cache's precision (None: kv_precision's rule)."""
+    n_min, layouts = _layouts(chip, model, precision, float(prompt_tokens), float(output_tokens), eff, limits,
+                              batch, max_chips, kv)
+    best, best_key = None, None
+    for n, mode, grid, per_chip, per_user, bound, fits in layouts:
+        ok = per_user >= (user_speed or 0.0)
+        # the fastest layout at batch 1 when no batch meets the target
+        i = int(np.max(np.flatnonzero(ok))) if ok.any() else 0
+        cand = {"n": n, "batch": float(grid[i]), "decode_per_chip": float(per_chip[i]),
+                "decode_per_user": float(per_user[i]), "decode_bound": str(bound[i]), "layout": mode,
+                "meets_speed": bool(ok[i]), "max_batch_memory": float(fits)}
+        key = (cand["meets_speed"], cand["decode_per_chip"] if cand["meets_speed"] else cand["decode_per_user"])
+        if best is None or key > best_key:
+            best, best_key = cand, key
     prefill, prefill_bound = prefill_rate(chip, model, precision, best["n"], prompt_tokens, eff, limits)
     best.update(prefill_per_chip=float(prefill), prefill_bound=prefill_bound, min_chips=n_min,
                 per_user_latency_ms=1000.0 / best["decode_per_user"])
