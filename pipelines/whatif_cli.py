@@ -49,6 +49,10 @@ def parse_sets(pairs: list[str], leaves: dict[str, dict], given: str = "--set ")
     return out
 
 
+def _change(name: str, was: float, value: float) -> str:
+    return f"{name} {was:g} -> {value:g}" if value != was else f"{name} {value:g} (the file's value: unchanged)"
+
+
 def _leaves(tree: dict, prefix: str = "") -> dict[str, dict]:
     """Every numeric assumption of the YAML mapping: dotted name -> its leaf mapping."""
     found = {}
@@ -147,7 +151,7 @@ class WhatIf:
         done = time.perf_counter()
         slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
         return "\n".join([
-            f"what-if: {', '.join(f'{n} {before[n]:g} -> {v:g}' for n, v in changes.items())}",
+            "what-if: " + ", ".join(_change(n, before[n], v) for n, v in changes.items()),
             f"  re-materialised {len(keys)} assets downstream of meta.assumptions (forecasts reused) in "
             f"{done - copied:.1f} s; copy and checks {copied - started:.1f} s",
             f"  slowest steps: {', '.join(f'{k} {v:.1f} s' for k, v in slowest)}; "
