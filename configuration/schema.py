@@ -25,6 +25,7 @@ class Quantity(BaseModel):
     """A numeric entry of the file: a value and/or a low/high range, its unit, rationale and source (the
     checks every kind shares: finite numbers, low <= value <= high, a rationale and a source)."""
     model_config = STRICT
+    kind: ClassVar[str] = "assumption"  # meta.assumptions' kind
     value: float | None = None
     low: float | None = None
     high: float | None = None
@@ -53,7 +54,7 @@ class Quantity(BaseModel):
 
     def span(self) -> tuple[float, float, float]:
         """(low, value, high) as meta.assumptions records them: a missing value is the midpoint of low and
-        high, a missing bound is the value (configuration.assumptions.flatten_assumptions)."""
+        high, a missing bound is the value (the rows of meta.assumptions: configuration.assumptions.flatten_assumptions)."""
         value = (self.low + self.high) / 2 if self.value is None else self.value
         return (value if self.low is None else self.low), value, (value if self.high is None else self.high)
 
@@ -88,12 +89,14 @@ class Setting(_Fixed):
     report levels): how the pipeline runs or flags, not an uncertain quantity of the model. A value and no
     range; meta.assumptions marks it kind 'setting'."""
     what: ClassVar[str] = "run setting or threshold"
+    kind: ClassVar[str] = "setting"
 
 
 class Definition(_Fixed):
     """A definition, not an estimate (the H100-equivalent's 8-bit throughput): a value and no range;
     meta.assumptions marks it kind 'definition'."""
     what: ClassVar[str] = "definition"
+    kind: ClassVar[str] = "definition"
 
 
 class H100e(BaseModel):
@@ -443,27 +446,6 @@ def _line_of(root: yaml.Node | None, loc: tuple) -> int | None:
         else:
             break
     return line
-
-
-def setting_names(model: type[BaseModel] | None = None, prefix: str = "", of: type[Quantity] | None = None
-                  ) -> set[str]:
-    """The dotted names of the file's fields typed `of` (default Setting: the run settings and thresholds)."""
-    of = of or Setting
-    out = set()
-    for name, field in (model or Assumptions).model_fields.items():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, of):
-            out.add(prefix + name)
-        elif isinstance(kind, type) and issubclass(kind, BaseModel) and not issubclass(kind, Quantity):
-            out |= setting_names(kind, f"{prefix}{name}.", of)
-    return out
-
-
-def kinds() -> dict[str, str]:
-    """meta.assumptions' kind of every numeric entry the schema types as a setting or a definition (the rest:
-    'assumption')."""
-    return {**dict.fromkeys(setting_names(of=Setting), "setting"),
-            **dict.fromkeys(setting_names(of=Definition), "definition")}
 
 
 def with_defaults(data: Any, model: Any) -> Any:

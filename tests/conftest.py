@@ -13,7 +13,7 @@ import duckdb  # noqa: E402
 import pytest  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from configuration.assumptions import flatten_assumptions, load_assumptions  # noqa: E402
+from configuration.assumptions import load_configuration  # noqa: E402
 from warehouse.io import read_sql, replace_table, replace_table_from_frame  # noqa: E402
 
 threadpool_limits(1)
@@ -39,7 +39,7 @@ def con(tmp_path: Path):
 
 
 def load_assumptions_table(con, path: Path = ASSUMPTIONS) -> None:
-    replace_table_from_frame(con, "meta.assumptions", flatten_assumptions(load_assumptions(path)))
+    replace_table_from_frame(con, "meta.assumptions", load_configuration(path).rows())
 
 
 FEED_STAGING = ("staging.epoch_chip_sales", "staging.openrouter_daily")

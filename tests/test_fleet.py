@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from configuration.assumptions import flatten_assumptions, load_assumptions
+from configuration.assumptions import load_configuration
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, FleetServing, check_speed, parse_scenarios, size_fleet
 from hardware.build import model_mix
 from hardware.supply import GAP_RESOURCES, supply_demand_gap
@@ -152,7 +152,7 @@ def test_china_model_mix_is_an_explicit_assumption_not_openrouters_origin_mix():
 
 
 def test_sizing_overheads_are_time_aligned_and_the_festival_peak_is_only_a_stress_case():
-    values = dict(flatten_assumptions(load_assumptions(ASSUMPTIONS)).select("name", "value").iter_rows())
+    values = dict(load_configuration(ASSUMPTIONS).rows().select("name", "value").iter_rows())
     total = values["fleet.peak_to_average"] / values["fleet.utilisation"] * (1 + values["fleet.redundancy"])
     assert values["fleet.peak_to_average"] < values["fleet.festival_peak_to_average"]
     assert total < 2.0  # was 1.8 / 0.6 x 1.1 = 3.3 on top of calibrated rates

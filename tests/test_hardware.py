@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from configuration.assumptions import flatten_assumptions, load_assumptions
+from configuration.assumptions import load_assumptions, load_configuration
 from hardware.fleet import FLEET_ASSUMPTIONS, ScenarioError, parse_scenarios
 from hardware.roofline import Chip, LlmSpec, chips_per_replica, throughput
 from tests.conftest import ASSUMPTIONS, typed_assumptions, typed_scenarios
@@ -82,7 +82,7 @@ def test_memory_minimum_sram_wafer_and_cpu():
 
 
 def _assumptions():
-    return flatten_assumptions(load_assumptions(ASSUMPTIONS))
+    return load_configuration(ASSUMPTIONS).rows()
 
 
 def _point(frame: pl.DataFrame, **overrides) -> dict:
