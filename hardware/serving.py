@@ -144,6 +144,9 @@ def ep_seconds(chip: Chip, model: LlmSpec, n: float, tokens_per_chip, eff: Effic
     return model.n_layers * (eff.ep_us * 1e-6 + sent / (gbps * 1e9))
 
 
+BOUNDS = np.array(["interconnect", "latency", "memory", "compute"])
+
+
 def decode_curve(chip: Chip, model: LlmSpec, precision: str, n: float, batch, context: float,
                  eff: Efficiency, scaleup: float = 8.0, mode: str = "tp", limits: Limits | None = None,
                  kv: str | None = None):
@@ -187,10 +190,10 @@ def decode_curve(chip: Chip, model: LlmSpec, precision: str, n: float, batch, co
     # "interconnect" when scale-out crossings or expert dispatch are most of the overhead, "latency" when the
     # fixed per-layer time is; else memory or compute, by which kind of bound holds most of the work
     memory = np.where(w_mem >= w_cmp, w_mem, 0.0) + np.where(a_mem >= a_cmp, a_mem, 0.0)
-    slow = np.where(((mode == "tp") and n > scaleup and latency > 2 * fixed) | (t_ep > latency), "interconnect",
-                    "latency")
-    bound = np.where(latency + t_ep >= work, slow, np.where(memory >= work / 2, "memory", "compute"))
-    return batch / (n * step), 1.0 / step, bound
+    slow = ((mode == "tp") and n > scaleup and latency > 2 * fixed) | (t_ep > latency)
+    # the bound's name by index into BOUNDS (one integer array, then one lookup: no string arrays per step)
+    code = np.where(latency + t_ep >= work, np.where(slow, 0, 1), np.where(memory >= work / 2, 2, 3))
+    return batch / (n * step), 1.0 / step, BOUNDS[code]
 
 
 def modes(chip: Chip, n: float, scaleup: float) -> tuple[str, ...]:
@@ -302,12 +305,12 @@ def _serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, out
                               batch, max_chips, kv)
     best, best_key = None, None
     for n, mode, grid, per_chip, per_user, bound, fits in layouts:
-        ok = per_user >= (user_speed or 0.0)
-        # the fastest layout at batch 1 when no batch meets the target
-        i = int(np.max(np.flatnonzero(ok))) if ok.any() else 0
+        meeting = np.nonzero(per_user >= (user_speed or 0.0))[0]
+        # the largest batch that meets the target; the fastest layout at batch 1 when none does
+        i = int(meeting[-1]) if meeting.size else 0
         cand = {"n": n, "batch": float(grid[i]), "decode_per_chip": float(per_chip[i]),
                 "decode_per_user": float(per_user[i]), "decode_bound": str(bound[i]), "layout": mode,
-                "meets_speed": bool(ok[i]), "max_batch_memory": float(fits)}
+                "meets_speed": bool(meeting.size), "max_batch_memory": float(fits)}
         key = (cand["meets_speed"], cand["decode_per_chip"] if cand["meets_speed"] else cand["decode_per_user"])
         if best is None or key > best_key:
             best, best_key = cand, key
