@@ -374,7 +374,9 @@ class Assumptions(BaseModel):
         return node
 
     def with_values(self, spans: dict[str, tuple[float, float, float]]) -> "Assumptions":
-        """A copy in which the named entries take the given (low, value, high); this object is left as it is."""
+        """A copy in which the named entries take the given (low, value, high), each checked as the file's
+        entries are (low <= value <= high; a setting or definition takes low = value = high as its one value);
+        this object is left as it is."""
         out = self.model_copy(deep=True)
         for name, (low, value, high) in spans.items():
             entry = out.quantity(name)
@@ -382,7 +384,10 @@ class Assumptions(BaseModel):
             parent: Any = out
             for part in sections:
                 parent = _child(parent, part)
-            replaced = entry.model_copy(update={"low": float(low), "value": float(value), "high": float(high)})
+            fixed = isinstance(entry, _Fixed) and low == value == high
+            fields = {"low": None, "value": float(value), "high": None} if fixed else \
+                {"low": float(low), "value": float(value), "high": float(high)}
+            replaced = type(entry).model_validate({**entry.model_dump(), **fields})
             if isinstance(parent, dict):
                 parent[leaf] = replaced
             else:

@@ -303,3 +303,11 @@ def test_the_typed_configuration_gives_every_assumption_as_meta_assumptions_reco
         assert node.span() == pytest.approx((low, value, high)), name
     ranged = Leaf(low=2.0, high=6.0, unit="x", rationale="r", source="s")
     assert ranged.point == 4.0 and ranged.span() == (2.0, 4.0, 6.0)
+    # a copy with other values is checked as the file is, and leaves the file's object alone
+    moved = configuration.model.with_values({"fleet.utilisation": (0.5, 0.6, 0.7), "fleet.mc_draws": (50, 50, 50)})
+    assert moved.quantity("fleet.utilisation").span() == (0.5, 0.6, 0.7) and moved.fleet.mc_draws.point == 50
+    assert configuration.model.quantity("fleet.mc_draws").point == rows.filter(pl.col("name") == "fleet.mc_draws")["value"][0]
+    with pytest.raises(ValueError, match="low <= value <= high"):
+        configuration.model.with_values({"fleet.utilisation": (0.9, 0.5, 0.6)})
+    with pytest.raises(KeyError, match="fleet.utilisaton"):
+        configuration.model.quantity("fleet.utilisaton")
