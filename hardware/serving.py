@@ -253,7 +253,7 @@ def serve(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, outp
     return dict(found)
 
 
-@lru_cache(maxsize=1 << 16)
+@lru_cache(maxsize=8192)  # about 10 KB an entry: a fleet build weighs about 2,500
 def _layouts(chip: Chip, model: LlmSpec, precision: str, prompt_tokens: float, output_tokens: float,
              eff: Efficiency, limits: Limits, batch: float | None, max_chips: float | None, kv: str | None
              ) -> tuple[int, tuple]:
