@@ -101,6 +101,19 @@ CHECK_NAMES = {"nvidia_spend_vs_data_center_revenue": "Nvidia inference spend vs
                "domestic_2_5d_spend_vs_packaging_revenue": "domestic 2.5D packaging vs SJ Semiconductor's revenue"}
 
 
+def coinciding_scenarios(rows: list[dict], cells: tuple[str, ...]) -> str:
+    """A sentence for the scenarios whose rows of the scenario table show the same figures in every one of
+    `cells` (a reader would take the repeat for a slip), or "" when every row differs."""
+    groups: dict[tuple, list[str]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[c] for c in cells), []).append(row["label"])
+    return " ".join(
+        f"{', '.join(labels[:-1])} and {labels[-1]} show the same figures: at the median they buy the same chips "
+        "(the chips on which they differ are not bought at the median, the installed base serving that demand); "
+        "their p5 and p95 are in marts.fleet_totals."
+        for labels in groups.values() if len(labels) > 1)
+
+
 def check_name(check: str) -> str:
     if check.startswith("hbm_share_vs_published/"):
         return f"{check.split('/', 1)[1]}'s HBM share vs published"

@@ -10,7 +10,7 @@ from reports.chart_cache import ChartCache
 from reports.labels import Labels
 from reports.format import month_label, pct, plain, power_mw, quarter_label, short, tokens_per_day, tokens_per_month, usd, words
 from reports.metrics import at_period, calibration_summary, call_log_summary, class_chart_scenario, cost_levels, headline_scenario, loso_by_source, segment_series, series_of
-from reports.prose import fmt_unit, num, pct_or_na, spend_note, summary_sentences, check_name
+from reports.prose import check_name, coinciding_scenarios, fmt_unit, num, pct_or_na, spend_note, summary_sentences
 
 
 def submit_figures(frames: dict[str, pl.DataFrame], cache: ChartCache | None = None):
@@ -129,6 +129,8 @@ def view_context(frames: dict[str, pl.DataFrame], numbers: dict, moved: list[dic
         "not_passed": [{"asset": r["asset"], "check": r["check_name"],
                         "result": "warn" if r["severity"] == "WARN" else "FAIL"} for r in not_passed.iter_rows(named=True)],
         "horizon": str(horizon), "scenario_rows": scen_rows,
+        "scenarios_alike": coinciding_scenarios(scen_rows, ("h100e_start", "h100e", "chips", "mw", "capex", "served",
+                                                            "utilisation", "bought", "bought_capex")),
         "fleet_chip_rows": _fleet_chip_rows(frames, headline, horizon),
         "reconciliation_rows": _reconciliation_rows(frames, headline, now_q, horizon),
         "top_suppliers": [{"supplier": t["supplier"], "usd": usd(t["usd_median"])} for t in numbers["top_suppliers"]],

@@ -344,6 +344,20 @@ def test_prose_on_small_frames_ties_the_three_nvidia_figures():
     assert spend_note(frames, "other", 2028) == "" and spend_note(frames, "s", None) == ""
 
 
+def test_scenarios_whose_rows_coincide_are_said_to_and_why():
+    """Two scenarios with the same figures in every column of the scenario table get one sentence naming them
+    (a reader would take the repeat for a slip); rows that differ anywhere get none."""
+    from reports.prose import coinciding_scenarios
+
+    cells = ("chips", "capex")
+    rows = [{"label": "A", "chips": "40 M", "capex": "$844 B"}, {"label": "B", "chips": "26 M", "capex": "$597 B"},
+            {"label": "C", "chips": "40 M", "capex": "$844 B"}]
+    said = coinciding_scenarios(rows, cells)
+    assert said.startswith("A and C show the same figures") and "B" not in said and "installed base" in said
+    rows[2]["capex"] = "$845 B"
+    assert coinciding_scenarios(rows, cells) == ""
+
+
 def test_the_pipeline_process_does_not_load_matplotlib_the_chart_workers_do():
     """The report's charts are named, not imported, by the process that runs the pipeline (issue 29's what-if:
     loading matplotlib there cost ~0.5 s of every what-if); the drawing workers resolve the names."""
