@@ -366,12 +366,18 @@ class Assumptions(BaseModel):
     def quantity(self, name: str) -> Quantity:
         """The numeric entry at the dotted `name` (`fleet.utilisation`, the name meta.assumptions gives it): the
         Monte Carlo and the sensitivity table name the entries they move, and read them typed from here."""
-        node: Any = self
-        for part in name.split("."):
-            node = _child(node, part)
-        if not isinstance(node, Quantity):
+        return self._locate(name)[2]
+
+    def _locate(self, name: str) -> tuple[Any, str, Quantity]:
+        """(the section holding `name`, its last part, its entry); a KeyError naming it when there is none."""
+        *sections, leaf = name.split(".")
+        parent: Any = self
+        for part in sections:
+            parent = _child(parent, part)
+        entry = _child(parent, leaf)
+        if not isinstance(entry, Quantity):
             raise KeyError(f"assumption '{name}' is not a numeric entry of the assumptions file")
-        return node
+        return parent, leaf, entry
 
     def with_values(self, spans: dict[str, tuple[float, float, float]]) -> "Assumptions":
         """A copy in which the named entries take the given (low, value, high), each checked as the file's
@@ -379,11 +385,7 @@ class Assumptions(BaseModel):
         this object is left as it is."""
         out = self.model_copy(deep=True)
         for name, (low, value, high) in spans.items():
-            entry = out.quantity(name)
-            *sections, leaf = name.split(".")
-            parent: Any = out
-            for part in sections:
-                parent = _child(parent, part)
+            parent, leaf, entry = out._locate(name)
             fixed = isinstance(entry, _Fixed) and low == value == high
             fields = {"low": None, "value": float(value), "high": None} if fixed else \
                 {"low": float(low), "value": float(value), "high": float(high)}

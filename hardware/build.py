@@ -7,8 +7,8 @@ in, mart frames out (pure library).
         fleet_stock_flow, fleet_totals, token_cost, demand_reconciliation, assumptions_used
 
 `inputs` holds polars frames: specs (staging.accelerator_specs), catalog (model catalog), supply_chain,
-workload_mix, demand (model_inputs.quarterly_demand), installed_base_projection, supply_capacity, forecast (marts.forecast, for revenue and packaging series), supply_metrics, api_prices,
-provider_margins, chip_packaging (packages per CoWoS wafer per chip) and serving_efficiency
+workload_mix, demand (model_inputs.quarterly_demand), installed_base_projection, supply_capacity, forecast
+(marts.forecast, for revenue and packaging series), supply_metrics, api_prices, provider_margins, chip_packaging (packages per CoWoS wafer per chip) and serving_efficiency
 (marts.serving_efficiency: the calibrated efficiency and error of each chip group). The supply-side frames
 come from hardware.supply. Every assumption is read from the typed `config`; where call logs measured the
 workload's output and cached shares, a copy of it with those values (measured_workload) is what the fleet runs
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from configuration.schema import entries
+from configuration.assumptions import flatten_assumptions
 from hardware.exposure import concentration, supplier_exposure
 import dataclasses
 
@@ -105,14 +105,10 @@ MEASURED = "measured: request-level call logs (marts.workload_mix)"
 def assumptions_used(config: Assumptions, used: Assumptions) -> pl.DataFrame:
     """marts.assumptions_used: every assumption's value, low and high as the model ran with them (`used`),
     beside the file's value (`config`), and where the value came from (the assumptions file, or a measurement
-    that replaced it)."""
-    ran, filed = entries(used), entries(config)
-    frame = pl.DataFrame(
-        [{"name": n, **dict(zip(("low", "value", "high"), q.span())), "unit": q.unit,
-          "file_value": filed[n].point} for n, q in ran.items()],
-        schema={"name": pl.Utf8, "low": pl.Float64, "value": pl.Float64, "high": pl.Float64, "unit": pl.Utf8,
-                "file_value": pl.Float64})
-    return (frame.select("name", "value", "low", "high", "unit", "file_value")
+    that replaced it). Both flattened as meta.assumptions is."""
+    filed = flatten_assumptions(config).select("name", pl.col("value").alias("file_value"))
+    return (flatten_assumptions(used).select("name", "value", "low", "high", "unit")
+            .join(filed, on="name", how="left")
             .with_columns(pl.when(pl.col("value") != pl.col("file_value")).then(pl.lit(MEASURED))
                           .otherwise(pl.lit("assumptions file")).alias("value_source"))
             .sort("name"))

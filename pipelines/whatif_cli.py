@@ -4,8 +4,8 @@ warehouse or the report of record.
 The published warehouse is copied to var/whatif/warehouse.duckdb; the assumptions file, with the values set,
 to var/whatif/assumptions.yaml (validated like any run's); then only the assets downstream of
 meta.assumptions are materialised (Dagster, in process), reusing the forecasts (and the serving calibration
-unless an entry it reads, or a SQL table it reads, changed: needs_recalibration), and the report is rebuilt under var/whatif/reports/, with a
-banner naming the assumptions that differ from the file (meta.whatif)."""
+unless an entry or a SQL table it reads changed: needs_recalibration), and the report is rebuilt under
+var/whatif/reports/, with a banner naming the assumptions that differ from the file (meta.whatif)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import argparse
 import shutil
 import sys
 import time
+from functools import cache
 from pathlib import Path
 
 from pipelines.settings import PROJECT_ROOT, Paths, settings_config
@@ -146,7 +147,6 @@ class WhatIf:
             # a what-if is not a run of record: an in-memory instance (no run or event storage on disk)
             self.instance = dg.DagsterInstance.ephemeral()
         keys, steps = materialise(Paths(self.paths.data_dir, warehouse, self.work / "reports", assumptions), as_of,
-                                  recalibrate=needs_recalibration(list(changes)),
                                   changed=list(changes), instance=self.instance)
         done = time.perf_counter()
         slowest = sorted(steps.items(), key=lambda kv: -kv[1])[:3]
@@ -219,9 +219,11 @@ def _loop(session: WhatIf) -> int:
                   file=sys.stderr, flush=True)
 
 
+@cache
 def _assumption_readers() -> dict[str, list[str]]:
     """The SQL models that read meta.assumptions, each with the assumptions it names as literals
-    ('installed_base.service_life_years') or prefixes ('report.interactivity_%'); none named: it reads them all."""
+    ('installed_base.service_life_years') or prefixes ('report.interactivity_%'); none named: it reads them all.
+    Read once per process (the SQL is code: a what-if loop asks for every line)."""
     import re
 
     from warehouse.io import read_sql, referenced_tables, sql_files
@@ -254,10 +256,9 @@ def needs_recalibration(changed: list[str]) -> bool:
     return any(t in readers and t not in unaffected for t in (".".join(k.path) for k in CALIBRATION_DEPS))
 
 
-def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str], instance
-                ) -> tuple[list[str], dict[str, float]]:
+def materialise(paths: Paths, as_of, changed: list[str], instance) -> tuple[list[str], dict[str, float]]:
     """Materialise the assets downstream of meta.assumptions, minus the forecasts (and the calibration unless
-    asked) and minus the SQL models that read none of the `changed` assumptions (and what only they feed), in
+    needs_recalibration) and minus the SQL models that read none of the `changed` assumptions (and what only they feed), in
     process, against `paths` on the Dagster `instance`; returns the asset keys run and each step's
     seconds. Raises on a failed step."""
     import dagster as dg
@@ -268,8 +269,8 @@ def materialise(paths: Paths, as_of, recalibrate: bool, changed: list[str], inst
     from pipelines.definitions import all_assets, all_checks
 
     # the forecasts are reused (demand does not depend on a hardware assumption); the calibration too unless
-    # asked (needs_recalibration)
-    reused = [forecast_marts, forecast_vintage, *([] if recalibrate else [throughput_calibration])]
+    # an input of its fit changed
+    reused = [forecast_marts, forecast_vintage, *([] if needs_recalibration(changed) else [throughput_calibration])]
     root = dg.AssetSelection.assets(dg.AssetKey(["meta", "assumptions"]))
     untouched = dg.AssetSelection.assets(*[dg.AssetKey(t.split(".")) for t in unaffected_sql_tables(changed)])
     # meta.assumptions (rewritten from the what-if's file), then everything downstream of the readers the
