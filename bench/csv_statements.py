@@ -4,7 +4,8 @@ CSV reader could take while keeping the row-level reasons (issue 29 asks for <= 
     python bench/csv_statements.py [--rows 10000000] [--days 30] [--repeat 7] [--workdir DIR]
 
 It reads the logs bench/ingest_bench.py generates (same generator and bad-row rate; reused from --workdir).
-Each round, in one process, on a fresh connection each:
+Each round, in one process, on a fresh connection each (with the loader's memory limit, but for bare, which
+keeps DuckDB's defaults as in the ingest bench):
   bare                 the ingest bench's bare aggregation (date, model, provider; DuckDB's defaults)
   load                 the loader itself (call_logs.loading.load_days into a fresh warehouse file), every
                        statement it runs timed through a recording connection
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import duckdb  # noqa: E402
 
-from bench.ingest_bench import _fresh, _logs  # noqa: E402
+from bench.ingest_bench import _fresh, _logs, bare_query  # noqa: E402
 from call_logs.loading import day_files, load_days  # noqa: E402
 from configuration.call_logs import load_call_log_config  # noqa: E402
 
@@ -67,9 +68,15 @@ def _timed(run) -> tuple[float, float]:
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def _load(logs: Path, warehouse: Path, cfg) -> list[tuple[str, float]]:
-    con = duckdb.connect(str(_fresh(warehouse)))
+def _connect(cfg, database: str = ":memory:") -> duckdb.DuckDBPyConnection:
+    """A connection with the loader's memory limit (config/call_logs.yaml), as the ingest bench's full load."""
+    con = duckdb.connect(database)
     con.execute(f"set memory_limit = '{cfg.memory_limit}'")
+    return con
+
+
+def _load(logs: Path, warehouse: Path, cfg) -> list[tuple[str, float]]:
+    con = _connect(cfg, str(_fresh(warehouse)))
     recording = Recording(con)
     load_days(recording, day_files(logs, cfg, con), cfg)
     con.close()
@@ -110,30 +117,31 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     logs, _ = _logs(work, "csv", args.rows, args.days, dt.date(2026, 1, 5))
     cfg = load_call_log_config(ROOT / "config" / "call_logs.yaml")
-    bare = (f"select date_trunc('day', timestamp) as day, model, provider, count(*) as n, sum(prompt_tokens), "
-            f"sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens) "
-            f"from read_csv('{logs / '**' / '*.csv'}', ignore_errors = true) group by all")
+    bare = bare_query(logs, "csv")
     warehouse = work / "warehouse_csv_statements.duckdb"
     without_test, reread = _variants(_load(logs, warehouse, cfg))  # a first load: the statements to vary
     times: dict[str, list[tuple[float, float]]] = {"bare": [], "load": [], "pass 1 without test": [],
                                                     "re-read, scan only": []}
-    per_statement: dict[str, list[float]] = {}
+    per_statement: dict[str, list[float]] = {}  # label -> its seconds in each load (summed within the load)
     for round_ in range(args.repeat):
         times["bare"].append(_timed(lambda: duckdb.connect().execute(bare).fetchall()))
         statements = []
         times["load"].append(_timed(lambda: statements.extend(_load(logs, warehouse, cfg))))
+        this_load: dict[str, float] = {}
         for sql, seconds in statements:
-            per_statement.setdefault(_label(sql), []).append(seconds)
-        times["pass 1 without test"].append(_timed(lambda: duckdb.connect().execute(without_test)))
+            this_load[_label(sql)] = this_load.get(_label(sql), 0.0) + seconds
+        for label, seconds in this_load.items():
+            per_statement.setdefault(label, []).append(seconds)
+        times["pass 1 without test"].append(_timed(lambda: _connect(cfg).execute(without_test)))
         if reread:
-            times["re-read, scan only"].append(_timed(lambda: duckdb.connect().execute(reread).fetchall()))
+            times["re-read, scan only"].append(_timed(lambda: _connect(cfg).execute(reread).fetchall()))
         print(f"round {round_ + 1}/{args.repeat}: bare {times['bare'][-1][0]:.2f} s, load {times['load'][-1][0]:.2f} s",
               flush=True)
     med = {name: (statistics.median(w for w, _ in ts), statistics.median(c for _, c in ts))
            for name, ts in times.items() if ts}
     for name, (wall, cpu) in med.items():
         print(f"{name:<22} wall {wall:6.3f} s  cpu {cpu:6.3f} s  ({wall / med['bare'][0]:.2f}x bare)")
-    statement_medians = {label: statistics.median(s) * len(s) / args.repeat for label, s in per_statement.items()}
+    statement_medians = {label: statistics.median(s) for label, s in per_statement.items()}
     print("the loader's statements (median seconds per load, those above 1% of the load):")
     for label, seconds in sorted(statement_medians.items(), key=lambda kv: -kv[1]):
         if seconds > 0.01 * med["load"][0]:

@@ -64,14 +64,7 @@ if kind == "floor":
     con.execute("commit")
     con.close()
 elif kind == "bare":
-    pattern = str(logs / "**" / ("*.parquet" if {fmt!r} == "parquet" else "*.csv"))
-    reader = f"read_parquet('{{pattern}}')" if {fmt!r} == "parquet" else f"read_csv('{{pattern}}', ignore_errors = true)"
-    # the aggregated rows are fetched (not wrapped in an outer sum(n), which would let DuckDB drop the
-    # token sums and skip reading the token columns altogether)
-    groups = duckdb.connect().execute(f'''
-        select date_trunc('day', timestamp) as day, model, provider, count(*) as n, sum(prompt_tokens),
-               sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens)
-        from {{reader}} group by all''').fetchall()
+    groups = duckdb.connect().execute({bare!r}).fetchall()
     rows = sum(g[3] for g in groups)
 else:
     cfg = load_call_log_config({cfg!r})
@@ -88,9 +81,19 @@ print(json.dumps({{"rows": int(rows or 0), "seconds": time.perf_counter() - t0}}
 """
 
 
+def bare_query(logs: Path, fmt: str) -> str:
+    """The bare aggregation over every file of `logs`, with DuckDB's defaults (CSV: malformed rows skipped).
+    Its rows are fetched by the caller (an outer sum(n) would let DuckDB drop the token sums and skip reading
+    the token columns altogether)."""
+    pattern = logs / "**" / f"*.{fmt}"
+    reader = f"read_parquet('{pattern}')" if fmt == "parquet" else f"read_csv('{pattern}', ignore_errors = true)"
+    return (f"select date_trunc('day', timestamp) as day, model, provider, count(*) as n, sum(prompt_tokens), "
+            f"sum(completion_tokens), sum(cached_tokens), sum(reasoning_tokens) from {reader} group by all")
+
+
 def step(kind: str, fmt: str, logs: Path, warehouse: Path) -> dict:
     code = STEP.format(root=str(ROOT), kind=kind, logs=str(logs), warehouse=str(warehouse), fmt=fmt,
-                       cfg=str(ROOT / "config" / "call_logs.yaml"))
+                       cfg=str(ROOT / "config" / "call_logs.yaml"), bare=bare_query(logs, fmt))
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd=str(warehouse.parent))
     _, status, usage = os.wait4(proc.pid, 0)
